@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Each bootstraps .venv from requirements.lock when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV := $(PYTHON) -m uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
+
+.PHONY: venv demo test lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@test -x $(PY) || $(UV) venv --python $(PYTHON) $(VENV)
+	$(UV) pip install --python $(PY) --no-deps -r requirements.lock
+	$(UV) pip install --python $(PY) --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ctdenoise demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+# Re-resolve the lock (SPEC §4): resolve as for Python 3.10, install with --no-deps on 3.11.
+lock:
+	$(UV) pip compile requirements.in --python-version 3.10 \
+		--python-platform x86_64-manylinux_2_36 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info

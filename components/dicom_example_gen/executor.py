@@ -1,0 +1,174 @@
+"""DicomExampleGen executor: DICOM folders → by-patient `train`/`eval` TFRecords of tf.Examples.
+
+The work is an Apache Beam pipeline (read + decode in parallel, group by patient, pair,
+write), so the DirectRunner runs it here and Dataflow/Flink/Spark can run it at scale.
+Every file under the data root ends up either accepted or in `ingest_report.json`'s
+rejected list with a reason.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import apache_beam as beam
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from components.dicom_example_gen.layout import FoundFile, Layout, assign_splits, scan
+from components.dicom_example_gen.pairing import pair_patient
+from components.dicom_hu import DicomRejected, read_ct_slices
+from components.features import SPLITS, build_example
+
+REPORT_FILE = "ingest_report.json"
+"""Written at the root of the Examples artifact: counts and every rejected file."""
+
+PROGRESS_EVERY = 200
+
+
+def split_dir(uri: str, split: str) -> str:
+    """The standard TFX split folder inside an Examples artifact."""
+    return os.path.join(uri, f"Split-{split}")
+
+
+class ReadSlices(beam.DoFn):
+    """Decode one file into HU slices keyed by patient, or emit its rejection."""
+
+    def __init__(self, root: str):
+        self._root = root
+        self._done = 0
+
+    def process(self, found: FoundFile) -> Iterable[Any]:
+        self._done += 1
+        if self._done % PROGRESS_EVERY == 0:
+            logging.info("ingest: decoded %d files in this worker", self._done)
+        try:
+            records = read_ct_slices(Path(self._root, found.rel_path), found.rel_path)
+        except DicomRejected as exc:
+            yield beam.pvalue.TaggedOutput("events", ("rejected", {"path": found.rel_path, "reason": exc.reason}))
+            return
+        for rec in records:
+            yield found.patient_id, (found.dose, rec)
+
+
+def pair_and_encode(item: tuple[str, Iterable[tuple[str, Any]]], splits: dict[str, str]) -> Iterable[Any]:
+    """One patient's slices → serialized examples of its split, plus report events."""
+    patient_id, slices = item
+    outcome = pair_patient(patient_id, list(slices))
+    split = splits[patient_id]
+    for key, images in outcome.examples:
+        yield split, build_example(patient_id, key, images).SerializeToString()
+    for path in sorted(outcome.accepted):
+        yield beam.pvalue.TaggedOutput("events", ("accepted", path))
+    for rejection in outcome.rejected:
+        yield beam.pvalue.TaggedOutput("events", ("rejected", rejection))
+    yield beam.pvalue.TaggedOutput("events", ("examples", (split, len(outcome.examples), outcome.pairs)))
+
+
+class ReportFn(beam.CombineFn):
+    """Fold report events into the ingest report (counts and the rejected list)."""
+
+    def create_accumulator(self) -> dict[str, Any]:
+        return {"accepted": 0, "rejected": [], "examples": {s: 0 for s in SPLITS}, "pairs": 0}
+
+    def add_input(self, acc: dict[str, Any], event: tuple[str, Any]) -> dict[str, Any]:
+        kind, payload = event
+        if kind == "accepted":
+            acc["accepted"] += 1
+        elif kind == "rejected":
+            acc["rejected"].append(payload)
+        else:
+            split, n_examples, n_pairs = payload
+            acc["examples"][split] += n_examples
+            acc["pairs"] += n_pairs
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged["accepted"] += acc["accepted"]
+            merged["rejected"].extend(acc["rejected"])
+            merged["pairs"] += acc["pairs"]
+            for split, n in acc["examples"].items():
+                merged["examples"][split] += n
+        return merged
+
+    def extract_output(self, acc: dict[str, Any]) -> dict[str, Any]:
+        acc["rejected"].sort(key=lambda r: r["path"])
+        return acc
+
+
+def _write_report(report: dict[str, Any], uri: str) -> None:
+    with open(os.path.join(uri, REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def build_ingest_pipeline(
+    p: beam.Pipeline, root: str, layout: Layout, splits_by_patient: dict[str, str], found: list[FoundFile],
+    pre_rejected: list[dict[str, str]], out_uri: str,
+) -> None:
+    """The Beam graph: read → group by patient → pair → write splits and the report."""
+    read = (
+        p
+        | "ListFiles" >> beam.Create(found)
+        | "Spread" >> beam.Reshuffle()
+        | "Decode" >> beam.ParDo(ReadSlices(root)).with_outputs("events", main="slices")
+    )
+    paired = (
+        read.slices
+        | "ByPatient" >> beam.GroupByKey()
+        | "Pair" >> beam.FlatMap(pair_and_encode, splits_by_patient).with_outputs("events", main="examples")
+    )
+    for split in SPLITS:
+        (
+            paired.examples
+            | f"Select-{split}" >> beam.Filter(lambda e, s=split: e[0] == s)
+            | f"Payload-{split}" >> beam.Map(lambda e: e[1])
+            | f"Write-{split}" >> beam.io.WriteToTFRecord(
+                os.path.join(split_dir(out_uri, split), "data_tfrecord"), file_name_suffix=".gz"
+            )
+        )
+    layout_rejects = p | "LayoutRejects" >> beam.Create([("rejected", r) for r in pre_rejected])
+    (
+        (read.events, paired.events, layout_rejects)
+        | "AllEvents" >> beam.Flatten()
+        | "Report" >> beam.CombineGlobally(ReportFn())
+        | "WriteReport" >> beam.Map(_write_report, out_uri)
+    )
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Runs the ingestion Beam pipeline and records its counts on the Examples artifact."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(output_dict["examples"])
+        root = exec_properties["data_root"]
+        layout = Layout.from_json(exec_properties["layout"])
+        found = scan(Path(root), layout)
+        if not found.found:
+            raise ValueError(f"no DICOM files under {root} in the layout <patient>/<{'|'.join(layout.ldct_dirs + layout.ndct_dirs)}>/")
+        splits = assign_splits(found.patients, float(exec_properties["eval_fraction"]))
+        logging.info("ingest: %d candidate files, %d patients", len(found.found), len(found.patients))
+        with self._make_beam_pipeline() as p:
+            build_ingest_pipeline(p, root, layout, splits, found.found, found.rejected, examples.uri)
+        _record_on_artifact(examples, read_report(examples.uri), root)
+
+
+def read_report(uri: str) -> dict[str, Any]:
+    """The ingest report stored with an Examples artifact written by this component."""
+    with open(os.path.join(uri, REPORT_FILE)) as f:
+        return json.load(f)
+
+
+def _record_on_artifact(examples, report: dict[str, Any], root: str) -> None:
+    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+    examples.set_string_custom_property("file_format", "tfrecords_gzip")
+    examples.set_string_custom_property("data_root", root)
+    examples.set_int_custom_property("accepted_files", report["accepted"])
+    examples.set_int_custom_property("rejected_files", len(report["rejected"]))
+    examples.set_int_custom_property("pairs", report["pairs"])
+    for split, n in report["examples"].items():
+        examples.set_int_custom_property(f"{split}_examples", n)

@@ -1,0 +1,122 @@
+"""The Examples feature contract (SPEC §2): one source of truth for every component and test.
+
+One tf.train.Example per (patient, slice position). HU images are int16 little-endian,
+row-major; a dose without an image at a position simply lacks its image features.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+DOSES = ("ldct", "ndct")
+"""Dose domains: A = low dose (LDCT), B = normal dose (NDCT)."""
+
+PATIENT_ID = "patient_id"
+SLICE_KEY = "slice_key"
+HEIGHT = "height"
+WIDTH = "width"
+METADATA_FLOATS = ("pixel_spacing_mm", "slice_thickness_mm", "kvp")
+HU_STATS = ("mean", "std", "min", "max", "p01", "p50", "p99")
+
+HU_DTYPE = np.dtype("<i2")
+"""On-disk HU dtype: int16 little-endian."""
+
+SPLITS = ("train", "eval")
+
+Z_TOLERANCE_MM = 0.01
+"""LDCT and NDCT slices of one patient pair when their z positions differ by at most this."""
+
+
+def image_key(dose: str) -> str:
+    """Feature holding the HU image of `dose` as int16 bytes."""
+    return dose
+
+
+def path_key(dose: str) -> str:
+    """Feature holding the source file of `dose`, relative to the data root."""
+    return f"{dose}_path"
+
+
+def stat_key(dose: str, stat: str) -> str:
+    """Feature holding one HU summary statistic of `dose`'s slice, e.g. ``ldct_hu_p01``."""
+    return f"{dose}_hu_{stat}"
+
+
+def scalar_feature_names() -> list[str]:
+    """Every float feature: the ones TFDV validates against the curated schema."""
+    stats = [stat_key(d, s) for d in DOSES for s in HU_STATS]
+    return stats + list(METADATA_FLOATS)
+
+
+def hu_summary(hu: np.ndarray) -> dict[str, float]:
+    """The HU summary statistics of one slice, keyed by `HU_STATS` names."""
+    values = hu.astype(np.float32, copy=False).ravel()
+    p01, p50, p99 = np.percentile(values, [1, 50, 99])
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "p01": float(p01),
+        "p50": float(p50),
+        "p99": float(p99),
+    }
+
+
+def encode_hu(hu: np.ndarray) -> bytes:
+    """HU image → the int16 little-endian bytes stored in the example."""
+    return np.ascontiguousarray(hu, dtype=HU_DTYPE).tobytes()
+
+
+def decode_hu(data: bytes, height: int, width: int) -> np.ndarray:
+    """The inverse of `encode_hu` (NumPy side; the trainer decodes in the TF graph)."""
+    return np.frombuffer(data, dtype=HU_DTYPE).reshape(height, width)
+
+
+def build_example(
+    patient_id: str,
+    slice_key: str,
+    images: dict[str, "SliceRecord"],
+) -> "tf.train.Example":
+    """One tf.train.Example from the slices of each dose found at one position."""
+    import tensorflow as tf
+
+    def _bytes(v: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    def _int(v: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+
+    def _float(v: float) -> tf.train.Feature:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+
+    first = next(iter(images.values()))
+    feats = {
+        PATIENT_ID: _bytes(patient_id.encode()),
+        SLICE_KEY: _bytes(slice_key.encode()),
+        HEIGHT: _int(first.hu.shape[0]),
+        WIDTH: _int(first.hu.shape[1]),
+    }
+    for name in METADATA_FLOATS:
+        value = next((getattr(r, name) for r in images.values() if getattr(r, name) is not None), None)
+        if value is not None:
+            feats[name] = _float(value)
+    for dose, rec in images.items():
+        feats[image_key(dose)] = _bytes(encode_hu(rec.hu))
+        feats[path_key(dose)] = _bytes(rec.rel_path.encode())
+        for stat, value in hu_summary(rec.hu).items():
+            feats[stat_key(dose, stat)] = _float(value)
+    return tf.train.Example(features=tf.train.Features(feature=feats))
+
+
+def example_doses(example: "tf.train.Example") -> Iterable[str]:
+    """The doses that have an image in `example`."""
+    return [d for d in DOSES if image_key(d) in example.features.feature]
+
+
+def validated_feature_names() -> list[str]:
+    """The features TFDV computes statistics for and the curated schema lists: ids, grid
+    and scalars. The HU image bytes are left out: statistics over 512 KB blobs cost time
+    and say nothing the HU summaries do not."""
+    return [PATIENT_ID, SLICE_KEY, HEIGHT, WIDTH] + scalar_feature_names()

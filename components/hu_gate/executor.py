@@ -1,0 +1,39 @@
+"""HUGate executor: stop the pipeline before training when the data is wrong."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.hu_gate.checks import GateThresholds, gate_problems
+
+REPORT_FILE = "hu_gate.json"
+
+
+class HUGateError(RuntimeError):
+    """The data failed the gate; the message is the one-line reason."""
+
+
+class Executor(base_executor.BaseExecutor):
+    """Checks every split; passes the schema on (the Trainer's input) only when all pass."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        statistics = artifact_utils.get_single_instance(input_dict["statistics"])
+        anomalies = artifact_utils.get_single_instance(input_dict["anomalies"])
+        schema_in = artifact_utils.get_single_instance(input_dict["schema"])
+        schema_out = artifact_utils.get_single_instance(output_dict["validated_schema"])
+        thresholds = GateThresholds.from_json(exec_properties.get("thresholds", ""))
+        splits = {
+            split: (artifact_utils.get_split_uri([statistics], split), artifact_utils.get_split_uri([anomalies], split))
+            for split in artifact_utils.decode_split_names(statistics.split_names)
+        }
+        problems = gate_problems(splits, thresholds)
+        if problems:
+            raise HUGateError("HU gate failed: " + "; ".join(problems))
+        shutil.copytree(schema_in.uri, schema_out.uri, dirs_exist_ok=True)
+        schema_out.set_string_custom_property("hu_gate", "passed")
+        with open(os.path.join(schema_out.uri, REPORT_FILE), "w") as f:
+            json.dump({"passed": True, "thresholds": json.loads(thresholds.to_json())}, f)

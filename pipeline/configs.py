@@ -1,0 +1,30 @@
+"""Pipeline constants: names, locations and defaults shared by every runner and the CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PIPELINE_NAME = "ctdenoise"
+
+STAGES = ("ingest", "validate", "train", "evaluate", "push")
+"""`ctdenoise run --until STAGE` runs every stage up to and including STAGE."""
+
+DEFAULT_RUN_ROOT = Path("runs")
+"""Run root (relative to the working directory): pipeline outputs, ML Metadata, pushed models."""
+
+EVAL_FRACTION = 0.25
+"""Share of patients held out for the `eval` split (by patient, see layout.assign_splits)."""
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "components" / "schema" / "schema.pbtxt"
+"""The curated schema TFDV validates the scalar features against."""
+
+BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+"""Beam DirectRunner in-process: no worker start-up cost on small local runs. Pass
+`--beam-arg --direct_running_mode=multi_processing --beam-arg --direct_num_workers=2` for more cores."""
+
+
+def pipeline_root(run_root: Path) -> Path:
+    return run_root / "pipeline"
+
+
+def metadata_path(run_root: Path) -> Path:
+    return run_root / "metadata.sqlite"

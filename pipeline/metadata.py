@@ -1,0 +1,64 @@
+"""Small ML Metadata queries shared by the run summary and lineage."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import configs
+
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+def open_store(run_root: Path) -> metadata_store.MetadataStore:
+    """The SQLite store of a local run root (read-only use; it must exist)."""
+    path = configs.metadata_path(run_root)
+    if not path.exists():
+        raise FileNotFoundError(f"no ML Metadata store at {path}: run `ctdenoise run` first")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+    """Node id → its execution in the newest pipeline run (cached ones included)."""
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
+    prefix = f"{pipeline_name}."
+    found = {}
+    for node in store.get_contexts_by_type("node"):
+        if node.name.startswith(prefix):
+            for execution in store.get_executions_by_context(node.id):
+                if execution.id in in_run:
+                    found[node.name[len(prefix):]] = execution
+    return found
+
+
+def succeeded(execution: metadata_store_pb2.Execution | None) -> bool:
+    return execution is not None and execution.last_known_state in (
+        metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+    )
+
+
+def output_artifacts(store, execution: metadata_store_pb2.Execution) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Output key → artifacts an execution produced (or reused, when cached)."""
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in OUTPUT_EVENTS]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    outputs: dict[str, list] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def split_uris(artifact: metadata_store_pb2.Artifact) -> dict[str, str]:
+    """Split name → folder of a split artifact (Examples, ExampleStatistics, ExampleAnomalies)."""
+    names = json.loads(artifact.properties["split_names"].string_value or "[]")
+    return {name: os.path.join(artifact.uri, f"Split-{name}") for name in names}

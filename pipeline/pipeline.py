@@ -1,0 +1,66 @@
+"""`create_pipeline()`: the one pipeline factory every orchestrator runner builds from."""
+from __future__ import annotations
+
+from typing import Any
+
+from tfx import v1 as tfx
+import tensorflow_data_validation as tfdv
+
+from components.dicom_example_gen.component import DicomExampleGen
+from components.dicom_example_gen.layout import Layout
+from components.features import validated_feature_names
+from components.hu_gate.checks import GateThresholds
+from components.hu_gate.component import HUGate
+from pipeline import configs
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    until: str = "validate",
+    layout: Layout = Layout(),
+    eval_fraction: float = configs.EVAL_FRACTION,
+    gate_thresholds: GateThresholds = GateThresholds(),
+    input_fingerprint: str = "",
+    metadata_connection_config: Any = None,
+    beam_pipeline_args: list[str] | None = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    """The ctdenoise pipeline up to stage `until` (one of configs.STAGES)."""
+    if until not in configs.STAGES:
+        raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(configs.STAGES)}")
+    stage = configs.STAGES.index(until)
+    ingest = DicomExampleGen(data_root=data_root, layout=layout, eval_fraction=eval_fraction,
+                             input_fingerprint=input_fingerprint).with_id("DicomExampleGen")
+    components = [ingest]
+    if stage >= configs.STAGES.index("validate"):
+        components += _validation(ingest.outputs["examples"], gate_thresholds)
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or configs.BEAM_PIPELINE_ARGS,
+    )
+
+
+def _validation(examples, thresholds: GateThresholds) -> list:
+    """TFDV statistics of the scalar features, the curated schema, anomalies, the HU gate."""
+    statistics = tfx.components.StatisticsGen(
+        examples=examples,
+        stats_options=tfdv.StatsOptions(feature_allowlist=validated_feature_names()),
+    )
+    schema = tfx.components.ImportSchemaGen(schema_file=str(configs.SCHEMA_FILE))
+    validator = tfx.components.ExampleValidator(
+        statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
+    )
+    gate = HUGate(
+        statistics=statistics.outputs["statistics"],
+        anomalies=validator.outputs["anomalies"],
+        schema=schema.outputs["schema"],
+        thresholds=thresholds,
+    )
+    return [statistics, schema, validator, gate]

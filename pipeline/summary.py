@@ -1,0 +1,39 @@
+"""The `--summary` JSON of `ctdenoise run` (SPEC §3), read back from ML Metadata and artifacts."""
+from __future__ import annotations
+
+from typing import Any
+
+from components.dicom_example_gen.executor import read_report
+from components.hu_gate.checks import GateThresholds, gate_problems
+from pipeline.metadata import latest_run_executions, output_artifacts, split_uris, succeeded
+
+
+def build_summary(store, thresholds: GateThresholds = GateThresholds()) -> dict[str, Any]:
+    """One object per stage that produced results in the newest run."""
+    executions = latest_run_executions(store)
+    outputs = {node: output_artifacts(store, e) for node, e in executions.items() if succeeded(e)}
+    summary: dict[str, Any] = {}
+    if "DicomExampleGen" in outputs:
+        summary["ingest"] = _ingest(outputs["DicomExampleGen"]["examples"][0])
+    if "ExampleValidator" in outputs:
+        summary["validation"] = _validation(outputs, succeeded(executions.get("HUGate")), thresholds)
+    return summary
+
+
+def _ingest(examples) -> dict[str, Any]:
+    report = read_report(examples.uri)
+    return {
+        "accepted": report["accepted"],
+        "rejected": report["rejected"],
+        "examples": report["examples"],
+        "pairs": report["pairs"],
+        "artifact_uri": examples.uri,
+    }
+
+
+def _validation(outputs, passed: bool, thresholds: GateThresholds) -> dict[str, Any]:
+    """Gate verdict plus every reason found: TFDV anomalies and the HU checks, per split."""
+    statistics = split_uris(outputs["StatisticsGen"]["statistics"][0])
+    anomalies = split_uris(outputs["ExampleValidator"]["anomalies"][0])
+    problems = gate_problems({s: (statistics[s], anomalies[s]) for s in statistics}, thresholds)
+    return {"passed": passed, "anomalies": problems}
