@@ -51,23 +51,22 @@ def _watch_components() -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline.simulate import simulate_dataset
 
-    report = simulate_dataset(
+    simulate_dataset(  # prints its own progress and closing line
         Path(args.out), patients=args.patients, slices=args.slices, size=args.size,
         dose=args.dose, seed=args.seed, from_dir=Path(args.from_dir) if args.from_dir else None,
     )
-    print(f"simulate: wrote {report.files_written} files for {len(report.patients)} patients to {report.out_dir}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    data, root = Path(args.data), Path(args.root)
+    if not data.is_dir():
+        raise UserError(f"data folder not found: {data}")
     from components.dicom_example_gen.layout import Layout
     from pipeline.local_runner import run_local
     from pipeline.metadata import open_store
     from pipeline.summary import build_summary
 
-    data, root = Path(args.data), Path(args.root)
-    if not data.is_dir():
-        raise UserError(f"data folder not found: {data}")
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _watch_components()

@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter
 
 AIR_HU = -1000.0
 FOV_MM = 380.0
-"""Default reconstruction field of view; the largest body (≈ 350 mm wide) fits inside."""
+"""Default reconstruction field of view; the widest body (≈ 340 mm) fits inside."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class Anatomy:
     fat_hu: float
     muscle_hu: float
     soft_hu: float
-    organs: tuple[Organ, ...]
+    organs: tuple[Organ, Organ, Organ, Organ]
+    """Right lung, left lung, heart, liver."""
     spine_y: float
     vertebra_radius: float
     cancellous_hu: float
@@ -139,9 +140,9 @@ def _paint_trunk(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray,
     hu[_ellipse(xx, yy, 0, 0, *inner, an.body_power)] = an.muscle_hu
     cavity = _ellipse(xx, yy, 0, 0, inner[0] - 15, inner[1] - 15, an.body_power)
     hu[cavity] = an.soft_hu
-    left_lung, right_lung, heart, liver = an.organs
-    lungs = (left_lung.mask(xx, yy, z) | right_lung.mask(xx, yy, z)) & cavity
-    hu[lungs] = left_lung.hu
+    right_lung, left_lung, heart, liver = an.organs
+    lungs = (right_lung.mask(xx, yy, z) | left_lung.mask(xx, yy, z)) & cavity
+    hu[lungs] = right_lung.hu
     for x, y, dx, dy, radius in an.vessels:
         vessel = _ellipse(xx, yy, x + dx * z, y + dy * z, radius, radius) & lungs
         hu[vessel] = 40.0

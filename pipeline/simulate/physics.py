@@ -16,7 +16,7 @@ the photon count per detector bin is scaled as ``I0 = I0_REF · (REF_SIZE / size
 matrix size or field of view. Electronic noise is scaled with ``sqrt(I0 / I0_REF)``
 so its share of the total variance stays the same too.
 
-The counts are *effective* counts per detector bin of the simulated fan-less,
+The counts are *effective* counts per detector bin of the simulated parallel-beam,
 single-row geometry: a real scanner sums several detector rows into a 3 mm slice
 and takes 2-4x more views than `size`, so I0_REF = 1.5e6 corresponds to roughly
 1.5e5 photons per physical detector cell and view, and SIGMA_E_REF = 30 to about
@@ -40,10 +40,10 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 REF_SIZE = 512
 REF_SPACING_MM = 380.0 / 512
 I0_REF = 1.5e6
-"""Full-dose photons per detector bin per view at the reference geometry."""
+"""Full-dose effective photons per detector bin per view at the reference geometry."""
 
 SIGMA_E_REF = 30.0
-"""Electronic noise (counts, std) at the reference geometry."""
+"""Effective electronic noise (counts, std) at the reference geometry."""
 
 
 @dataclass(frozen=True)

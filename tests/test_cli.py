@@ -1,0 +1,26 @@
+"""Command-line contract: bad input ends with one clear line and a non-zero status."""
+from __future__ import annotations
+
+import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
+from google.protobuf import text_format
+
+from components.features import validated_feature_names
+from pipeline import configs
+from pipeline.cli import main
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
+    (["simulate", "--out", "{tmp}/x", "--patients", "0"], "patients"),
+    (["simulate", "--out", "{tmp}/x", "--dose", "1.5"], "dose"),
+])
+def test_bad_input_is_one_line_and_non_zero(argv, message, tmp_path, capsys):
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ctdenoise: error: ") and message in err[0]
+
+
+def test_curated_schema_lists_exactly_the_validated_features():
+    schema = text_format.Parse(configs.SCHEMA_FILE.read_text(), schema_pb2.Schema())
+    assert [f.name for f in schema.feature] == validated_feature_names()

@@ -1,0 +1,208 @@
+"""The DICOM simulator: valid files, the data contract's layout and pairing, physical noise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.pixels import apply_modality_lut
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from scipy.ndimage import binary_erosion
+
+from pipeline.simulate import SLICE_THICKNESS_MM, simulate_dataset
+from pipeline.simulate.dicom_writer import SeriesInfo, write_ct_slice
+from pipeline.simulate.phantom import FOV_MM, fov_mask, random_anatomy, render
+from pipeline.simulate.physics import scan_pair
+
+SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
+
+
+def _hu(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return apply_modality_lut(ds.pixel_array, ds)
+
+
+def _dataset_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.dcm"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "data"
+    simulate_dataset(out, patients=2, slices=3, size=64, seed=7, progress=None)
+    return out
+
+
+# --- DICOM writer -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("representation, slope, intercept", [
+    ("uint16", 1.0, None), ("int16", 1.0, None), ("uint16", 0.5, None), ("int16", 2.5, -100.0)])
+def test_written_slice_is_valid_ct_and_round_trips_hu(tmp_path: Path, representation: str,
+                                                     slope: float, intercept: float | None) -> None:
+    hu = np.random.default_rng(0).uniform(-1024, 3000, (40, 48))
+    path = tmp_path / "slice.dcm"
+    write_ct_slice(path, hu, SERIES, instance_number=2, z_mm=-4.5, pixel_spacing_mm=0.75,
+                   slice_thickness_mm=3.0, representation=representation, slope=slope,
+                   intercept=intercept)
+    ds = pydicom.dcmread(path)
+    assert ds.Modality == "CT" and ds.SOPClassUID == CTImageStorage
+    assert ds.file_meta.MediaStorageSOPClassUID == CTImageStorage
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.pixel_array.shape == (40, 48)
+    assert ds.PixelRepresentation == (1 if representation == "int16" else 0)
+    assert np.abs(_hu(path) - hu).max() <= slope / 2 + 1e-6
+    assert float(ds.ImagePositionPatient[2]) == float(ds.SliceLocation) == -4.5
+    assert float(ds.ImagePositionPatient[0]) + 47 / 2 * 0.75 == pytest.approx(0.0)
+    assert [ds.PatientID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID] == ["SIM001", "1.2.3.1", "1.2.3.2"]
+
+
+def test_writer_clips_to_the_stored_range_and_sets_extra_keywords(tmp_path: Path) -> None:
+    hu = np.array([[-3000.0, 0.0], [70000.0, 40.0]])
+    path = tmp_path / "slice.dcm"
+    write_ct_slice(path, hu, SERIES, instance_number=1, z_mm=0.0, pixel_spacing_mm=1.0,
+                   slice_thickness_mm=3.0, extra={"BodyPartExamined": "CHEST"})
+    assert _hu(path).tolist() == [[-1024.0, 0.0], [65535 - 1024.0, 40.0]]
+    assert pydicom.dcmread(path).BodyPartExamined == "CHEST"
+    with pytest.raises(ValueError, match="not a DICOM keyword"):
+        write_ct_slice(path, hu, SERIES, instance_number=1, z_mm=0.0, pixel_spacing_mm=1.0,
+                       slice_thickness_mm=3.0, extra={"NoSuchKeyword": 1})
+
+
+# --- Data set layout, pairing, determinism ---------------------------------------------------
+
+def test_layout_counts_and_pairing(dataset: Path) -> None:
+    assert sorted(p.name for p in dataset.iterdir()) == ["SIM001", "SIM002"]
+    assert len(_dataset_files(dataset)) == 2 * 3 * 2
+    for patient in ("SIM001", "SIM002"):
+        low = [pydicom.dcmread(p) for p in sorted((dataset / patient / "LDCT").glob("*.dcm"))]
+        full = [pydicom.dcmread(p) for p in sorted((dataset / patient / "NDCT").glob("*.dcm"))]
+        assert [float(d.ImagePositionPatient[2]) for d in low] == \
+               [float(d.ImagePositionPatient[2]) for d in full]
+        z = [float(d.ImagePositionPatient[2]) for d in full]
+        assert np.diff(z) == pytest.approx([SLICE_THICKNESS_MM] * 2)
+        assert {d.StudyInstanceUID for d in low + full} == {full[0].StudyInstanceUID}
+        assert len({d.SeriesInstanceUID for d in low} | {d.SeriesInstanceUID for d in full}) == 2
+        assert {d.PatientID for d in low + full} == {patient}
+        assert full[0].pixel_array.shape == (64, 64)
+        assert float(full[0].PixelSpacing[0]) == pytest.approx(FOV_MM / 64)
+
+
+def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path,
+                                                               tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = simulate_dataset(tmp_path / "again", patients=2, slices=3, size=64, seed=7,
+                              progress=lines.append)
+    assert report.patients == ["SIM001", "SIM002"] and report.files_written == 12
+    assert "patient SIM002 slice 3/3" in lines[-2] and "wrote 12 files" in lines[-1]
+    for first, second in zip(_dataset_files(dataset), _dataset_files(tmp_path / "again")):
+        assert first.read_bytes() == second.read_bytes()
+    simulate_dataset(tmp_path / "other", patients=1, slices=1, size=64, seed=8, progress=None)
+    other = pydicom.dcmread(tmp_path / "other/SIM001/NDCT/0001.dcm")
+    same = pydicom.dcmread(dataset / "SIM001/NDCT/0001.dcm")
+    assert other.PixelData != same.PixelData
+    assert other.SOPInstanceUID != same.SOPInstanceUID
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"patients": 0}, "patients must be at least 1"),
+    ({"slices": 0}, "slices must be at least 1"),
+    ({"size": 16}, "size must be at least 32"),
+    ({"dose": 0.0}, r"dose must be a fraction in \(0, 1\]"),
+    ({"dose": 1.5}, r"dose must be a fraction in \(0, 1\]"),
+    ({"seed": -1}, "seed must be non-negative"),
+    ({"from_dir": Path("/no/such/folder")}, "does not exist"),
+])
+def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        simulate_dataset(tmp_path / "out", progress=None, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_empty_output_folder_is_refused(dataset: Path) -> None:
+    with pytest.raises(ValueError, match="is not empty"):
+        simulate_dataset(dataset, progress=None)
+
+
+# --- Phantom -------------------------------------------------------------------------------
+
+def test_phantom_has_realistic_tissues_inside_the_scan_circle() -> None:
+    size = 128
+    anatomy = random_anatomy(np.random.default_rng(0))
+    hu = render(anatomy, size, FOV_MM / size, 0.0)
+    assert hu.shape == (size, size)
+    assert np.all(hu[~fov_mask(size)] == -1000.0)
+    for low, high in [(-1000, -990), (-880, -820), (-120, -80), (35, 65), (650, 1000)]:
+        assert np.mean((hu >= low) & (hu <= high)) > 0.002, (low, high)
+    neighbour = render(anatomy, size, FOV_MM / size, SLICE_THICKNESS_MM)
+    far = render(anatomy, size, FOV_MM / size, 60.0)
+    other = render(random_anatomy(np.random.default_rng(1)), size, FOV_MM / size, 0.0)
+    step = np.abs(neighbour - hu).mean()
+    assert step < np.abs(far - hu).mean() and step < np.abs(other - hu).mean()
+
+
+# --- Physics ---------------------------------------------------------------------------------
+
+def _ellipse_phantom(size: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 300 x 220 mm uniform ellipse of `fill` HU in air, and a central 60 mm ROI."""
+    yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) * (FOV_MM / size)
+    hu = np.where((xx / 150) ** 2 + (yy / 110) ** 2 < 1, fill, -1000.0)
+    return hu, xx ** 2 + yy ** 2 < 60 ** 2
+
+
+@pytest.mark.parametrize("fill", [0.0, 50.0])
+def test_ldct_is_twice_as_noisy_and_mean_hu_is_preserved(fill: float) -> None:
+    hu, roi = _ellipse_phantom(128, fill)
+    full, low = scan_pair(hu, FOV_MM / 128, 0.25, np.random.default_rng(3))
+    assert 1.6 < low[roi].std() / full[roi].std() < 2.6
+    assert abs(full[roi].mean() - fill) < 5 and abs(low[roi].mean() - fill) < 5
+
+
+def test_noise_level_does_not_depend_on_matrix_size() -> None:
+    stds = []
+    for size in (64, 128, 256):
+        hu, roi = _ellipse_phantom(size, 0.0)
+        stds.append(scan_pair(hu, FOV_MM / size, 0.25, np.random.default_rng(1))[0][roi].std())
+    assert max(stds) / min(stds) < 1.25, stds
+
+
+def test_ndct_noise_in_phantom_soft_tissue_is_clinical() -> None:
+    size = 128
+    anatomy = random_anatomy(np.random.default_rng(0))
+    truth = render(anatomy, size, FOV_MM / size, 0.0)
+    heart, liver = anatomy.organs[2:]
+    soft = (np.abs(truth - heart.hu) < 8) | (np.abs(truth - liver.hu) < 8)
+    roi = binary_erosion(soft, iterations=2)
+    full, low = scan_pair(truth, FOV_MM / size, 0.25, np.random.default_rng(0))
+    assert roi.sum() > 200
+    assert 8 < (full - truth)[roi].std() < 20
+    assert 1.6 < (low - truth)[roi].std() / (full - truth)[roi].std() < 2.6
+
+
+# --- --from DICOM_DIR ------------------------------------------------------------------------
+
+def test_from_dir_uses_real_slices_as_ground_truth(tmp_path: Path) -> None:
+    pytest.importorskip("components.dicom_hu", reason="components.dicom_hu is not written yet")
+    source = tmp_path / "source"
+    (source / "series").mkdir(parents=True)
+    (source / "README.txt").write_text("not DICOM")
+    anatomy = random_anatomy(np.random.default_rng(5))
+    truths = [render(anatomy, 96, 400 / 96, 3.0 * i) for i in range(5)]
+    for i, truth in enumerate(truths):
+        write_ct_slice(source / "series" / f"{i:02d}.dcm", truth, SERIES, instance_number=i + 1,
+                       z_mm=3.0 * i, pixel_spacing_mm=400 / 96, slice_thickness_mm=3.0)
+    report = simulate_dataset(tmp_path / "out", patients=3, slices=2, size=48, from_dir=source,
+                              progress=None)
+    assert report.patients == ["SIM001", "SIM002"] and report.files_written == 8
+    ds = pydicom.dcmread(tmp_path / "out/SIM002/NDCT/0002.dcm")
+    assert ds.pixel_array.shape == (48, 48)
+    assert float(ds.PixelSpacing[0]) == pytest.approx(400 / 48)
+    first = _hu(tmp_path / "out/SIM001/NDCT/0001.dcm")
+    assert np.corrcoef(first.ravel(), truths[0][::2, ::2].ravel())[0, 1] > 0.95
+    with pytest.raises(ValueError, match="holds 5 readable CT slices; need at least 6"):
+        simulate_dataset(tmp_path / "short", slices=6, from_dir=source, progress=None)
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no CT here")
+    with pytest.raises(ValueError, match="holds 0 readable CT slices"):
+        simulate_dataset(tmp_path / "empty", from_dir=empty, progress=None)

@@ -1,0 +1,165 @@
+"""Every training hyperparameter in one frozen dataclass, with named presets.
+
+One value object (rather than loose flags) so that a run's configuration can be written
+next to its model as JSON, read back exactly, and changed from the command line with
+`key=value` overrides that are checked against the field types.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+MIXED_PRECISION_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Hyperparameters; the defaults are the paper configuration (SPEC §1)."""
+
+    # Architecture.
+    ngf: int = 128
+    """Generator feature channels."""
+    nglf: int = 15
+    """Channels of the generator's last conv_layer before the 1-channel output."""
+    ndf: int = 64
+    """Discriminator channels of the first conv (doubled by each later conv)."""
+
+    # Data.
+    patch: int = 56
+    """Side of the square training patches; fixes the discriminator's input and output size."""
+    batch: int = 10
+    """Global batch size (split across replicas under a distribution strategy)."""
+
+    # Losses and the image pool.
+    cycle_lambda: float = 10.0
+    identity_gamma: float = 5.0
+    pool_size: int = 50
+    use_pool: bool = True
+    """Feed the discriminators from a history of generated images (the original never did)."""
+
+    # Optimisation.
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epochs: int = 160
+    steps_per_epoch: int = 1000
+    """Patches are sampled at random, so an epoch is a fixed number of steps."""
+    decay_start_epoch: Optional[int] = None
+    """None keeps the learning rate constant (the TF2 port); else it decays linearly to 0
+    from this epoch to the last one."""
+    seed: int = 0
+
+    # Performance.
+    jit_compile: bool = False
+    """Compile the per-replica train step with XLA."""
+    mixed_precision: str = "auto"
+    """'auto': mixed_float16 when a GPU is visible; 'on': always; 'off': float32 always."""
+
+    # Bookkeeping, in steps.
+    checkpoint_every: int = 1000
+    summary_every: int = 200
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISION_MODES:
+            raise ValueError(
+                f"mixed_precision must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"
+            )
+        for name in ("ngf", "nglf", "ndf", "patch", "batch", "epochs", "steps_per_epoch",
+                     "checkpoint_every", "summary_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.decay_start_epoch is not None and not 0 <= self.decay_start_epoch < self.epochs:
+            raise ValueError(
+                f"decay_start_epoch must be in [0, epochs={self.epochs}), got {self.decay_start_epoch}"
+            )
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def decay_start_step(self) -> Optional[int]:
+        if self.decay_start_epoch is None:
+            return None
+        return self.decay_start_epoch * self.steps_per_epoch
+
+
+_PRESETS = {
+    "paper": HParams(),
+    # Small enough to train visibly in a few minutes on a 2-core CPU.
+    "cpu-demo": HParams(
+        ngf=16, nglf=8, ndf=16, batch=4, epochs=3, steps_per_epoch=100,
+        checkpoint_every=100, summary_every=50, log_every=25,
+    ),
+    # For tests: a handful of cheap steps.
+    "tiny": HParams(
+        ngf=4, nglf=4, ndf=4, patch=32, batch=2, pool_size=4, epochs=1, steps_per_epoch=10,
+        checkpoint_every=5, summary_every=5, log_every=5,
+    ),
+}
+PRESETS = tuple(_PRESETS)
+
+
+def preset(name: str) -> HParams:
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def with_overrides(hp: HParams, overrides: Iterable[str]) -> HParams:
+    """Apply `key=value` strings, each value parsed with its field's type."""
+    types = _field_types()
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        if key not in types:
+            raise ValueError(f"unknown hyperparameter {key!r}; known: {', '.join(types)}")
+        try:
+            changes[key] = _parse(text.strip(), types[key])
+        except ValueError as error:
+            raise ValueError(f"bad value for hyperparameter {key!r}: {error}") from None
+    return dataclasses.replace(hp, **changes)
+
+
+def to_dict(hp: HParams) -> dict[str, Any]:
+    return dataclasses.asdict(hp)
+
+
+def from_dict(values: dict[str, Any]) -> HParams:
+    """Inverse of to_dict; unknown keys are an error so that typos do not pass silently."""
+    unknown = set(values) - set(_field_types())
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; known: {', '.join(_field_types())}")
+    return HParams(**values)
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(HParams)
+    return {field.name: hints[field.name] for field in dataclasses.fields(HParams)}
+
+
+def _parse(text: str, kind: Any) -> Any:
+    """Parse `text` as `kind`: int, float, bool, str or Optional of one of them."""
+    args = typing.get_args(kind)
+    if type(None) in args:
+        if text.lower() in ("none", "null", ""):
+            return None
+        (kind,) = [arg for arg in args if arg is not type(None)]
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"expected {kind.__name__}, got {text!r}") from None
