@@ -66,13 +66,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.local_runner import run_local
     from pipeline.metadata import open_store
     from pipeline.summary import build_summary
+    from trainer_module import hparams as hparams_lib
 
+    hparams = hparams_lib.to_dict(hparams_lib.with_overrides(hparams_lib.preset(args.preset), args.set))
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _watch_components()
     failure = None
     try:
-        run_local(data, root, args.until, layout=layout, beam_pipeline_args=args.beam_arg or None)
+        run_local(data, root, args.until, layout=layout, hparams=hparams, beam_pipeline_args=args.beam_arg or None)
     except Exception as exc:  # reported as one line after the summary is written
         failure = exc
     summary = build_summary(open_store(root)) if configs.metadata_path(root).exists() else {}
@@ -100,6 +102,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"validation: {'passed' if validation['passed'] else 'FAILED'}")
         for anomaly in validation["anomalies"]:
             print(f"  {anomaly}")
+    train = summary.get("train")
+    if train:
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in train["final_losses"].items() if k != "lr")
+        print(f"train: {train['steps']} steps in {train['seconds']:.0f} s; {losses}")
+        print(f"  model: {train['model_uri']}\n  tensorboard: {train['tensorboard_dir']}")
 
 
 class UserError(Exception):
@@ -128,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite ML Metadata)")
     run.add_argument("--data", required=True, help="DICOM data root")
     run.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (outputs and ML Metadata)")
-    run.add_argument("--until", choices=configs.STAGES[:2], default="validate", help="last stage to run")
+    run.add_argument("--until", choices=configs.STAGES[:3], default="train", help="last stage to run")
+    run.add_argument("--preset", default=configs.DEFAULT_PRESET, help="hyperparameter preset: cpu-demo, paper, tiny")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one hyperparameter, e.g. --set epochs=2 (repeatable)")
     run.add_argument("--summary", help="write the run summary JSON here")
     run.add_argument("--ldct-dir", action="append", help="low-dose folder name (repeatable; default LDCT)")
     run.add_argument("--ndct-dir", action="append", help="normal-dose folder name (repeatable; default NDCT)")

@@ -11,6 +11,9 @@ STAGES = ("ingest", "validate", "train", "evaluate", "push")
 DEFAULT_RUN_ROOT = Path("runs")
 """Run root (relative to the working directory): pipeline outputs, ML Metadata, pushed models."""
 
+DEFAULT_PRESET = "cpu-demo"
+"""Hyperparameter preset of local runs (trainer_module/hparams.py); `paper` is for GPUs."""
+
 EVAL_FRACTION = 0.25
 """Share of patients held out for the `eval` split (by patient, see layout.assign_splits)."""
 

@@ -16,7 +16,7 @@ def metadata_config(run_root: Path):
 
 
 def run_local(data_root: Path, run_root: Path, until: str, layout: Layout = Layout(),
-              beam_pipeline_args: list[str] | None = None) -> None:
+              hparams: dict | None = None, beam_pipeline_args: list[str] | None = None) -> None:
     """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged."""
     run_root.mkdir(parents=True, exist_ok=True)
     pipeline = create_pipeline(
@@ -25,6 +25,7 @@ def run_local(data_root: Path, run_root: Path, until: str, layout: Layout = Layo
         data_root=str(data_root.resolve()),
         until=until,
         layout=layout,
+        hparams=hparams,
         input_fingerprint=fingerprint(data_root),
         metadata_connection_config=metadata_config(run_root),
         beam_pipeline_args=beam_pipeline_args,

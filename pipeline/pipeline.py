@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfx import v1 as tfx
 import tensorflow_data_validation as tfdv
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components.dicom_example_gen.component import DicomExampleGen
 from components.dicom_example_gen.layout import Layout
@@ -12,6 +13,8 @@ from components.features import validated_feature_names
 from components.hu_gate.checks import GateThresholds
 from components.hu_gate.component import HUGate
 from pipeline import configs
+from trainer_module import hparams as hparams_lib
+from trainer_module import run, tfx_executor
 
 
 def create_pipeline(
@@ -24,6 +27,7 @@ def create_pipeline(
     eval_fraction: float = configs.EVAL_FRACTION,
     gate_thresholds: GateThresholds = GateThresholds(),
     input_fingerprint: str = "",
+    hparams: dict[str, Any] | None = None,
     metadata_connection_config: Any = None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
@@ -37,6 +41,9 @@ def create_pipeline(
     components = [ingest]
     if stage >= configs.STAGES.index("validate"):
         components += _validation(ingest.outputs["examples"], gate_thresholds)
+    if stage >= configs.STAGES.index("train"):
+        components.append(_trainer(ingest.outputs["examples"], components[-1].outputs["validated_schema"],
+                                   hparams or hparams_lib.to_dict(hparams_lib.preset(configs.DEFAULT_PRESET))))
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -64,3 +71,18 @@ def _validation(examples, thresholds: GateThresholds) -> list:
         thresholds=thresholds,
     )
     return [statistics, schema, validator, gate]
+
+
+def _trainer(examples, validated_schema, hparams: dict[str, Any]):
+    """The standard Trainer running our run_fn; the gate's schema is a required input, so
+    the Trainer cannot run on data that failed validation."""
+    total_steps = hparams_lib.from_dict(hparams).total_steps
+    return tfx.components.Trainer(
+        run_fn="trainer_module.run.run_fn",
+        examples=examples,
+        schema=validated_schema,
+        train_args=tfx.proto.TrainArgs(num_steps=total_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=run.EVAL_SLICES),
+        custom_config={run.HPARAMS_KEY: hparams},
+        custom_executor_spec=executor_spec.ExecutorClassSpec(tfx_executor.Executor),
+    )

@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.hu_gate.checks import GateThresholds, gate_problems
-
-REPORT_FILE = "hu_gate.json"
-
 
 class HUGateError(RuntimeError):
     """The data failed the gate; the message is the one-line reason."""
@@ -34,6 +30,5 @@ class Executor(base_executor.BaseExecutor):
         if problems:
             raise HUGateError("HU gate failed: " + "; ".join(problems))
         shutil.copytree(schema_in.uri, schema_out.uri, dirs_exist_ok=True)
-        schema_out.set_string_custom_property("hu_gate", "passed")
-        with open(os.path.join(schema_out.uri, REPORT_FILE), "w") as f:
-            json.dump({"passed": True, "thresholds": json.loads(thresholds.to_json())}, f)
+        schema_out.set_string_custom_property("hu_gate", "passed")  # the folder must hold only the schema
+        schema_out.set_json_value_custom_property("hu_gate_thresholds", json.loads(thresholds.to_json()))
