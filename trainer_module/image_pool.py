@@ -55,13 +55,18 @@ class ImagePool(tf.Module):
 
     def _exchange(self, image: tf.Tensor) -> tf.Tensor:
         if self.count < self.size:
-            self.images[self.count].assign(image)
+            self._store(self.count, image)
             self.count.assign_add(1)
             result = image
         elif self.rng.uniform([]) < SWAP_PROBABILITY:
             index = self.rng.uniform([], 0, self.size, dtype=tf.int32)
-            result = tf.identity(self.images[index])
-            self.images[index].assign(image)
+            result = tf.gather(self.images, index)  # read before _store overwrites it
+            self._store(index, image)
         else:
             result = image
         return result
+
+    def _store(self, index: tf.Tensor, image: tf.Tensor) -> None:
+        # Not `images[index].assign`: XLA needs static slice bounds. A whole-buffer
+        # assign, as replica-local (ON_READ) variables have no scatter_update.
+        self.images.assign(tf.tensor_scatter_nd_update(self.images, [[index]], image[tf.newaxis]))

@@ -1,0 +1,224 @@
+"""Training: one step updates everything, losses fall, runs resume exactly, divergence is
+caught, TensorBoard gets the terms; plus the hyperparameter presets and overrides.
+
+Tracing the train step dominates the cost (~20 s per CycleGAN on 2 cores), so one
+module-scoped run feeds most tests.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import shutil  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from trainer_module import hparams  # noqa: E402
+from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
+from trainer_module.train_loop import (  # noqa: E402
+    CycleGAN,
+    LinearDecay,
+    NonFiniteLossError,
+    fit,
+    make_strategy,
+)
+
+STEPS = 30
+HP = with_overrides(preset("tiny"), [
+    f"steps_per_epoch={STEPS}", "checkpoint_every=10", "summary_every=1", "log_every=10",
+])
+
+
+def synthetic_ct(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth 'NDCT' images in [-1, 1] and 'LDCT' = NDCT + noise."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-0.9, 0.3, [count, size // 8, size // 8, 1]).astype(np.float32)
+    ndct = tf.image.resize(coarse, [size, size], method="bilinear").numpy()
+    ldct = np.clip(ndct + rng.normal(0.0, 0.1, ndct.shape), -1.0, 1.0).astype(np.float32)
+    return ldct, ndct
+
+
+def datasets(hp: HParams, ldct: np.ndarray, ndct: np.ndarray) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    def batches(images: np.ndarray) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(images).batch(hp.batch, drop_remainder=True)
+
+    return batches(ldct), batches(ndct)
+
+
+def weights(gan: CycleGAN) -> dict[str, list[np.ndarray]]:
+    return {name: [v.numpy() for v in model.trainable_variables]
+            for name, model in (("G", gan.G), ("F", gan.F), ("D_A", gan.D_A), ("D_B", gan.D_B))}
+
+
+def optimizer_state(gan: CycleGAN) -> list[np.ndarray]:
+    return [v.numpy() for optimizer in (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)
+            for v in optimizer.variables]
+
+
+def scalar_events(log_dir: Path) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} for every scalar written; images map to an empty dict."""
+    events: dict[str, dict[int, float]] = {}
+    for path in log_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                series = events.setdefault(value.tag, {})
+                if array.ndim == 0:
+                    series[event.step] = float(array)
+    return events
+
+
+@dataclass
+class Run:
+    gan: CycleGAN
+    before: dict
+    after_one_step: dict
+    step_after_one: int
+    result: dict
+    checkpoint_dir: Path
+    events: dict
+    progress: list
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Run:
+    """One explicit train step, then fit() to STEPS with checkpoints and summaries."""
+    root = tmp_path_factory.mktemp("run")
+    ldct, ndct = synthetic_ct(16, HP.patch, seed=0)
+    dataset_a, dataset_b = datasets(HP, ldct, ndct)
+    gan = CycleGAN(HP)
+    before = weights(gan)
+    a, b = next(iter(tf.data.Dataset.zip((dataset_a, dataset_b))))
+    gan.train_step(a, b)
+    after_one_step, step_after_one = weights(gan), gan.completed_steps
+    eval_ldct, eval_ndct = synthetic_ct(2, 64, seed=1)
+    messages: list[str] = []
+    result = fit(dataset_a, dataset_b, HP, root / "checkpoints", root / "logs",
+                 eval_pairs=(eval_ldct, eval_ndct), progress=messages.append, gan=gan)
+    return Run(gan, before, after_one_step, step_after_one, result, root / "checkpoints",
+               scalar_events(root / "logs"), messages)
+
+
+def test_one_step_updates_all_four_models_and_counts(run):
+    assert run.step_after_one == 1
+    for name, initial in run.before.items():
+        changed = [not np.array_equal(x, y) for x, y in zip(initial, run.after_one_step[name])]
+        assert all(changed), f"{name}: {changed.count(False)} variables did not move"
+
+
+def test_fit_trains_to_the_total_and_reports(run):
+    assert run.result["steps"] == STEPS == run.gan.completed_steps
+    assert set(run.result["losses"]) == {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b", "lr"}
+    assert run.result["losses"]["lr"] == pytest.approx(HP.lr)
+    assert run.result["checkpoint"].endswith(f"ckpt-{STEPS}")
+    assert set(run.result["psnr"]) == {"ldct_vs_ndct", "denoised_vs_ndct"}
+    assert any("steps/s" in line and "ETA" in line for line in run.progress)
+
+
+def test_cycle_and_identity_losses_fall(run):
+    cycle, identity = run.events["loss/cycle"], run.events["loss/identity"]
+    steps = sorted(cycle)
+    assert steps == list(range(2, STEPS + 1))  # step 1 ran outside fit()
+    first, last = steps[:5], steps[-5:]
+    assert np.mean([cycle[s] + identity[s] for s in last]) < np.mean([cycle[s] + identity[s] for s in first])
+
+
+def test_tensorboard_has_every_term_psnr_and_images(run):
+    tags = set(run.events)
+    for word in ("cycle", "identity", "g_adv_ab", "g_adv_ba", "g_total", "d_a", "d_b"):
+        assert f"loss/{word}" in tags
+    assert {"lr", "psnr/ldct_vs_ndct", "psnr/denoised_vs_ndct", "images/ldct_denoised_ndct"} <= tags
+
+
+def test_resume_restores_step_and_optimizer_slots_then_continues(run, tmp_path):
+    checkpoint_dir = tmp_path / "checkpoints"
+    shutil.copytree(run.checkpoint_dir, checkpoint_dir)
+    longer = with_overrides(HP, [f"steps_per_epoch={STEPS + 3}"])
+    resumed = CycleGAN(longer)
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    resumed.checkpoint().restore(latest).assert_consumed()
+    assert resumed.completed_steps == STEPS
+    for restored, trained in zip(optimizer_state(resumed), optimizer_state(run.gan), strict=True):
+        np.testing.assert_array_equal(restored, trained)
+    assert any(np.any(state != 0) for state in optimizer_state(resumed)[1:])  # slots, not just zeros
+
+    messages: list[str] = []
+    ldct, ndct = synthetic_ct(8, HP.patch, seed=2)
+    result = fit(*datasets(longer, ldct, ndct), longer, checkpoint_dir, tmp_path / "logs",
+                 progress=messages.append, gan=resumed)
+    assert f"at step {STEPS}" in messages[0]
+    assert result["steps"] == STEPS + 3
+    assert result["checkpoint"].endswith(f"ckpt-{STEPS + 3}")
+
+
+def test_non_finite_loss_stops_before_anything_is_saved(tmp_path):
+    nan = np.full([HP.batch, HP.patch, HP.patch, 1], np.nan, np.float32)
+    ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=3)
+    dataset_a, dataset_b = datasets(HP, nan, ndct)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss '\w+' at step 1\b"):
+        fit(dataset_a, dataset_b, HP, tmp_path / "checkpoints", tmp_path / "logs", progress=lambda _: None)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
+
+
+def test_mixed_precision_keeps_outputs_float32_and_scales_losses():
+    gan = CycleGAN(with_overrides(preset("tiny"), ["mixed_precision=on"]))
+    assert gan.G.layers[2].compute_dtype == "float16"
+    assert gan.G.output.dtype == tf.float32 and gan.D_A.output.dtype == tf.float32
+    assert isinstance(gan.generator_optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert keras.mixed_precision.global_policy().name == "float32"  # building left it as it was
+
+
+def test_one_worker_and_at_most_one_gpu_get_the_default_strategy(monkeypatch):
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        pytest.skip("several GPUs: MirroredStrategy is the right answer here")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}')
+    assert make_strategy() is tf.distribute.get_strategy()
+
+
+def test_learning_rate_constant_or_linear_decay_to_zero():
+    assert float(LinearDecay(2e-4, 100)(99)) == pytest.approx(2e-4)
+    decay = LinearDecay(2e-4, 100, decay_start=60)
+    assert [float(decay(step)) for step in (0, 60, 80, 100, 120)] == pytest.approx([2e-4, 2e-4, 1e-4, 0.0, 0.0])
+
+
+# Hyperparameters.
+
+def test_paper_preset_is_the_spec_configuration():
+    hp = preset("paper")
+    assert (hp.ngf, hp.nglf, hp.ndf, hp.patch, hp.batch) == (128, 15, 64, 56, 10)
+    assert (hp.cycle_lambda, hp.identity_gamma, hp.pool_size, hp.use_pool) == (10, 5, 50, True)
+    assert (hp.lr, hp.beta1, hp.beta2, hp.decay_start_epoch) == (2e-4, 0.5, 0.999, None)
+    assert set(hparams.PRESETS) == {"paper", "cpu-demo", "tiny"}
+
+
+def test_overrides_parse_by_field_type():
+    hp = with_overrides(preset("paper"), ["ngf=32", "lr=1e-3", "use_pool=false", "decay_start_epoch=100"])
+    assert (hp.ngf, hp.lr, hp.use_pool, hp.decay_start_epoch) == (32, 1e-3, False, 100)
+    assert hp.decay_start_step == 100 * hp.steps_per_epoch
+    assert with_overrides(hp, ["decay_start_epoch=none"]).decay_start_epoch is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("nfg=3", "unknown hyperparameter 'nfg'; known: ngf"),
+    ("ngf=many", "bad value for hyperparameter 'ngf'"),
+    ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
+    ("mixed_precision=fp8", "mixed_precision must be one of"),
+    ("ngf", "not of the form key=value"),
+])
+def test_bad_overrides_are_explained(override, message):
+    with pytest.raises(ValueError, match=message):
+        with_overrides(preset("tiny"), [override])
+
+
+def test_dict_round_trip_is_json_serialisable():
+    import json
+
+    for name in hparams.PRESETS:
+        hp = preset(name)
+        assert hparams.from_dict(json.loads(json.dumps(hparams.to_dict(hp)))) == hp
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        hparams.from_dict({"ngf": 4, "bogus": 1})
