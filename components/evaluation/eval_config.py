@@ -1,0 +1,102 @@
+"""The `tfma.EvalConfig` that gates a denoiser in the standard TFX Evaluator.
+
+Metrics (per model, overall and per `patient_id`): PSNR / SSIM (normalised, data range 2) and
+RMSE in HU (whole slice, body mask) of the denoised LDCT vs NDCT, the same for the
+no-denoising baseline (LDCT vs NDCT, prefixed ``ldct_``), and the gains denoised − LDCT.
+
+Gate (evaluated on the overall slice unless `gate_per_patient`):
+* value: ``psnr_gain >= margin_db`` (candidate PSNR beats LDCT PSNR by the margin) and
+  ``ssim_gain >= -ssim_tolerance`` (SSIM must not drop below the LDCT baseline);
+* change vs the latest blessed model (the ``is_baseline`` ModelSpec, only when
+  `with_baseline`): ``psnr`` may drop by at most `max_psnr_drop_db`, ``ssim`` by at most
+  `max_ssim_drop`.
+
+The TFX Evaluator strips the baseline spec and change thresholds itself on the first run,
+when no blessed model exists yet.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow_model_analysis as tfma
+
+from components import features as feature_contract
+from components.evaluation import tfma_metrics as m
+
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+SIGNATURE = "from_examples"
+PREDICTION_KEY = "denoised_hu"
+
+
+def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
+    return tfma.ModelSpec(
+        name=name, signature_name=SIGNATURE, prediction_key=PREDICTION_KEY, is_baseline=is_baseline,
+    )
+
+
+def _value_threshold(lower_bound: float) -> tfma.MetricThreshold:
+    return tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
+
+
+def _change_threshold(max_drop: float) -> tfma.MetricThreshold:
+    return tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -abs(max_drop)}))
+
+
+def _gated(cls: type, threshold: Optional[tfma.MetricThreshold], per_patient: bool,
+           **config) -> tfma.MetricConfig:
+    """A metric config whose threshold applies to the overall slice only, or to every slice."""
+    if threshold is None or per_patient:
+        return m.metric_config(cls, threshold, **config)
+    result = m.metric_config(cls, **config)
+    result.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+    return result
+
+
+def eval_config(
+    margin_db: float,
+    ssim_tolerance: float = 0.0,
+    with_baseline: bool = True,
+    max_psnr_drop_db: float = 0.0,
+    max_ssim_drop: float = 0.0,
+    gate_per_patient: bool = False,
+    candidate_name: str = CANDIDATE,
+    baseline_name: str = BASELINE,
+) -> tfma.EvalConfig:
+    """EvalConfig with slicing overall + `patient_id` and the gate described in the module doc.
+
+    Args:
+      margin_db: required PSNR gain (dB) of the denoised LDCT over the raw LDCT vs NDCT.
+      ssim_tolerance: how far the candidate's SSIM may fall below the LDCT baseline's SSIM.
+      with_baseline: add an ``is_baseline`` ModelSpec (the latest blessed model) and the
+        change thresholds.
+      max_psnr_drop_db, max_ssim_drop: allowed drop vs the blessed model.
+      gate_per_patient: apply every threshold to each patient slice too, not only overall.
+    """
+    model_specs = [_model_spec(candidate_name)]
+    if with_baseline:
+        model_specs.append(_model_spec(baseline_name, is_baseline=True))
+
+    def change(max_drop: float) -> Optional[tfma.MetricThreshold]:
+        return _change_threshold(max_drop) if with_baseline else None
+
+    metrics = [
+        _gated(m.PSNR, change(max_psnr_drop_db), gate_per_patient),
+        _gated(m.SSIM, change(max_ssim_drop), gate_per_patient),
+        m.metric_config(m.RMSEHU),
+        m.metric_config(m.BodyRMSEHU),
+        m.metric_config(m.PSNR, name="ldct_psnr", reference="ldct"),
+        m.metric_config(m.SSIM, name="ldct_ssim", reference="ldct"),
+        m.metric_config(m.RMSEHU, name="ldct_rmse_hu", reference="ldct"),
+        m.metric_config(m.BodyRMSEHU, name="ldct_body_rmse_hu", reference="ldct"),
+        _gated(m.PSNRGain, _value_threshold(margin_db), gate_per_patient),
+        _gated(m.SSIMGain, _value_threshold(-abs(ssim_tolerance)), gate_per_patient),
+        tfma.MetricConfig(class_name="ExampleCount"),
+    ]
+    return tfma.EvalConfig(
+        model_specs=model_specs,
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[feature_contract.PATIENT_ID])],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )

@@ -1,0 +1,286 @@
+"""Custom TFMA metrics for the image-to-image denoiser (standard TFX Evaluator, TFMA 0.47).
+
+The Evaluator runs the model's `from_examples` signature (`ModelSpec(signature_name=
+"from_examples", prediction_key="denoised_hu")`), so each extract holds
+* ``predictions``: the denoised LDCT in HU, one [H, W, 1] float32 array per example (a dict
+  keyed by model name when a baseline model is evaluated too), and
+* ``features``: the raw example features decoded by TFXIO, each a 1-element array, e.g.
+  ``features["ndct"] == np.array([b"<int16 LE bytes>"], dtype=object)``.
+
+Each metric has its own `Preprocessor` that decodes ndct/ldct, reduces the example to a
+(sum, count) contribution per model BEFORE slicing fans examples out, and a combiner that adds
+them up. Examples without an NDCT image (unpaired slices) contribute nothing.
+
+`reference` selects what is compared with the NDCT: ``"denoised"`` (the model's prediction)
+or ``"ldct"`` (the no-denoising baseline; identical for every model). `PSNRGain` and
+`SSIMGain` are denoised minus LDCT, averaged per slice, so a value threshold with
+``lower_bound=margin`` expresses "the candidate beats the LDCT baseline by margin"
+(TFMA value thresholds only compare a metric against constants).
+
+Aggregation over the slices of a TFMA slice: PSNR, SSIM and the gains are the mean of the
+per-slice values; RMSE is pooled: sqrt(Σ squared HU error / Σ pixels).
+
+Use in an EvalConfig as ``MetricConfig(class_name="PSNR", module=
+"components.evaluation.tfma_metrics", config='{"reference": "ldct", "name": "ldct_psnr"}')``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import metric_types
+
+from components import features as feature_contract
+from components.evaluation import image_metrics
+
+MODULE = __name__
+REFERENCES = ("denoised", "ldct")
+_LDCT, _NDCT = feature_contract.DOSES
+
+# stat name → per-example (sum, count) contribution for one image (HU) against the NDCT (HU).
+_Contribution = Tuple[float, float]
+
+
+def _psnr(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
+    return image_metrics.psnr_hu(image_hu, ndct_hu), 1.0
+
+
+def _ssim(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
+    return image_metrics.ssim_hu(image_hu, ndct_hu), 1.0
+
+
+def _sse(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
+    sse, n = image_metrics.squared_error_hu(image_hu, ndct_hu)
+    return sse, float(n)
+
+
+def _body_sse(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
+    sse, n = image_metrics.squared_error_hu(image_hu, ndct_hu, image_metrics.body_mask(ndct_hu))
+    return sse, float(n)
+
+
+_STATS = {"psnr": _psnr, "ssim": _ssim, "rmse_hu": _sse, "body_rmse_hu": _body_sse}
+_POOLED_RMSE = ("rmse_hu", "body_rmse_hu")
+
+
+def _first(value: Any) -> Any:
+    """A TFXIO feature value (1-element array / list / scalar) → its single element, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (np.ndarray, list, tuple)):
+        flat = np.asarray(value, dtype=object).ravel()
+        return flat[0] if flat.size else None
+    return value
+
+
+def decode_feature_image(features: Dict[str, Any], dose: str) -> Optional[np.ndarray]:
+    """The [H, W] HU image of `dose` from raw TFMA features, or None if the example lacks it."""
+    data = _first(features.get(feature_contract.image_key(dose)))
+    if data is None or len(data) == 0:
+        return None
+    height = int(_first(features[feature_contract.HEIGHT]))
+    width = int(_first(features[feature_contract.WIDTH]))
+    return feature_contract.decode_hu(data, height, width).astype(np.float32)
+
+
+def _prediction(extracts: Dict[str, Any], model_name: str) -> np.ndarray:
+    predictions = extracts[tfma.PREDICTIONS_KEY]
+    if isinstance(predictions, dict):
+        if model_name in predictions:
+            predictions = predictions[model_name]
+        elif len(predictions) == 1:
+            predictions = next(iter(predictions.values()))
+        else:
+            raise KeyError(f"no predictions for model {model_name!r}: keys {sorted(predictions)}")
+    if isinstance(predictions, dict):  # ModelSpec without prediction_key
+        predictions = predictions["denoised_hu"]
+    return np.asarray(predictions, dtype=np.float32)
+
+
+class _ImagePreprocessor(metric_types.Preprocessor):
+    """extracts → {model_name: (sum, count)} for one stat (empty dict for unpaired examples)."""
+
+    def __init__(self, stat: str, reference: str, gain: bool, model_names: List[str]):
+        ref = "gain" if gain else reference
+        super().__init__(name=f"ctdenoise_{stat}_{ref}_{'|'.join(model_names)}")
+        self._stat, self._reference, self._gain = stat, reference, gain
+        self._model_names = list(model_names)
+
+    def process(self, extracts: Dict[str, Any]) -> Iterator[Dict[str, _Contribution]]:
+        features = extracts.get(tfma.FEATURES_KEY) or {}
+        ndct = decode_feature_image(features, _NDCT)
+        ldct = decode_feature_image(features, _LDCT)
+        if ndct is None or ldct is None:
+            yield {}
+            return
+        fn = _STATS[self._stat]
+        if self._gain:
+            ldct_value, _ = fn(ldct, ndct)
+            out = {}
+            for name in self._model_names:
+                value, _ = fn(_prediction(extracts, name), ndct)
+                out[name] = (value - ldct_value, 1.0)
+            yield out
+        elif self._reference == "ldct":
+            contribution = fn(ldct, ndct)
+            yield {name: contribution for name in self._model_names}
+        else:
+            yield {name: fn(_prediction(extracts, name), ndct) for name in self._model_names}
+
+
+class _SumCountCombiner(beam.CombineFn):
+    """Adds the per-example (sum, count) contributions per model; outputs the metric per key."""
+
+    def __init__(self, keys: Dict[str, metric_types.MetricKey], pooled_rmse: bool):
+        self._keys = keys  # model name → MetricKey
+        self._pooled_rmse = pooled_rmse
+
+    def create_accumulator(self) -> Dict[str, List[float]]:
+        return {name: [0.0, 0.0] for name in self._keys}
+
+    def add_input(self, acc, element):
+        # Custom preprocessors hand the combiner the list of their outputs for one example.
+        for item in element if isinstance(element, list) else [element]:
+            for name, (s, c) in (item or {}).items():
+                if name in acc:
+                    acc[name][0] += s
+                    acc[name][1] += c
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        result = next(accumulators)
+        for acc in accumulators:
+            for name, (s, c) in acc.items():
+                result[name][0] += s
+                result[name][1] += c
+        return result
+
+    def extract_output(self, acc):
+        out = {}
+        for name, key in self._keys.items():
+            s, c = acc[name]
+            value = s / c if c else float("nan")
+            out[key] = float(np.sqrt(value)) if self._pooled_rmse else float(value)
+        return out
+
+
+def _computations(
+    stat: str,
+    reference: str = "denoised",
+    gain: bool = False,
+    name: str = "",
+    model_names: Optional[Iterable[str]] = None,
+    output_names: Optional[Iterable[str]] = None,
+    example_weighted: bool = False,
+) -> metric_types.MetricComputations:
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    model_names = list(model_names or [""])
+    keys = {}
+    for model_name in model_names:
+        for output_name in output_names or [""]:
+            keys[model_name] = metric_types.MetricKey(
+                name=name, model_name=model_name, output_name=output_name,
+                example_weighted=example_weighted,
+            )
+    return [
+        metric_types.MetricComputation(
+            keys=list(keys.values()),
+            preprocessors=[_ImagePreprocessor(stat, reference, gain, model_names)],
+            combiner=_SumCountCombiner(keys, pooled_rmse=(stat in _POOLED_RMSE and not gain)),
+        )
+    ]
+
+
+def _psnr_computations(name="psnr", reference="denoised", model_names=None, output_names=None,
+                       example_weighted=False):
+    return _computations("psnr", reference, False, name, model_names, output_names, example_weighted)
+
+
+def _ssim_computations(name="ssim", reference="denoised", model_names=None, output_names=None,
+                       example_weighted=False):
+    return _computations("ssim", reference, False, name, model_names, output_names, example_weighted)
+
+
+def _rmse_computations(name="rmse_hu", reference="denoised", model_names=None, output_names=None,
+                       example_weighted=False):
+    return _computations("rmse_hu", reference, False, name, model_names, output_names, example_weighted)
+
+
+def _body_rmse_computations(name="body_rmse_hu", reference="denoised", model_names=None,
+                            output_names=None, example_weighted=False):
+    return _computations("body_rmse_hu", reference, False, name, model_names, output_names,
+                         example_weighted)
+
+
+def _psnr_gain_computations(name="psnr_gain", model_names=None, output_names=None, example_weighted=False):
+    return _computations("psnr", "denoised", True, name, model_names, output_names, example_weighted)
+
+
+def _ssim_gain_computations(name="ssim_gain", model_names=None, output_names=None, example_weighted=False):
+    return _computations("ssim", "denoised", True, name, model_names, output_names, example_weighted)
+
+
+class PSNR(tfma.metrics.Metric):
+    """Mean per-slice PSNR (dB, normalised images, data range 2) of `reference` vs NDCT."""
+
+    def __init__(self, name: str = "psnr", reference: str = "denoised"):
+        super().__init__(_psnr_computations, name=name, reference=reference)
+
+
+class SSIM(tfma.metrics.Metric):
+    """Mean per-slice SSIM (normalised images, data range 2) of `reference` vs NDCT."""
+
+    def __init__(self, name: str = "ssim", reference: str = "denoised"):
+        super().__init__(_ssim_computations, name=name, reference=reference)
+
+
+class RMSEHU(tfma.metrics.Metric):
+    """Pooled RMSE in HU over whole slices of `reference` vs NDCT."""
+
+    def __init__(self, name: str = "rmse_hu", reference: str = "denoised"):
+        super().__init__(_rmse_computations, name=name, reference=reference)
+
+
+class BodyRMSEHU(tfma.metrics.Metric):
+    """Pooled RMSE in HU inside the body mask (NDCT HU > -500) of `reference` vs NDCT."""
+
+    def __init__(self, name: str = "body_rmse_hu", reference: str = "denoised"):
+        super().__init__(_body_rmse_computations, name=name, reference=reference)
+
+
+class PSNRGain(tfma.metrics.Metric):
+    """Mean per-slice PSNR(denoised, NDCT) − PSNR(LDCT, NDCT) in dB."""
+
+    def __init__(self, name: str = "psnr_gain"):
+        super().__init__(_psnr_gain_computations, name=name)
+
+
+class SSIMGain(tfma.metrics.Metric):
+    """Mean per-slice SSIM(denoised, NDCT) − SSIM(LDCT, NDCT)."""
+
+    def __init__(self, name: str = "ssim_gain"):
+        super().__init__(_ssim_gain_computations, name=name)
+
+
+METRIC_CLASSES = (PSNR, SSIM, RMSEHU, BodyRMSEHU, PSNRGain, SSIMGain)
+for _cls in METRIC_CLASSES:
+    metric_types.register_metric(_cls)
+
+
+def metric_config(cls: type, threshold: Optional[tfma.MetricThreshold] = None, **config: Any
+                  ) -> tfma.MetricConfig:
+    """A `tfma.MetricConfig` naming `cls` of this module, with its kwargs (and name) as JSON config.
+
+    `threshold` applies to every slice; see `eval_config` for overall-only thresholds.
+    """
+    config.setdefault("name", cls().name)
+    result = tfma.MetricConfig(
+        class_name=cls.__name__, module=MODULE, config=json.dumps(config, sort_keys=True))
+    if threshold is not None:
+        result.threshold.CopyFrom(threshold)
+    return result
