@@ -17,6 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
+from components.storage import is_remote, open_binary
+
 CT_FLOOR_HU = -1024
 """Lowest value of the CT scale. Scanners write e.g. -2000 or -3024 outside the
 reconstruction circle; like the original project (which set raw -2000 to 0), those
@@ -63,8 +65,9 @@ class SliceRecord:
     kvp: float | None
 
 
-def read_ct_slices(path: Path, rel_path: str) -> list[SliceRecord]:
-    """All slices of one CT file (one for classic CT, one per frame for enhanced CT).
+def read_ct_slices(path: str | Path, rel_path: str) -> list[SliceRecord]:
+    """All slices of one CT file (one for classic CT, one per frame for enhanced CT); `path`
+    may be an object-store URL.
 
     Raises DicomRejected with the reason when the file is not a decodable CT image.
     """
@@ -93,8 +96,11 @@ def to_hu(raw: np.ndarray, ds: Dataset, rescale: Dataset | None = None) -> np.nd
     return np.clip(np.rint(hu), info.min, info.max).astype(np.int16)
 
 
-def _read_dataset(path: Path) -> Dataset:
+def _read_dataset(path: str | Path) -> Dataset:
     try:
+        if is_remote(str(path)):
+            with open_binary(str(path)) as f:
+                return pydicom.dcmread(f, specific_tags=_TAGS)
         return pydicom.dcmread(path, specific_tags=_TAGS)
     except InvalidDicomError:
         raise DicomRejected("not a DICOM file (no DICM preamble)") from None

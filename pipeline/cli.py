@@ -12,9 +12,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
+from trainer_module.hparams import PRESETS
+
+BLESSING = BlessingThresholds()
 
 
 def _quiet_libraries() -> None:
@@ -58,55 +62,113 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    data, root = Path(args.data), Path(args.root)
-    if not data.is_dir():
-        raise UserError(f"data folder not found: {data}")
-    from components.dicom_example_gen.layout import Layout
-    from pipeline.local_runner import run_local
-    from pipeline.metadata import open_store
-    from pipeline.summary import build_summary
-    from trainer_module import hparams as hparams_lib
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from pipeline.denoise import denoise_series, resolve_model
 
-    hparams = hparams_lib.to_dict(hparams_lib.with_overrides(hparams_lib.preset(args.preset), args.set))
-    default = Layout()
-    layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
-    _watch_components()
-    failure = None
-    try:
-        run_local(data, root, args.until, layout=layout, hparams=hparams, beam_pipeline_args=args.beam_arg or None)
-    except Exception as exc:  # reported as one line after the summary is written
-        failure = exc
-    summary = build_summary(open_store(root)) if configs.metadata_path(root).exists() else {}
-    _print_summary(summary)
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2) + "\n")
-    if failure is not None:
-        raise UserError(_one_line(failure))
+    model_dir = resolve_model(args.model, Path(args.root))
+    denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch,
+                   model_version=model_dir.name)  # prints its own progress and closing line
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    ingest = summary.get("ingest")
-    if ingest:
-        print(
-            f"ingest: {ingest['accepted']} files accepted, {len(ingest['rejected'])} rejected, "
-            f"{ingest['pairs']} pairs, examples train={ingest['examples']['train']} eval={ingest['examples']['eval']}"
-        )
-        for rejection in ingest["rejected"][:10]:
-            print(f"  rejected {rejection['path']}: {rejection['reason']}")
-        if len(ingest["rejected"]) > 10:
-            print(f"  … {len(ingest['rejected']) - 10} more in the summary")
-    validation = summary.get("validation")
-    if validation:
-        print(f"validation: {'passed' if validation['passed'] else 'FAILED'}")
-        for anomaly in validation["anomalies"]:
-            print(f"  {anomaly}")
-    train = summary.get("train")
-    if train:
-        losses = ", ".join(f"{k} {v:.4f}" for k, v in train["final_losses"].items() if k != "lr")
-        print(f"train: {train['steps']} steps in {train['seconds']:.0f} s; {losses}")
-        print(f"  model: {train['model_uri']}\n  tensorboard: {train['tensorboard_dir']}")
+def cmd_kubeflow_compile(args: argparse.Namespace) -> int:
+    from kubeflow.runner import compile_pipeline
+
+    out = compile_pipeline(_kubeflow_settings(args), Path(args.out))
+    print(f"kubeflow: pipeline spec written to {out} (image {args.image})")
+    return 0
+
+
+def cmd_kubeflow_create(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from kubeflow.deploy import deploy
+    from kubeflow.runner import compile_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = compile_pipeline(_kubeflow_settings(args), Path(tmp) / f"{configs.PIPELINE_NAME}.json")
+        done = deploy(spec, args.endpoint, configs.PIPELINE_NAME, run=args.run, namespace=args.namespace)
+    print(f"kubeflow: uploaded pipeline {done.pipeline_id} version {done.version_id}: {done.url}")
+    if done.run_id:
+        print(f"kubeflow: started run {done.run_id}")
+    return 0
+
+
+def _kubeflow_settings(args: argparse.Namespace):
+    from kubeflow.runner import KubeflowSettings
+
+    optional = {key: getattr(args, key) for key in ("pipeline_root", "data_root", "serving_dir") if getattr(args, key)}
+    return KubeflowSettings(image=args.image, trainer_image=args.trainer_image or "", storage=args.storage,
+                            preset=args.preset, hparam_overrides=tuple(args.set), trainer_gpus=args.gpus, **optional)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from pipeline import lineage
+    from pipeline.metadata import connect
+
+    store = connect(Path(args.root), grpc=args.mlmd_grpc, mysql=args.mlmd_mysql, user=args.mlmd_user,
+                    password=os.environ.get("CTDENOISE_MLMD_PASSWORD", ""))
+    if args.dataset:
+        result = lineage.dataset_models(store, args.dataset)
+        lines = lineage.format_dataset_models(result, args.dataset)
+    else:
+        result = lineage.model_lineage(store, args.model)
+        lines = lineage.format_lineage(result)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UserError(f"data folder not found: {data}")
+    from components.dicom_example_gen.layout import Layout
+    from trainer_module import hparams as hparams_lib
+
+    hparams = hparams_lib.with_overrides(hparams_lib.preset(args.preset), args.set)
+    default = Layout()
+    layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
+    _run_pipeline(data, Path(args.root), args.until, args.summary, layout=layout,
+                  hparams=hparams_lib.to_dict(hparams), beam_pipeline_args=args.beam_arg or None,
+                  blessing=BlessingThresholds(psnr_margin_db=args.margin_db, ssim_tolerance=args.ssim_tolerance))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import demo
+    from pipeline.lineage import format_lineage, model_lineage
+
+    root = Path(args.root)
+    data = demo.ensure_dataset(root, print)
+    summary = _run_pipeline(data, root, "push", args.summary)
+    png = demo.showcase(summary, root, print)
+    from pipeline.metadata import open_store
+
+    print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
+    print(f"demo: LDCT | denoised | NDCT picture: {png}")
+    return 0
+
+
+def _run_pipeline(data: Path, root: Path, until: str, summary_path: str | None, **options: Any) -> dict[str, Any]:
+    """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
+    and return it; a failed run raises UserError with its one-line reason afterwards."""
+    from pipeline.local_runner import run_local
+    from pipeline.metadata import open_store
+    from pipeline.summary import build_summary, format_summary
+
+    _watch_components()
+    failure = None
+    try:
+        run_local(data, root, until, **options)
+    except Exception as exc:  # reported as one line after the summary is written
+        failure = exc
+    summary = build_summary(open_store(root)) if configs.metadata_path(root).exists() else {}
+    print("\n".join(format_summary(summary)))
+    if summary_path:
+        Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
+    if failure is not None:
+        raise UserError(_one_line(failure))
+    return summary
 
 
 class UserError(Exception):
@@ -135,16 +197,66 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite ML Metadata)")
     run.add_argument("--data", required=True, help="DICOM data root")
     run.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (outputs and ML Metadata)")
-    run.add_argument("--until", choices=configs.STAGES[:3], default="train", help="last stage to run")
-    run.add_argument("--preset", default=configs.DEFAULT_PRESET, help="hyperparameter preset: cpu-demo, paper, tiny")
+    run.add_argument("--until", choices=configs.STAGES, default=configs.STAGES[-1], help="last stage to run")
+    run.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=PRESETS, help="hyperparameter preset")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one hyperparameter, e.g. --set epochs=2 (repeatable)")
     run.add_argument("--summary", help="write the run summary JSON here")
+    run.add_argument("--margin-db", type=float, default=BLESSING.psnr_margin_db,
+                     help=f"PSNR gain over LDCT a model needs to be blessed and pushed (default {BLESSING.psnr_margin_db} dB)")
+    run.add_argument("--ssim-tolerance", type=float, default=BLESSING.ssim_tolerance,
+                     help=f"how far SSIM may fall below LDCT's in a blessed model (default {BLESSING.ssim_tolerance})")
     run.add_argument("--ldct-dir", action="append", help="low-dose folder name (repeatable; default LDCT)")
     run.add_argument("--ndct-dir", action="append", help="normal-dose folder name (repeatable; default NDCT)")
     run.add_argument("--pattern", default="*", help="file-name glob of DICOM files, e.g. '*.IMA'")
     run.add_argument("--beam-arg", action="append", help="extra Apache Beam pipeline argument (repeatable)")
     run.set_defaults(func=cmd_run)
+
+    den = sub.add_parser("denoise", help="denoise a CT DICOM series with a trained generator")
+    den.add_argument("--model", required=True, help="SavedModel folder, or 'latest' (newest pushed under --root)")
+    den.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding serving/ (for 'latest')")
+    den.add_argument("--input", required=True, help="folder holding the DICOM files of one CT series")
+    den.add_argument("--out", required=True, help="new folder for the derived series (must not exist or be empty)")
+    den.add_argument("--png", action="store_true", help="also write preview/NNNN.png: LDCT | denoised")
+    den.add_argument("--batch", type=int, default=4, help="slices per model call")
+    den.set_defaults(func=cmd_denoise)
+
+    lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
+    lin.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding metadata.sqlite")
+    lin.add_argument("--model", default="latest", help="'latest' (newest pushed model) or an artifact URI / push path")
+    lin.add_argument("--dataset", help="go forward instead: models trained on data under this root")
+    lin.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    lin.add_argument("--mlmd-grpc", metavar="HOST:PORT", help="query a gRPC metadata service (Kubeflow) instead")
+    lin.add_argument("--mlmd-mysql", metavar="HOST:PORT/DB", help="query a MySQL ML Metadata database instead")
+    lin.add_argument("--mlmd-user", default="root", help="MySQL user (password from $CTDENOISE_MLMD_PASSWORD)")
+    lin.set_defaults(func=cmd_lineage)
+
+    kfp = sub.add_parser("kubeflow", help="compile for / upload to Kubeflow Pipelines 2")
+    kfp_sub = kfp.add_subparsers(dest="kubeflow_command", required=True)
+    kfp_compile = kfp_sub.add_parser("compile", help="write the pipeline spec (KFP v2 IR JSON)")
+    kfp_compile.add_argument("--out", required=True, help="JSON file to write")
+    kfp_compile.set_defaults(func=cmd_kubeflow_compile)
+    kfp_create = kfp_sub.add_parser("create", help="upload the pipeline (a new version if it exists)")
+    kfp_create.add_argument("--endpoint", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
+    kfp_create.add_argument("--run", action="store_true", help="also start a run")
+    kfp_create.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+    kfp_create.set_defaults(func=cmd_kubeflow_create)
+    for command in (kfp_compile, kfp_create):
+        command.add_argument("--image", required=True, help="component image (see kubeflow/Dockerfile)")
+        command.add_argument("--trainer-image", help="Trainer image, e.g. the CUDA build of kubeflow/Dockerfile.gpu")
+        command.add_argument("--storage", default="gs://ctdenoise",
+                             help="object-store prefix for the three locations below (default gs://ctdenoise)")
+        command.add_argument("--pipeline-root", help="pipeline outputs (default STORAGE/pipeline)")
+        command.add_argument("--data-root", help="DICOM data root as the pods see it (default STORAGE/dicom)")
+        command.add_argument("--serving-dir", help="where blessed models are pushed (default STORAGE/serving)")
+        command.add_argument("--preset", default="paper", choices=PRESETS, help="hyperparameter preset (default paper)")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
+        command.add_argument("--gpus", type=int, default=1, help="GPUs requested by the Trainer (default 1)")
+
+    demo = sub.add_parser("demo", help="simulate data, run the whole pipeline, denoise a held-out series")
+    demo.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (data, outputs, ML Metadata)")
+    demo.add_argument("--summary", help="write the run summary JSON here")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

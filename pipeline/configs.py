@@ -17,13 +17,13 @@ DEFAULT_PRESET = "cpu-demo"
 EVAL_FRACTION = 0.25
 """Share of patients held out for the `eval` split (by patient, see layout.assign_splits)."""
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "components" / "schema" / "schema.pbtxt"
+SCHEMA_FILE_IN_REPO = "components/schema/schema.pbtxt"
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / SCHEMA_FILE_IN_REPO
 """The curated schema TFDV validates the scalar features against."""
 
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 """Beam DirectRunner in-process: no worker start-up cost on small local runs. Pass
 `--beam-arg --direct_running_mode=multi_processing --beam-arg --direct_num_workers=2` for more cores."""
-
 
 def pipeline_root(run_root: Path) -> Path:
     return run_root / "pipeline"
@@ -31,3 +31,8 @@ def pipeline_root(run_root: Path) -> Path:
 
 def metadata_path(run_root: Path) -> Path:
     return run_root / "metadata.sqlite"
+
+
+def serving_dir(run_root: Path) -> Path:
+    """Where Pusher writes blessed models, one numbered version folder each."""
+    return run_root / "serving"

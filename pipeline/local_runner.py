@@ -5,7 +5,9 @@ from pathlib import Path
 
 from tfx import v1 as tfx
 
-from components.dicom_example_gen.layout import Layout, fingerprint
+from components.dicom_example_gen.layout import Layout
+from components.storage import fingerprint
+from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 
@@ -16,7 +18,8 @@ def metadata_config(run_root: Path):
 
 
 def run_local(data_root: Path, run_root: Path, until: str, layout: Layout = Layout(),
-              hparams: dict | None = None, beam_pipeline_args: list[str] | None = None) -> None:
+              hparams: dict | None = None, beam_pipeline_args: list[str] | None = None,
+              blessing: BlessingThresholds = BlessingThresholds()) -> None:
     """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged."""
     run_root.mkdir(parents=True, exist_ok=True)
     pipeline = create_pipeline(
@@ -26,7 +29,9 @@ def run_local(data_root: Path, run_root: Path, until: str, layout: Layout = Layo
         until=until,
         layout=layout,
         hparams=hparams,
-        input_fingerprint=fingerprint(data_root),
+        serving_dir=str(configs.serving_dir(run_root).resolve()),
+        blessing=blessing,
+        input_fingerprint=fingerprint(str(data_root)),
         metadata_connection_config=metadata_config(run_root),
         beam_pipeline_args=beam_pipeline_args,
     )

@@ -24,6 +24,36 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
+def connect(run_root: Path, grpc: str | None = None, mysql: str | None = None,
+            user: str = "root", password: str = "") -> metadata_store.MetadataStore:
+    """The ML Metadata store to query: a Kubeflow-style gRPC metadata service (HOST:PORT), a
+    MySQL database (HOST:PORT/DATABASE), or by default the local run root's SQLite file."""
+    if not grpc and not mysql:
+        return open_store(run_root)
+    if grpc:
+        host, port = _host_port(grpc, "--mlmd-grpc")
+        config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
+    else:
+        address, _, database = mysql.partition("/")
+        host, port = _host_port(address, "--mlmd-mysql")
+        config = metadata_store_pb2.ConnectionConfig()
+        config.mysql.host, config.mysql.port, config.mysql.database = host, port, database or "metadb"
+        config.mysql.user, config.mysql.password = user, password
+    try:
+        store = metadata_store.MetadataStore(config)
+        store.get_artifact_types()  # fail here, naming the address, rather than mid-query
+    except Exception as exc:
+        raise ConnectionError(f"ML Metadata at {grpc or mysql}: {' '.join(str(exc).split())[:200]}") from None
+    return store
+
+
+def _host_port(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{option} wants HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
 def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
     """Node id → its execution in the newest pipeline run (cached ones included)."""
     runs = store.get_contexts_by_type("pipeline_run")

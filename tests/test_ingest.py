@@ -1,39 +1,19 @@
 """DicomExampleGen's Beam pipeline on real files: pairing, splits, rejections, HU fidelity."""
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pytest
-import tensorflow as tf
 from pydicom.data import get_testdata_file
 
 from components import features
-from components.dicom_example_gen.executor import build_ingest_pipeline, read_report, split_dir
-from components.dicom_example_gen.layout import Layout, all_files, assign_splits, scan
+from components.dicom_example_gen.layout import Layout, assign_splits, scan
 from components.dicom_example_gen.pairing import pair_patient
 from components.dicom_hu import read_ct_slices
+from components.storage import relative_files
 from tests import dicom_factory as f
-
-
-def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: float = 0.5) -> dict:
-    """Run the component's Beam graph on the DirectRunner and return its report."""
-    found = scan(root, layout)
-    out.mkdir(parents=True, exist_ok=True)
-    with beam.Pipeline() as p:
-        build_ingest_pipeline(p, str(root), layout, assign_splits(found.patients, eval_fraction),
-                              found.found, found.rejected, str(out))
-    return read_report(str(out))
-
-
-def read_examples(out: Path, split: str) -> list[tf.train.Example]:
-    files = sorted(glob.glob(os.path.join(split_dir(str(out), split), "*.gz")))
-    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
-import os  # noqa: E402  (kept beside its only use above for readability)
+from tests.pipeline_helpers import ingest, read_examples
 
 
 def records(tmp_path, dose_dir: str, zs: list[float]) -> list[tuple[str, object]]:
@@ -77,7 +57,7 @@ def test_layout_scan_accounts_for_every_file(tmp_path):
     (tmp_path / "README.txt").write_text("notes")
     (tmp_path / "L067" / "quarter_3mm" / "scan.log").write_text("log")
     layout = Layout(("quarter_3mm",), ("full_3mm",), "*.dcm")
-    result = scan(tmp_path, layout)
+    result = scan(str(tmp_path), layout)
     assert {x.rel_path for x in result.found} == {"L067/quarter_3mm/000.dcm", "L067/full_3mm/000.dcm"}
     assert {r["path"]: r["reason"] for r in result.rejected} == {
         "README.txt": "not under <patient>/<quarter_3mm|full_3mm>/",
@@ -124,7 +104,7 @@ def test_assorted_root_every_file_accounted_and_hu_identical(tmp_path):
     root, out = tmp_path / "data", tmp_path / "out"
     expected = make_assorted_root(root)
     report = ingest(root, out)
-    assert len(all_files(root)) == len(expected) == report["accepted"] + len(report["rejected"])
+    assert len(relative_files(str(root))) == len(expected) == report["accepted"] + len(report["rejected"])
     rejected = {r["path"]: r["reason"] for r in report["rejected"]}
     for path, outcome in expected.items():
         if outcome == "ok":

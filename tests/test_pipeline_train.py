@@ -1,48 +1,24 @@
-"""End to end `ctdenoise run --until train`: the Trainer behind the HU gate, a SavedModel that
-maps HU to HU, TensorBoard scalars and images, hyperparameters in ML Metadata, and resume
-after the process is killed mid-training."""
+"""End to end through the Trainer (the session's `run --until push`): the Trainer behind the
+HU gate, a SavedModel that maps HU to HU, TensorBoard scalars and images, hyperparameters in
+ML Metadata, and resume after the process is killed mid-training."""
 from __future__ import annotations
 
 import json
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from pipeline.metadata import latest_run_executions, open_store, output_artifacts
-from pipeline.simulate import simulate_dataset
+from tests.pipeline_helpers import ctdenoise_cmd
 
 TINY = ["--preset", "tiny"]
 
 
-def ctdenoise_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train_data") / "dicom"
-    simulate_dataset(root, patients=3, slices=3, size=64, seed=5, progress=None)
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    run_root = tmp_path_factory.mktemp("train_run")
-    result = subprocess.run(ctdenoise_cmd("run", "--data", str(data), "--root", str(run_root), "--until", "train",
-                                          *TINY, "--summary", str(run_root / "s.json")),
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_root, json.loads((run_root / "s.json").read_text()), result.stdout
-
-
-def test_summary_reports_training(trained):
-    _, summary, stdout = trained
+def test_summary_reports_training(pushed_run):
+    _, summary, stdout = pushed_run
     train = summary["train"]
     assert train["steps"] == 10 and train["seconds"] > 0
     assert set(train["final_losses"]) >= {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b"}
@@ -50,8 +26,8 @@ def test_summary_reports_training(trained):
     assert "[train] step 10/10" in stdout and "steps/s" in stdout and "ETA" in stdout
 
 
-def test_saved_model_maps_a_512_slice_of_hu_to_hu(trained):
-    _, summary, _ = trained
+def test_saved_model_maps_a_512_slice_of_hu_to_hu(pushed_run):
+    _, summary, _ = pushed_run
     model = tf.saved_model.load(os.path.join(summary["train"]["model_uri"], "Format-Serving"))
     hu = np.full((1, 512, 512, 1), -1000.0, np.float32)
     hu[0, 128:384, 128:384] = 40.0
@@ -61,8 +37,8 @@ def test_saved_model_maps_a_512_slice_of_hu_to_hu(trained):
     assert out.max() - out.min() > 100.0
 
 
-def test_tensorboard_has_losses_psnr_and_images(trained):
-    _, summary, _ = trained
+def test_tensorboard_has_losses_psnr_and_images(pushed_run):
+    _, summary, _ = pushed_run
     tags = set()
     kinds = set()
     for path in tf.io.gfile.glob(os.path.join(summary["train"]["tensorboard_dir"], "events.out.tfevents.*")):
@@ -70,13 +46,13 @@ def test_tensorboard_has_losses_psnr_and_images(trained):
             for value in event.summary.value:
                 tags.add(value.tag)
                 kinds.add(value.metadata.plugin_data.plugin_name)
-    for word in ("cycle", "identity", "psnr", "d_a", "d_b", "g_adv_ab", "lr"):
+    for word in ("cycle", "identity", "psnr", "exported_vs_ndct", "d_a", "d_b", "g_adv_ab", "lr"):
         assert any(word in t for t in tags), (word, tags)
     assert "images" in kinds
 
 
-def test_model_artifact_records_hyperparameters(trained):
-    run_root, _, _ = trained
+def test_model_artifact_records_hyperparameters(pushed_run):
+    run_root, _, _ = pushed_run
     store = open_store(run_root)
     trainer = latest_run_executions(store)["Trainer"]
     [model] = output_artifacts(store, trainer)["model"]
@@ -86,8 +62,8 @@ def test_model_artifact_records_hyperparameters(trained):
     assert hparams["ngf"].number_value == 4 and hparams["cycle_lambda"].number_value == 10
 
 
-def test_killed_trainer_resumes_from_its_checkpoint(data, tmp_path):
-    args = ctdenoise_cmd("run", "--data", str(data), "--root", str(tmp_path), "--until", "train", *TINY,
+def test_killed_trainer_resumes_from_its_checkpoint(simulated_data, tmp_path):
+    args = ctdenoise_cmd("run", "--data", str(simulated_data), "--root", str(tmp_path), "--until", "train", *TINY,
                          "--set", "epochs=3", "--set", "checkpoint_every=5", "--set", "log_every=5")
     first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in first.stdout:

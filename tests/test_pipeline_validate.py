@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
@@ -18,12 +16,9 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline.metadata import latest_run_executions, open_store
 from pipeline.simulate import simulate_dataset
 from tests.dicom_factory import DISTINCTIVE_NAME
+from tests.pipeline_helpers import ctdenoise
 
 NODES = {"DicomExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "HUGate"}
-
-
-def ctdenoise(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=900)
 
 
 def rewrite(folder: Path, **changes) -> None:

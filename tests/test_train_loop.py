@@ -25,6 +25,7 @@ from trainer_module.train_loop import (  # noqa: E402
     NonFiniteLossError,
     fit,
     make_strategy,
+    reestimate_batch_norm,
 )
 
 STEPS = 30
@@ -177,6 +178,21 @@ def test_one_worker_and_at_most_one_gpu_get_the_default_strategy(monkeypatch):
         pytest.skip("several GPUs: MirroredStrategy is the right answer here")
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}')
     assert make_strategy() is tf.distribute.get_strategy()
+
+
+def test_batch_norm_reestimation_is_the_plain_average_of_batch_statistics():
+    inputs = keras.Input([2, 2, 1])
+    norm = keras.layers.BatchNormalization(momentum=0.1)
+    model = keras.Model(inputs, norm(inputs))
+    batches = [tf.fill([3, 2, 2, 1], value) + tf.constant([[[[-1.0]]], [[[0.0]]], [[[1.0]]]]) for value in (1.0, 2.0, 6.0)]
+    for batch in batches:  # ordinary training: momentum 0.1 keeps mostly the last batch
+        model(batch, training=True)
+    assert float(norm.moving_mean[0]) == pytest.approx(0.1 * 0.1 * 1.0 * 0.9 + 0.1 * 0.9 * 2.0 + 0.9 * 6.0, rel=1e-5)
+    reestimate_batch_norm(model, iter(batches), 3)
+    assert float(norm.moving_mean[0]) == pytest.approx(3.0, rel=1e-5)  # (1 + 2 + 6) / 3
+    # each batch holds m-1, m, m+1 four times: variance 2/3, which Keras stores unbiased (12 / 11)
+    assert float(norm.moving_variance[0]) == pytest.approx(2 / 3 * 12 / 11, rel=1e-5)
+    assert norm.momentum == 0.1
 
 
 def test_learning_rate_constant_or_linear_decay_to_zero():

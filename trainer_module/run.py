@@ -11,7 +11,7 @@ from trainer_module import hparams as hparams_lib
 from trainer_module.data import paired_eval_slices, patch_batches
 from trainer_module.export import export_generator
 from trainer_module.resume import prepare_checkpoint_dir, resume_key
-from trainer_module.train_loop import CycleGAN, fit, make_strategy
+from trainer_module.train_loop import CycleGAN, fit, log_exported_psnr, make_strategy, reestimate_batch_norm
 
 HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""
@@ -35,7 +35,13 @@ def run_fn(fn_args) -> None:
     eval_pairs = paired_eval_slices(fn_args.eval_files, EVAL_SLICES)
     gan = CycleGAN(hp, make_strategy())
     log_dir = os.path.join(fn_args.model_run_dir, TENSORBOARD)
-    result = fit(ldct, ndct, hp, ckpt_dir, log_dir, eval_pairs if len(eval_pairs[0]) else None, progress, gan)
+    has_eval = len(eval_pairs[0]) > 0
+    result = fit(ldct, ndct, hp, ckpt_dir, log_dir, eval_pairs if has_eval else None, progress, gan)
+    if hp.bn_reestimation_batches:
+        calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2)
+        reestimate_batch_norm(gan.G, iter(calibration), hp.bn_reestimation_batches)
+    if has_eval:
+        result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(gan, eval_pairs, log_dir)
     result["tensorboard_dir"] = log_dir
     export_generator(gan.G, fn_args.serving_model_dir, {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result)})
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, RESULT_FILE), "w") as f:

@@ -1,11 +1,14 @@
-"""Trainer executor: TFX's GenericExecutor, plus the hyperparameters and training outcome
-recorded on the Model artifact so ML Metadata lineage can show them."""
+"""The Trainer component: TFX's standard Trainer, whose executor (TFX's GenericExecutor, which
+calls run_fn) also records the hyperparameters and training outcome on the Model artifact so
+ML Metadata lineage can show them."""
 from __future__ import annotations
 
 import json
 import os
 
+from tfx import v1 as tfx
 from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
@@ -21,3 +24,9 @@ class Executor(trainer_executor.GenericExecutor):
         model.set_json_value_custom_property("hparams", metadata["hparams"])
         model.set_int_custom_property("train_steps", metadata["train"]["steps"])
         model.set_json_value_custom_property("final_losses", metadata["train"]["losses"])
+
+
+class Trainer(tfx.components.Trainer):
+    """The standard Trainer with the executor above."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

@@ -189,6 +189,26 @@ class CycleGAN(tf.Module):
         return losses
 
 
+def reestimate_batch_norm(model: keras.Model, batches: Iterator[tf.Tensor], count: int) -> None:
+    """Replace the BatchNorm moving statistics of `model` by their plain average over `count`
+    batches seen in training mode ("precise BN").
+
+    BN's own update is reused with momentum (k-1)/k at the k-th batch, which turns the
+    exponential moving average into a cumulative one; every layer sees the statistics of
+    its input as produced by the layers before it, exactly as in training.
+    """
+    norms = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for k in range(1, count + 1):
+            for layer in norms:
+                layer.momentum = (k - 1) / k
+            model(next(batches), training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+
+
 def fit(
     dataset_a: tf.data.Dataset,
     dataset_b: tf.data.Dataset,
@@ -304,6 +324,16 @@ def _write_summaries(
     side_by_side = tf.concat([ldct, denoised, ndct], axis=2)
     tf.summary.image("images/ldct_denoised_ndct", soft_tissue_window(side_by_side), step=step, max_outputs=3)
     return psnr
+
+
+def log_exported_psnr(gan: CycleGAN, eval_pairs: tuple[np.ndarray, np.ndarray], log_dir: str | Path) -> float:
+    """PSNR of the generator as exported (after BN re-estimation) on the eval slices, also
+    written to TensorBoard as psnr/exported_vs_ndct at the final step."""
+    ldct, ndct = (tf.constant(x, tf.float32) for x in eval_pairs)
+    value = _mean_psnr(gan.denoise(ldct), ndct)
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        tf.summary.scalar("psnr/exported_vs_ndct", value, step=gan.completed_steps)
+    return value
 
 
 def _mean_psnr(x: tf.Tensor, reference: tf.Tensor) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -21,6 +20,7 @@ from components.dicom_example_gen.layout import FoundFile, Layout, assign_splits
 from components.dicom_example_gen.pairing import pair_patient
 from components.dicom_hu import DicomRejected, read_ct_slices
 from components.features import SPLITS, build_example
+from components.storage import join
 
 REPORT_FILE = "ingest_report.json"
 """Written at the root of the Examples artifact: counts and every rejected file."""
@@ -45,7 +45,7 @@ class ReadSlices(beam.DoFn):
         if self._done % PROGRESS_EVERY == 0:
             logging.info("ingest: decoded %d files in this worker", self._done)
         try:
-            records = read_ct_slices(Path(self._root, found.rel_path), found.rel_path)
+            records = read_ct_slices(join(self._root, found.rel_path), found.rel_path)
         except DicomRejected as exc:
             yield beam.pvalue.TaggedOutput("events", ("rejected", {"path": found.rel_path, "reason": exc.reason}))
             return
@@ -146,7 +146,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         root = exec_properties["data_root"]
         layout = Layout.from_json(exec_properties["layout"])
-        found = scan(Path(root), layout)
+        found = scan(root, layout)
         if not found.found:
             raise ValueError(f"no DICOM files under {root} in the layout <patient>/<{'|'.join(layout.ldct_dirs + layout.ndct_dirs)}>/")
         splits = assign_splits(found.patients, float(exec_properties["eval_fraction"]))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+
+from components.storage import relative_files
 
 
 @dataclass(frozen=True)
@@ -59,19 +59,11 @@ class Scan:
         return {f.patient_id for f in self.found}
 
 
-def all_files(root: Path) -> list[Path]:
-    """Every regular file under `root`, sorted, hidden ones included (nothing vanishes silently)."""
-    files = []
-    for dirpath, _dirs, names in os.walk(root):
-        files.extend(Path(dirpath, n) for n in names)
-    return sorted(f for f in files if f.is_file())
-
-
-def scan(root: Path, layout: Layout) -> Scan:
-    """Classify each file under `root` by the layout, rejecting those outside it with a reason."""
+def scan(root: str, layout: Layout) -> Scan:
+    """Classify each file under `root` (a folder or an object-store URL) by the layout,
+    rejecting those outside it with a reason."""
     result = Scan()
-    for path in all_files(root):
-        rel = path.relative_to(root).as_posix()
+    for rel in relative_files(root):
         parts = rel.split("/")
         dose = layout.dose_of(parts[1]) if len(parts) >= 3 else None
         if dose is None:
@@ -82,16 +74,6 @@ def scan(root: Path, layout: Layout) -> Scan:
         else:
             result.found.append(FoundFile(rel, parts[0], dose))
     return result
-
-
-def fingerprint(root: Path) -> str:
-    """Hash of every file's path, size and mtime: the cache key that makes a re-run on
-    unchanged data reuse the ingested artifact, and a changed file trigger a new one."""
-    digest = hashlib.sha256()
-    for path in all_files(root):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def assign_splits(patients: set[str], eval_fraction: float) -> dict[str, str]:

@@ -4,9 +4,9 @@ Metrics (per model, overall and per `patient_id`): PSNR / SSIM (normalised, data
 RMSE in HU (whole slice, body mask) of the denoised LDCT vs NDCT, the same for the
 no-denoising baseline (LDCT vs NDCT, prefixed ``ldct_``), and the gains denoised − LDCT.
 
-Gate (evaluated on the overall slice unless `gate_per_patient`):
-* value: ``psnr_gain >= margin_db`` (candidate PSNR beats LDCT PSNR by the margin) and
-  ``ssim_gain >= -ssim_tolerance`` (SSIM must not drop below the LDCT baseline);
+Gate (`BlessingThresholds`; on the overall slice unless `per_patient`):
+* value: ``psnr_gain >= psnr_margin_db`` (candidate PSNR beats LDCT PSNR by the margin)
+  and ``ssim_gain >= -ssim_tolerance`` (SSIM must not drop below the LDCT baseline);
 * change vs the latest blessed model (the ``is_baseline`` ModelSpec, only when
   `with_baseline`): ``psnr`` may drop by at most `max_psnr_drop_db`, ``ssim`` by at most
   `max_ssim_drop`.
@@ -22,11 +22,16 @@ import tensorflow_model_analysis as tfma
 
 from components import features as feature_contract
 from components.evaluation import tfma_metrics as m
+from components.evaluation.thresholds import BlessingThresholds
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 SIGNATURE = "from_examples"
 PREDICTION_KEY = "denoised_hu"
+IMAGE_METRICS = {"psnr": m.PSNR, "ssim": m.SSIM, "rmse_hu": m.RMSEHU, "body_rmse_hu": m.BodyRMSEHU}
+"""Metric name → class: each is computed for the model's output and, prefixed, for the raw LDCT."""
+LDCT_PREFIX = "ldct_"
+GAINS = ("psnr_gain", "ssim_gain")
 
 
 def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
@@ -56,24 +61,15 @@ def _gated(cls: type, threshold: Optional[tfma.MetricThreshold], per_patient: bo
 
 
 def eval_config(
-    margin_db: float,
-    ssim_tolerance: float = 0.0,
+    thresholds: BlessingThresholds = BlessingThresholds(),
     with_baseline: bool = True,
-    max_psnr_drop_db: float = 0.0,
-    max_ssim_drop: float = 0.0,
-    gate_per_patient: bool = False,
     candidate_name: str = CANDIDATE,
     baseline_name: str = BASELINE,
 ) -> tfma.EvalConfig:
     """EvalConfig with slicing overall + `patient_id` and the gate described in the module doc.
 
-    Args:
-      margin_db: required PSNR gain (dB) of the denoised LDCT over the raw LDCT vs NDCT.
-      ssim_tolerance: how far the candidate's SSIM may fall below the LDCT baseline's SSIM.
-      with_baseline: add an ``is_baseline`` ModelSpec (the latest blessed model) and the
-        change thresholds.
-      max_psnr_drop_db, max_ssim_drop: allowed drop vs the blessed model.
-      gate_per_patient: apply every threshold to each patient slice too, not only overall.
+    `with_baseline` adds an ``is_baseline`` ModelSpec (the latest blessed model) and the
+    change thresholds.
     """
     model_specs = [_model_spec(candidate_name)]
     if with_baseline:
@@ -82,17 +78,15 @@ def eval_config(
     def change(max_drop: float) -> Optional[tfma.MetricThreshold]:
         return _change_threshold(max_drop) if with_baseline else None
 
+    per_patient = thresholds.per_patient
     metrics = [
-        _gated(m.PSNR, change(max_psnr_drop_db), gate_per_patient),
-        _gated(m.SSIM, change(max_ssim_drop), gate_per_patient),
+        _gated(m.PSNR, change(thresholds.max_psnr_drop_db), per_patient),
+        _gated(m.SSIM, change(thresholds.max_ssim_drop), per_patient),
         m.metric_config(m.RMSEHU),
         m.metric_config(m.BodyRMSEHU),
-        m.metric_config(m.PSNR, name="ldct_psnr", reference="ldct"),
-        m.metric_config(m.SSIM, name="ldct_ssim", reference="ldct"),
-        m.metric_config(m.RMSEHU, name="ldct_rmse_hu", reference="ldct"),
-        m.metric_config(m.BodyRMSEHU, name="ldct_body_rmse_hu", reference="ldct"),
-        _gated(m.PSNRGain, _value_threshold(margin_db), gate_per_patient),
-        _gated(m.SSIMGain, _value_threshold(-abs(ssim_tolerance)), gate_per_patient),
+        *(m.metric_config(cls, name=LDCT_PREFIX + name, reference="ldct") for name, cls in IMAGE_METRICS.items()),
+        _gated(m.PSNRGain, _value_threshold(thresholds.psnr_margin_db), per_patient),
+        _gated(m.SSIMGain, _value_threshold(-abs(thresholds.ssim_tolerance)), per_patient),
         tfma.MetricConfig(class_name="ExampleCount"),
     ]
     return tfma.EvalConfig(

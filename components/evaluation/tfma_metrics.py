@@ -196,75 +196,58 @@ def _computations(
     ]
 
 
-def _psnr_computations(name="psnr", reference="denoised", model_names=None, output_names=None,
-                       example_weighted=False):
-    return _computations("psnr", reference, False, name, model_names, output_names, example_weighted)
+class _ImageMetric(tfma.metrics.Metric):
+    """One image statistic (`stat`, a key of _STATS) of `reference` vs NDCT, or with `gain`
+    the per-slice difference denoised − LDCT."""
+
+    stat = ""
+    gain = False
+
+    def __init__(self, name: str = "", reference: str = "denoised"):
+        super().__init__(_computations, name=name, stat=self.stat, reference=reference, gain=self.gain)
+
+    def _default_name(self) -> str:
+        return f"{self.stat}_gain" if self.gain else self.stat
+
+    def get_config(self) -> Dict[str, Any]:
+        """Only the constructor's arguments: TFMA rebuilds a metric as cls(**config)."""
+        return {"name": self.name, "reference": self.kwargs["reference"]}
 
 
-def _ssim_computations(name="ssim", reference="denoised", model_names=None, output_names=None,
-                       example_weighted=False):
-    return _computations("ssim", reference, False, name, model_names, output_names, example_weighted)
-
-
-def _rmse_computations(name="rmse_hu", reference="denoised", model_names=None, output_names=None,
-                       example_weighted=False):
-    return _computations("rmse_hu", reference, False, name, model_names, output_names, example_weighted)
-
-
-def _body_rmse_computations(name="body_rmse_hu", reference="denoised", model_names=None,
-                            output_names=None, example_weighted=False):
-    return _computations("body_rmse_hu", reference, False, name, model_names, output_names,
-                         example_weighted)
-
-
-def _psnr_gain_computations(name="psnr_gain", model_names=None, output_names=None, example_weighted=False):
-    return _computations("psnr", "denoised", True, name, model_names, output_names, example_weighted)
-
-
-def _ssim_gain_computations(name="ssim_gain", model_names=None, output_names=None, example_weighted=False):
-    return _computations("ssim", "denoised", True, name, model_names, output_names, example_weighted)
-
-
-class PSNR(tfma.metrics.Metric):
+class PSNR(_ImageMetric):
     """Mean per-slice PSNR (dB, normalised images, data range 2) of `reference` vs NDCT."""
 
-    def __init__(self, name: str = "psnr", reference: str = "denoised"):
-        super().__init__(_psnr_computations, name=name, reference=reference)
+    stat = "psnr"
 
 
-class SSIM(tfma.metrics.Metric):
+class SSIM(_ImageMetric):
     """Mean per-slice SSIM (normalised images, data range 2) of `reference` vs NDCT."""
 
-    def __init__(self, name: str = "ssim", reference: str = "denoised"):
-        super().__init__(_ssim_computations, name=name, reference=reference)
+    stat = "ssim"
 
 
-class RMSEHU(tfma.metrics.Metric):
+class RMSEHU(_ImageMetric):
     """Pooled RMSE in HU over whole slices of `reference` vs NDCT."""
 
-    def __init__(self, name: str = "rmse_hu", reference: str = "denoised"):
-        super().__init__(_rmse_computations, name=name, reference=reference)
+    stat = "rmse_hu"
 
 
-class BodyRMSEHU(tfma.metrics.Metric):
+class BodyRMSEHU(_ImageMetric):
     """Pooled RMSE in HU inside the body mask (NDCT HU > -500) of `reference` vs NDCT."""
 
-    def __init__(self, name: str = "body_rmse_hu", reference: str = "denoised"):
-        super().__init__(_body_rmse_computations, name=name, reference=reference)
+    stat = "body_rmse_hu"
 
 
-class PSNRGain(tfma.metrics.Metric):
+class PSNRGain(_ImageMetric):
     """Mean per-slice PSNR(denoised, NDCT) − PSNR(LDCT, NDCT) in dB."""
 
-    def __init__(self, name: str = "psnr_gain"):
-        super().__init__(_psnr_gain_computations, name=name)
+    stat, gain = "psnr", True
 
 
-class SSIMGain(tfma.metrics.Metric):
+class SSIMGain(_ImageMetric):
     """Mean per-slice SSIM(denoised, NDCT) − SSIM(LDCT, NDCT)."""
 
-    def __init__(self, name: str = "ssim_gain"):
-        super().__init__(_ssim_gain_computations, name=name)
+    stat, gain = "ssim", True
 
 
 METRIC_CLASSES = (PSNR, SSIM, RMSEHU, BodyRMSEHU, PSNRGain, SSIMGain)

@@ -69,6 +69,19 @@ def hu_problems(split: str, stats: statistics_pb2.DatasetFeatureStatisticsList, 
     return problems
 
 
+def hu_summary(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float]:
+    """What the gate looked at in one split, per dose: image count and the mean air (p01),
+    median and 99th-percentile HU of its slices. Recorded with the gate's output for lineage."""
+    features = feature_stats(stats)
+    summary: dict[str, float] = {}
+    for dose in DOSES:
+        summary[f"{dose}_images"] = _count(features.get(stat_key(dose, "p01")))
+        if summary[f"{dose}_images"]:
+            for stat in ("p01", "p50", "p99"):
+                summary[f"{dose}_mean_{stat}_hu"] = round(_mean(features[stat_key(dose, stat)]), 1)
+    return summary
+
+
 def anomaly_descriptions(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
     """TFDV schema anomalies of one split as `split: feature: short description` strings."""
     found = [

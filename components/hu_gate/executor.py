@@ -7,7 +7,8 @@ import shutil
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.hu_gate.checks import GateThresholds, gate_problems
+from components.hu_gate.checks import GateThresholds, gate_problems, hu_summary, load_statistics
+
 
 class HUGateError(RuntimeError):
     """The data failed the gate; the message is the one-line reason."""
@@ -32,3 +33,6 @@ class Executor(base_executor.BaseExecutor):
         shutil.copytree(schema_in.uri, schema_out.uri, dirs_exist_ok=True)
         schema_out.set_string_custom_property("hu_gate", "passed")  # the folder must hold only the schema
         schema_out.set_json_value_custom_property("hu_gate_thresholds", json.loads(thresholds.to_json()))
+        schema_out.set_json_value_custom_property(
+            "hu_summary", {split: hu_summary(load_statistics(stats_uri)) for split, (stats_uri, _) in splits.items()}
+        )

@@ -1,0 +1,20 @@
+"""The blessing thresholds, apart from TFMA so the command line can read their defaults
+without importing it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BlessingThresholds:
+    """When the Evaluator blesses a candidate (the Pusher pushes only blessed models)."""
+
+    psnr_margin_db: float = 0.5
+    """Required PSNR gain (dB) of the denoised LDCT over the raw LDCT, both vs NDCT."""
+    ssim_tolerance: float = 0.0
+    """How far the candidate's SSIM may fall below the raw LDCT's (0: it must not drop)."""
+    max_psnr_drop_db: float = 0.0
+    max_ssim_drop: float = 0.0
+    """How much worse than the latest blessed model the candidate may be."""
+    per_patient: bool = False
+    """Apply every threshold to each patient too, not only to the whole eval split."""

@@ -1,0 +1,146 @@
+"""Kubeflow Pipelines runner: the same `create_pipeline()` as the local runner, compiled by
+`KubeflowV2DagRunner` into the KFP v2 pipeline IR (JSON) that Kubeflow Pipelines 2.x runs.
+
+Use it through `ctdenoise kubeflow compile|create`, or run this file directly: as a script it
+takes its settings from `CTDENOISE_*` environment variables (see `KubeflowSettings.from_env`),
+which is also how `tfx pipeline create --engine vertex --pipeline_path kubeflow/runner.py`
+runs it (that command executes the file with no arguments and keeps the JSON it writes).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import absl.logging
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY as DEFAULT_IMAGE_KEY
+
+from components.dicom_example_gen.layout import Layout
+from components.storage import fingerprint, is_remote
+from pipeline import configs
+from pipeline.pipeline import create_pipeline
+from trainer_module import hparams as hparams_lib
+
+IMAGE_SOURCE_DIR = "/ctdenoise"
+"""Where the Dockerfiles copy this repository inside the component image."""
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+"""What a KFP v2 pod runs: TFX's container entrypoint, given the executor class and the
+executor input JSON that KFP substitutes for `{{$}}`."""
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+
+
+@dataclass(frozen=True)
+class KubeflowSettings:
+    """Where a Kubeflow run reads and writes, and what it runs on. Paths are as the pods
+    see them: object-store URLs TensorFlow can write (gs://, or s3:// with tensorflow-io
+    and S3_ENDPOINT set, which is how MinIO is reached) or a volume mounted in every pod."""
+
+    image: str
+    trainer_image: str = ""
+    """Image of the Trainer step only, e.g. the CUDA build of kubeflow/Dockerfile.gpu
+    (default: `image`)."""
+    storage: str = "gs://ctdenoise"
+    """Default parent of the three locations below."""
+    pipeline_root: str = ""
+    data_root: str = ""
+    serving_dir: str = ""
+    preset: str = "paper"
+    beam_args: tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+    """DirectRunner on all of a pod's cores; pass e.g. --runner=DataflowRunner to scale out."""
+    trainer_cpu: float = 8.0
+    trainer_memory_gb: float = 32.0
+    trainer_gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    """The accelerator's Kubernetes resource name (KFP) or Vertex type (e.g. NVIDIA_TESLA_T4)."""
+    hparam_overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        base = self.storage.rstrip("/")
+        for name, default in (("pipeline_root", f"{base}/pipeline"), ("data_root", f"{base}/dicom"),
+                              ("serving_dir", f"{base}/serving")):
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)
+
+    @classmethod
+    def from_env(cls) -> "KubeflowSettings":
+        """CTDENOISE_IMAGE (required), CTDENOISE_TRAINER_IMAGE, CTDENOISE_STORAGE,
+        CTDENOISE_PIPELINE_ROOT, CTDENOISE_DATA_ROOT, CTDENOISE_SERVING_DIR, CTDENOISE_PRESET."""
+        image = os.environ.get("CTDENOISE_IMAGE")
+        if not image:
+            raise SystemExit("set CTDENOISE_IMAGE to the component image, e.g. ghcr.io/you/ctdenoise:0.1.0")
+        names = {"trainer_image": "TRAINER_IMAGE", "storage": "STORAGE", "pipeline_root": "PIPELINE_ROOT", "data_root": "DATA_ROOT",
+                 "serving_dir": "SERVING_DIR", "preset": "PRESET"}
+        values = {key: os.environ[f"CTDENOISE_{var}"] for key, var in names.items() if f"CTDENOISE_{var}" in os.environ}
+        return cls(image=image, **values)
+
+
+def build_pipeline(settings: KubeflowSettings):
+    """`create_pipeline()` for Kubeflow: object-store paths, the schema inside the image, the
+    Trainer's CPU, memory and GPU requests."""
+    hparams = hparams_lib.with_overrides(hparams_lib.preset(settings.preset), settings.hparam_overrides)
+    pipeline = create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=settings.pipeline_root,
+        data_root=settings.data_root,
+        until="push",
+        layout=Layout(),
+        hparams=hparams_lib.to_dict(hparams),
+        serving_dir=settings.serving_dir,
+        input_fingerprint=_fingerprint(settings.data_root),
+        schema_file=f"{IMAGE_SOURCE_DIR}/{configs.SCHEMA_FILE_IN_REPO}",
+        beam_pipeline_args=list(settings.beam_args),
+    )
+    trainer = next(c for c in pipeline.components if c.id == "Trainer")
+    trainer.with_platform_config(_trainer_resources(settings))
+    return pipeline
+
+
+def compile_pipeline(settings: KubeflowSettings, out_file: Path) -> Path:
+    """Write the pipeline IR (a KFP v2 `PipelineSpec`, JSON) to `out_file`.
+
+    TFX's runner wraps the spec in a Vertex `PipelineJob`; Kubeflow Pipelines 2 uploads,
+    and kfp's loader reads, the bare `PipelineSpec`, so that is what is written.
+    """
+    absl.logging.set_verbosity(absl.logging.ERROR)  # TFX 1.16 warns "DEFAULT_IMAGE_PATH_KEY is
+    # not found" exactly when it is found (an inverted check in pipeline_builder)
+    job = _runner(settings, out_file).run(build_pipeline(settings), write_out=False)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(job["pipelineSpec"], indent=2, sort_keys=True) + "\n")
+    return out_file
+
+
+def _runner(settings: KubeflowSettings, out_file: Path) -> kubeflow_v2_dag_runner.KubeflowV2DagRunner:
+    images = {DEFAULT_IMAGE_KEY: settings.image, "Trainer": settings.trainer_image or settings.image}
+    return kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            display_name=configs.PIPELINE_NAME, default_image=images, default_commands=ENTRYPOINT,
+            # Schema 2.1: parameters as `parameterValues` with their input spec, which is what
+            # the KFP 2 launcher provides (with 2.0 TFX's entrypoint reads a field KFP 2 leaves empty).
+            use_pipeline_spec_2_1=True,
+        ),
+        output_dir=str(out_file.parent),
+        output_filename=out_file.name,
+    )
+
+
+def _trainer_resources(settings: KubeflowSettings) -> ResourceSpec:
+    spec = ResourceSpec(cpu_limit=settings.trainer_cpu, memory_limit=settings.trainer_memory_gb)
+    if settings.trainer_gpus:
+        spec.accelerator.type = settings.gpu_type
+        spec.accelerator.count = settings.trainer_gpus
+    return spec
+
+
+def _fingerprint(data_root: str) -> str:
+    """A local data root's fingerprint (the ingestion's cache key). A bucket is not listed at
+    compile time: give each data version its own data root, or turn caching off in KFP."""
+    return "" if is_remote(data_root) or not Path(data_root).is_dir() else fingerprint(data_root)
+
+
+if __name__ == "__main__":  # TFX's own output: the PipelineJob JSON that Vertex AI Pipelines runs
+    env_settings = KubeflowSettings.from_env()
+    out = Path(os.environ.get("CTDENOISE_PIPELINE_FILE", f"{configs.PIPELINE_NAME}_job.json"))
+    _runner(env_settings, out).run(build_pipeline(env_settings))

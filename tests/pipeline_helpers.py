@@ -1,0 +1,39 @@
+"""Helpers shared by the pipeline tests: run the CLI as a user would, run the ingestion
+Beam graph directly, read examples back."""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+import tensorflow as tf
+
+from components.dicom_example_gen.executor import build_ingest_pipeline, read_report, split_dir
+from components.dicom_example_gen.layout import Layout, assign_splits, scan
+
+
+def ctdenoise_cmd(*args: str) -> list[str]:
+    """The `ctdenoise` command line, run with this interpreter."""
+    return [sys.executable, "-m", "pipeline.cli", *args]
+
+
+def ctdenoise(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: float = 0.5) -> dict:
+    """Run the ingestion component's Beam graph on the DirectRunner; return its report."""
+    found = scan(str(root), layout)
+    out.mkdir(parents=True, exist_ok=True)
+    with beam.Pipeline() as p:
+        build_ingest_pipeline(p, str(root), layout, assign_splits(found.patients, eval_fraction),
+                              found.found, found.rejected, str(out))
+    return read_report(str(out))
+
+
+def read_examples(out: Path, split: str) -> list[tf.train.Example]:
+    files = sorted(glob.glob(os.path.join(split_dir(str(out), split), "*.gz")))
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]

@@ -1,0 +1,154 @@
+"""The blessing gate with the real Evaluator (TFMA) and Pusher on LocalDagRunner.
+
+Candidates are SavedModels exported exactly as the Trainer exports its generator, but built
+by hand so their quality is known: a slight Gaussian blur (removes some LDCT noise: better
+than LDCT) and a generator that adds noise (worse). The pipeline pieces are the product's
+own `evaluation_components` and `blessed_pusher`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+from scipy.ndimage import gaussian_filter
+from tfx import v1 as tfx
+
+from components import features
+from components.evaluation import image_metrics
+from pipeline import configs
+from pipeline.local_runner import metadata_config
+from pipeline.metadata import open_store
+from pipeline.pipeline import blessed_pusher, evaluation_components
+from pipeline.simulate import simulate_dataset
+from pipeline.summary import build_summary
+from tests.pipeline_helpers import ingest, read_examples
+from trainer_module.export import export_generator
+
+BLUR_SIGMA = 0.5
+"""Pixels; on the simulated LDCT this gains about 1 dB PSNR and 0.01 SSIM."""
+
+
+def _blur_kernel(sigma: float, size: int = 5) -> np.ndarray:
+    impulse = np.zeros((size, size))
+    impulse[size // 2, size // 2] = 1.0
+    return gaussian_filter(impulse, sigma, mode="constant").astype(np.float32)[:, :, np.newaxis, np.newaxis]
+
+
+def _blur(images: tf.Tensor) -> tf.Tensor:
+    """Gaussian blur with mirrored borders (zero padding would pull edges towards +500 HU)."""
+    kernel = _blur_kernel(BLUR_SIGMA)
+    half = kernel.shape[0] // 2
+    padded = tf.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
+    return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+
+
+class _Blur(keras.layers.Layer):
+    """A crude but sound denoiser."""
+
+    def call(self, inputs):
+        return _blur(inputs)
+
+
+class _AddNoise(keras.layers.Layer):
+    """A broken generator: adds white noise (0.05 in [-1, 1] units, 75 HU) at inference."""
+
+    def call(self, inputs):
+        return inputs + tf.random.normal(tf.shape(inputs), stddev=0.05, seed=1)
+
+
+def _export(folder: Path, layer: keras.layers.Layer) -> str:
+    """A Model artifact folder (SavedModel under Format-Serving, as the Trainer writes it)."""
+    image = keras.Input([None, None, 1])
+    export_generator(keras.Model(image, layer(image)), str(folder / "Format-Serving"), {"test": folder.name})
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def examples_uri(tmp_path_factory) -> str:
+    """Ingested simulated data: two patients, one in each split."""
+    root = tmp_path_factory.mktemp("gate")
+    simulate_dataset(root / "dicom", patients=2, slices=3, size=256, seed=11, progress=None)
+    ingest(root / "dicom", root / "examples", eval_fraction=0.5)
+    return str(root / "examples")
+
+
+@pytest.fixture(scope="module")
+def gate_runs(examples_uri, tmp_path_factory):
+    """A good candidate, then a bad one, through the same pipeline root and ML Metadata."""
+    root = tmp_path_factory.mktemp("gate_run")
+    models = {"good": _export(root / "good", _Blur()), "bad": _export(root / "bad", _AddNoise())}
+    summaries = {}
+    for name in ("good", "bad"):
+        _run_gate(examples_uri, models[name], root)
+        summaries[name] = build_summary(open_store(root))
+    return root, summaries
+
+
+def _run_gate(examples_uri: str, model_uri: str, root: Path) -> None:
+    examples = tfx.dsl.Importer(
+        source_uri=examples_uri, artifact_type=tfx.types.standard_artifacts.Examples,
+        properties={"split_names": '["train", "eval"]'},
+    ).with_id("ImportExamples")
+    model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model).with_id(
+        "ImportModel")
+    evaluation = evaluation_components(examples.outputs["result"], model.outputs["result"])
+    pusher = blessed_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"],
+                            str(configs.serving_dir(root)))
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"),
+        components=[examples, model, *evaluation, pusher],
+        metadata_connection_config=metadata_config(root), enable_cache=False,
+    ))
+
+
+def test_a_better_than_ldct_candidate_is_blessed_and_pushed(gate_runs):
+    root, summaries = gate_runs
+    evaluation, push = summaries["good"]["evaluation"], summaries["good"]["push"]
+    overall = evaluation["overall"]
+    assert evaluation["blessed"] and evaluation["failures"] == []
+    assert overall["candidate"]["psnr_gain"] >= 0.5
+    assert overall["candidate"]["psnr"] > overall["baseline"]["psnr"] + 0.5
+    assert overall["candidate"]["ssim"] >= overall["baseline"]["ssim"]
+    assert push["pushed"] and Path(push["path"], "saved_model.pb").is_file()
+    assert Path(push["path"]).parent == configs.serving_dir(root)
+
+
+def test_a_noisy_candidate_is_refused_and_nothing_is_pushed(gate_runs):
+    root, summaries = gate_runs
+    evaluation, push = summaries["bad"]["evaluation"], summaries["bad"]["push"]
+    assert not evaluation["blessed"]
+    assert evaluation["overall"]["candidate"]["psnr_gain"] < 0
+    failed = " ".join(evaluation["failures"])
+    assert "psnr_gain" in failed and "change vs latest blessed" in failed  # the good model is its baseline
+    assert evaluation["overall"]["latest_blessed"]["psnr"] > evaluation["overall"]["candidate"]["psnr"]
+    assert push == {"pushed": False, "path": None, "version": None}
+    assert [p.name for p in configs.serving_dir(root).iterdir()] == [Path(summaries["good"]["push"]["path"]).name]
+
+
+def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri, gate_runs):
+    """The Evaluator's numbers, recomputed here slice by slice without TFMA or Beam."""
+    _, summaries = gate_runs
+    rows = {"baseline": [], "candidate": []}
+    sse = 0.0
+    pixels = 0
+    for example in read_examples(Path(examples_uri), "eval"):
+        feats = example.features.feature
+        height, width = feats[features.HEIGHT].int64_list.value[0], feats[features.WIDTH].int64_list.value[0]
+        ldct, ndct = (features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width)
+                      for d in features.DOSES)
+        normalised = image_metrics.normalize_hu(ldct)
+        denoised_norm = _blur(normalised[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
+        denoised = (denoised_norm + 1.0) / 2.0 * (image_metrics.HU_MAX - image_metrics.HU_MIN) + image_metrics.HU_MIN
+        for role, image in (("baseline", ldct), ("candidate", denoised)):
+            rows[role].append((image_metrics.psnr_hu(image, ndct), image_metrics.ssim_hu(image, ndct)))
+        error, n = image_metrics.squared_error_hu(denoised, ndct)
+        sse, pixels = sse + error, pixels + n
+    overall = summaries["good"]["evaluation"]["overall"]
+    for role, values in rows.items():
+        assert overall[role]["psnr"] == pytest.approx(np.mean([v[0] for v in values]), abs=1e-3)
+        assert overall[role]["ssim"] == pytest.approx(np.mean([v[1] for v in values]), abs=1e-4)
+    assert overall["candidate"]["rmse_hu"] == pytest.approx(np.sqrt(sse / pixels), rel=1e-4)
+    assert overall["slices"] == len(rows["baseline"])
