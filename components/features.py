@@ -24,6 +24,13 @@ HU_DTYPE = np.dtype("<i2")
 
 SPLITS = ("train", "eval")
 
+HU_MIN, HU_MAX = -1000.0, 2000.0
+"""The model's HU window (SPEC §1): HU are truncated to it and mapped linearly to [-1, 1]
+for training, evaluation (PSNR and SSIM with data range 2) and inference."""
+
+SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH = 40.0, 400.0
+"""Display window of previews and TensorBoard images: soft tissue, where low-dose noise shows."""
+
 Z_TOLERANCE_MM = 0.01
 """LDCT and NDCT slices of one patient pair when their z positions differ by at most this."""
 

@@ -138,12 +138,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
     from pipeline.lineage import format_lineage, model_lineage
 
+    from pipeline.metadata import open_store
+
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
     summary = _run_pipeline(data, root, "push", args.summary)
     png = demo.showcase(summary, root, print)
-    from pipeline.metadata import open_store
-
+    print("lineage of the pushed model (`ctdenoise lineage` for all properties):")
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
     print(f"demo: LDCT | denoised | NDCT picture: {png}")
     return 0

@@ -34,12 +34,11 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 # Private, but it is the one definition of "the functional groups that apply to a frame".
 from components.dicom_hu import CT_FLOOR_HU, DicomRejected, SliceRecord, _frame_groups, read_ct_slices
+from components.features import SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH
 
 CT_CEILING_HU = 3071
 """Top of the 12-bit CT scale; output HU are clipped to [CT_FLOOR_HU, CT_CEILING_HU]."""
 SERIES_NUMBER_OFFSET = 1000
-SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH = 40.0, 400.0
-"""Preview window: soft tissue is where low-dose noise and its removal are visible."""
 
 _STALE_PIXEL_ELEMENTS = (
     "PixelPaddingValue", "PixelPaddingRangeLimit", "ModalityLUTSequence",

@@ -18,9 +18,7 @@ from typing import Any, Iterable
 from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata import OUTPUT_EVENTS
-
-INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+from pipeline.metadata import INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key
 _NOISE = {"tfx_version", "is_external", "stats_dashboard_link", "sample_rate_by_split", "payload_format",
           "file_format", "current_model_id", "state", "name", "producer_component"}
 """Properties that say nothing about the data or the model."""
@@ -105,12 +103,12 @@ class _Walker:
         self.seen.add(execution.id)
         node["other_outputs"] = {
             key: [self.describe(a) for a in artifacts if a.id != via]
-            for key, artifacts in _by_key(self.store, execution.id, OUTPUT_EVENTS).items()
+            for key, artifacts in artifacts_by_key(self.store, execution.id, OUTPUT_EVENTS).items()
             if any(a.id != via for a in artifacts)
         }
         node["inputs"] = {
             key: [self.artifact_tree(a) for a in artifacts]
-            for key, artifacts in _by_key(self.store, execution.id, INPUT_EVENTS).items()
+            for key, artifacts in artifacts_by_key(self.store, execution.id, INPUT_EVENTS).items()
         }
         return node
 
@@ -221,16 +219,6 @@ def _downstream(store, artifact_ids: Iterable[int], type_name: str) -> list[meta
             if artifact.type_id in wanted:
                 found[artifact.id] = artifact
     return list(found.values())
-
-
-def _by_key(store, execution_id: int, kinds) -> dict[str, list[metadata_store_pb2.Artifact]]:
-    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in kinds]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    grouped: dict[str, list] = {}
-    for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        grouped.setdefault(key, []).append(artifacts[event.artifact_id])
-    return grouped
 
 
 def _properties(item, short: bool = False) -> dict[str, Any]:

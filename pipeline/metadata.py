@@ -77,15 +77,23 @@ def succeeded(execution: metadata_store_pb2.Execution | None) -> bool:
     )
 
 
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+
+
 def output_artifacts(store, execution: metadata_store_pb2.Execution) -> dict[str, list[metadata_store_pb2.Artifact]]:
     """Output key → artifacts an execution produced (or reused, when cached)."""
-    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in OUTPUT_EVENTS]
+    return artifacts_by_key(store, execution.id, OUTPUT_EVENTS)
+
+
+def artifacts_by_key(store, execution_id: int, kinds) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Input or output key → the artifacts of an execution's events of the given kinds."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in kinds]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    outputs: dict[str, list] = {}
+    grouped: dict[str, list] = {}
     for event in events:
         key = event.path.steps[0].key if event.path.steps else ""
-        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-    return outputs
+        grouped.setdefault(key, []).append(artifacts[event.artifact_id])
+    return grouped
 
 
 def split_uris(artifact: metadata_store_pb2.Artifact) -> dict[str, str]:

@@ -15,7 +15,7 @@ from components.dicom_hu import read_ct_slices
 from pipeline.denoise import DenoiseError, denoise_series, resolve_model
 from pipeline.simulate import simulate_dataset
 from tests import dicom_factory
-from trainer_module.data import HU_MAX, HU_MIN
+from components.features import HU_MAX, HU_MIN
 from trainer_module.export import export_generator
 
 SHIFT = 0.1

@@ -141,7 +141,7 @@ def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri
                       for d in features.DOSES)
         normalised = image_metrics.normalize_hu(ldct)
         denoised_norm = _blur(normalised[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
-        denoised = (denoised_norm + 1.0) / 2.0 * (image_metrics.HU_MAX - image_metrics.HU_MIN) + image_metrics.HU_MIN
+        denoised = image_metrics.denormalize_hu(denoised_norm)
         for role, image in (("baseline", ldct), ("candidate", denoised)):
             rows[role].append((image_metrics.psnr_hu(image, ndct), image_metrics.ssim_hu(image, ndct)))
         error, n = image_metrics.squared_error_hu(denoised, ndct)

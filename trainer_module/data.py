@@ -12,9 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
-
-HU_MIN, HU_MAX = -1000.0, 2000.0
-"""Truncation window of the original work; [HU_MIN, HU_MAX] maps linearly to [-1, 1]."""
+from components.features import HU_MAX, HU_MIN
 
 _IMAGE_SPEC = {
     features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),

@@ -20,16 +20,16 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from components.features import SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH
+
+from .data import denormalize
 from .hparams import HParams
 from .image_pool import ImagePool
 from .losses import cycle_loss, discriminator_loss, identity_loss, lsgan_generator_loss
 from .models import build_discriminator, build_generator
 
-# Normalisation of SPEC §1: HU truncated to [-1000, 2000] and mapped linearly to [-1, 1].
-HU_MIN, HU_MAX = -1000.0, 2000.0
 PSNR_DATA_RANGE = 2.0
-# Soft-tissue display window (width 400 HU, level 40 HU) for image summaries.
-WINDOW_WIDTH, WINDOW_LEVEL = 400.0, 40.0
+"""Images in [-1, 1] (SPEC §1)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -343,8 +343,8 @@ def _mean_psnr(x: tf.Tensor, reference: tf.Tensor) -> float:
 
 def soft_tissue_window(normalised: tf.Tensor) -> tf.Tensor:
     """[-1, 1] images -> HU -> the soft-tissue window W400/L40 as [0, 1] grey levels."""
-    hu = (normalised + 1.0) / 2.0 * (HU_MAX - HU_MIN) + HU_MIN
-    return tf.clip_by_value((hu - (WINDOW_LEVEL - WINDOW_WIDTH / 2)) / WINDOW_WIDTH, 0.0, 1.0)
+    low = SOFT_TISSUE_LEVEL - SOFT_TISSUE_WIDTH / 2
+    return tf.clip_by_value((denormalize(normalised) - low) / SOFT_TISSUE_WIDTH, 0.0, 1.0)
 
 
 def _progress_line(step: int, total: int, steps_per_second: float, losses: dict[str, float]) -> str:

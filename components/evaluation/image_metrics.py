@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-HU_MIN, HU_MAX = -1000.0, 2000.0
-"""Truncation window; [HU_MIN, HU_MAX] maps linearly to [-1, 1]."""
+from components.features import HU_MAX, HU_MIN
+
 DATA_RANGE = 2.0
 """Data range of normalised images."""
 BODY_HU_THRESHOLD = -500.0
@@ -25,6 +25,11 @@ def normalize_hu(hu: np.ndarray) -> np.ndarray:
     """HU → [-1, 1] after truncation to [HU_MIN, HU_MAX] (float64)."""
     hu = np.clip(np.asarray(hu, dtype=np.float64), HU_MIN, HU_MAX)
     return (hu - HU_MIN) / (HU_MAX - HU_MIN) * 2.0 - 1.0
+
+
+def denormalize_hu(normalised: np.ndarray) -> np.ndarray:
+    """[-1, 1] → HU, the inverse of `normalize_hu` inside the window (float64)."""
+    return (np.asarray(normalised, dtype=np.float64) + 1.0) / 2.0 * (HU_MAX - HU_MIN) + HU_MIN
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from components.dicom_hu import SliceRecord
 
 SLICE_THICKNESS_MM = 3.0
+PROGRESS_MIN_SLICES = 8
+"""Patients with at least this many slices report each quarter; smaller ones once, when done."""
 FULL_DOSE_MA = 300
 """Nominal tube current of the full-dose series; the low-dose series records dose × this."""
 
@@ -169,7 +171,7 @@ def _write_patient(folder: Path, patient: str, index: int, truths: list[GroundTr
                            slice_thickness_mm=SLICE_THICKNESS_MM, representation=representation,
                            extra={"BodyPartExamined": "CHEST", "ConvolutionKernel": "RAMP",
                                   "XRayTubeCurrent": round(FULL_DOSE_MA * fraction)})
-        if number % max(1, len(truths) // 4) == 0 or number == len(truths):
+        if number == len(truths) or (len(truths) >= PROGRESS_MIN_SLICES and number % (len(truths) // 4) == 0):
             say(f"simulate: patient {patient} slice {number}/{len(truths)}")
 
 
