@@ -98,6 +98,8 @@ def _kubeflow_settings(args: argparse.Namespace):
     from kubeflow.runner import KubeflowSettings
 
     optional = {key: getattr(args, key) for key in ("pipeline_root", "data_root", "serving_dir") if getattr(args, key)}
+    if args.beam_arg:
+        optional["beam_args"] = tuple(args.beam_arg)
     return KubeflowSettings(image=args.image, trainer_image=args.trainer_image or "", storage=args.storage,
                             preset=args.preset, hparam_overrides=tuple(args.set), trainer_gpus=args.gpus, **optional)
 
@@ -143,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
     summary = _run_pipeline(data, root, "push", args.summary)
-    png = demo.showcase(summary, root, print)
+    png = demo.showcase(summary, data, root, print)
     print("lineage of the pushed model (`ctdenoise lineage` for all properties):")
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
     print(f"demo: LDCT | denoised | NDCT picture: {png}")
@@ -253,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--preset", default="paper", choices=PRESETS, help="hyperparameter preset (default paper)")
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
         command.add_argument("--gpus", type=int, default=1, help="GPUs requested by the Trainer (default 1)")
+        command.add_argument("--beam-arg", action="append",
+                             help="Apache Beam argument for every Beam step, replacing the default DirectRunner "
+                                  "on all cores (repeatable), e.g. --beam-arg=--runner=DataflowRunner")
 
     demo = sub.add_parser("demo", help="simulate data, run the whole pipeline, denoise a held-out series")
     demo.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (data, outputs, ML Metadata)")

@@ -35,23 +35,28 @@ def data_dir(root: Path) -> Path:
 
 
 def ensure_dataset(root: Path, say: Callable[[str], None]) -> Path:
-    """The demo's simulated DICOM data under `root`, written on the first run only."""
+    """The demo's simulated DICOM data under `root`, written on the first run only (into a
+    staging folder renamed when complete, so an interrupted first run is not reused)."""
     data = data_dir(root)
-    if data.is_dir() and any(data.iterdir()):
+    if data.is_dir():
         say(f"demo: using the simulated data in {data}")
-    else:
-        simulate_dataset(data, progress=say, **DATASET)
+        return data
+    staging = data.with_name(f".{data.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    simulate_dataset(staging, progress=say, **DATASET)
+    staging.rename(data)
+    say(f"demo: simulated data ready in {data}")
     return data
 
 
-def showcase(summary: dict[str, Any], root: Path, say: Callable[[str], None]) -> Path:
-    """Denoise the first eval patient's LDCT series with the pushed model; return the
-    path of a LDCT | denoised | NDCT PNG of its middle slice."""
+def showcase(summary: dict[str, Any], data: Path, root: Path, say: Callable[[str], None]) -> Path:
+    """Denoise the first eval patient's LDCT series (from `data`) with the pushed model into
+    `root`; return the path of a LDCT | denoised | NDCT PNG of its middle slice."""
     push = summary.get("push") or {}
     if not push.get("pushed"):
         raise DemoError("the model was not blessed, so nothing was pushed: see the evaluation above")
     patient = sorted(summary["evaluation"]["per_patient"])[0]
-    series = data_dir(root) / patient
+    series = data / patient
     out = root / "demo-denoised" / patient
     shutil.rmtree(out, ignore_errors=True)  # the demo's own output of an earlier run
     report = denoise_series(Path(push["path"]), series / "LDCT", out, png=False,

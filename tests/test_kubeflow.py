@@ -106,3 +106,12 @@ def test_tfx_cli_vertex_engine_compiles_our_runner_file(tmp_path):
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     assert set(spec.root.dag.tasks) == NODES
     assert "gs://bucket/ct/dicom" in json.dumps(job["pipelineSpec"]["root"]["dag"]["tasks"]["DicomExampleGen"])
+
+
+def test_create_against_an_unreachable_endpoint_is_one_clear_line(tmp_path):
+    result = ctdenoise("kubeflow", "create", "--endpoint", "http://127.0.0.1:9", "--image", IMAGE,
+                       "--data-root", str(tmp_path))
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.strip().splitlines() if line.startswith("ctdenoise")]
+    assert ours == [result.stderr.strip().splitlines()[-1]] == [  # TF's C++ start-up lines may precede it
+        "ctdenoise: error: Kubeflow Pipelines at http://127.0.0.1:9: unreachable ([Errno 111] Connection refused)"]

@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pydicom
+import pytest
+from PIL import Image
 
+from pipeline.demo import DemoError, showcase
 from tests.pipeline_helpers import ctdenoise
 
 CHAIN = ["Pusher", "Trainer", "DicomExampleGen", "HUGate", "StatisticsGen", "ExampleValidator", "ImportSchemaGen"]
@@ -92,3 +95,19 @@ def test_lineage_forward_from_the_dataset_finds_the_pushed_model(pushed_run, sim
     assert model["blessed"] is True and model["pushed_to"] == [summary["push"]["path"]]
     missing = ctdenoise("lineage", "--root", str(run_root), "--dataset", "/no/such/data")
     assert missing.returncode == 1 and missing.stderr.strip().startswith("ctdenoise: error: no ingested data")
+
+
+def test_demo_showcase_denoises_a_held_out_patient_and_draws_three_panels(pushed_run, simulated_data, tmp_path):
+    _, summary, _ = pushed_run
+    lines: list[str] = []
+    png = showcase(summary, simulated_data, tmp_path, lines.append)
+    assert png == tmp_path / "demo-denoised" / "SIM002_ldct_denoised_ndct.png"
+    with Image.open(png) as picture:
+        assert picture.size == (3 * 64, 64) and picture.mode == "L"
+    assert len(list((tmp_path / "demo-denoised" / "SIM002").glob("*.dcm"))) == 3
+    assert any("wrote 3 slices" in line for line in lines)
+
+
+def test_demo_says_so_when_nothing_was_pushed(tmp_path):
+    with pytest.raises(DemoError, match="not blessed, so nothing was pushed"):
+        showcase({"push": {"pushed": False, "path": None, "version": None}}, tmp_path, tmp_path, print)
