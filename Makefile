@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: venv demo test lock clean
+.PHONY: venv demo test bench lock clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Every benchmark, one after the other (about 30 min on 2 cores), then BENCHMARKS.md.
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all --out benchmarks/results
 
 # Re-resolve the lock (SPEC §4): resolve as for Python 3.10, install with --no-deps on 3.11.
 lock:

@@ -25,6 +25,16 @@ def records(tmp_path, dose_dir: str, zs: list[float]) -> list[tuple[str, object]
     return out
 
 
+@pytest.mark.parametrize("low, high, shape", [(-1024, 3071, (64, 64)), (-3, 3, (7,)), (40, 41, (1,))])
+def test_hu_summary_percentiles_equal_numpy(low, high, shape):
+    hu = np.random.default_rng(0).integers(low, high, size=shape).astype(np.int16)
+    summary = features.hu_summary(hu)
+    expected = np.percentile(hu.astype(np.float64), [1, 50, 99])
+    assert [summary["p01"], summary["p50"], summary["p99"]] == pytest.approx(expected)
+    assert (summary["mean"], summary["std"], summary["min"], summary["max"]) == pytest.approx(
+        (hu.mean(), hu.std(), hu.min(), hu.max()))
+
+
 def test_pairing_by_z_within_tolerance(tmp_path):
     slices = records(tmp_path, "LDCT", [0.0, 3.0, 6.0]) + records(tmp_path, "NDCT", [0.005, 3.02, 6.0])
     outcome = pair_patient("P1", slices)

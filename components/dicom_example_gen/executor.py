@@ -16,6 +16,7 @@ import apache_beam as beam
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
 from components.dicom_example_gen.layout import FoundFile, Layout, assign_splits, scan
 from components.dicom_example_gen.pairing import pair_patient
 from components.dicom_hu import DicomRejected, read_ct_slices
@@ -126,9 +127,7 @@ def build_ingest_pipeline(
             paired.examples
             | f"Select-{split}" >> beam.Filter(lambda e, s=split: e[0] == s)
             | f"Payload-{split}" >> beam.Map(lambda e: e[1])
-            | f"Write-{split}" >> beam.io.WriteToTFRecord(
-                os.path.join(split_dir(out_uri, split), "data_tfrecord"), file_name_suffix=".gz"
-            )
+            | f"Write-{split}" >> WriteGzipTFRecord(os.path.join(split_dir(out_uri, split), "data_tfrecord"))
         )
     layout_rejects = p | "LayoutRejects" >> beam.Create([("rejected", r) for r in pre_rejected])
     (

@@ -1,0 +1,75 @@
+"""Classical denoisers the generator is compared with, on HU slices, and the generator itself
+through the product's `ctdenoise denoise` model path.
+
+Every method works on the normalised image the generator sees (HU clipped to
+[-1000, 2000] and mapped to [-1, 1]) and returns HU, so all outputs are clipped alike.
+Strengths are relative to the noise level skimage's `estimate_sigma` finds; `estimate_sigma`
+assumes white noise and CT (FBP) noise is correlated, so the quality benchmark tunes the
+factor on separate slices rather than trusting the estimate.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from components.evaluation.image_metrics import denormalize_hu, normalize_hu
+
+NLM_PATCH_SIZE, NLM_PATCH_DISTANCE = 5, 6
+"""skimage's documented example values; fast_mode=True."""
+
+Denoiser = Callable[[np.ndarray], np.ndarray]
+"""[H, W] HU → [H, W] HU."""
+
+
+def noise_sigma(hu: np.ndarray) -> float:
+    """skimage's wavelet estimate of the noise std of the normalised image."""
+    from skimage.restoration import estimate_sigma
+
+    return float(estimate_sigma(normalize_hu(hu)))
+
+
+def gaussian(sigma_px: float) -> Denoiser:
+    from scipy.ndimage import gaussian_filter
+
+    return lambda hu: denormalize_hu(gaussian_filter(normalize_hu(hu), sigma_px))
+
+
+def nlm(h_factor: float) -> Denoiser:
+    """Non-local means with h = h_factor × estimated sigma (skimage suggests 0.8 for fast mode)."""
+    from skimage.restoration import denoise_nl_means
+
+    def run(hu: np.ndarray) -> np.ndarray:
+        sigma = noise_sigma(hu)
+        return denormalize_hu(denoise_nl_means(normalize_hu(hu), h=h_factor * sigma, sigma=sigma, fast_mode=True,
+                                       patch_size=NLM_PATCH_SIZE, patch_distance=NLM_PATCH_DISTANCE))
+
+    return run
+
+
+def bm3d(sigma_factor: float) -> Denoiser:
+    """BM3D (`bm3d` package, default profile) with sigma_psd = sigma_factor × estimated sigma."""
+    import bm3d as bm3d_lib
+
+    return lambda hu: denormalize_hu(bm3d_lib.bm3d(normalize_hu(hu), sigma_psd=sigma_factor * noise_sigma(hu)))
+
+
+def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The exported generator loaded exactly as `ctdenoise denoise` loads it:
+    [N, H, W, 1] float32 HU → denoised HU."""
+    from pipeline.denoise import _load_model
+
+    return _load_model(Path(model_dir))
+
+
+def export_untrained(preset_name: str, export_dir: Path) -> Path:
+    """A freshly initialised generator of a preset's architecture, exported as the Trainer
+    exports: enough for speed (which does not depend on the weights)."""
+    from trainer_module.export import export_generator
+    from trainer_module.hparams import preset, to_dict
+    from trainer_module.models import build_generator
+
+    export_generator(build_generator(preset(preset_name), "G"), str(export_dir),
+                     {"hparams": to_dict(preset(preset_name)), "benchmark": "untrained, for timing"})
+    return export_dir

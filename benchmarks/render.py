@@ -1,0 +1,193 @@
+"""Render BENCHMARKS.md, and the README's performance section, from the JSON results of the
+benchmarks (nothing is measured here).
+
+    python -m benchmarks.render --results benchmarks/results --md BENCHMARKS.md --readme README.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+
+ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "inference", "quality")
+"""Known results first, in this order; any other result file after them."""
+README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+"""The README's performance section lies between these markers; `update_readme` rewrites it."""
+DISTURBED_CORES = 0.3
+"""Other processes busy on more than this many cores (of 2) on average: timings disturbed."""
+
+
+def render(results: Path, md: Path, readme: Path | None = None) -> None:
+    """Write `md` from the results; with `readme`, also its performance section."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    files = sorted(results.glob("*.json"), key=lambda f: (rank.get(f.stem, len(ORDER)), f.stem))
+    loaded = [json.loads(f.read_text()) for f in files if f.stem != "run_all"]
+    run_all = results / "run_all.json"
+    overall = json.loads(run_all.read_text()) if run_all.is_file() else None
+    md.write_text("\n".join(_document(loaded, overall, results, md)) + "\n")
+    if readme is not None:
+        update_readme(readme, loaded, results, md)
+
+
+def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path) -> None:
+    """Replace what lies between README_START and README_END with the headline figures."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no {README_START} … {README_END} block to fill")
+    rel = Path(os.path.relpath(results_dir, readme.parent))
+    dates = sorted(r["date"][:10] for r in results)
+    m = results[0]["machine"]
+    block = [README_START,
+             f"Measured by `make bench` ({dates[0]}, {m['cores']}-core {m['cpu_model']}, GPU: {m['gpu']}); "
+             f"the commands, every variant and what limits each figure are in "
+             f"[{os.path.relpath(md, readme.parent)}]({os.path.relpath(md, readme.parent)}).", ""]
+    block += _summary(results)[2:]
+    quality = next((r for r in results if r["name"] == "quality"), None)
+    if quality:
+        block += _quality_table(quality) + [""]
+        block += [f"![{figure}]({rel / figure})" for figure in quality.get("figures", [])] + [""]
+    readme.write_text(text[:start] + "\n".join(block) + text[end:])
+
+
+def _quality_table(quality: dict) -> list[str]:
+    p = quality["params"]
+    lines = [f"Quality on {p['test_slices']} held-out simulated slices ({p['size_px']} px, dose {p['dose']}), "
+             "means per slice against the full-dose image:", "",
+             "| method | PSNR dB | SSIM | RMSE HU | body RMSE HU |", "|---|---|---|---|---|"]
+    for name, v in quality["variants"].items():
+        lines.append(f"| {name} | {v['psnr_db']:.2f} | {v['ssim']:.4f} | {v['rmse_hu']:.1f} | {v['body_rmse_hu']:.1f} |")
+    return lines
+
+
+def _document(results: list[dict], overall: dict | None, results_dir: Path, md: Path) -> list[str]:
+    rel = Path(os.path.relpath(results_dir, md.parent))
+    lines = ["# Benchmarks", "",
+             f"Rendered by `python -m benchmarks.render --results {rel} --md {md.name}` from the JSON files in "
+             f"`{rel}/`; do not edit by hand. Each benchmark runs its compared variants one after the other in one "
+             "process and reports their ratio; absolute timings on a small, possibly shared machine are noisy.", ""]
+    if any(r["quick"] for r in results):
+        lines += ["> **QUICK RUN (`--quick`): tiny sizes, a smoke test. These figures are not measurements.**", ""]
+    if overall:
+        parts = ", ".join(f"{name} {run['wall_seconds'] / 60:.1f}" for name, run in overall["benchmarks"].items())
+        lines += [f"Full command: `{overall['command']}` — wall time {overall['wall_seconds'] / 60:.1f} min "
+                  f"({parts} min).", ""]
+    if results:
+        lines += _machine(results) + _summary(results)
+    for result in results:
+        lines += _section(result, rel)
+    return lines
+
+
+def _machine(results: list[dict]) -> list[str]:
+    m = results[0]["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    lines = ["## Machine", "",
+             f"- CPU: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB RAM, "
+             f"GPU: {m['gpu']}",
+             f"- Python {m['python']}, {versions}; {m['platform']}",
+             f"- Dates: {results[0]['date']} to {results[-1]['date']} (UTC)"]
+    disturbed = [r for r in results if (r["machine"].get("other_processes_cores") or 0) > DISTURBED_CORES]
+    if disturbed:
+        lines.append("- **The machine was shared during this run**: other processes kept "
+                     + ", ".join(f"{r['machine']['other_processes_cores']:.1f} cores busy during {r['name']}"
+                                 for r in disturbed)
+                     + " (average, from /proc/stat). Absolute rates are lower than on an idle machine; ratios of "
+                     "variants timed back to back are less affected, but not immune.")
+    return lines + [""]
+
+
+def _summary(results: list[dict]) -> list[str]:
+    lines = ["## Summary", "", "| benchmark | comparison | value | target | |", "|---|---|---|---|---|"]
+    for r in results:
+        for ratio in r["ratios"]:
+            value, target = _ratio_value(ratio), _ratio_target(ratio)
+            verdict = {True: "met", False: "**missed**", None: ""}[ratio["met"]]
+            lines.append(f"| {r['name']} | {ratio['label']} | {value} | {target} | {verdict} |")
+    return lines + [""]
+
+
+def _ratio_value(ratio: dict) -> str:
+    unit = ratio.get("unit", "x")
+    return f"{ratio['value']:.3g}x" if unit == "x" else f"{ratio['value']:+.3g} {unit}"
+
+
+def _ratio_target(ratio: dict) -> str:
+    if ratio["target"] is None:
+        return "—"
+    unit = ratio.get("unit", "x")
+    return f"≥ {ratio['target']:g}x" if unit == "x" else f"≥ {ratio['target']:+g} {unit}"
+
+
+def _section(r: dict, rel: Path) -> list[str]:
+    m = r["machine"]
+    lines = [f"## {r['title']}", "",
+             f"`{r['command']}` — {r['date']}, {r['wall_seconds']:.0f} s; other processes busy on "
+             f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
+             f"{m.get('loadavg_1min_end')}).", "",
+             "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()), ""]
+    lines += _table(r["variants"]) + [""]
+    for ratio in r["ratios"]:
+        met = {True: "target met", False: "**target missed**", None: "no target"}[ratio["met"]]
+        lines.append(f"- **{ratio['label']}: {_ratio_value(ratio)}** (target {_ratio_target(ratio)}; {met})")
+    lines.append("")
+    lines += [f"- {note}" for note in r.get("notes", [])]
+    if r.get("limits"):
+        lines += ["", "What limits it:", ""] + [f"- {limit}" for limit in r["limits"]]
+    for figure in r.get("figures", []):
+        lines += ["", f"![{figure}]({rel / figure})"]
+    return lines + [""]
+
+
+def _table(variants: dict[str, dict]) -> list[str]:
+    rows = {name: _flatten(values) for name, values in variants.items()}
+    columns = list(dict.fromkeys(key for row in rows.values() for key in row))
+    lines = ["| variant | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return lines
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=common.DEFAULT_OUT)
+    parser.add_argument("--md", type=Path, default=common.REPO_ROOT / "BENCHMARKS.md")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite this README's performance section (e.g. README.md)")
+    args = parser.parse_args()
+    render(args.results, args.md, args.readme)
+    print(f"wrote {args.md}" + (f" and {args.readme}'s performance section" if args.readme else ""))
+
+
+if __name__ == "__main__":
+    main()
