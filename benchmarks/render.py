@@ -75,7 +75,8 @@ def _document(results: list[dict], overall: dict | None, results_dir: Path, md: 
     if overall:
         parts = ", ".join(f"{name} {run['wall_seconds'] / 60:.1f}" for name, run in overall["benchmarks"].items())
         lines += [f"Full command: `{overall['command']}` — wall time {overall['wall_seconds'] / 60:.1f} min "
-                  f"({parts} min).", ""]
+                  f"({parts} min), the last full run; a section dated later was re-run alone with the command "
+                  "it shows.", ""]
     if results:
         lines += _machine(results) + _summary(results)
     for result in results:
