@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# Every benchmark, one after the other (about 30 min on 2 cores), then BENCHMARKS.md.
+# Every benchmark, one after the other (about 21 min on 2 cores), then BENCHMARKS.md and README's figures.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --out benchmarks/results
 

@@ -127,19 +127,9 @@ def _limits(variants: dict[str, dict], models: dict[str, dict], nlm: str, bm3d: 
 
 def panel(path: Path, images: dict[str, np.ndarray]) -> None:
     """One slice across all methods, soft-tissue window W400/L40, labelled."""
-    from PIL import Image, ImageDraw
+    from pipeline.denoise import labelled_panels
 
-    from pipeline.denoise import soft_tissue_window
-
-    tiles = [soft_tissue_window(image) for image in images.values()]
-    h, w = tiles[0].shape
-    label_h = 16
-    canvas = Image.new("L", (w * len(tiles), h + label_h), 0)
-    draw = ImageDraw.Draw(canvas)
-    for i, (name, tile) in enumerate(zip(images, tiles)):
-        canvas.paste(Image.fromarray(tile), (i * w, label_h))
-        draw.text((i * w + 3, 2), name, fill=255)
-    canvas.save(path)
+    labelled_panels(images).save(path)
 
 
 def main() -> None:

@@ -41,11 +41,10 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
         raise ValueError(f"{readme} has no {README_START} … {README_END} block to fill")
     rel = Path(os.path.relpath(results_dir, readme.parent))
     dates = sorted(r["date"][:10] for r in results)
-    m = results[0]["machine"]
+    m, md_link = results[0]["machine"], os.path.relpath(md, readme.parent)
     block = [README_START,
              f"Measured by `make bench` ({dates[0]}, {m['cores']}-core {m['cpu_model']}, GPU: {m['gpu']}); "
-             f"the commands, every variant and what limits each figure are in "
-             f"[{os.path.relpath(md, readme.parent)}]({os.path.relpath(md, readme.parent)}).", ""]
+             f"the commands, every variant and what limits each figure are in [{md_link}]({md_link}).", ""]
     block += _summary(results)[2:]
     quality = next((r for r in results if r["name"] == "quality"), None)
     if quality:

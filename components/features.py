@@ -71,7 +71,7 @@ def hu_summary(hu: np.ndarray) -> dict[str, float]:
         "mean": float(values.mean()),
         "std": float(values.std()),
         "min": float(low),
-        "max": float(values.max()),
+        "max": float(low + cumulative.size - 1),  # the histogram's last bin
         "p01": p01,
         "p50": p50,
         "p99": p99,

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from components.dicom_hu import read_ct_slices
 from components.features import Z_TOLERANCE_MM
-from pipeline.denoise import DenoiseReport, denoise_series, soft_tissue_window
+from pipeline.denoise import DenoiseReport, denoise_series, labelled_panels
 from pipeline.simulate import simulate_dataset
 
 DATASET = {"patients": 6, "slices": 6, "size": 256, "dose": 0.10, "seed": 0}
@@ -68,14 +67,8 @@ def _side_by_side(report: DenoiseReport, series: Path, png: Path) -> Path:
     """Middle slice of the series: LDCT | denoised | NDCT (same z) in a soft-tissue window."""
     outputs = sorted(report.out_dir.glob("*.dcm"))
     middle = read_ct_slices(outputs[len(outputs) // 2], "denoised")[0]
-    images = (_at_z(series / "LDCT", middle.z), middle.hu, _at_z(series / "NDCT", middle.z))
-    panels = [soft_tissue_window(image) for image in images]
-    picture = Image.fromarray(np.hstack(panels))
-    draw = ImageDraw.Draw(picture)
-    width = panels[0].shape[1]
-    for index, label in enumerate(("LDCT", "denoised", "NDCT")):
-        draw.text((index * width + 4, 4), label, fill=255)
-    picture.save(png)
+    images = {"LDCT": _at_z(series / "LDCT", middle.z), "denoised": middle.hu, "NDCT": _at_z(series / "NDCT", middle.z)}
+    labelled_panels(images).save(png)
     return png
 
 

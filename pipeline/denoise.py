@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pydicom
-from PIL import Image
+from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -142,6 +142,17 @@ def soft_tissue_window(hu: np.ndarray) -> np.ndarray:
     low = SOFT_TISSUE_LEVEL - SOFT_TISSUE_WIDTH / 2
     grey = (np.asarray(hu, dtype=np.float32) - low) / SOFT_TISSUE_WIDTH * 255.0
     return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def labelled_panels(images: dict[str, np.ndarray]) -> Image.Image:
+    """HU images of one size side by side in the soft-tissue window, each labelled at its top left."""
+    panels = [soft_tissue_window(image) for image in images.values()]
+    picture = Image.fromarray(np.hstack(panels))
+    draw = ImageDraw.Draw(picture)
+    width = panels[0].shape[1]
+    for index, label in enumerate(images):
+        draw.text((index * width + 4, 4), label, fill=255)
+    return picture
 
 
 def _check_out_dir(out_dir: Path, input_dir: Path) -> None:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from components import features
 from components.dicom_hu import SliceRecord
+from components.evaluation.image_metrics import denormalize_hu
 from trainer_module import data
 
 SIZE, PATCH, BATCH, SLICES = 16, 8, 4, 6
@@ -48,7 +49,7 @@ def _draws(tfrecord: str, dose: str, seed: int, batches: int) -> list[tuple[int,
     for batch in stream.take(batches).as_numpy_iterator():
         assert batch.shape == (BATCH, PATCH, PATCH, 1) and batch.dtype == np.float32
         for patch in batch[..., 0]:
-            hu = (patch + 1.0) / 2.0 * (features.HU_MAX - features.HU_MIN) + features.HU_MIN
+            hu = denormalize_hu(patch)
             if np.allclose(patch, 1.0):
                 drawn.append((-1, 0, 0))
                 continue
