@@ -5,7 +5,6 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: venv demo test bench lock clean
@@ -29,7 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --out benchmarks/results
 
-# Re-resolve the lock (SPEC §4): resolve as for Python 3.10, install with --no-deps on 3.11.
+# Re-resolve the lock (docs/design.md §4): resolve as for Python 3.10, install with --no-deps on 3.11.
 lock:
 	$(UV) pip compile requirements.in --python-version 3.10 \
 		--python-platform x86_64-manylinux_2_36 -o requirements.lock

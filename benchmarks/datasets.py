@@ -16,7 +16,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from pipeline.simulate import SLICE_THICKNESS_MM, simulate_dataset
+from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 
 DOSE = 0.25
 BASE_PATIENTS = 2
@@ -30,6 +30,8 @@ class DicomSet:
     root: Path
     patients: list[str]
     files: int
+    truth: Path | None = None
+    """The noise-free series of every slice (`simulate --truth`), when simulated with it."""
 
 
 def _complete_marker(folder: Path) -> Path:
@@ -51,16 +53,23 @@ def _mark_complete(folder: Path, params: dict) -> None:
     _complete_marker(folder).write_text(json.dumps(params))
 
 
-def simulated(cache: Path, *, patients: int, slices: int, size: int, seed: int) -> DicomSet:
-    """`simulate_dataset` output, reused when an identical one is cached."""
-    params = {"patients": patients, "slices": slices, "size": size, "dose": DOSE, "seed": seed}
-    root = cache / f"sim_p{patients}_s{slices}_{size}px_seed{seed}"
+def simulated(cache: Path, *, patients: int, slices: int, size: int, seed: int,
+              from_dir: Path | None = None) -> DicomSet:
+    """`simulate_dataset` output with its noise-free truth, reused when an identical one is
+    cached; `from_dir` scans real full-dose slices instead of phantoms."""
+    params = {"patients": patients, "slices": slices, "size": size, "dose": DOSE, "seed": seed,
+              "from": str(from_dir) if from_dir else None, "truth": True}
+    tag = f"_from_{from_dir.name}" if from_dir else ""
+    root = cache / f"sim_p{patients}_s{slices}_{size}px_seed{seed}{tag}"
+    truth = root.with_name(root.name + ".truth")
     if not _cached(root, params):
+        shutil.rmtree(truth, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        simulate_dataset(root, patients=patients, slices=slices, size=size, dose=DOSE, seed=seed, progress=None)
+        simulate_dataset(root, patients=patients, slices=slices, size=size, dose=DOSE, seed=seed,
+                         from_dir=from_dir, truth_dir=truth, progress=None)
         _mark_complete(root, params)
     names = sorted(p.name for p in root.iterdir())
-    return DicomSet(root, names, 2 * patients * slices)
+    return DicomSet(root, names, 2 * slices * len(names), truth)
 
 
 def replicated(cache: Path, *, size: int, patients: int, slices: int, base_slices: int = 2,

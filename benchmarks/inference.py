@@ -13,7 +13,7 @@ import shutil
 
 import numpy as np
 
-from benchmarks import baselines, common, datasets
+from benchmarks import classical, common, datasets
 
 TARGET = 10.0
 BATCH = 4
@@ -26,7 +26,7 @@ The quality benchmark tunes them."""
 
 def ldct_slices(data: datasets.DicomSet, n: int) -> np.ndarray:
     """`n` LDCT slices in HU, [n, H, W, 1] float32, as `denoise` feeds the model."""
-    from components.dicom_hu import read_ct_slices
+    from dicomio.reader import read_ct_slices
 
     files = sorted(data.root.glob("*/LDCT/*.dcm"))[:n]
     return np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)[..., None]
@@ -34,7 +34,7 @@ def ldct_slices(data: datasets.DicomSet, n: int) -> np.ndarray:
 
 def time_model(bench: common.Benchmark, name: str, model_dir, batch: np.ndarray, min_seconds: float,
                min_calls: int) -> dict:
-    model = baselines.saved_model(model_dir)
+    model = classical.saved_model(model_dir)
     model(batch[:1, :64, :64])  # instantiate the signature's function on a small input
     _, first = common.timed(lambda: model(batch))
     rate = common.measure(lambda: model(batch), len(batch), min_seconds=min_seconds, min_calls=min_calls)
@@ -43,7 +43,7 @@ def time_model(bench: common.Benchmark, name: str, model_dir, batch: np.ndarray,
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
-def time_classic(bench: common.Benchmark, name: str, denoise: baselines.Denoiser, slices: np.ndarray) -> dict:
+def time_classic(bench: common.Benchmark, name: str, denoise: classical.Denoiser, slices: np.ndarray) -> dict:
     denoise(slices[0, :64, :64, 0])  # imports, FFT plans
     images = iter(slices[..., 0])
     rate = common.measure(lambda: denoise(next(images)), 1, min_seconds=0.0, min_calls=len(slices))
@@ -63,11 +63,11 @@ def main() -> None:
 
     variants = {}
     for preset_name, min_seconds, min_calls in (("cpu-demo", sizes["model_s"], 3), ("paper", 0.0, sizes["paper_calls"])):
-        model_dir = baselines.export_untrained(preset_name, scratch / preset_name)
+        model_dir = classical.export_untrained(preset_name, scratch / preset_name)
         variants[f"generator {preset_name} (SavedModel, batch {BATCH})"] = time_model(
             bench, preset_name, model_dir, slices, min_seconds, min_calls)
-    for name, denoise in (("NLM (skimage, fast mode)", baselines.nlm(NLM_H)),
-                          ("BM3D (bm3d package)", baselines.bm3d(BM3D_SIGMA))):
+    for name, denoise in (("NLM (skimage, fast mode)", classical.nlm(NLM_H)),
+                          ("BM3D (bm3d package)", classical.bm3d(BM3D_SIGMA))):
         n = sizes["classic_slices"][name.split()[0]]
         variants[name] = time_classic(bench, name, denoise, slices[:n])
 
@@ -76,7 +76,7 @@ def main() -> None:
     bm3d, nlm = rate["BM3D (bm3d package)"], rate["NLM (skimage, fast mode)"]
     bench.finish(
         params={"size_px": sizes["size"], "batch": BATCH, "nlm_h_factor": NLM_H, "bm3d_sigma_factor": BM3D_SIGMA,
-                "nlm_patch": [baselines.NLM_PATCH_SIZE, baselines.NLM_PATCH_DISTANCE]},
+                "nlm_patch": [classical.NLM_PATCH_SIZE, classical.NLM_PATCH_DISTANCE]},
         variants=variants,
         ratios=[common.Ratio("generator cpu-demo / BM3D slices/s", demo / bm3d, TARGET),
                 common.Ratio("generator paper / BM3D slices/s", paper / bm3d, None),

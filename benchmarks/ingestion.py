@@ -89,8 +89,8 @@ def stage_costs(data: datasets.DicomSet, pairs: int) -> dict[str, float]:
     stages are not done by the graph, only timed for comparison: zlib at Beam's default
     level and at level 1.
     """
-    from components.dicom_hu import read_ct_slices
-    from components.features import build_example, hu_summary
+    from dicomio.reader import read_ct_slices
+    from contract.features import build_example, hu_stats
 
     patient = data.root / data.patients[0]
     names = sorted(p.name for p in (patient / "LDCT").iterdir())[:pairs]
@@ -101,7 +101,7 @@ def stage_costs(data: datasets.DicomSet, pairs: int) -> dict[str, float]:
     stages = {
         "pydicom dcmread + pixel_array": lambda: [decode(str(f)) for f in files],
         "read_ct_slices (decode + HU)": lambda: [read_ct_slices(f, f.name) for f in files],
-        "HU statistics (hu_summary)": lambda: [hu_summary(r.hu) for r in records],
+        "HU statistics (hu_stats)": lambda: [hu_stats(r.hu) for r in records],
         "pickle through GroupByKey": lambda: [pickle.loads(pickle.dumps(r)) for r in records],
         "tf.Example build + serialise (incl. statistics)": lambda: [
             build_example("P", "k", {"ldct": records[i], "ndct": records[i + 1]}).SerializeToString()
@@ -125,7 +125,7 @@ GZIP = f"gzip (ISA-L level {GZIP_LEVEL}) of the examples"
 BEFORE = f"(not done: zlib level {BEAM_GZIP_LEVEL}, Beam's default)"
 ZLIB_FAST = "(not done: zlib level 1)"
 CRCMOD = "(not done: CRC-32C by crcmod, Beam's fallback)"
-NOT_WORK = ("pydicom dcmread + pixel_array", "HU statistics (hu_summary)", BEFORE, ZLIB_FAST, CRCMOD)
+NOT_WORK = ("pydicom dcmread + pixel_array", "HU statistics (hu_stats)", BEFORE, ZLIB_FAST, CRCMOD)
 """Stages that are not extra work of the graph: the decode is the ceiling's own work, the
 statistics are part of the tf.Example build, and the "not done" ones are only comparisons."""
 

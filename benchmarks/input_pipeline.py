@@ -29,7 +29,7 @@ def seed_style(dicom_patterns: list[str], patch: int, batch: int, seed: int):
     """The seed project's pipeline, faithfully: one DICOM read per patch, in a py_function."""
     import tensorflow as tf
 
-    from components.dicom_hu import read_ct_slices
+    from dicomio.reader import read_ct_slices
     from trainer_module.data import normalize_hu
 
     def read(path: tf.Tensor) -> np.ndarray:
@@ -85,13 +85,14 @@ def main() -> None:
     common.quiet_tensorflow()
     import tensorflow as tf
 
+    from contract.names import split_dir
     from trainer_module.data import patch_batches
 
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "input_pipeline", "Input pipeline: patches/s, TFRecord tf.data vs seed-style DICOM")
     data = datasets.replicated(args.data, size=sizes["size"], patients=sizes["patients"], slices=sizes["slices"])
     examples = datasets.ingested(args.data, data)
-    records = [str(examples / "Split-train" / "*.gz")]
+    records = [split_dir(str(examples), "train") + "/*.gz"]
     patients = datasets.train_patients(data)
     dicoms = [str(data.root / p / "LDCT" / "*.dcm") for p in patients]
     n_slices = sum(len(glob.glob(p)) for p in dicoms)

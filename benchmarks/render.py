@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks import common
 
-ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "inference", "quality")
+ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "inference", "game", "quality")
 """Known results first, in this order; any other result file after them."""
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 """The README's performance section lies between these markers; `update_readme` rewrites it."""
@@ -43,23 +43,43 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
     dates = sorted(r["date"][:10] for r in results)
     m, md_link = results[0]["machine"], os.path.relpath(md, readme.parent)
     block = [README_START,
-             f"Measured by `make bench` ({dates[0]}, {m['cores']}-core {m['cpu_model']}, GPU: {m['gpu']}); "
-             f"the commands, every variant and what limits each figure are in [{md_link}]({md_link}).", ""]
+             f"Measured by `make bench` and sections re-run alone ({dates[0]} to {dates[-1]}, {m['cores']}-core "
+             f"{m['cpu_model']}, GPU: {m['gpu']}); the exact commands, every variant and what limits each figure "
+             f"are in [{md_link}]({md_link}).", ""]
     block += _summary(results)[2:]
     quality = next((r for r in results if r["name"] == "quality"), None)
     if quality:
-        block += _quality_table(quality) + [""]
+        block += _quality_tables(quality) + [""]
         block += [f"![{figure}]({rel / figure})" for figure in quality.get("figures", [])] + [""]
     readme.write_text(text[:start] + "\n".join(block) + text[end:])
 
 
-def _quality_table(quality: dict) -> list[str]:
-    p = quality["params"]
-    lines = [f"Quality on {p['test_slices']} held-out simulated slices ({p['size_px']} px, dose {p['dose']}), "
-             "means per slice against the full-dose image:", "",
-             "| method | PSNR dB | SSIM | RMSE HU | body RMSE HU |", "|---|---|---|---|---|"]
-    for name, v in quality["variants"].items():
-        lines.append(f"| {name} | {v['psnr_db']:.2f} | {v['ssim']:.4f} | {v['rmse_hu']:.1f} | {v['body_rmse_hu']:.1f} |")
+_FIDELITY = (("psnr_truth", "PSNR vs truth dB", 2), ("ssim_truth", "SSIM vs truth", 4),
+             ("psnr_ndct", "PSNR vs NDCT dB", 2), ("body_rmse_truth", "body RMSE vs truth HU", 1),
+             ("body_rmse_ndct", "body RMSE vs NDCT HU", 1))
+_QA = (("noise_std", "water noise HU", 1), ("nps_mean_frequency", "NPS mean freq. /mm", 3))
+
+
+def _quality_tables(quality: dict) -> list[str]:
+    """The quality result as three tables: simulated test patients, real anatomy, QA phantom."""
+    p, variants = quality["params"], quality["variants"]
+    test = [*_FIDELITY, ("noise_std", "noise HU", 1)]
+    lines = [f"Held-out simulated patients ({p['test_slices']} slices, {p['size_px']} px, dose {p['dose']}), "
+             "means per slice:", ""] + _rows(variants, "test", test)
+    lines += ["", f"Real anatomy ({p['real_slices']} clinical slices shipped with pydicom, scanned at dose "
+              f"{p['dose']} by the simulator):", ""] + _rows(variants, "real", _FIDELITY)
+    rods = sorted({k.split("_")[-1] for v in variants.values() for k in v["qa"] if k.startswith("mtf50_")})
+    qa = [*_QA, *((f"mtf50_{r}", f"MTF50 {r} HU rod /mm", 3) for r in rods)]
+    lines += ["", f"QA phantom (water cylinder with rods, {p['qa_scans']} scans): noise, noise texture and edge "
+              "sharpness; the NDCT row is the reference a faithful denoiser keeps:", ""] + _rows(variants, "qa", qa)
+    return lines
+
+
+def _rows(variants: dict, key: str, columns: tuple) -> list[str]:
+    lines = ["| method | " + " | ".join(title for _, title, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, v in variants.items():
+        cells = [f"{v[key][metric]:.{decimals}f}" if metric in v[key] else "—" for metric, _, decimals in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -130,7 +150,7 @@ def _section(r: dict, rel: Path) -> list[str]:
              f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
              f"{m.get('loadavg_1min_end')}).", "",
              "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()), ""]
-    lines += _table(r["variants"]) + [""]
+    lines += (_quality_tables(r) if r["name"] == "quality" else _table(r["variants"])) + [""]
     for ratio in r["ratios"]:
         met = {True: "target met", False: "**target missed**", None: "no target"}[ratio["met"]]
         lines.append(f"- **{ratio['label']}: {_ratio_value(ratio)}** (target {_ratio_target(ratio)}; {met})")

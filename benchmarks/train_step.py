@@ -49,7 +49,7 @@ def run(preset_name: str, mode: str, min_steps: int, min_seconds: float) -> dict
     import tensorflow as tf
 
     from trainer_module.hparams import preset, with_overrides
-    from trainer_module.train_loop import CycleGAN
+    from trainer_module.gan import CycleGAN
 
     hp = with_overrides(preset(preset_name), [f"jit_compile={mode == 'xla'}"])
     shape = [hp.batch, hp.patch, hp.patch, 1]

@@ -26,8 +26,10 @@ class Deployment:
 
 
 def deploy(spec_file: Path, endpoint: str, pipeline_name: str, run: bool = False,
-           experiment: str = "ctdenoise", namespace: str | None = None) -> Deployment:
-    """Upload `spec_file` as a new pipeline or a new version of it; with `run`, start a run."""
+           experiment: str = "ctdenoise", namespace: str | None = None,
+           pipeline_root: str | None = None) -> Deployment:
+    """Upload `spec_file` as a new pipeline or a new version of it; with `run`, start a run
+    writing its artifacts under `pipeline_root` (default: the spec's defaultPipelineRoot)."""
     import kfp
 
     logging.getLogger("urllib3.connectionpool").disabled = True  # retry chatter; the failure is reported once
@@ -46,8 +48,8 @@ def deploy(spec_file: Path, endpoint: str, pipeline_name: str, run: bool = False
         run_id = None
         if run:
             experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
-            run_id = client.run_pipeline(experiment_id, f"{pipeline_name} {version_id}",
-                                         pipeline_id=pipeline_id, version_id=version_id).run_id
+            run_id = client.run_pipeline(experiment_id, f"{pipeline_name} {version_id}", pipeline_id=pipeline_id,
+                                         version_id=version_id, pipeline_root=pipeline_root).run_id
     except DeployError:
         raise
     except Exception as exc:  # the kfp client raises urllib3, kfp_server_api and auth errors

@@ -18,17 +18,18 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY as DEFAULT_IMAGE_KEY
 
-from components.dicom_example_gen.layout import Layout
-from components.storage import fingerprint, is_remote
+from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
+from storage.files import fingerprint, is_remote, isdir
 from trainer_module import hparams as hparams_lib
 
 IMAGE_SOURCE_DIR = "/ctdenoise"
 """Where the Dockerfiles copy this repository inside the component image."""
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
-"""What a KFP v2 pod runs: TFX's container entrypoint, given the executor class and the
-executor input JSON that KFP substitutes for `{{$}}`."""
+ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
+"""What a KFP v2 pod runs: TFX's container entrypoint (given the executor class and the
+executor input JSON that KFP substitutes for `{{$}}`) inside our thin wrapper, which
+enables s3:// and minio:// and exits cleanly after tensorflow-io (kubeflow/entrypoint.py)."""
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
@@ -36,7 +37,8 @@ ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.
 class KubeflowSettings:
     """Where a Kubeflow run reads and writes, and what it runs on. Paths are as the pods
     see them: object-store URLs TensorFlow can write (gs://, or s3:// with tensorflow-io
-    and S3_ENDPOINT set, which is how MinIO is reached) or a volume mounted in every pod."""
+    and S3_ENDPOINT set, which is how MinIO is reached; minio:// is read as s3://) or a
+    volume mounted in every pod."""
 
     image: str
     trainer_image: str = ""
@@ -47,15 +49,24 @@ class KubeflowSettings:
     pipeline_root: str = ""
     data_root: str = ""
     serving_dir: str = ""
-    preset: str = "paper"
-    beam_args: tuple[str, ...] = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
-    """DirectRunner on all of a pod's cores; pass e.g. --runner=DataflowRunner to scale out."""
+    preset: str = configs.KUBEFLOW_PRESET
+    beam_args: tuple[str, ...] = ()
+    """Beam arguments of every Beam step; pass e.g. --runner=DataflowRunner to scale out.
+    Default: the DirectRunner on all of a pod's cores, in worker processes, or in threads
+    when a location needs tensorflow-io (s3://, minio://): Beam's worker processes are
+    fresh interpreters that have not loaded it, so the Evaluator's workers could not open
+    a model in the bucket, and a worker that did load it would abort at exit."""
     trainer_cpu: float = 8.0
     trainer_memory_gb: float = 32.0
     trainer_gpus: int = 1
     gpu_type: str = "nvidia.com/gpu"
     """The accelerator's Kubernetes resource name (KFP) or Vertex type (e.g. NVIDIA_TESLA_T4)."""
     hparam_overrides: tuple[str, ...] = field(default_factory=tuple)
+    blessing: BlessingThresholds = field(default_factory=BlessingThresholds)
+    """The Evaluator's gate (docs/design.md §5.1), as `ctdenoise run --margin-db ...`."""
+    latest_blessed_baseline: bool = True
+    """Compare with the latest blessed model through TFX's resolver, which Vertex AI
+    Pipelines runs and open-source Kubeflow Pipelines refuses (docs/kubeflow.md)."""
 
     def __post_init__(self) -> None:
         base = self.storage.rstrip("/")
@@ -63,6 +74,10 @@ class KubeflowSettings:
                               ("serving_dir", f"{base}/serving")):
             if not getattr(self, name):
                 object.__setattr__(self, name, default)
+        if not self.beam_args:
+            locations = (self.pipeline_root, self.data_root, self.serving_dir)
+            mode = "multi_threading" if any(uses_tensorflow_io(x) for x in locations) else "multi_processing"
+            object.__setattr__(self, "beam_args", (f"--direct_running_mode={mode}", "--direct_num_workers=0"))
 
     @classmethod
     def from_env(cls) -> "KubeflowSettings":
@@ -79,36 +94,36 @@ class KubeflowSettings:
 
 def build_pipeline(settings: KubeflowSettings):
     """`create_pipeline()` for Kubeflow: object-store paths, the schema inside the image, the
-    Trainer's CPU, memory and GPU requests."""
-    hparams = hparams_lib.with_overrides(hparams_lib.preset(settings.preset), settings.hparam_overrides)
-    pipeline = create_pipeline(
+    Trainer's CPU, memory and GPU requests, the Evaluator's gate."""
+    return create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=settings.pipeline_root,
         data_root=settings.data_root,
-        until="push",
-        layout=Layout(),
-        hparams=hparams_lib.to_dict(hparams),
+        hparams=hparams_lib.resolve(settings.preset, settings.hparam_overrides),
         serving_dir=settings.serving_dir,
         input_fingerprint=_fingerprint(settings.data_root),
         schema_file=f"{IMAGE_SOURCE_DIR}/{configs.SCHEMA_FILE_IN_REPO}",
+        trainer_platform_config=_trainer_resources(settings),
         beam_pipeline_args=list(settings.beam_args),
+        blessing=settings.blessing,
+        latest_blessed_baseline=settings.latest_blessed_baseline,
     )
-    trainer = next(c for c in pipeline.components if c.id == "Trainer")
-    trainer.with_platform_config(_trainer_resources(settings))
-    return pipeline
 
 
 def compile_pipeline(settings: KubeflowSettings, out_file: Path) -> Path:
     """Write the pipeline IR (a KFP v2 `PipelineSpec`, JSON) to `out_file`.
 
     TFX's runner wraps the spec in a Vertex `PipelineJob`; Kubeflow Pipelines 2 uploads,
-    and kfp's loader reads, the bare `PipelineSpec`, so that is what is written.
+    and kfp's loader reads, the bare `PipelineSpec`, so that is what is written, with the
+    pipeline root as its `defaultPipelineRoot` (TFX keeps it in the job's runtime config,
+    which the bare spec would lose: KFP would then write to its own default root).
     """
     absl.logging.set_verbosity(absl.logging.ERROR)  # TFX 1.16 warns "DEFAULT_IMAGE_PATH_KEY is
     # not found" exactly when it is found (an inverted check in pipeline_builder)
     job = _runner(settings, out_file).run(build_pipeline(settings), write_out=False)
+    spec = {**job["pipelineSpec"], "defaultPipelineRoot": settings.pipeline_root}
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(job["pipelineSpec"], indent=2, sort_keys=True) + "\n")
+    out_file.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return out_file
 
 
@@ -134,10 +149,16 @@ def _trainer_resources(settings: KubeflowSettings) -> ResourceSpec:
     return spec
 
 
+def uses_tensorflow_io(location: str) -> bool:
+    """Whether TensorFlow reaches `location` only through tensorflow-io: s3://, and minio://
+    (read as s3:// by kubeflow/entrypoint.py)."""
+    return location.startswith(("s3://", "minio://"))
+
+
 def _fingerprint(data_root: str) -> str:
     """A local data root's fingerprint (the ingestion's cache key). A bucket is not listed at
     compile time: give each data version its own data root, or turn caching off in KFP."""
-    return "" if is_remote(data_root) or not Path(data_root).is_dir() else fingerprint(data_root)
+    return "" if is_remote(data_root) or not isdir(data_root) else fingerprint(data_root)
 
 
 if __name__ == "__main__":  # TFX's own output: the PipelineJob JSON that Vertex AI Pipelines runs

@@ -1,4 +1,4 @@
-"""Pipeline constants: names, locations and defaults shared by every runner and the CLI."""
+"""Pipeline constants: names, locations and defaults shared by every runner and the command line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +11,17 @@ STAGES = ("ingest", "validate", "train", "evaluate", "push")
 DEFAULT_RUN_ROOT = Path("runs")
 """Run root (relative to the working directory): pipeline outputs, ML Metadata, pushed models."""
 
-DEFAULT_PRESET = "cpu-demo"
-"""Hyperparameter preset of local runs (trainer_module/hparams.py); `paper` is for GPUs."""
+LOCAL_PRESET = "cpu-demo"
+"""Hyperparameter preset of local runs (trainer_module/hparams.py): sized for a laptop CPU."""
+KUBEFLOW_PRESET = "paper"
+"""Hyperparameter preset of Kubeflow runs, whose Trainer asks for a GPU."""
 
 EVAL_FRACTION = 0.25
 """Share of patients held out for the `eval` split (by patient, see layout.assign_splits)."""
+
+TENSORBOARD_EVAL_SLICES = 3
+"""Whole eval slices the Trainer shows in TensorBoard (PSNR and LDCT | denoised | NDCT images);
+the Trainer's EvalArgs.num_steps."""
 
 SCHEMA_FILE_IN_REPO = "components/schema/schema.pbtxt"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / SCHEMA_FILE_IN_REPO
@@ -24,6 +30,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / SCHEMA_FILE_IN_REPO
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 """Beam DirectRunner in-process: no worker start-up cost on small local runs. Pass
 `--beam-arg --direct_running_mode=multi_processing --beam-arg --direct_num_workers=2` for more cores."""
+
 
 def pipeline_root(run_root: Path) -> Path:
     return run_root / "pipeline"

@@ -1,15 +1,21 @@
 """Thin local runner: the pipeline on LocalDagRunner with SQLite ML Metadata under the run root."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Callable, Iterator
 
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
 from tfx import v1 as tfx
+from tfx.utils import dependency_utils
 
 from components.dicom_example_gen.layout import Layout
-from components.storage import fingerprint
 from components.evaluation.thresholds import BlessingThresholds
-from pipeline import configs
+from pipeline import abandoned, configs
 from pipeline.pipeline import create_pipeline
+from storage.files import absolute, fingerprint
+from storage.lock import exclusive
+from trainer_module.hparams import HParams
 
 
 def metadata_config(run_root: Path):
@@ -17,22 +23,66 @@ def metadata_config(run_root: Path):
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(configs.metadata_path(run_root)))
 
 
-def run_local(data_root: Path, run_root: Path, until: str, layout: Layout = Layout(),
-              hparams: dict | None = None, beam_pipeline_args: list[str] | None = None,
-              blessing: BlessingThresholds = BlessingThresholds()) -> None:
-    """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged."""
-    run_root.mkdir(parents=True, exist_ok=True)
+def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
+              beam_pipeline_args: list[str] | None = None,
+              blessing: BlessingThresholds = BlessingThresholds(),
+              progress: Callable[[str], None] = print,
+              pipeline_root: str | None = None, serving_dir: str | None = None) -> None:
+    """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged.
+
+    The data root, the pipeline root (default RUN_ROOT/pipeline) and the serving folder
+    (default RUN_ROOT/serving) may each be a folder or an object-store URL; ML Metadata
+    stays in RUN_ROOT/metadata.sqlite. One run at a time per run root: a second one raises
+    `storage.lock.Busy` at once. Work a killed run left unfinished is marked abandoned
+    first (`pipeline.abandoned`).
+    """
+    pipeline_root = absolute(pipeline_root or configs.pipeline_root(run_root))
+    serving_dir = absolute(serving_dir or configs.serving_dir(run_root))
+    with exclusive(run_root, "ctdenoise run"):
+        abandoned.recover(run_root, progress, pipeline_root)
+        _run(absolute(data_root), run_root, until, hparams, layout, beam_pipeline_args, blessing,
+             pipeline_root, serving_dir)
+
+
+def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: Layout,
+         beam_pipeline_args: list[str] | None, blessing: BlessingThresholds, pipeline_root: str,
+         serving_dir: str) -> None:
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
-        pipeline_root=str(configs.pipeline_root(run_root).resolve()),
-        data_root=str(data_root.resolve()),
+        pipeline_root=pipeline_root,
+        data_root=data_root,
+        hparams=hparams,
+        serving_dir=serving_dir,
         until=until,
         layout=layout,
-        hparams=hparams,
-        serving_dir=str(configs.serving_dir(run_root).resolve()),
         blessing=blessing,
-        input_fingerprint=fingerprint(str(data_root)),
+        input_fingerprint=fingerprint(data_root),
         metadata_connection_config=metadata_config(run_root),
         beam_pipeline_args=beam_pipeline_args,
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    with _no_tfx_sdist_for_local_workers():
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+
+
+@contextlib.contextmanager
+def _no_tfx_sdist_for_local_workers() -> Iterator[None]:
+    """Every Beam executor builds an sdist of the installed TFX (a 42 MB copy in a temporary
+    folder it never deletes) so that remote Beam workers can import TFX. Workers that run in
+    this process or its children import the installed TFX: the DirectRunner's, and any
+    runner's with `--environment_type=LOOPBACK` (e.g. the PortableRunner on a local job
+    server); for them local runs skip the build. Other runners (Dataflow, Flink, Spark)
+    still get it unless their arguments name the dependencies (--extra_package,
+    --setup_file, --requirements_file or --sdk_container_image)."""
+    build = dependency_utils.make_beam_dependency_flags
+
+    def flags(beam_pipeline_args: list[str]) -> list[str]:
+        options = PipelineOptions(beam_pipeline_args)
+        loopback = (options.view_as(PortableOptions).environment_type or "").upper() == "LOOPBACK"
+        local = loopback or options.view_as(StandardOptions).runner in (None, "DirectRunner")
+        return beam_pipeline_args if local else build(beam_pipeline_args)
+
+    dependency_utils.make_beam_dependency_flags = flags
+    try:
+        yield
+    finally:
+        dependency_utils.make_beam_dependency_flags = build

@@ -11,17 +11,19 @@ from pathlib import Path
 import apache_beam as beam
 import tensorflow as tf
 
-from components.dicom_example_gen.executor import build_ingest_pipeline, read_report, split_dir
+from components.dicom_example_gen.executor import build_ingest_pipeline, read_report
+from contract.names import split_dir
 from components.dicom_example_gen.layout import Layout, assign_splits, scan
 
 
 def ctdenoise_cmd(*args: str) -> list[str]:
     """The `ctdenoise` command line, run with this interpreter."""
-    return [sys.executable, "-m", "pipeline.cli", *args]
+    return [sys.executable, "-m", "app.cli", *args]
 
 
-def ctdenoise(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=timeout)
+def ctdenoise(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: float = 0.5) -> dict:

@@ -5,9 +5,9 @@ import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
 
-from components.features import validated_feature_names
+from contract.features import validated_feature_names
 from pipeline import configs
-from pipeline.cli import main
+from app.cli import main
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import features
-from components.dicom_hu import SliceRecord
-from components.evaluation.image_metrics import denormalize_hu
+from contract import features
+from dicomio.reader import SliceRecord
+from contract.hu import denormalize_hu
 from trainer_module import data
 
 SIZE, PATCH, BATCH, SLICES = 16, 8, 4, 6
@@ -87,3 +87,58 @@ def test_no_python_runs_per_element(tfrecord):
     assert not _python_ops(stream)
     with_python = stream.map(lambda x: tf.py_function(lambda t: t, [x], tf.float32))
     assert _python_ops(with_python), "the check itself must see a py_function"
+
+
+# --- body patches and paired patches -------------------------------------------------------------
+
+BODY_SIZE = 48
+"""A slice of air with a 20-px square of soft tissue in one corner: few patches are foreground."""
+
+
+@pytest.fixture(scope="module")
+def body_tfrecord(tmp_path_factory) -> str:
+    """Paired slices whose NDCT is its LDCT plus SLICE_OFFSET_HU: a co-located pair differs
+    by exactly that everywhere the LDCT is inside the window."""
+    path = str(tmp_path_factory.mktemp("body") / "data_tfrecord-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for i in range(4):
+            ldct = np.full((BODY_SIZE, BODY_SIZE), -1000.0)
+            ldct[4:24, 4:24] = 40.0 + 16 * i + np.arange(20)[None, :]
+            ndct = ldct + SLICE_OFFSET_HU
+            writer.write(features.build_example("P1", f"z{i}", {"ldct": _record(ldct), "ndct": _record(ndct)})
+                         .SerializeToString())
+    return path
+
+
+SLICE_OFFSET_HU = 30
+
+
+def _foreground_share(batch: np.ndarray) -> np.ndarray:
+    return (denormalize_hu(batch[..., 0]) > data.FOREGROUND_HU).mean(axis=(1, 2))
+
+
+def test_foreground_patches_are_drawn_where_the_body_is_and_the_rest_anywhere(body_tfrecord):
+    patch = 16
+    everywhere = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3)))
+    always = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=1.0)))
+    half = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=0.5)))
+    assert np.mean(_foreground_share(everywhere.numpy()) >= data.FOREGROUND_PATCH) < 0.1  # the square is 5 % of the positions
+    assert np.all(_foreground_share(always.numpy()) >= data.FOREGROUND_PATCH)
+    assert 0.35 < np.mean(_foreground_share(half.numpy()) >= data.FOREGROUND_PATCH) < 0.65
+    again = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=0.5)))
+    np.testing.assert_array_equal(half.numpy(), again.numpy())
+
+
+def test_a_slice_without_a_foreground_patch_gives_its_most_foreground_one(body_tfrecord):
+    share = data.foreground_share(tf.constant(np.where(np.arange(48)[None, :] < 8, 0.0, -1.0) * np.ones((48, 1)), tf.float32),
+                            16).numpy()
+    assert share.shape == (33, 33) and share.max() == pytest.approx(0.5) and share[0, 0] == pytest.approx(0.5)
+    big = next(iter(data.patch_batches([body_tfrecord], "ldct", 32, 16, seed=1, foreground_patches=1.0)))
+    assert np.all(_foreground_share(big.numpy()) == pytest.approx(400 / 1024))  # the whole 20 × 20 square, never less
+
+
+def test_paired_patches_are_co_located(body_tfrecord):
+    ldct, ndct = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
+    difference = denormalize_hu(ndct.numpy()) - denormalize_hu(ldct.numpy())
+    assert ldct.shape == ndct.shape == (64, 16, 16, 1)
+    np.testing.assert_allclose(difference[denormalize_hu(ldct.numpy()) > -500], SLICE_OFFSET_HU, atol=0.01)

@@ -11,11 +11,12 @@ import tf_keras as keras
 from PIL import Image
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from components.dicom_hu import read_ct_slices
-from pipeline.denoise import DenoiseError, denoise_series, resolve_model
-from pipeline.simulate import simulate_dataset
+from dicomio.reader import read_ct_slices
+from app.denoise import DenoiseError, denoise_series, resolve_model
+from simulator.dataset import simulate_dataset
 from tests import dicom_factory
-from components.features import HU_MAX, HU_MIN
+from contract.hu import HU_MAX, HU_MIN
+from contract.names import MODEL_METADATA_FILE
 from trainer_module.export import export_generator
 
 SHIFT = 0.1
@@ -194,8 +195,9 @@ def test_resolve_model_latest_picks_the_numerically_largest_version(tmp_path):
     for version in ("9", "10", "notes"):
         (tmp_path / "serving" / version).mkdir(parents=True)
         (tmp_path / "serving" / version / "saved_model.pb").touch()
-    assert resolve_model("latest", tmp_path) == tmp_path / "serving" / "10"
-    assert resolve_model(str(tmp_path / "serving" / "9"), tmp_path) == tmp_path / "serving" / "9"
+        (tmp_path / "serving" / version / MODEL_METADATA_FILE).touch()  # written last: the version is complete
+    assert resolve_model("latest", tmp_path) == str(tmp_path / "serving" / "10")
+    assert resolve_model(str(tmp_path / "serving" / "9"), tmp_path) == str(tmp_path / "serving" / "9")
 
 
 def test_resolve_model_errors_clearly(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from components.dicom_hu import CT_FLOOR_HU, DicomRejected, read_ct_slices
+from contract.hu import CT_FLOOR_HU
+from dicomio.reader import DicomRejected, read_ct_slices
 from tests import dicom_factory as f
 
 

@@ -3,7 +3,7 @@
 Candidates are SavedModels exported exactly as the Trainer exports its generator, but built
 by hand so their quality is known: a slight Gaussian blur (removes some LDCT noise: better
 than LDCT) and a generator that adds noise (worse). The pipeline pieces are the product's
-own `evaluation_components` and `blessed_pusher`.
+own `build_evaluator` and `build_pusher`.
 """
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ import tf_keras as keras
 from scipy.ndimage import gaussian_filter
 from tfx import v1 as tfx
 
-from components import features
+from contract import features
 from components.evaluation import image_metrics
+from contract.hu import denormalize_hu, normalize_hu
 from pipeline import configs
 from pipeline.local_runner import metadata_config
-from pipeline.metadata import open_store
-from pipeline.pipeline import blessed_pusher, evaluation_components
-from pipeline.simulate import simulate_dataset
-from pipeline.summary import build_summary
+from app.metadata import open_store, run_ids
+from pipeline.pipeline import build_evaluator, build_pusher
+from simulator.dataset import simulate_dataset
+from app.summary import build_summary
 from tests.pipeline_helpers import ingest, read_examples
 from trainer_module.export import export_generator
 
@@ -83,7 +84,8 @@ def gate_runs(examples_uri, tmp_path_factory):
     summaries = {}
     for name in ("good", "bad"):
         _run_gate(examples_uri, models[name], root)
-        summaries[name] = build_summary(open_store(root))
+        store = open_store(root)
+        summaries[name] = build_summary(store, max(run_ids(store)))
     return root, summaries
 
 
@@ -94,8 +96,8 @@ def _run_gate(examples_uri: str, model_uri: str, root: Path) -> None:
     ).with_id("ImportExamples")
     model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model).with_id(
         "ImportModel")
-    evaluation = evaluation_components(examples.outputs["result"], model.outputs["result"])
-    pusher = blessed_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"],
+    evaluation = build_evaluator(examples.outputs["result"], model.outputs["result"])
+    pusher = build_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"],
                             str(configs.serving_dir(root)))
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"),
@@ -110,8 +112,8 @@ def test_a_better_than_ldct_candidate_is_blessed_and_pushed(gate_runs):
     overall = evaluation["overall"]
     assert evaluation["blessed"] and evaluation["failures"] == []
     assert overall["candidate"]["psnr_gain"] >= 0.5
-    assert overall["candidate"]["psnr"] > overall["baseline"]["psnr"] + 0.5
-    assert overall["candidate"]["ssim"] >= overall["baseline"]["ssim"]
+    assert overall["candidate"]["psnr"] > overall["ldct"]["psnr"] + 0.5
+    assert overall["candidate"]["ssim"] >= overall["ldct"]["ssim"]
     assert push["pushed"] and Path(push["path"], "saved_model.pb").is_file()
     assert Path(push["path"]).parent == configs.serving_dir(root)
 
@@ -131,7 +133,7 @@ def test_a_noisy_candidate_is_refused_and_nothing_is_pushed(gate_runs):
 def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri, gate_runs):
     """The Evaluator's numbers, recomputed here slice by slice without TFMA or Beam."""
     _, summaries = gate_runs
-    rows = {"baseline": [], "candidate": []}
+    rows = {"ldct": [], "candidate": []}
     sse = 0.0
     pixels = 0
     for example in read_examples(Path(examples_uri), "eval"):
@@ -139,10 +141,10 @@ def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri
         height, width = feats[features.HEIGHT].int64_list.value[0], feats[features.WIDTH].int64_list.value[0]
         ldct, ndct = (features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width)
                       for d in features.DOSES)
-        normalised = image_metrics.normalize_hu(ldct)
+        normalised = normalize_hu(ldct)
         denoised_norm = _blur(normalised[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
-        denoised = image_metrics.denormalize_hu(denoised_norm)
-        for role, image in (("baseline", ldct), ("candidate", denoised)):
+        denoised = denormalize_hu(denoised_norm)
+        for role, image in (("ldct", ldct), ("candidate", denoised)):
             rows[role].append((image_metrics.psnr_hu(image, ndct), image_metrics.ssim_hu(image, ndct)))
         error, n = image_metrics.squared_error_hu(denoised, ndct)
         sse, pixels = sse + error, pixels + n
@@ -151,4 +153,4 @@ def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri
         assert overall[role]["psnr"] == pytest.approx(np.mean([v[0] for v in values]), abs=1e-3)
         assert overall[role]["ssim"] == pytest.approx(np.mean([v[1] for v in values]), abs=1e-4)
     assert overall["candidate"]["rmse_hu"] == pytest.approx(np.sqrt(sse / pixels), rel=1e-4)
-    assert overall["slices"] == len(rows["baseline"])
+    assert overall["slices"] == len(rows["ldct"])

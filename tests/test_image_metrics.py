@@ -8,6 +8,7 @@ skimage_metrics = pytest.importorskip("skimage.metrics")
 pytest.importorskip("tensorflow")
 
 from components.evaluation import image_metrics as im  # noqa: E402
+from contract.hu import BODY_HU, normalize_hu  # noqa: E402
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,7 +40,7 @@ def _pairs():
 
 @pytest.mark.parametrize("name,image,ref", list(_pairs()), ids=lambda v: v if isinstance(v, str) else "")
 def test_psnr_matches_skimage(name, image, ref):
-    a, b = im.normalize_hu(image), im.normalize_hu(ref)
+    a, b = normalize_hu(image), normalize_hu(ref)
     expected = skimage_metrics.peak_signal_noise_ratio(b, a, data_range=2.0)
     assert im.psnr(a, b) == pytest.approx(expected, rel=1e-9)
     assert im.psnr_hu(image, ref) == pytest.approx(expected, rel=1e-9)
@@ -47,26 +48,26 @@ def test_psnr_matches_skimage(name, image, ref):
 
 @pytest.mark.parametrize("name,image,ref", list(_pairs()), ids=lambda v: v if isinstance(v, str) else "")
 def test_ssim_matches_skimage(name, image, ref):
-    a, b = im.normalize_hu(image), im.normalize_hu(ref)
+    a, b = normalize_hu(image), normalize_hu(ref)
     assert im.ssim(a, b) == pytest.approx(_skimage_ssim(a, b), abs=1e-4)
     assert im.ssim_hu(image[..., None], ref[..., None]) == pytest.approx(_skimage_ssim(a, b), abs=1e-4)
 
 
 def test_identical_images():
-    ref = im.normalize_hu(_phantom())
+    ref = normalize_hu(_phantom())
     assert im.psnr(ref, ref) == float("inf")
     assert im.ssim(ref, ref) == pytest.approx(1.0, abs=1e-5)
     assert im.rmse_hu(_phantom(), _phantom()) == 0.0
 
 
 def test_normalize_hu_window():
-    np.testing.assert_allclose(im.normalize_hu([-3000, -1000, 500, 2000, 4000]), [-1, -1, 0, 1, 1])
+    np.testing.assert_allclose(normalize_hu([-3000, -1000, 500, 2000, 4000]), [-1, -1, 0, 1, 1])
 
 
 def test_rmse_and_body_mask():
     ref = _phantom()
     image = ref + 10.0
-    image[ref <= im.BODY_HU_THRESHOLD] += 90.0  # error of 100 HU outside the body
+    image[ref <= BODY_HU] += 90.0  # error of 100 HU outside the body
     mask = im.body_mask(ref)
     assert mask.dtype == bool and 0 < mask.sum() < mask.size
     assert not mask[0, 0] and mask[48, 48]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from components import features
+from contract import features
 from components.dicom_example_gen.layout import Layout, assign_splits, scan
 from components.dicom_example_gen.pairing import pair_patient
-from components.dicom_hu import read_ct_slices
-from components.storage import relative_files
+from dicomio.reader import read_ct_slices
+from storage.files import list_tree
 from tests import dicom_factory as f
 from tests.pipeline_helpers import ingest, read_examples
 
@@ -26,9 +26,9 @@ def records(tmp_path, dose_dir: str, zs: list[float]) -> list[tuple[str, object]
 
 
 @pytest.mark.parametrize("low, high, shape", [(-1024, 3071, (64, 64)), (-3, 3, (7,)), (40, 41, (1,))])
-def test_hu_summary_percentiles_equal_numpy(low, high, shape):
+def test_hu_stats_percentiles_equal_numpy(low, high, shape):
     hu = np.random.default_rng(0).integers(low, high, size=shape).astype(np.int16)
-    summary = features.hu_summary(hu)
+    summary = features.hu_stats(hu)
     expected = np.percentile(hu.astype(np.float64), [1, 50, 99])
     assert [summary["p01"], summary["p50"], summary["p99"]] == pytest.approx(expected)
     assert (summary["mean"], summary["std"], summary["min"], summary["max"]) == pytest.approx(
@@ -114,7 +114,7 @@ def test_assorted_root_every_file_accounted_and_hu_identical(tmp_path):
     root, out = tmp_path / "data", tmp_path / "out"
     expected = make_assorted_root(root)
     report = ingest(root, out)
-    assert len(relative_files(str(root))) == len(expected) == report["accepted"] + len(report["rejected"])
+    assert len(list_tree(str(root)).files) == len(expected) == report["accepted"] + len(report["rejected"])
     rejected = {r["path"]: r["reason"] for r in report["rejected"]}
     for path, outcome in expected.items():
         if outcome == "ok":
@@ -130,7 +130,7 @@ def test_assorted_root_every_file_accounted_and_hu_identical(tmp_path):
             patient = feats[features.PATIENT_ID].bytes_list.value[0].decode()
             by_split.setdefault(patient, set()).add(split)
             h, w = feats[features.HEIGHT].int64_list.value[0], feats[features.WIDTH].int64_list.value[0]
-            for dose in features.example_doses(ex):
+            for dose in [d for d in features.DOSES if features.image_key(d) in feats]:
                 rel = feats[features.path_key(dose)].bytes_list.value[0].decode()
                 hu = features.decode_hu(feats[features.image_key(dose)].bytes_list.value[0], h, w)
                 source = read_ct_slices(root / rel, rel)

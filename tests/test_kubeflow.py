@@ -1,6 +1,8 @@
 """Kubeflow Pipelines without a cluster: the compiled spec loads with kfp's own proto and
-loader, every component runs on the given image (the Trainer on its GPU image), and the ingestion component runs through
-the container entrypoint a KFP v2 pod runs, with the executor input KFP would give it."""
+loader, every component runs on the given image (the Trainer on its GPU image), the
+ingestion component runs through the container entrypoint a KFP v2 pod runs, with the
+executor input KFP would give it, and (slow) every node of two whole runs does, driven as
+KFP's driver and launcher would, against an S3 object store."""
 from __future__ import annotations
 
 import json
@@ -14,8 +16,8 @@ from google.protobuf import json_format
 from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components import features
-from kubeflow.runner import ENTRYPOINT
+from contract import features
+from kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
 from tests.pipeline_helpers import ctdenoise, read_examples
 
 IMAGE = "registry.example.org/ctdenoise:test"
@@ -50,6 +52,7 @@ def test_spec_loads_with_kfp_and_every_component_runs_on_the_image(compiled):
     trainer = containers["Trainer"].resources
     assert (trainer.accelerator.type, trainer.accelerator.count) == ("nvidia.com/gpu", 1)
     assert trainer.cpu_limit > 0 and trainer.memory_limit > 0
+    assert spec.default_pipeline_root == "gs://bucket/ctdenoise/pipeline"  # KFP's own default root otherwise
     pusher = spec_dict["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]
     assert "gs://bucket/ctdenoise/serving" in json.dumps(pusher)
 
@@ -90,9 +93,54 @@ def _executor_input(spec: dict, task: str, outputs: dict[str, Path], output_file
             "outputs": {"artifacts": artifacts, "outputFile": str(output_file)}}
 
 
+def test_no_baseline_leaves_out_the_resolvers_open_source_kfp_cannot_run(tmp_path):
+    from app.cli import build_parser
+
+    out = tmp_path / "spec.json"
+    args = build_parser().parse_args(["kubeflow", "compile", "--image", IMAGE, "--out", str(out), "--no-baseline"])
+    assert args.func(args) == 0
+    spec = json.loads(out.read_text())
+    assert set(spec["root"]["dag"]["tasks"]) == {n for n in NODES if not n.startswith("LatestBlessedModelResolver")}
+    assert all("container" in e for e in spec["deploymentSpec"]["executors"].values())
+    assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]
+
+
+def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
+    from kubeflow import entrypoint
+
+    output_file = tmp_path / "executor_output.json"
+    invocation = {"inputs": {"parameterValues": {"data_root": "minio://b/dicom", "n": 1},
+                             "artifacts": {"examples": {"artifacts": [{"uri": "minio://b/p/Gen/examples"}]}}},
+                  "outputs": {"artifacts": {"model": {"artifacts": [{"uri": "minio://b/p/Trainer/model"}]}},
+                              "outputFile": str(output_file)}}
+    argv = ["--executor_class_path", "x.Executor", entrypoint.INVOCATION_FLAG, json.dumps(invocation), "--beam"]
+    translated, out, renamed = entrypoint._read_minio_as_s3(argv)
+    seen = json.loads(translated[3])
+    assert seen["inputs"]["parameterValues"] == {"data_root": "s3://b/dicom", "n": 1}
+    assert seen["inputs"]["artifacts"]["examples"]["artifacts"][0]["uri"] == "s3://b/p/Gen/examples"
+    assert seen["outputs"]["artifacts"]["model"]["artifacts"][0]["uri"] == "s3://b/p/Trainer/model"
+    assert (translated[:3], translated[4:], out) == (argv[:3], ["--beam"], str(output_file))
+    output_file.write_text(json.dumps({"artifacts": {"model": {"artifacts": [
+        {"uri": "s3://b/p/Trainer/model", "metadata": {"a": 1}}]}}}))
+    entrypoint._name_outputs_as_given(out, renamed)
+    assert json.loads(output_file.read_text())["artifacts"]["model"]["artifacts"][0]["uri"] == "minio://b/p/Trainer/model"
+
+
+def test_beam_steps_run_in_threads_where_tensorflow_io_is_needed():
+    from kubeflow.runner import KubeflowSettings
+
+    def mode(**locations) -> str:
+        return KubeflowSettings(image=IMAGE, **locations).beam_args[0]
+
+    assert mode(storage="gs://b") == "--direct_running_mode=multi_processing"
+    assert mode(storage="s3://b") == mode(storage="gs://b", pipeline_root="minio://mlpipeline/x") == \
+        "--direct_running_mode=multi_threading"
+    assert KubeflowSettings(image=IMAGE, storage="s3://b", beam_args=("--runner=X",)).beam_args == ("--runner=X",)
+
+
 def test_tfx_cli_vertex_engine_compiles_our_runner_file(tmp_path):
     """`tfx pipeline create --engine vertex --pipeline_path kubeflow/runner.py` works (the
-    `kubeflow` engine is broken upstream since TFX 1.15; see docs/kubeflow.md)."""
+    `kubeflow` engine is broken upstream since TFX 1.16; see docs/kubeflow.md)."""
     repo = Path(__file__).resolve().parent.parent
     venv_bin = str(Path(sys.executable).parent)  # the tfx CLI looks for kfp with the `pip` on PATH
     env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{venv_bin}:{os.environ['PATH']}",
@@ -115,3 +163,70 @@ def test_create_against_an_unreachable_endpoint_is_one_clear_line(tmp_path):
     ours = [line for line in result.stderr.strip().splitlines() if line.startswith("ctdenoise")]
     assert ours == [result.stderr.strip().splitlines()[-1]] == [  # TF's C++ start-up lines may precede it
         "ctdenoise: error: Kubeflow Pipelines at http://127.0.0.1:9: unreachable ([Errno 111] Connection refused)"]
+
+
+@pytest.mark.slow
+def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(object_store, simulated_data, tmp_path):
+    """The compiled IR driven as KFP v2's driver and launcher would (tests/kfp_driver.py):
+    all ten nodes, artifacts under a minio:// pipeline root (KFP's default scheme on a
+    standalone install), data and serving folder on s3://, two runs. The first run's
+    resolvers find no blessed model; the second's resolve to the first run's, which the
+    Evaluator then compares against (its upstream steps come from KFP's cache; the second
+    run stops after the Evaluator to keep the test short)."""
+    from app.cli import build_parser
+    from components.evaluation.results import read_evaluation
+    from tests.conftest import PERMISSIVE_GATE
+    from tests.kfp_driver import Driver
+
+    data_root = object_store.upload_tree(simulated_data, "kfp/dicom")
+    serving = object_store.url("kfp/serving")
+    pipeline_root = f"minio://{object_store.bucket}/kfp/pipeline"
+    spec_file = tmp_path / "ctdenoise.json"
+    args = build_parser().parse_args([  # `ctdenoise kubeflow compile`, in this process to spare a TensorFlow start-up
+        "kubeflow", "compile", "--image", IMAGE, "--out", str(spec_file), "--storage", object_store.url("kfp"),
+        "--pipeline-root", pipeline_root, "--preset", "tiny", *PERMISSIVE_GATE,
+        "--beam-arg=--direct_running_mode=in_memory", "--beam-arg=--direct_num_workers=1"])
+    assert args.func(args) == 0
+    spec = json.loads(spec_file.read_text())
+    assert spec["defaultPipelineRoot"] == pipeline_root
+    repo = Path(__file__).resolve().parent.parent
+    driver = Driver(spec, tmp_path / "pods", image_paths={IMAGE_SOURCE_DIR: str(repo)}, cwd=repo)
+    assert set(driver.order()) == NODES and driver.order().index("Evaluator") > driver.order().index("Trainer")
+
+    first = driver.run("run-1")
+    kinds = {name: e.kind for name, e in first.executions.items()}
+    resolvers = {name for name in NODES if name.startswith("LatestBlessedModelResolver")}
+    assert kinds == {name: "resolver" if name in resolvers else "container" for name in NODES}
+    assert all(first.executions[name].outputs == {"model" if "model-resolver" in name else "model_blessing": []}
+               for name in resolvers)
+    [examples] = first.executions["DicomExampleGen"].outputs["examples"]
+    assert examples["uri"].startswith(pipeline_root + "/")  # handed back as given, not as s3://
+    assert (examples["metadata"]["accepted_files"], examples["metadata"]["pairs"]) == (18, 9)
+    assert object_store.keys(examples["uri"])  # written to the bucket behind minio://
+    [model] = first.executions["Trainer"].outputs["model"]
+    [blessing] = first.executions["Evaluator"].outputs["blessing"]
+    assert blessing["metadata"]["blessed"] == 1 and "baseline_model" not in blessing["metadata"]
+    assert blessing["metadata"]["current_model_id"] == model["name"]
+    [pushed] = first.executions["Pusher"].outputs["pushed_model"]
+    assert pushed["metadata"]["pushed"] == 1 and pushed["metadata"]["pushed_destination"].startswith(serving + "/")
+
+    version = object_store.keys(pushed["metadata"]["pushed_destination"])
+    assert {"saved_model.pb", "fingerprint.pb", "ctdenoise_model.json", "variables/variables.index"} <= set(version)
+    assert not [key for key in object_store.keys(serving) if ".partial-" in key]
+
+    second = driver.run("run-2", until="Evaluator")
+    kinds = {name: e.kind for name, e in second.executions.items()}
+    assert kinds == {**{n: "cached" for n in NODES - resolvers - {"Evaluator", "Pusher"}},
+                     **{n: "resolver" for n in resolvers}, "Evaluator": "container"}
+    [resolved] = second.executions["LatestBlessedModelResolver-model-resolver"].outputs["model"]
+    assert resolved["name"] == model["name"] and resolved["uri"] == model["uri"]
+    [blessing2] = second.executions["Evaluator"].outputs["blessing"]
+    assert blessing2["metadata"]["baseline_model_id"] == model["name"] and blessing2["metadata"]["blessed"] == 1
+    [evaluation] = second.executions["Evaluator"].outputs["evaluation"]
+    local = tmp_path / "evaluation"
+    for key in object_store.keys(evaluation["uri"]):
+        (local / key).parent.mkdir(parents=True, exist_ok=True)
+        (local / key).write_bytes(object_store.read(f"{evaluation['uri']}/{key}"))
+    overall = read_evaluation(str(local))["overall"]
+    assert overall["latest_blessed"]["psnr"] == pytest.approx(overall["candidate"]["psnr"])  # same model, cached
+

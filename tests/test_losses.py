@@ -10,7 +10,9 @@ from trainer_module.losses import (  # noqa: E402
     cycle_loss,
     discriminator_loss,
     identity_loss,
+    judgement,
     lsgan_generator_loss,
+    supervised_loss,
 )
 
 
@@ -45,3 +47,16 @@ def test_losses_are_float32_for_float16_inputs():
     half = tf.constant([0.5, 0.25], tf.float16)
     assert lsgan_generator_loss(half).dtype == tf.float32
     assert cycle_loss(half, tf.zeros([2], tf.float16), 10.0).dtype == tf.float32
+
+
+def test_supervised_loss_is_lambda_times_mean_absolute_error_to_the_ndct():
+    ndct, denoised = tf.constant([0.0, 0.2, -0.4]), tf.constant([0.1, 0.2, 0.0])
+    assert float(supervised_loss(ndct, denoised, 10.0)) == pytest.approx(10 * (0.1 + 0.0 + 0.4) / 3)
+
+
+def test_judgement_reads_the_mean_outputs_and_the_share_on_the_right_side():
+    judged = judgement(tf.constant([0.9, 0.7, 0.2, 0.6]), tf.constant([0.1, 0.6]))
+    assert float(judged["real"]) == pytest.approx(0.6) and float(judged["fake"]) == pytest.approx(0.35)
+    assert float(judged["accuracy"]) == pytest.approx(0.5 * (3 / 4 + 1 / 2))
+    undecided = judgement(tf.fill([25], 0.5), tf.fill([25], 0.5))
+    assert float(undecided["accuracy"]) == 0.0  # exactly 0.5 is on neither side

@@ -1,5 +1,8 @@
-"""The four networks match the paper configuration exactly (SPEC §1)."""
+"""The four networks match the paper configuration exactly (docs/design.md §1)."""
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,7 +12,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from trainer_module.hparams import preset  # noqa: E402
-from trainer_module.models import build_discriminator, build_generator  # noqa: E402
+from trainer_module.models import LeakyReLU, build_discriminator, build_generator  # noqa: E402
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -48,3 +51,47 @@ def test_generator_keeps_any_slice_size_and_stays_in_range():
     assert output.shape == (2, 64, 48, 1)
     assert output.dtype == tf.float32
     assert np.all(np.abs(output.numpy()) < 1.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_leaky_relu_has_the_keras_values_and_gradients_bit_for_bit(dtype):
+    values = np.concatenate([[-np.inf, -3.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, np.inf],
+                             np.random.default_rng(0).normal(size=1000)])
+    x = tf.constant(values, dtype)
+    upstream = tf.constant(np.random.default_rng(1).normal(size=values.shape), dtype)
+    results = []
+    for layer in (keras.layers.LeakyReLU(0.2, dtype=dtype), LeakyReLU(0.2, dtype=dtype)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        results.append((y.numpy(), tape.gradient(y, x, output_gradients=upstream).numpy()))
+    (keras_y, keras_grad), (y, grad) = results
+    assert y.dtype == keras_y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(y, keras_y)
+    np.testing.assert_array_equal(grad, keras_grad)
+
+
+def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject():
+    """With the stock LeakyReLU, oneDNN CPU builds log "remapper failed: ... Mutation::Apply
+    error: fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'" here. TensorFlow's
+    C++ errors are shown only in a process started with them on, hence the subprocess."""
+    code = textwrap.dedent("""
+        import contract.keras2, tensorflow as tf
+        from trainer_module.hparams import preset
+        from trainer_module.models import build_discriminator
+        hp = preset("tiny")
+        discriminator = build_discriminator(hp, "D")
+
+        @tf.function
+        def gradients(patch):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(discriminator(patch, training=True)))
+            return tape.gradient(loss, discriminator.trainable_variables)
+
+        gradients(tf.zeros([hp.batch, hp.patch, hp.patch, 1]))
+        print("traced")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})
+    assert result.returncode == 0 and "traced" in result.stdout, result.stderr[-2000:]
+    assert "remapper failed" not in result.stderr

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from pipeline.demo import DemoError, showcase
+from app.demo import DemoError, showcase
 from tests.pipeline_helpers import ctdenoise
 
 CHAIN = ["Pusher", "Trainer", "DicomExampleGen", "HUGate", "StatisticsGen", "ExampleValidator", "ImportSchemaGen"]
@@ -38,9 +38,9 @@ def test_summary_reports_evaluation_and_push(pushed_run):
     assert evaluation["blessed"] is True and evaluation["failures"] == []
     overall = evaluation["overall"]
     assert overall["slices"] == 3 and set(evaluation["per_patient"]) == {"SIM002"}
-    for role in ("baseline", "candidate"):
+    for role in ("ldct", "candidate"):
         assert {"psnr", "ssim", "rmse_hu", "body_rmse_hu"} <= set(overall[role])
-    assert overall["baseline"]["psnr"] > 20 and 0 < overall["baseline"]["ssim"] <= 1
+    assert overall["ldct"]["psnr"] > 20 and 0 < overall["ldct"]["ssim"] <= 1
     assert push["pushed"] and Path(push["path"], "saved_model.pb").is_file()
     assert Path(push["path"]).parent == run_root / "serving" and push["version"] == Path(push["path"]).name
     assert "LDCT" in stdout and "denoised" in stdout and "blessed: yes" in stdout and f"push: {push['path']}" in stdout
@@ -108,6 +108,13 @@ def test_demo_showcase_denoises_a_held_out_patient_and_draws_three_panels(pushed
     assert any("wrote 3 slices" in line for line in lines)
 
 
-def test_demo_says_so_when_nothing_was_pushed(tmp_path):
-    with pytest.raises(DemoError, match="not blessed, so nothing was pushed"):
-        showcase({"push": {"pushed": False, "path": None, "version": None}}, tmp_path, tmp_path, print)
+def test_demo_shows_a_refused_candidate_as_not_blessed(pushed_run, simulated_data, tmp_path):
+    _, summary, _ = pushed_run
+    refused = {**summary, "push": {"pushed": False, "path": None, "version": None}}
+    lines: list[str] = []
+    png = showcase(refused, simulated_data, tmp_path, lines.append)
+    assert png.is_file() and any("the gate refused the model" in line for line in lines)
+    derived = pydicom.dcmread(sorted((tmp_path / "demo-denoised" / "SIM002").glob("*.dcm"))[0])
+    assert "candidate (not blessed)" in derived.DerivationDescription
+    with pytest.raises(DemoError, match="training produced no model"):
+        showcase({"push": {"pushed": False}}, simulated_data, tmp_path, print)

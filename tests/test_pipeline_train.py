@@ -10,8 +10,9 @@ import subprocess
 
 import numpy as np
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata import latest_run_executions, open_store, output_artifacts
+from app.metadata import latest_run_executions, open_store, output_artifacts
 from tests.pipeline_helpers import ctdenoise_cmd
 
 TINY = ["--preset", "tiny"]
@@ -24,6 +25,14 @@ def test_summary_reports_training(pushed_run):
     assert set(train["final_losses"]) >= {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b"}
     assert all(np.isfinite(v) for v in train["final_losses"].values())
     assert "[train] step 10/10" in stdout and "steps/s" in stdout and "ETA" in stdout
+
+
+def test_a_run_leaves_no_build_of_tfx_in_the_temporary_folder(pushed_run):
+    """TFX builds a 42 MB sdist of itself per Beam step for remote Beam workers and never
+    deletes it; the DirectRunner does not need it, so local runs leave nothing behind."""
+    run_root, _, _ = pushed_run
+    temp = run_root.parent / f"{run_root.name}_tmpdir"
+    assert not [p for p in temp.rglob("*") if p.name == "tfx" and p.parent.name == "build"]
 
 
 def test_saved_model_maps_a_512_slice_of_hu_to_hu(pushed_run):
@@ -77,3 +86,10 @@ def test_killed_trainer_resumes_from_its_checkpoint(simulated_data, tmp_path):
     assert "resuming from interrupted run" in second.stdout
     assert "at step 10" in second.stdout and "[train] step 5/30" not in second.stdout
     assert json.loads((tmp_path / "s.json").read_text())["train"]["steps"] == 30
+    # the killed Trainer is marked, its half-written model folder gone, its checkpoints kept for the resume
+    store = open_store(tmp_path)
+    [killed] = [e for e in store.get_executions() if "abandoned" in e.custom_properties]
+    assert killed.last_known_state == metadata_store_pb2.Execution.CANCELED
+    assert f"[run] Trainer: execution {killed.id} was left unfinished by a killed run; marked canceled" in second.stdout
+    assert not (tmp_path / "pipeline" / "Trainer" / "model" / str(killed.id)).exists()
+    assert (tmp_path / "pipeline" / "Trainer" / "model_run" / str(killed.id) / "checkpoints").is_dir()

@@ -13,8 +13,8 @@ import pydicom
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata import latest_run_executions, open_store
-from pipeline.simulate import simulate_dataset
+from app.metadata import latest_run_executions, open_store
+from simulator.dataset import simulate_dataset
 from tests.dicom_factory import DISTINCTIVE_NAME
 from tests.pipeline_helpers import ctdenoise
 

@@ -10,10 +10,10 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from scipy.ndimage import binary_erosion
 
-from pipeline.simulate import SLICE_THICKNESS_MM, simulate_dataset
-from pipeline.simulate.dicom_writer import SeriesInfo, write_ct_slice
-from pipeline.simulate.phantom import FOV_MM, fov_mask, random_anatomy, render
-from pipeline.simulate.physics import scan_pair
+from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
+from simulator.dicom_writer import SeriesInfo, write_ct_slice
+from simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
+from simulator.physics import scan_pair
 
 SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
 
@@ -124,6 +124,37 @@ def test_a_non_empty_output_folder_is_refused(dataset: Path) -> None:
         simulate_dataset(dataset, progress=None)
 
 
+def test_truth_is_the_noise_free_scan_written_outside_the_data_root(dataset: Path, tmp_path: Path) -> None:
+    data, truth_dir = tmp_path / "data", tmp_path / "truth"
+    report = simulate_dataset(data, patients=2, slices=3, size=64, seed=7, truth_dir=truth_dir, progress=None)
+    assert report.truth_dir == truth_dir and not any("TRUTH" in p.parts for p in _dataset_files(data))
+    for ours, theirs in zip(_dataset_files(data), _dataset_files(dataset), strict=True):  # same data as without truth
+        assert ours.read_bytes() == theirs.read_bytes()
+    truth_files = sorted(truth_dir.glob("SIM00?/TRUTH/*.dcm"))
+    assert [p.relative_to(truth_dir).as_posix() for p in truth_files] == [
+        f"SIM00{i}/TRUTH/000{n}.dcm" for i in (1, 2) for n in (1, 2, 3)]
+    noise = {"NDCT": [], "LDCT": []}
+    for path in truth_files:
+        truth = pydicom.dcmread(path)
+        assert truth.Modality == "CT" and "noise-free" in truth.SeriesDescription
+        body = _hu(path) > -500
+        for dose in noise:
+            scan = pydicom.dcmread(data / path.parent.parent.name / dose / path.name)
+            assert scan.ImagePositionPatient == truth.ImagePositionPatient and scan.StudyInstanceUID == truth.StudyInstanceUID
+            difference = (_hu(data / path.parent.parent.name / dose / path.name) - _hu(path))[body]
+            assert abs(difference.mean()) < 5
+            noise[dose].append(difference.std())
+    assert 5 < np.mean(noise["NDCT"]) < 40 and 1.6 < np.mean(noise["LDCT"]) / np.mean(noise["NDCT"]) < 2.6
+
+
+@pytest.mark.parametrize("truth, message", [("data/truth", "must lie outside the data folder"),
+                                            (".", "must lie outside the data folder")])
+def test_truth_inside_or_around_the_data_root_is_refused(tmp_path: Path, truth: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        simulate_dataset(tmp_path / "data", truth_dir=tmp_path / truth, progress=None)
+    assert not (tmp_path / "data").exists()
+
+
 # --- Phantom -------------------------------------------------------------------------------
 
 def test_phantom_has_realistic_tissues_inside_the_scan_circle() -> None:
@@ -153,7 +184,8 @@ def _ellipse_phantom(size: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("fill", [0.0, 50.0])
 def test_ldct_is_twice_as_noisy_and_mean_hu_is_preserved(fill: float) -> None:
     hu, roi = _ellipse_phantom(128, fill)
-    full, low = scan_pair(hu, FOV_MM / 128, 0.25, np.random.default_rng(3))
+    scans = scan_pair(hu, FOV_MM / 128, 0.25, np.random.default_rng(3))
+    full, low = scans.ndct, scans.ldct
     assert 1.6 < low[roi].std() / full[roi].std() < 2.6
     assert abs(full[roi].mean() - fill) < 5 and abs(low[roi].mean() - fill) < 5
 
@@ -162,7 +194,7 @@ def test_noise_level_does_not_depend_on_matrix_size() -> None:
     stds = []
     for size in (64, 128, 256):
         hu, roi = _ellipse_phantom(size, 0.0)
-        stds.append(scan_pair(hu, FOV_MM / size, 0.25, np.random.default_rng(1))[0][roi].std())
+        stds.append(scan_pair(hu, FOV_MM / size, 0.25, np.random.default_rng(1)).ndct[roi].std())
     assert max(stds) / min(stds) < 1.25, stds
 
 
@@ -173,7 +205,8 @@ def test_ndct_noise_in_phantom_soft_tissue_is_clinical() -> None:
     heart, liver = anatomy.organs[2:]
     soft = (np.abs(truth - heart.hu) < 8) | (np.abs(truth - liver.hu) < 8)
     roi = binary_erosion(soft, iterations=2)
-    full, low = scan_pair(truth, FOV_MM / size, 0.25, np.random.default_rng(0))
+    scans = scan_pair(truth, FOV_MM / size, 0.25, np.random.default_rng(0))
+    full, low = scans.ndct, scans.ldct
     assert roi.sum() > 200
     assert 8 < (full - truth)[roi].std() < 20
     assert 1.6 < (low - truth)[roi].std() / (full - truth)[roi].std() < 2.6
@@ -182,7 +215,7 @@ def test_ndct_noise_in_phantom_soft_tissue_is_clinical() -> None:
 # --- --from DICOM_DIR ------------------------------------------------------------------------
 
 def test_from_dir_uses_real_slices_as_ground_truth(tmp_path: Path) -> None:
-    pytest.importorskip("components.dicom_hu", reason="components.dicom_hu is not written yet")
+    pytest.importorskip("dicomio.reader", reason="dicomio.reader is not written yet")
     source = tmp_path / "source"
     (source / "series").mkdir(parents=True)
     (source / "README.txt").write_text("not DICOM")

@@ -19,14 +19,11 @@ import tf_keras as keras  # noqa: E402
 
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
-from trainer_module.train_loop import (  # noqa: E402
-    CycleGAN,
-    LinearDecay,
-    NonFiniteLossError,
-    fit,
-    make_strategy,
-    reestimate_batch_norm,
-)
+from trainer_module.export import reestimate_batch_norm  # noqa: E402
+from trainer_module.gan import CycleGAN  # noqa: E402
+from trainer_module.loop import NonFiniteLossError, fit  # noqa: E402
+from trainer_module.schedule import LinearDecay  # noqa: E402
+from trainer_module.strategy import make_strategy  # noqa: E402
 
 STEPS = 30
 HP = with_overrides(preset("tiny"), [
@@ -98,8 +95,8 @@ def run(tmp_path_factory) -> Run:
     after_one_step, step_after_one = weights(gan), gan.completed_steps
     eval_ldct, eval_ndct = synthetic_ct(2, 64, seed=1)
     messages: list[str] = []
-    result = fit(dataset_a, dataset_b, HP, root / "checkpoints", root / "logs",
-                 eval_pairs=(eval_ldct, eval_ndct), progress=messages.append, gan=gan)
+    result = fit(gan, tf.data.Dataset.zip((dataset_a, dataset_b)), root / "checkpoints", root / "logs",
+                 eval_pairs=(eval_ldct, eval_ndct), progress=messages.append)
     return Run(gan, before, after_one_step, step_after_one, result, root / "checkpoints",
                scalar_events(root / "logs"), messages)
 
@@ -113,7 +110,9 @@ def test_one_step_updates_all_four_models_and_counts(run):
 
 def test_fit_trains_to_the_total_and_reports(run):
     assert run.result["steps"] == STEPS == run.gan.completed_steps
-    assert set(run.result["losses"]) == {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b", "lr"}
+    judged = {f"{d}/{what}" for d in ("d_a", "d_b") for what in ("real", "fake", "accuracy")}
+    assert set(run.result["losses"]) == {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b", "lr"} | judged
+    assert all(0.0 <= run.result["losses"][f"{d}/accuracy"] <= 1.0 for d in ("d_a", "d_b"))
     assert run.result["losses"]["lr"] == pytest.approx(HP.lr)
     assert run.result["checkpoint"].endswith(f"ckpt-{STEPS}")
     assert set(run.result["psnr"]) == {"ldct_vs_ndct", "denoised_vs_ndct"}
@@ -133,6 +132,32 @@ def test_tensorboard_has_every_term_psnr_and_images(run):
     for word in ("cycle", "identity", "g_adv_ab", "g_adv_ba", "g_total", "d_a", "d_b"):
         assert f"loss/{word}" in tags
     assert {"lr", "psnr/ldct_vs_ndct", "psnr/denoised_vs_ndct", "images/ldct_denoised_ndct"} <= tags
+    assert {"d_a/accuracy", "d_b/accuracy", "d_a/real", "d_b/fake"} <= tags  # is the adversarial game on?
+
+
+def test_a_joint_batch_normalises_real_and_fake_patches_together():
+    """Called on each batch alone (the paper) a discriminator's BatchNorm erases what is
+    constant over a batch; in one joint batch the fakes' statistics shape the real logits."""
+    real = tf.random.stateless_uniform([HP.batch, HP.patch, HP.patch, 1], [1, 2], -1.0, 1.0)
+    fakes = [tf.random.stateless_normal(real.shape, [3, i], stddev=0.05) + real for i in range(2)]
+    for joint, differ in ((False, False), (True, True)):
+        gan = CycleGAN(with_overrides(HP, [f"d_joint_batch={joint}"]))
+        logits = [gan._judge(gan.D_A, real, fake)[0].numpy() for fake in fakes]
+        assert (not np.allclose(*logits)) is differ
+
+
+def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
+    with pytest.raises(ValueError, match="supervised_lambda needs paired patches"):
+        with_overrides(HP, ["supervised_lambda=10"])
+    supervised_only = with_overrides(HP, ["paired=true", "supervised_lambda=10", "adversarial_weight=0",
+                                          "cycle_lambda=0", "identity_gamma=0"])
+    gan = CycleGAN(supervised_only)
+    ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=4)
+    expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct)))
+    losses = gan.train_step(tf.constant(ldct), tf.constant(ndct))
+    assert float(losses["supervised"]) == pytest.approx(expected, rel=1e-4)
+    assert float(losses["g_total"]) == pytest.approx(float(losses["supervised"]))
+    assert float(losses["g_adv_ab"]) == float(losses["cycle"]) == float(losses["identity"]) == 0.0
 
 
 def test_resume_restores_step_and_optimizer_slots_then_continues(run, tmp_path):
@@ -149,8 +174,8 @@ def test_resume_restores_step_and_optimizer_slots_then_continues(run, tmp_path):
 
     messages: list[str] = []
     ldct, ndct = synthetic_ct(8, HP.patch, seed=2)
-    result = fit(*datasets(longer, ldct, ndct), longer, checkpoint_dir, tmp_path / "logs",
-                 progress=messages.append, gan=resumed)
+    result = fit(resumed, tf.data.Dataset.zip(datasets(longer, ldct, ndct)), checkpoint_dir, tmp_path / "logs",
+                 progress=messages.append)
     assert f"at step {STEPS}" in messages[0]
     assert result["steps"] == STEPS + 3
     assert result["checkpoint"].endswith(f"ckpt-{STEPS + 3}")
@@ -161,7 +186,8 @@ def test_non_finite_loss_stops_before_anything_is_saved(tmp_path):
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=3)
     dataset_a, dataset_b = datasets(HP, nan, ndct)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss '\w+' at step 1\b"):
-        fit(dataset_a, dataset_b, HP, tmp_path / "checkpoints", tmp_path / "logs", progress=lambda _: None)
+        fit(CycleGAN(HP), tf.data.Dataset.zip((dataset_a, dataset_b)), tmp_path / "checkpoints", tmp_path / "logs",
+            progress=lambda _: None)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
 
 
@@ -208,7 +234,14 @@ def test_paper_preset_is_the_spec_configuration():
     assert (hp.ngf, hp.nglf, hp.ndf, hp.patch, hp.batch) == (128, 15, 64, 56, 10)
     assert (hp.cycle_lambda, hp.identity_gamma, hp.pool_size, hp.use_pool) == (10, 5, 50, True)
     assert (hp.lr, hp.beta1, hp.beta2, hp.decay_start_epoch) == (2e-4, 0.5, 0.999, None)
-    assert set(hparams.PRESETS) == {"paper", "cpu-demo", "tiny"}
+    assert set(hparams.PRESETS) == {"paper", "cpu-demo", "cpu-30min", "tiny"}
+
+
+def test_the_30_minute_preset_is_cpu_demo_trained_longer():
+    demo, long = preset("cpu-demo"), preset("cpu-30min")
+    assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (demo.ngf, demo.nglf, demo.ndf, demo.patch, demo.batch)
+    assert long.total_steps == 9000 and long.decay_start_step == 4600
+    assert not (long.d_joint_batch or long.foreground_patches or long.paired)  # the paper's method
 
 
 def test_overrides_parse_by_field_type():
@@ -238,3 +271,54 @@ def test_dict_round_trip_is_json_serialisable():
         assert hparams.from_dict(json.loads(json.dumps(hparams.to_dict(hp)))) == hp
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         hparams.from_dict({"ngf": 4, "bogus": 1})
+
+
+DETERMINISM_RUN = """
+import hashlib, sys
+import numpy as np
+import contract.keras2
+from trainer_module.gan import CycleGAN
+from trainer_module.hparams import resolve
+hp = resolve("cpu-demo", ["deterministic=true", "seed=3"])
+rng = np.random.default_rng(0)
+gan = CycleGAN(hp)
+for _ in range(6):
+    a, b = (rng.uniform(-1, 1, [hp.batch, hp.patch, hp.patch, 1]).astype(np.float32) for _ in range(2))
+    gan.train_step(a, b)
+digest = hashlib.sha256()
+optimizers = (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)
+for variable in [*gan.variables, *(v for o in optimizers for v in o.variables)]:
+    digest.update(variable.numpy().tobytes())
+print("STATE", digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_deterministic_runs_of_one_seed_give_bit_identical_state():
+    """Two processes (fresh TensorFlow runtimes, as two `ctdenoise run`s) train cpu-demo's
+    networks for 6 steps with deterministic=true; every variable, optimizer slot and pool
+    image must match to the bit (docs/design.md §1.14)."""
+    import subprocess
+    import sys
+
+    def state() -> str:
+        result = subprocess.run([sys.executable, "-c", DETERMINISM_RUN], capture_output=True, text=True, timeout=600,
+                                cwd=Path(__file__).resolve().parents[1])
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.split("STATE")[-1].strip()
+
+    assert state() == state()
+
+
+def test_deterministic_turns_the_memory_optimizer_off_for_the_train_step_only():
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    from trainer_module.determinism import without_memory_optimizer
+
+    def memory_optimization() -> int:
+        options = context.context().function_call_options
+        return config_pb2.ConfigProto.FromString(options.config_proto_serialized).graph_options.rewrite_options.memory_optimization
+
+    assert without_memory_optimizer(memory_optimization)() == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+    assert memory_optimization() == rewriter_config_pb2.RewriterConfig.DEFAULT_MEM_OPT

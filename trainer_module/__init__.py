@@ -1,8 +1,4 @@
-"""Trainer for the cycle-identity CycleGAN (SPEC §1), run by the TFX Trainer's `run_fn`."""
-import os
-
-# Keras 2 (the `tf_keras` package), not Keras 3: TFX 1.16 and TFMA 0.47 load models
-# through `tf.keras`, and this variable makes `tf.keras` resolve to tf_keras too, so
-# export, TFMA and serving all run on the one Keras the trainer builds with. It must be
-# set before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""The Trainer's module for the cycle-identity CycleGAN (docs/design.md §1): hyperparameters,
+the four models, losses, image pool, tf.data input, the GAN's step and loop, TensorBoard
+summaries, resume and export, and `run.run_fn`, which the TFX Trainer runs (and
+`worker.py`, which runs it as one worker of a multi-worker job outside TFX)."""

@@ -1,8 +1,12 @@
 """tf.data input pipelines from the Examples artifact, entirely in the TF graph.
 
 Parse → decode int16 HU → truncate to [-1000, 2000] → normalise to [-1, 1] → random
-patches. LDCT and NDCT streams are shuffled and sampled independently (training is
-unpaired). No Python runs per element, so tf.data's parallelism and prefetch apply.
+patches. Unpaired training (the paper's) samples LDCT and NDCT streams independently;
+paired training crops both doses of one example at the same place. A chosen share of the
+patches are foreground patches, drawn uniformly among the positions where at least
+FOREGROUND_PATCH of the pixels are the patient (docs/design.md §1.13): most random patches
+of a slice are otherwise air, identical in both domains. No Python runs per element, so
+tf.data's parallelism and prefetch apply.
 """
 from __future__ import annotations
 
@@ -11,25 +15,34 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from components import features
-from components.features import HU_MAX, HU_MIN
+from contract import features
+from contract.hu import HU_MAX, HU_MIN, hu_from_unit, unit_from_hu
+from storage import files as storage_files
+
+LDCT, NDCT = features.DOSES
 
 _IMAGE_SPEC = {
     features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     features.WIDTH: tf.io.FixedLenFeature([], tf.int64),
     **{features.image_key(d): tf.io.FixedLenFeature([], tf.string, default_value="") for d in features.DOSES},
 }
+FOREGROUND_HU = -900.0
+"""Pixels above this are the patient, lungs included (about -850 HU), against the air
+around it (-1000 HU, a few tens of HU of noise). The Evaluator's body mask (-500 HU) leaves
+the lungs out; sampling with it would starve the generator of lung."""
+FOREGROUND_PATCH = 0.9
+"""A foreground patch has at least this share of foreground pixels."""
+_FOREGROUND_UNIT = float(unit_from_hu(FOREGROUND_HU))
 
 
 def normalize_hu(hu: tf.Tensor) -> tf.Tensor:
-    """HU → [-1, 1] after truncation to [HU_MIN, HU_MAX]."""
-    hu = tf.clip_by_value(tf.cast(hu, tf.float32), HU_MIN, HU_MAX)
-    return (hu - HU_MIN) / (HU_MAX - HU_MIN) * 2.0 - 1.0
+    """HU → [-1, 1] after truncation to the model's window (contract.hu, in the TF graph)."""
+    return unit_from_hu(tf.clip_by_value(tf.cast(hu, tf.float32), HU_MIN, HU_MAX))
 
 
 def denormalize(x: tf.Tensor) -> tf.Tensor:
     """[-1, 1] → HU (the inverse of normalize_hu inside the window)."""
-    return (tf.cast(x, tf.float32) + 1.0) / 2.0 * (HU_MAX - HU_MIN) + HU_MIN
+    return hu_from_unit(tf.cast(x, tf.float32))
 
 
 def decode_image(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:
@@ -45,11 +58,15 @@ def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 def records(file_patterns: Sequence[str]) -> tf.data.Dataset:
     """Serialized examples of the given TFRecord (GZIP) file patterns, files read in parallel."""
-    files = tf.data.Dataset.list_files(list(file_patterns), shuffle=False)
-    return files.interleave(
+    names = tf.data.Dataset.list_files([storage_files.tf_path(p) for p in file_patterns], shuffle=False)
+    return names.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
+
+
+def _has(dose: str):
+    return lambda p: tf.strings.length(p[features.image_key(dose)]) > 0
 
 
 def dose_slices(file_patterns: Sequence[str], dose: str) -> tf.data.Dataset:
@@ -57,13 +74,25 @@ def dose_slices(file_patterns: Sequence[str], dose: str) -> tf.data.Dataset:
     return (
         records(file_patterns)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        .filter(lambda p: tf.strings.length(p[features.image_key(dose)]) > 0)
+        .filter(_has(dose))
         .map(lambda p: decode_image(p, dose), num_parallel_calls=tf.data.AUTOTUNE)
     )
 
 
+def paired_slices(file_patterns: Sequence[str]) -> tf.data.Dataset:
+    """Whole normalised slices [H, W, 2] of examples holding both doses: LDCT, NDCT channels."""
+    return (
+        records(file_patterns)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .filter(lambda p: tf.logical_and(_has(LDCT)(p), _has(NDCT)(p)))
+        .map(lambda p: tf.concat([decode_image(p, LDCT), decode_image(p, NDCT)], axis=-1),
+             num_parallel_calls=tf.data.AUTOTUNE)
+    )
+
+
 def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: int, seed: int,
-                  cache: str | None = "", shuffle_buffer: int = 256) -> tf.data.Dataset:
+                  foreground_patches: float = 0.0, cache: str | None = "",
+                  shuffle_buffer: int = 256) -> tf.data.Dataset:
     """Endless batches [batch, patch, patch, 1] of random patches of one dose's slices.
 
     Decoded slices are cached (in memory for "", in files under a path prefix, not at all
@@ -71,38 +100,84 @@ def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: in
     LDCT and NDCT streams are shuffled and cropped independently (unpaired training).
     """
     slices = dose_slices(file_patterns, dose)
+    return _patches(slices, f"{cache}.{dose}" if cache else cache, patch, batch, seed, foreground_patches, shuffle_buffer)
+
+
+def paired_patch_batches(file_patterns: Sequence[str], patch: int, batch: int, seed: int,
+                         foreground_patches: float = 0.0, cache: str | None = "",
+                         shuffle_buffer: int = 256) -> tf.data.Dataset:
+    """Endless (LDCT, NDCT) batches, each [batch, patch, patch, 1], cropped at the same place
+    of the same example: co-located patches for paired training."""
+    pairs = _patches(paired_slices(file_patterns), f"{cache}.paired" if cache else cache, patch, batch, seed,
+                     foreground_patches, shuffle_buffer)
+    return pairs.map(lambda both: (both[..., :1], both[..., 1:]))
+
+
+def _patches(slices: tf.data.Dataset, cache: str | None, patch: int, batch: int, seed: int,
+             foreground_patches: float, shuffle_buffer: int) -> tf.data.Dataset:
     if cache is not None:
-        slices = slices.cache(f"{cache}.{dose}" if cache else "")
+        slices = slices.cache(cache)
     return (
         slices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .enumerate()
-        .map(_crop(patch, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_crop(patch, seed, foreground_patches), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def _crop(patch: int, seed: int):
-    """A stateless random crop keyed by (seed, element index): runs with one seed are identical."""
+def _crop(patch: int, seed: int, foreground_patches: float):
+    """A stateless random crop keyed by (seed, element index): runs with one seed are identical.
+
+    With probability `foreground_patches` the crop is a foreground patch, uniform over the
+    positions whose patch holds at least FOREGROUND_PATCH foreground pixels (judged on the
+    first channel, the LDCT of a pair); a slice with no such position gives its most
+    foreground patch.
+    """
     def crop(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         key = tf.stack([tf.constant(seed, tf.int64), index])
-        return tf.image.stateless_random_crop(image, [patch, patch, 1], seed=key)
+        anywhere = tf.image.stateless_random_crop(image, [patch, patch, tf.shape(image)[-1]], seed=key)
+        if foreground_patches <= 0:
+            return anywhere
+        choose, place = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        share = foreground_share(image[..., 0], patch)
+        draw = tf.random.stateless_uniform(tf.shape(share), seed=place)
+        score = tf.where(share >= FOREGROUND_PATCH, draw, share - 1.0)  # qualifying positions always win
+        position = tf.argmax(tf.reshape(score, [-1]), output_type=tf.int32)
+        top, left = position // tf.shape(share)[1], position % tf.shape(share)[1]
+        foreground = image[top:top + patch, left:left + patch, :]
+        return tf.cond(tf.random.stateless_uniform([], seed=choose) < foreground_patches,
+                       lambda: foreground, lambda: anywhere)
 
     return crop
+
+
+def foreground_share(image: tf.Tensor, patch: int) -> tf.Tensor:
+    """[H - patch + 1, W - patch + 1]: the share of foreground pixels in the patch at each
+    top-left position of a normalised [H, W] image, from an integral image (linear in the
+    image size)."""
+    foreground = tf.cast(image > _FOREGROUND_UNIT, tf.float32)
+    integral = tf.pad(tf.cumsum(tf.cumsum(foreground, axis=0), axis=1), [[1, 0], [1, 0]])
+    total = (integral[patch:, patch:] - integral[:-patch, patch:]
+             - integral[patch:, :-patch] + integral[:-patch, :-patch])
+    return total / float(patch * patch)
+
+
+def smallest_side(file_patterns: Sequence[str]) -> int | None:
+    """The shortest height or width among the examples (None when there are none): patches
+    must fit in every slice. Only the two int64 features are parsed."""
+    spec = {key: _IMAGE_SPEC[key] for key in (features.HEIGHT, features.WIDTH)}
+    sides = records(file_patterns).map(
+        lambda s: tf.minimum(*tf.io.parse_single_example(s, spec).values()), num_parallel_calls=tf.data.AUTOTUNE)
+    smallest = int(sides.reduce(tf.constant(np.iinfo(np.int64).max), tf.minimum).numpy())
+    return None if smallest == np.iinfo(np.int64).max else smallest
 
 
 def paired_eval_slices(file_patterns: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` whole (LDCT, NDCT) slice pairs of equal size, normalised, as NumPy arrays
     for TensorBoard PSNR and image summaries."""
-    pairs = (
-        records(file_patterns)
-        .map(parse)
-        .filter(lambda p: tf.logical_and(tf.strings.length(p["ldct"]) > 0, tf.strings.length(p["ndct"]) > 0))
-        .map(lambda p: (decode_image(p, "ldct"), decode_image(p, "ndct")))
-        .take(limit)
-    )
-    items = list(pairs.as_numpy_iterator())
+    items = [(both[..., :1], both[..., 1:]) for both in paired_slices(file_patterns).take(limit).as_numpy_iterator()]
     if not items:
         return np.zeros((0, 1, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
     shape = items[0][0].shape

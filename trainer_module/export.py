@@ -2,25 +2,20 @@
 
 Truncation, normalisation and de-normalisation live inside the graph, so a caller
 (TF Serving, `ctdenoise denoise`, the Evaluator) feeds and receives Hounsfield units and
-never needs to know the training window.
+never needs to know the training window. Before export the generator's BatchNorm statistics
+are re-estimated (`reestimate_batch_norm`, docs/design.md §1).
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
+from typing import Any, Iterator
 
 import tensorflow as tf
 import tf_keras as keras
 
-from components import features
-from trainer_module.data import decode_image, denormalize, normalize_hu, parse
-
-SERVING_SIGNATURE = "serving_default"
-EXAMPLES_SIGNATURE = "from_examples"
-OUTPUT_KEY = "denoised_hu"
-METADATA_FILE = "ctdenoise_model.json"
-"""Written beside saved_model.pb: hyperparameters and provenance for lineage and `denoise`."""
+from contract import features
+from contract.names import EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
+from storage import files
+from trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
 
 
 class Denoiser(tf.Module):
@@ -30,30 +25,71 @@ class Denoiser(tf.Module):
         super().__init__(name="denoiser")
         self.generator = generator
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name="hu")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)])
     def denoise_hu(self, hu: tf.Tensor) -> dict[str, tf.Tensor]:
         """[N, H, W, 1] HU of any H, W → denoised HU of the same shape."""
         return {OUTPUT_KEY: self._denoise(normalize_hu(hu))}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def denoise_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Serialized tf.Examples (the ingestion contract, slices of one size) → denoised LDCT HU."""
-        ldct = tf.map_fn(
-            lambda s: decode_image(parse(s), features.DOSES[0]), serialized,
-            fn_output_signature=tf.TensorSpec([None, None, 1], tf.float32),
-        )
-        return {OUTPUT_KEY: self._denoise(ldct)}
+        """Serialized tf.Examples (the ingestion contract) → denoised LDCT HU, [N, H, W, 1].
+
+        Each example is denoised at its own size and padded (bottom, right) to the largest
+        in the batch, which TFMA may mix; the metrics crop it back. An example without an
+        LDCT image gives zeros.
+        """
+        sides = tf.map_fn(lambda s: tf.stack([parse(s)[features.HEIGHT], parse(s)[features.WIDTH]]), serialized,
+                          fn_output_signature=tf.TensorSpec([2], tf.int64))
+        height, width = tf.reduce_max(sides[:, 0]), tf.reduce_max(sides[:, 1])
+
+        def one(example: tf.Tensor) -> tf.Tensor:
+            fields = parse(example)
+            image = tf.cond(tf.strings.length(fields[features.image_key(LDCT)]) > 0,
+                            lambda: self._denoise(decode_image(fields, LDCT)[tf.newaxis])[0],
+                            lambda: tf.zeros(tf.cast(tf.stack([fields[features.HEIGHT], fields[features.WIDTH], 1]),
+                                                     tf.int32)))
+            pad = tf.cast(tf.stack([height, width]), tf.int32) - tf.shape(image)[:2]
+            return tf.pad(image, [[0, pad[0]], [0, pad[1]], [0, 0]])
+
+        denoised = tf.map_fn(one, serialized, fn_output_signature=tf.TensorSpec([None, None, 1], tf.float32))
+        return {OUTPUT_KEY: denoised}
 
     def _denoise(self, normalised: tf.Tensor) -> tf.Tensor:
         return denormalize(tf.cast(self.generator(normalised, training=False), tf.float32))
 
 
-def export_generator(generator: keras.Model, export_dir: str, metadata: dict[str, Any]) -> None:
-    """Write the SavedModel with both signatures, plus the metadata JSON beside it."""
+def export_generator(generator: keras.Model, export_dir: str, metadata: dict[str, Any] | None) -> None:
+    """Write the SavedModel with both signatures, plus the metadata JSON beside it.
+
+    Under a multi-worker strategy every worker must save (writing the variables averages the
+    BatchNorm statistics across workers, a collective); a worker other than the chief saves
+    into a folder it throws away and passes no metadata, so nothing else is written.
+    """
     module = Denoiser(generator)
     tf.saved_model.save(
-        module, export_dir,
+        module, files.tf_path(export_dir),
         signatures={SERVING_SIGNATURE: module.denoise_hu, EXAMPLES_SIGNATURE: module.denoise_examples},
     )
-    with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as f:
-        f.write(json.dumps(metadata, indent=1, sort_keys=True))
+    if metadata is not None:
+        files.write_json(files.join(export_dir, MODEL_METADATA_FILE), metadata)
+
+
+def reestimate_batch_norm(model: keras.Model, batches: Iterator[tf.Tensor], count: int) -> None:
+    """Replace the BatchNorm moving statistics of `model` by their plain average over `count`
+    batches seen in training mode ("precise BN").
+
+    BN's own update is reused with momentum (k-1)/k at the k-th batch, which turns the
+    exponential moving average into a cumulative one; every layer sees the statistics of
+    its input as produced by the layers before it, exactly as in training.
+    """
+    norms = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for k in range(1, count + 1):
+            for layer in norms:
+                layer.momentum = (k - 1) / k
+            model(next(batches), training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+

@@ -2,21 +2,28 @@
 
 One value object (rather than loose flags) so that a run's configuration can be written
 next to its model as JSON, read back exactly, and changed from the command line with
-`key=value` overrides that are checked against the field types.
+`key=value` overrides that are checked against the field types. `resolve` is the one way
+from a preset name and overrides to an `HParams`; it is serialised once, at the Trainer's
+boundary (docs/design.md §1).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 MIXED_PRECISION_MODES = ("auto", "on", "off")
+MIN_PATCH = 24
+"""Smallest patch the discriminator accepts: its output map must keep at least one pixel."""
+MAX_STEPS = 10**9
+"""A bound on the training length, far beyond any real run, that keeps step counts in range."""
 
 
 @dataclass(frozen=True)
 class HParams:
-    """Hyperparameters; the defaults are the paper configuration (SPEC §1)."""
+    """Hyperparameters; the defaults are the paper configuration (docs/design.md §1)."""
 
     # Architecture.
     ngf: int = 128
@@ -32,9 +39,30 @@ class HParams:
     batch: int = 10
     """Global batch size (split across replicas under a distribution strategy)."""
 
-    # Losses and the image pool.
+    foreground_patches: float = 0.0
+    """Share of training patches drawn where at least 90 % of the pixels are the patient
+    (above -900 HU, lungs included); the others anywhere (0: all anywhere, the paper). Random
+    patches of a slice are mostly air, which looks the same at both doses, so the
+    discriminators cannot learn from them; the patches drawn anywhere keep the generators
+    seeing air (docs/design.md §1.13)."""
+    paired: bool = False
+    """Crop LDCT and NDCT patches at the same place of the same slice pair instead of from two
+    independent streams (the paper trains unpaired)."""
+
+    # Losses, the discriminators and the image pool.
     cycle_lambda: float = 10.0
     identity_gamma: float = 5.0
+    adversarial_weight: float = 1.0
+    """Weight of the generators' LSGAN terms (1 in the paper; 0 trains without them)."""
+    supervised_lambda: float = 0.0
+    """λ_sup of the supervised term λ_sup·L1(G(a), b) on co-located patches; needs `paired`
+    (0: off, the paper's unpaired method)."""
+    d_lr_scale: float = 1.0
+    """The discriminators' learning rate as a multiple of `lr` (1 in the paper)."""
+    d_joint_batch: bool = False
+    """Judge real and fake patches in one discriminator batch, so that its BatchNorm
+    statistics do not erase their difference in noise level (the paper calls D on each
+    alone; docs/design.md §1.13)."""
     pool_size: int = 50
     use_pool: bool = True
     """Feed the discriminators from a history of generated images (the original never did)."""
@@ -50,6 +78,9 @@ class HParams:
     """None keeps the learning rate constant (the TF2 port); else it decays linearly to 0
     from this epoch to the last one."""
     seed: int = 0
+    deterministic: bool = False
+    """Bit-identical runs for one seed on one machine, at some cost in speed (Grappler's
+    memory optimizer off for the train step: trainer_module/determinism.py)."""
 
     # Performance.
     jit_compile: bool = False
@@ -78,6 +109,24 @@ class HParams:
                      "checkpoint_every", "summary_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch < MIN_PATCH:
+            raise ValueError(f"patch must be >= {MIN_PATCH} (the discriminator's five 4x4 convolutions), got {self.patch}")
+        if self.total_steps > MAX_STEPS:
+            raise ValueError(f"epochs × steps_per_epoch = {self.total_steps} is more than {MAX_STEPS} steps")
+        if self.pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {self.pool_size}")
+        for name in ("lr", "cycle_lambda", "identity_gamma", "adversarial_weight", "supervised_lambda", "d_lr_scale"):
+            value = getattr(self, name)
+            positive = name in ("lr", "d_lr_scale")
+            if not math.isfinite(value) or value < 0 or (positive and value == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.foreground_patches <= 1.0:
+            raise ValueError(f"foreground_patches must be in [0, 1], got {self.foreground_patches}")
+        if self.supervised_lambda and not self.paired:
+            raise ValueError("supervised_lambda needs paired patches: set paired=true")
         if self.bn_reestimation_batches < 0:
             raise ValueError(f"bn_reestimation_batches must be >= 0, got {self.bn_reestimation_batches}")
         if self.decay_start_epoch is not None and not 0 <= self.decay_start_epoch < self.epochs:
@@ -104,6 +153,12 @@ _PRESETS = {
         ngf=16, nglf=8, ndf=16, batch=4, epochs=6, steps_per_epoch=200, decay_start_epoch=3,
         checkpoint_every=200, summary_every=100, log_every=50,
     ),
+    # A real model without a GPU: cpu-demo's networks for 9000 steps, about 30 minutes on 2 CPU
+    # cores at cpu-demo's measured 5 to 5.5 steps/s, the rate decaying over the second half.
+    "cpu-30min": HParams(
+        ngf=16, nglf=8, ndf=16, batch=4, epochs=45, steps_per_epoch=200, decay_start_epoch=23,
+        checkpoint_every=1000, summary_every=500, log_every=100,
+    ),
     # For tests: a handful of cheap steps.
     "tiny": HParams(
         ngf=4, nglf=4, ndf=4, patch=32, batch=2, pool_size=4, epochs=1, steps_per_epoch=10,
@@ -118,6 +173,11 @@ def preset(name: str) -> HParams:
         return _PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def resolve(preset_name: str, overrides: Iterable[str] = ()) -> HParams:
+    """The named preset with `key=value` overrides applied."""
+    return with_overrides(preset(preset_name), overrides)
 
 
 def with_overrides(hp: HParams, overrides: Iterable[str]) -> HParams:

@@ -1,4 +1,4 @@
-"""Loss terms of the cycle-identity CycleGAN (SPEC §1), one short function each.
+"""Loss terms of the cycle-identity CycleGAN (docs/design.md §1), one short function each.
 
 With G: LDCT(A) -> NDCT(B), F: B -> A and discriminators D_A, D_B, one step minimises
 
@@ -10,7 +10,9 @@ With G: LDCT(A) -> NDCT(B), F: B -> A and discriminators D_A, D_B, one step mini
 i.e. cycle = λ·(L1(a, F(G(a))) + L1(b, G(F(b)))) and identity = γ·(L1(F(a), a) +
 L1(G(b), b)) with λ = 10, γ = 5, jointly over G and F; and, separately,
 discriminator_loss for D_A (real a vs pooled F(b)) and D_B (real b vs pooled G(a)).
-Least-squares GAN: the discriminators regress 1 for real and 0 for fake.
+Least-squares GAN: the discriminators regress 1 for real and 0 for fake. With paired
+patches a supervised term λ_sup·L1(G(a), b) can join the generators' total (off in the
+paper's unpaired method; docs/design.md §1.13).
 """
 from __future__ import annotations
 
@@ -40,7 +42,23 @@ def cycle_loss(real: tf.Tensor, cycled: tf.Tensor, lam: float) -> tf.Tensor:
     return lam * _mean_absolute_error(real, cycled)
 
 
+def supervised_loss(ndct: tf.Tensor, denoised: tf.Tensor, lam: float) -> tf.Tensor:
+    """λ_sup·L1 between G(a) and the co-located NDCT patch b. The NDCT's own noise is
+    independent of the LDCT's, so this pulls G towards the noise-free image (as in
+    Noise2Noise), not towards the NDCT's noise."""
+    return lam * _mean_absolute_error(ndct, denoised)
+
+
 def identity_loss(real: tf.Tensor, same: tf.Tensor, gamma: float) -> tf.Tensor:
     """γ·L1: a generator fed an image already in its target domain must leave it alone;
     this keeps the CT numbers (HU) of tissue that needs no denoising."""
     return gamma * _mean_absolute_error(real, same)
+
+
+def judgement(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> dict[str, tf.Tensor]:
+    """How a discriminator is doing: its mean output on real and fake input, and the share of
+    its logits strictly on the right side of 0.5 (a discriminator that cannot tell real from
+    fake scores about 0.5; LSGAN's undecided optimum, 0.5 everywhere, scores 0)."""
+    real, fake = tf.cast(real_logits, tf.float32), tf.cast(fake_logits, tf.float32)
+    right = 0.5 * (tf.reduce_mean(tf.cast(real > 0.5, tf.float32)) + tf.reduce_mean(tf.cast(fake < 0.5, tf.float32)))
+    return {"real": tf.reduce_mean(real), "fake": tf.reduce_mean(fake), "accuracy": right}

@@ -1,4 +1,4 @@
-"""The four networks of the cycle-identity CycleGAN as functional Keras models (SPEC §1).
+"""The four networks of the cycle-identity CycleGAN as functional Keras models (docs/design.md §1).
 
 The building blocks mirror the original TensorFlow 1 code layer for layer (explicit
 1-pixel zero padding before a 'valid' convolution, N(0, 0.02) kernels, BN with momentum
@@ -6,9 +6,10 @@ The building blocks mirror the original TensorFlow 1 code layer for layer (expli
 """
 from __future__ import annotations
 
+import tensorflow as tf
 import tf_keras as keras
 
-from .hparams import HParams
+from trainer_module.hparams import HParams
 
 RESIDUAL_MODULES = 6
 
@@ -44,6 +45,35 @@ def residual_module(x, channels: int):
     return keras.layers.ReLU()(keras.layers.Add()([x, y]))
 
 
+class LeakyReLU(keras.layers.LeakyReLU):
+    """keras.layers.LeakyReLU with the same forward op and the same gradient, computed
+    from the layer's output instead of its input.
+
+    For alpha > 0 the output has the input's sign, so LeakyReluGrad(dy, output) equals
+    LeakyReluGrad(dy, input) bit for bit. The stock gradient reads the input, which on
+    CPU (oneDNN) trips Grappler's remapper: it fuses Conv2D+BiasAdd, then folds that
+    fused conv and the LeakyRelu into one node without checking that the gradient still
+    reads the conv's output, and rejects its own rewrite with "remapper failed:
+    Mutation::Apply error: fanout '.../LeakyReluGrad' exist for missing node
+    '.../BiasAdd'". Reading the output leaves the conv's output one consumer, so
+    Conv2D+BiasAdd+LeakyRelu becomes one valid _FusedConv2D.
+    """
+
+    def call(self, inputs):
+        alpha = float(self.alpha)
+
+        @tf.custom_gradient
+        def leaky_relu(x):
+            y = tf.nn.leaky_relu(x, alpha=alpha)
+
+            def grad(dy):
+                return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
+
+            return y, grad
+
+        return leaky_relu(inputs)
+
+
 def build_generator(hp: HParams, name: str) -> keras.Model:
     """Image-to-image generator for slices of any height and width.
 
@@ -68,9 +98,9 @@ def build_discriminator(hp: HParams, name: str) -> keras.Model:
     """Patch discriminator: a conv stack whose final map is flattened into as many
     least-squares logits as it has pixels (25 for 56x56 patches)."""
     patch = keras.Input(shape=(hp.patch, hp.patch, 1), name="patch")
-    x = keras.layers.LeakyReLU(0.2)(conv(patch, hp.ndf, 4, 2))
+    x = LeakyReLU(0.2)(conv(patch, hp.ndf, 4, 2))
     for channels, stride in ((2 * hp.ndf, 2), (4 * hp.ndf, 2), (8 * hp.ndf, 1)):
-        x = keras.layers.LeakyReLU(0.2)(bn(conv(x, channels, 4, stride)))
+        x = LeakyReLU(0.2)(bn(conv(x, channels, 4, stride)))
     x = keras.layers.Flatten()(conv(x, 1, 4, 1))
     logits = keras.layers.Dense(x.shape[-1], dtype="float32", name="logits")(x)
     return keras.Model(patch, logits, name=name)

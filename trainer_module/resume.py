@@ -4,20 +4,27 @@ TFX gives every Trainer execution a fresh Model Run directory, so a rerun after 
 would start from scratch. Each run records a key of its inputs (train files and
 hyperparameters) beside its checkpoints; a new run with the same key copies the most
 advanced sibling checkpoint into its own Model Run directory and continues from there
-(same step, same optimizer state). tf.io.gfile keeps this working on gs:// or s3://.
+(same step, same optimizer state). `storage.files` keeps this working on gs:// or s3://.
+
+Under a multi-worker strategy every worker must resume from the same checkpoint, or their
+collectives stop matching; a worker other than the chief seeds a private folder from the
+checkpoint the chief's folder is seeded from and writes nothing under the run's directory.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
+from storage import files
+
 KEY_FILE = "resume_key.txt"
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_STATE_FILE = "checkpoint"
+"""tf.train.CheckpointManager's index of a folder's checkpoints; written last by a copy."""
 
 
 def resume_key(train_files: Sequence[str], hparams: dict[str, Any]) -> str:
@@ -26,36 +33,45 @@ def resume_key(train_files: Sequence[str], hparams: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_checkpoint_dir(model_run_dir: str, key: str, progress: Callable[[str], None] = print) -> str:
-    """This run's checkpoint folder, seeded from an interrupted run with the same key if any."""
-    ckpt_dir = os.path.join(model_run_dir, CHECKPOINTS)
-    tf.io.gfile.makedirs(ckpt_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, KEY_FILE), "w") as f:
-        f.write(key)
-    if tf.train.latest_checkpoint(ckpt_dir) is None:
-        source = _best_sibling(model_run_dir, key)
-        if source is not None:
-            progress(f"resuming from interrupted run {source}")
-            for name in tf.io.gfile.listdir(source):
-                tf.io.gfile.copy(os.path.join(source, name), os.path.join(ckpt_dir, name), overwrite=True)
-    return ckpt_dir
+def prepare_checkpoint_dir(model_run_dir: str, key: str, progress: Callable[[str], None] = print,
+                           private: str | None = None) -> str:
+    """This run's checkpoint folder, seeded from an interrupted run with the same key if any.
+
+    A worker that is not the chief passes `private`, a folder of its own, and gets it back
+    seeded from the same checkpoint as the chief's folder: the chief's own checkpoints when
+    it has some (a restarted run), else the same interrupted sibling run. Copies write the
+    `checkpoint` state file last, so a worker that looks while the chief is still copying
+    sees no checkpoint yet and picks the same sibling.
+    """
+    own = files.join(model_run_dir, CHECKPOINTS)
+    if private is None:
+        files.makedirs(own)
+        files.write_text(files.join(model_run_dir, KEY_FILE), key)
+        target, source = own, None if _has_checkpoint(own) else _best_sibling(model_run_dir, key)
+    else:
+        files.makedirs(private)
+        target, source = private, own if _has_checkpoint(own) else _best_sibling(model_run_dir, key)
+    if source is not None:
+        progress(f"resuming from interrupted run {source}")
+        files.copy_tree(source, target, last=CHECKPOINT_STATE_FILE)
+    return target
+
+
+def _has_checkpoint(folder: str) -> bool:
+    return tf.train.latest_checkpoint(files.tf_path(folder)) is not None
 
 
 def _best_sibling(model_run_dir: str, key: str) -> str | None:
     """The checkpoint folder with the highest step among earlier runs sharing `key`."""
-    parent, own = os.path.split(model_run_dir.rstrip("/"))
+    parent, own = files.split(model_run_dir)
     best, best_step = None, -1
-    for name in tf.io.gfile.listdir(parent):
-        name = name.rstrip("/")
-        run_dir = os.path.join(parent, name)
-        key_path = os.path.join(run_dir, KEY_FILE)
-        if name == own or not tf.io.gfile.exists(key_path):
+    for name in files.listdir(parent):
+        run_dir = files.join(parent, name)
+        key_path = files.join(run_dir, KEY_FILE)
+        if name == own or not files.exists(key_path) or files.read_text(key_path).strip() != key:
             continue
-        with tf.io.gfile.GFile(key_path) as f:
-            if f.read().strip() != key:
-                continue
-        latest = tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINTS))
+        latest = tf.train.latest_checkpoint(files.tf_path(files.join(run_dir, CHECKPOINTS)))
         step = int(re.search(r"(\d+)$", latest).group(1)) if latest else -1
         if step > best_step:
-            best, best_step = os.path.join(run_dir, CHECKPOINTS), step
+            best, best_step = files.join(run_dir, CHECKPOINTS), step
     return best

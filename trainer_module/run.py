@@ -1,51 +1,122 @@
-"""The Trainer's `run_fn`: data → four models → custom training loop → exported generator."""
+"""The Trainer's `run_fn`: data → four models → custom training loop → exported generator.
+
+The Trainer's arguments mean what they say: `TrainArgs.num_steps` is the number of training
+steps (it must equal the hyperparameters' epochs × steps_per_epoch, which the pipeline
+derives it from) and `EvalArgs.num_steps` the number of whole eval slices shown in
+TensorBoard. The outcome is written once, beside the SavedModel (`MODEL_METADATA_FILE`);
+the Trainer component records it on the Model artifact from there.
+
+Several workers (TF_CONFIG, docs/design.md §1.10) all run this same function, step for step,
+because training, summaries, checkpointing, BatchNorm re-estimation and export all take part
+in collectives that wait for every worker. Only where they write differs: the chief writes
+the run's checkpoints, TensorBoard logs, SavedModel and metadata; every other worker writes
+its copies into a private temporary folder that it deletes at the end.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
+import contract.keras2  # noqa: F401  (before tf.keras is first touched)
+from contract.names import TENSORBOARD_DIR
+from storage import files
 from trainer_module import hparams as hparams_lib
-from trainer_module.data import paired_eval_slices, patch_batches
-from trainer_module.export import export_generator
-from trainer_module.resume import prepare_checkpoint_dir, resume_key
-from trainer_module.train_loop import CycleGAN, fit, log_exported_psnr, make_strategy, reestimate_batch_norm
+from trainer_module.data import paired_eval_slices, paired_patch_batches, patch_batches, smallest_side
+from trainer_module.hparams import HParams
+from trainer_module.export import export_generator, reestimate_batch_norm
+from trainer_module.gan import CycleGAN
+from trainer_module.loop import fit
+from trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
+from trainer_module.strategy import Worker, make_strategy, this_worker
+from trainer_module.summaries import log_exported_psnr
 
 HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""
 
-RESULT_FILE = "train_result.json"
-TENSORBOARD = "tensorboard"
-EVAL_SLICES = 3
-"""Whole eval slices shown in TensorBoard (PSNR and LDCT | denoised | NDCT images)."""
 
-
-def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (GenericExecutor)."""
+def run_fn(fn_args) -> CycleGAN:
+    """TFX Trainer entry point (GenericExecutor), and every worker's in a multi-worker job.
+    Returns the trained CycleGAN (TFX ignores it; tests read it)."""
     hp = hparams_lib.from_dict(fn_args.custom_config[HPARAMS_KEY])
+    if fn_args.train_steps != hp.total_steps:
+        raise ValueError(f"TrainArgs.num_steps {fn_args.train_steps} differs from the hyperparameters' "
+                         f"{hp.total_steps} steps (epochs × steps_per_epoch)")
+    strategy = make_strategy()  # first: a multi-worker strategy must precede TensorFlow's start-up
+    _check_patch_fits(fn_args.train_files, hp.patch)
     tf.random.set_seed(hp.seed)
     progress = _progress_printer()
-    ckpt_dir = prepare_checkpoint_dir(
-        fn_args.model_run_dir, resume_key(fn_args.train_files, hparams_lib.to_dict(hp)), progress
-    )
-    ldct = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed)
-    ndct = patch_batches(fn_args.train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1)
-    eval_pairs = paired_eval_slices(fn_args.eval_files, EVAL_SLICES)
-    gan = CycleGAN(hp, make_strategy())
-    log_dir = os.path.join(fn_args.model_run_dir, TENSORBOARD)
-    has_eval = len(eval_pairs[0]) > 0
-    result = fit(ldct, ndct, hp, ckpt_dir, log_dir, eval_pairs if has_eval else None, progress, gan)
-    if hp.bn_reestimation_batches:
-        calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2)
-        reestimate_batch_norm(gan.G, iter(calibration), hp.bn_reestimation_batches)
-    if has_eval:
-        result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(gan, eval_pairs, log_dir)
-    result["tensorboard_dir"] = log_dir
-    export_generator(gan.G, fn_args.serving_model_dir, {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result)})
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, RESULT_FILE), "w") as f:
-        f.write(json.dumps(_jsonable(result), indent=1))
+    worker = this_worker()
+    key = resume_key(fn_args.train_files, hparams_lib.to_dict(hp))
+    with _worker_outputs(fn_args, worker, key, progress) as out:
+        eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
+        gan = CycleGAN(hp, strategy)
+        has_eval = len(eval_pairs[0]) > 0
+        result = fit(gan, training_batches(fn_args.train_files, hp), out.checkpoints, out.tensorboard,
+                     eval_pairs if has_eval else None, progress)
+        if hp.bn_reestimation_batches:  # every worker, on the same batches: the statistics are averaged
+            calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2,
+                                        foreground_patches=hp.foreground_patches)
+            reestimate_batch_norm(gan.G, iter(calibration), hp.bn_reestimation_batches)
+        if has_eval:
+            result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(gan, eval_pairs, out.tensorboard)
+        result["tensorboard_dir"] = files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR))
+        metadata = {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result)}
+        export_generator(gan.G, out.model, metadata if worker.is_chief else None)
+    return gan
+
+
+@dataclass(frozen=True)
+class WorkerOutputs:
+    """Where one worker writes its checkpoints, TensorBoard events and SavedModel."""
+
+    checkpoints: str
+    tensorboard: str
+    model: str
+
+
+@contextlib.contextmanager
+def _worker_outputs(fn_args, worker: Worker, key: str, progress: Callable[[str], None]) -> Iterator[WorkerOutputs]:
+    """The chief's are the run's own folders. Any other worker gets a private temporary
+    folder (local to its machine, seeded from the checkpoint the chief resumes from), which is
+    deleted when training ends, whether it succeeded or not."""
+    if worker.is_chief:
+        yield WorkerOutputs(prepare_checkpoint_dir(fn_args.model_run_dir, key, progress),
+                            files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR)),
+                            fn_args.serving_model_dir)
+        return
+    scratch = tempfile.mkdtemp(prefix=f"ctdenoise-{worker.name}-")
+    try:
+        yield WorkerOutputs(
+            prepare_checkpoint_dir(fn_args.model_run_dir, key, progress, private=os.path.join(scratch, CHECKPOINTS)),
+            os.path.join(scratch, TENSORBOARD_DIR), os.path.join(scratch, "model"))
+    finally:
+        files.remove_tree(scratch)
+
+
+def _check_patch_fits(train_files: list[str], patch: int) -> None:
+    """Fail before any model is built when a patch cannot be cut from every training slice."""
+    side = smallest_side(train_files)
+    if side is None:
+        raise ValueError("no training examples: the train split is empty")
+    if patch > side:
+        raise ValueError(f"patch {patch} is larger than the smallest training slice side ({side} px); "
+                         f"choose --set patch={min(side, 56)} or less")
+
+
+def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
+    """(LDCT, NDCT) patch batches: two independent streams (unpaired, the paper), or
+    co-located crops of slice pairs with `hp.paired`."""
+    if hp.paired:
+        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, foreground_patches=hp.foreground_patches)
+    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, foreground_patches=hp.foreground_patches)
+    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, foreground_patches=hp.foreground_patches)
+    return tf.data.Dataset.zip((ldct, ndct))
 
 
 def _progress_printer():

@@ -2,14 +2,12 @@
 
 The work is an Apache Beam pipeline (read + decode in parallel, group by patient, pair,
 write), so the DirectRunner runs it here and Dataflow/Flink/Spark can run it at scale.
-Every file under the data root ends up either accepted or in `ingest_report.json`'s
-rejected list with a reason.
+Every file under the data root ends up either accepted or in the ingest report's rejected
+list with a reason (docs/design.md §2).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -19,19 +17,25 @@ from tfx.types import artifact_utils
 from components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
 from components.dicom_example_gen.layout import FoundFile, Layout, assign_splits, scan
 from components.dicom_example_gen.pairing import pair_patient
-from components.dicom_hu import DicomRejected, read_ct_slices
-from components.features import SPLITS, build_example
-from components.storage import join
-
-REPORT_FILE = "ingest_report.json"
-"""Written at the root of the Examples artifact: counts and every rejected file."""
+from contract.features import SPLITS, build_example
+from contract.names import INGEST_REPORT_FILE, split_dir
+from dicomio.reader import DicomRejected, read_ct_slices
+from storage import files
 
 PROGRESS_EVERY = 200
 
 
-def split_dir(uri: str, split: str) -> str:
-    """The standard TFX split folder inside an Examples artifact."""
-    return os.path.join(uri, f"Split-{split}")
+class NothingToIngest(ValueError):
+    """No file under the data root is in the layout. `report` is the ingest report (every
+    entry rejected with its reason), since no Examples artifact is written to hold it."""
+
+    def __init__(self, root: str, layout: Layout, rejected: list[dict[str, str]]):
+        expected = "|".join(layout.ldct_dirs + layout.ndct_dirs)
+        first = f"; {len(rejected)} entries rejected, e.g. {rejected[0]['path']}: {rejected[0]['reason']}" if rejected \
+            else "; the folder is empty"
+        super().__init__(f"no DICOM files under {root} in the layout <patient>/<{expected}>/{first}")
+        self.report = {"accepted": 0, "rejected": sorted(rejected, key=lambda r: r["path"]),
+                       "examples": {split: 0 for split in SPLITS}, "pairs": 0}
 
 
 class ReadSlices(beam.DoFn):
@@ -46,7 +50,7 @@ class ReadSlices(beam.DoFn):
         if self._done % PROGRESS_EVERY == 0:
             logging.info("ingest: decoded %d files in this worker", self._done)
         try:
-            records = read_ct_slices(join(self._root, found.rel_path), found.rel_path)
+            records = read_ct_slices(files.join(self._root, found.rel_path), found.rel_path)
         except DicomRejected as exc:
             yield beam.pvalue.TaggedOutput("events", ("rejected", {"path": found.rel_path, "reason": exc.reason}))
             return
@@ -102,8 +106,7 @@ class ReportFn(beam.CombineFn):
 
 
 def _write_report(report: dict[str, Any], uri: str) -> None:
-    with open(os.path.join(uri, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=1)
+    files.write_json(files.join(uri, INGEST_REPORT_FILE), report)
 
 
 def build_ingest_pipeline(
@@ -127,7 +130,7 @@ def build_ingest_pipeline(
             paired.examples
             | f"Select-{split}" >> beam.Filter(lambda e, s=split: e[0] == s)
             | f"Payload-{split}" >> beam.Map(lambda e: e[1])
-            | f"Write-{split}" >> WriteGzipTFRecord(os.path.join(split_dir(out_uri, split), "data_tfrecord"))
+            | f"Write-{split}" >> WriteGzipTFRecord(files.join(split_dir(out_uri, split), "data_tfrecord"))
         )
     layout_rejects = p | "LayoutRejects" >> beam.Create([("rejected", r) for r in pre_rejected])
     (
@@ -147,7 +150,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         layout = Layout.from_json(exec_properties["layout"])
         found = scan(root, layout)
         if not found.found:
-            raise ValueError(f"no DICOM files under {root} in the layout <patient>/<{'|'.join(layout.ldct_dirs + layout.ndct_dirs)}>/")
+            raise NothingToIngest(root, layout, found.rejected)
         splits = assign_splits(found.patients, float(exec_properties["eval_fraction"]))
         logging.info("ingest: %d candidate files, %d patients", len(found.found), len(found.patients))
         with self._make_beam_pipeline() as p:
@@ -157,8 +160,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 def read_report(uri: str) -> dict[str, Any]:
     """The ingest report stored with an Examples artifact written by this component."""
-    with open(os.path.join(uri, REPORT_FILE)) as f:
-        return json.load(f)
+    return files.read_json(files.join(uri, INGEST_REPORT_FILE))
 
 
 def _record_on_artifact(examples, report: dict[str, Any], root: str) -> None:

@@ -1,6 +1,6 @@
 """Where DICOM files live under a data root, and which split each patient goes to.
 
-Default layout: ``DATA/<patient_id>/<LDCT|NDCT>/...`` (SPEC §2). Dose folder names and
+Default layout: ``DATA/<patient_id>/<LDCT|NDCT>/...`` (docs/design.md §2). Dose folder names and
 the file-name pattern are configurable, so the AAPM Low Dose CT Grand Challenge layout
 (``L067/quarter_3mm/*.IMA``, ``L067/full_3mm/*.IMA``) works too.
 """
@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from components.storage import relative_files
+from storage.files import list_tree
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,10 @@ class Scan:
 
 def scan(root: str, layout: Layout) -> Scan:
     """Classify each file under `root` (a folder or an object-store URL) by the layout,
-    rejecting those outside it with a reason."""
-    result = Scan()
-    for rel in relative_files(root):
+    rejecting those outside it, and every entry that holds no readable file, with a reason."""
+    listing = list_tree(root)
+    result = Scan(rejected=list(listing.problems))
+    for rel in listing.files:
         parts = rel.split("/")
         dose = layout.dose_of(parts[1]) if len(parts) >= 3 else None
         if dose is None:

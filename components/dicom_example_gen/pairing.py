@@ -1,4 +1,4 @@
-"""Pair one patient's LDCT and NDCT slices by z position (SPEC §2).
+"""Pair one patient's LDCT and NDCT slices by z position (docs/design.md §2).
 
 Pure Python on already-decoded slices, so it is tested without Beam and runs inside the
 Beam pipeline per patient.
@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from components.dicom_hu import SliceRecord
-from components.features import DOSES, Z_TOLERANCE_MM
+from dicomio.reader import SliceRecord
+from contract.features import DOSES, Z_TOLERANCE_MM
 
 
 @dataclass
@@ -26,16 +26,22 @@ class PatientSlices:
 
 
 def pair_patient(patient_id: str, slices: list[tuple[str, SliceRecord]]) -> PatientSlices:
-    """Group `(dose, slice)` items into examples; a repeated position in one dose is rejected.
+    """Group `(dose, slice)` items into examples. A second file holding an instance already
+    seen (same SOPInstanceUID and frame) is rejected, and so is a repeated position in one dose.
 
     Files are visited in path order, so which of two duplicates is kept is deterministic.
     """
     result = PatientSlices()
     kept: dict[str, list[SliceRecord]] = {dose: [] for dose in DOSES}
+    instances: dict[tuple[str, int], str] = {}
     duplicates: dict[str, str] = {}
     for dose, rec in sorted(slices, key=lambda item: (item[1].rel_path, item[1].frame or 0)):
+        instance = (rec.instance, rec.frame or 0)
+        first = instances.setdefault(instance, rec.rel_path) if rec.instance else rec.rel_path
         twin = _same_position(rec, kept[dose])
-        if twin is None:
+        if first != rec.rel_path:
+            duplicates.setdefault(rec.rel_path, f"duplicate instance: same SOPInstanceUID as {first}")
+        elif twin is None:
             kept[dose].append(rec)
             result.accepted.add(rec.rel_path)
         else:
@@ -53,21 +59,39 @@ def _same_position(rec: SliceRecord, kept: list[SliceRecord]) -> SliceRecord | N
     return next((k for k in kept if k.z is not None and abs(k.z - rec.z) <= Z_TOLERANCE_MM), None)
 
 
+def _partner(low: SliceRecord, ndct: list[SliceRecord]) -> SliceRecord | None:
+    """The NDCT slice at the LDCT slice's position on the same pixel grid: slices of
+    different grids never share an example (an example has one height and width)."""
+    partner = _same_position(low, ndct)
+    return partner if partner is not None and partner.hu.shape == low.hu.shape else None
+
+
 def _match(
     patient_id: str, ldct: list[SliceRecord], ndct: list[SliceRecord]
 ) -> list[tuple[str, dict[str, SliceRecord]]]:
-    """LDCT and NDCT slices whose z positions agree within tolerance share one example."""
+    """LDCT and NDCT slices whose z positions agree within tolerance (and whose grids agree)
+    share one example."""
     unmatched = list(ndct)
     examples = []
     for low in ldct:
-        partner = _same_position(low, unmatched)
+        partner = _partner(low, unmatched)
         images = {"ldct": low}
         if partner is not None:
             unmatched.remove(partner)
             images["ndct"] = partner
         examples.append((slice_key(patient_id, low), images))
     examples.extend((slice_key(patient_id, rec), {"ndct": rec}) for rec in unmatched)
-    return sorted(examples, key=lambda e: e[0])
+    return sorted(_distinct_keys(examples), key=lambda e: e[0])
+
+
+def _distinct_keys(examples: list[tuple[str, dict[str, SliceRecord]]]) -> list[tuple[str, dict[str, SliceRecord]]]:
+    """One key per example: an LDCT and an NDCT slice that share a key without sharing an
+    example (different grids, or no position and one file name) get their dose appended."""
+    counts: dict[str, int] = {}
+    for key, _ in examples:
+        counts[key] = counts.get(key, 0) + 1
+    return [(f"{key}/{next(iter(images))}" if counts[key] > 1 and len(images) == 1 else key, images)
+            for key, images in examples]
 
 
 def slice_key(patient_id: str, rec: SliceRecord) -> str:

@@ -1,35 +1,20 @@
 """Image-quality metrics for CT denoising, as pure functions on NumPy arrays.
 
-Conventions (shared with the trainer, see `trainer_module.data`):
-* HU images are truncated to [HU_MIN, HU_MAX] = [-1000, 2000] and mapped linearly to
+Conventions (the contract's, `contract.hu`, shared with the trainer):
+* HU images are truncated to the model's window [-1000, 2000] and mapped linearly to
   [-1, 1] before PSNR / SSIM, so the data range is 2.
 * RMSE is reported in raw HU (no truncation) over the whole slice and inside a body mask
-  (reference NDCT HU > BODY_HU_THRESHOLD).
+  (reference NDCT HU > `contract.hu.BODY_HU`).
 * SSIM is `tf.image.ssim` (11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, "valid"
-  filtering); it agrees with `skimage.metrics.structural_similarity(..., data_range=2,
+  filtering), over the whole slice or, body SSIM, averaged over the windows centred in the
+  body mask; it agrees with `skimage.metrics.structural_similarity(..., data_range=2,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from components.features import HU_MAX, HU_MIN
-
-DATA_RANGE = 2.0
-"""Data range of normalised images."""
-BODY_HU_THRESHOLD = -500.0
-"""Reference pixels above this HU belong to the body mask (air and lung-free background excluded)."""
-
-
-def normalize_hu(hu: np.ndarray) -> np.ndarray:
-    """HU → [-1, 1] after truncation to [HU_MIN, HU_MAX] (float64)."""
-    hu = np.clip(np.asarray(hu, dtype=np.float64), HU_MIN, HU_MAX)
-    return (hu - HU_MIN) / (HU_MAX - HU_MIN) * 2.0 - 1.0
-
-
-def denormalize_hu(normalised: np.ndarray) -> np.ndarray:
-    """[-1, 1] → HU, the inverse of `normalize_hu` inside the window (float64)."""
-    return (np.asarray(normalised, dtype=np.float64) + 1.0) / 2.0 * (HU_MAX - HU_MIN) + HU_MIN
+from contract.hu import BODY_HU, DATA_RANGE, normalize_hu
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:
@@ -61,8 +46,13 @@ def psnr(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_RANG
     return float(10.0 * np.log10(data_range**2 / mse))
 
 
-def ssim(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_RANGE) -> float:
-    """Mean structural similarity (tf.image.ssim) of `image` against `reference` (normalised).
+SSIM_WINDOW = 11
+"""Side of SSIM's Gaussian window; its map covers the image less (SSIM_WINDOW - 1) / 2 pixels on each side."""
+
+
+def ssim_map(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_RANGE) -> np.ndarray:
+    """Local structural similarity (tf.image.ssim's index map) of `image` against `reference`
+    (normalised): [H - 10, W - 10], one value per position of the 11×11 window.
 
     Both sides must be at least 11×11 (the Gaussian window).
     """
@@ -71,11 +61,17 @@ def ssim(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_RANG
     image, reference = _check_pair(image, reference)
     a = tf.constant(image[None, :, :, None], dtype=tf.float32)
     b = tf.constant(reference[None, :, :, None], dtype=tf.float32)
-    value = tf.image.ssim(a, b, max_val=data_range, filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03)
-    return float(value.numpy()[0])
+    index = tf.image.ssim(a, b, max_val=data_range, filter_size=SSIM_WINDOW, filter_sigma=1.5, k1=0.01, k2=0.03,
+                          return_index_map=True)
+    return index.numpy()[0].astype(np.float64)  # [N, H - 10, W - 10]: channels are averaged
 
 
-def body_mask(reference_hu: np.ndarray, threshold: float = BODY_HU_THRESHOLD) -> np.ndarray:
+def ssim(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_RANGE) -> float:
+    """Mean structural similarity (tf.image.ssim) of `image` against `reference` (normalised)."""
+    return float(ssim_map(image, reference, data_range).mean())
+
+
+def body_mask(reference_hu: np.ndarray, threshold: float = BODY_HU) -> np.ndarray:
     """Boolean [H, W] mask of reference pixels with HU above `threshold`."""
     return _as_2d(reference_hu) > threshold
 
@@ -103,7 +99,7 @@ def rmse_hu(image_hu: np.ndarray, reference_hu: np.ndarray, mask: np.ndarray | N
     return float(np.sqrt(sse / n)) if n else float("nan")
 
 
-def body_rmse_hu(image_hu: np.ndarray, reference_hu: np.ndarray, threshold: float = BODY_HU_THRESHOLD) -> float:
+def body_rmse_hu(image_hu: np.ndarray, reference_hu: np.ndarray, threshold: float = BODY_HU) -> float:
     """RMSE in HU inside the body mask of the reference."""
     return rmse_hu(image_hu, reference_hu, body_mask(reference_hu, threshold))
 
@@ -116,3 +112,12 @@ def psnr_hu(image_hu: np.ndarray, reference_hu: np.ndarray) -> float:
 def ssim_hu(image_hu: np.ndarray, reference_hu: np.ndarray) -> float:
     """SSIM of two HU images after the standard normalisation (data range 2)."""
     return ssim(normalize_hu(image_hu), normalize_hu(reference_hu))
+
+
+def body_ssim_hu(image_hu: np.ndarray, reference_hu: np.ndarray) -> float:
+    """SSIM of two HU images (normalised) averaged over the windows centred in the body mask
+    of the reference: the structure a reader looks at, without the air around it."""
+    margin = (SSIM_WINDOW - 1) // 2
+    local = ssim_map(normalize_hu(image_hu), normalize_hu(reference_hu))
+    body = body_mask(reference_hu)[margin:-margin, margin:-margin]
+    return float(local[body].mean()) if body.any() else float("nan")

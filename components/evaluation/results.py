@@ -1,9 +1,9 @@
 """Read what the Evaluator wrote back into plain dicts: for the run summary, the demo's
 table and lineage.
 
-Names in the result: ``baseline`` is the LDCT as it is (no denoising), ``candidate`` the
-model under evaluation, ``latest_blessed`` the model blessed before it (TFMA calls that one
-the "baseline" model; it is present only once a model has been blessed).
+Names in the result: ``ldct`` is the LDCT as it is (no denoising), ``candidate`` the model
+under evaluation, ``latest_blessed`` the model blessed before it (TFMA's "baseline" model;
+present only once a model has been blessed).
 """
 from __future__ import annotations
 
@@ -12,19 +12,18 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluation.eval_config import BASELINE, GAINS, IMAGE_METRICS, LDCT_PREFIX
-
-_MODEL_ROLES = {BASELINE: "latest_blessed"}
-"""TFMA model name → its role here; every other model name is the candidate."""
+from components.evaluation.eval_config import GAINS, IMAGE_METRICS, LATEST_BLESSED, LDCT_PREFIX
+from contract.features import PATIENT_ID
+from storage import files
 
 
 def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
     """Metrics overall and per patient, plus every failed threshold, of one ModelEvaluation."""
     overall: dict[str, Any] = {}
     per_patient: dict[str, Any] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
+    for metrics in tfma.load_metrics(files.tf_path(evaluation_uri)):
         keys = {k.column: k.bytes_value.decode() for k in metrics.slice_key.single_slice_keys}
-        target = per_patient.setdefault(keys["patient_id"], {}) if keys else overall
+        target = per_patient.setdefault(keys[PATIENT_ID], {}) if keys else overall
         for item in metrics.metric_keys_and_values:
             if not item.key.is_diff:
                 _place(target, item.key.name, item.key.model_name, item.value.double_value.value)
@@ -32,20 +31,20 @@ def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
 
 
 def _place(target: dict[str, Any], name: str, model_name: str, value: float) -> None:
-    """Sort one metric into baseline (LDCT) / candidate / latest_blessed / gains / slices."""
+    """Sort one metric into ldct / candidate / latest_blessed / gains / slices."""
     value = value if math.isfinite(value) else None
-    role = _MODEL_ROLES.get(model_name, "candidate")
+    role = LATEST_BLESSED if model_name == LATEST_BLESSED else "candidate"
     if name == "example_count":
         target.setdefault("slices", int(value))
     elif name.startswith(LDCT_PREFIX):
-        target.setdefault("baseline", {})[name[len(LDCT_PREFIX):]] = value
+        target.setdefault("ldct", {})[name[len(LDCT_PREFIX):]] = value
     elif name in GAINS or name in IMAGE_METRICS:
         target.setdefault(role, {})[name] = value
 
 
 def _failures(evaluation_uri: str) -> list[str]:
     """Each failed threshold as `slice: metric value vs threshold`."""
-    result = tfma.load_validation_result(evaluation_uri)
+    result = tfma.load_validation_result(files.tf_path(evaluation_uri))
     lines = []
     for per_slice in result.metric_validations_per_slice:
         where = ", ".join(f"{k.column}={k.bytes_value.decode()}" for k in per_slice.slice_key.single_slice_keys)

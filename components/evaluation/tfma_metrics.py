@@ -12,13 +12,15 @@ Each metric has its own `Preprocessor` that decodes ndct/ldct, reduces the examp
 them up. Examples without an NDCT image (unpaired slices) contribute nothing.
 
 `reference` selects what is compared with the NDCT: ``"denoised"`` (the model's prediction)
-or ``"ldct"`` (the no-denoising baseline; identical for every model). `PSNRGain` and
-`SSIMGain` are denoised minus LDCT, averaged per slice, so a value threshold with
-``lower_bound=margin`` expresses "the candidate beats the LDCT baseline by margin"
-(TFMA value thresholds only compare a metric against constants).
+or ``"ldct"`` (the LDCT as it is, no denoising; identical for every model). `PSNRGain`,
+`SSIMGain` and `BodySSIMGain` are denoised minus LDCT, averaged per slice, and
+`BodyRMSEReduction` is 1 − (denoised's in-body RMSE / the LDCT's), so a value threshold
+with ``lower_bound=margin`` expresses "the candidate beats the LDCT by margin" (TFMA value
+thresholds only compare a metric against constants).
 
 Aggregation over the slices of a TFMA slice: PSNR, SSIM and the gains are the mean of the
-per-slice values; RMSE is pooled: sqrt(Σ squared HU error / Σ pixels).
+per-slice values; RMSE is pooled: sqrt(Σ squared HU error / Σ pixels), and so is the
+in-body RMSE in the reduction.
 
 Use in an EvalConfig as ``MetricConfig(class_name="PSNR", module=
 "components.evaluation.tfma_metrics", config='{"reference": "ldct", "name": "ldct_psnr"}')``.
@@ -33,8 +35,9 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import features as feature_contract
 from components.evaluation import image_metrics
+from contract import features as feature_contract
+from contract.names import OUTPUT_KEY
 
 MODULE = __name__
 REFERENCES = ("denoised", "ldct")
@@ -62,8 +65,16 @@ def _body_sse(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
     return sse, float(n)
 
 
-_STATS = {"psnr": _psnr, "ssim": _ssim, "rmse_hu": _sse, "body_rmse_hu": _body_sse}
+def _body_ssim(image_hu: np.ndarray, ndct_hu: np.ndarray) -> _Contribution:
+    return image_metrics.body_ssim_hu(image_hu, ndct_hu), 1.0
+
+
+_STATS = {"psnr": _psnr, "ssim": _ssim, "rmse_hu": _sse, "body_rmse_hu": _body_sse, "body_ssim": _body_ssim}
 _POOLED_RMSE = ("rmse_hu", "body_rmse_hu")
+_OUTPUTS = {"mean": lambda s, c: s / c, "root": lambda s, c: float(np.sqrt(s / c)),
+            "reduction": lambda s, c: 1.0 - float(np.sqrt(s / c))}
+"""How a combiner turns its (sum, count) into the metric: a mean, a pooled RMSE, or for a
+reduction (sum = the model's squared error, count = the LDCT's) one minus their RMSE ratio."""
 
 
 def _first(value: Any) -> Any:
@@ -86,7 +97,14 @@ def decode_feature_image(features: Dict[str, Any], dose: str) -> Optional[np.nda
     return feature_contract.decode_hu(data, height, width).astype(np.float32)
 
 
-def _prediction(extracts: Dict[str, Any], model_name: str) -> np.ndarray:
+def _prediction(extracts: Dict[str, Any], model_name: str, shape: Tuple[int, int]) -> np.ndarray:
+    """The model's denoised LDCT for this example, cropped to the example's `shape` (the
+    `from_examples` signature pads each batch to its largest slice)."""
+    image = _padded_prediction(extracts, model_name)
+    return image[:shape[0], :shape[1]]
+
+
+def _padded_prediction(extracts: Dict[str, Any], model_name: str) -> np.ndarray:
     predictions = extracts[tfma.PREDICTIONS_KEY]
     if isinstance(predictions, dict):
         if model_name in predictions:
@@ -96,15 +114,15 @@ def _prediction(extracts: Dict[str, Any], model_name: str) -> np.ndarray:
         else:
             raise KeyError(f"no predictions for model {model_name!r}: keys {sorted(predictions)}")
     if isinstance(predictions, dict):  # ModelSpec without prediction_key
-        predictions = predictions["denoised_hu"]
+        predictions = predictions[OUTPUT_KEY]
     return np.asarray(predictions, dtype=np.float32)
 
 
 class _ImagePreprocessor(metric_types.Preprocessor):
     """extracts → {model_name: (sum, count)} for one stat (empty dict for unpaired examples)."""
 
-    def __init__(self, stat: str, reference: str, gain: bool, model_names: List[str]):
-        ref = "gain" if gain else reference
+    def __init__(self, stat: str, reference: str, gain: str, model_names: List[str]):
+        ref = gain or reference
         super().__init__(name=f"ctdenoise_{stat}_{ref}_{'|'.join(model_names)}")
         self._stat, self._reference, self._gain = stat, reference, gain
         self._model_names = list(model_names)
@@ -121,22 +139,22 @@ class _ImagePreprocessor(metric_types.Preprocessor):
             ldct_value, _ = fn(ldct, ndct)
             out = {}
             for name in self._model_names:
-                value, _ = fn(_prediction(extracts, name), ndct)
-                out[name] = (value - ldct_value, 1.0)
+                value, _ = fn(_prediction(extracts, name, ndct.shape), ndct)
+                out[name] = (value - ldct_value, 1.0) if self._gain == "difference" else (value, ldct_value)
             yield out
         elif self._reference == "ldct":
             contribution = fn(ldct, ndct)
             yield {name: contribution for name in self._model_names}
         else:
-            yield {name: fn(_prediction(extracts, name), ndct) for name in self._model_names}
+            yield {name: fn(_prediction(extracts, name, ndct.shape), ndct) for name in self._model_names}
 
 
 class _SumCountCombiner(beam.CombineFn):
     """Adds the per-example (sum, count) contributions per model; outputs the metric per key."""
 
-    def __init__(self, keys: Dict[str, metric_types.MetricKey], pooled_rmse: bool):
+    def __init__(self, keys: Dict[str, metric_types.MetricKey], output: str):
         self._keys = keys  # model name → MetricKey
-        self._pooled_rmse = pooled_rmse
+        self._output = output  # a key of _OUTPUTS
 
     def create_accumulator(self) -> Dict[str, List[float]]:
         return {name: [0.0, 0.0] for name in self._keys}
@@ -163,15 +181,14 @@ class _SumCountCombiner(beam.CombineFn):
         out = {}
         for name, key in self._keys.items():
             s, c = acc[name]
-            value = s / c if c else float("nan")
-            out[key] = float(np.sqrt(value)) if self._pooled_rmse else float(value)
+            out[key] = float(_OUTPUTS[self._output](s, c)) if c else float("nan")
         return out
 
 
 def _computations(
     stat: str,
     reference: str = "denoised",
-    gain: bool = False,
+    gain: str = "",
     name: str = "",
     model_names: Optional[Iterable[str]] = None,
     output_names: Optional[Iterable[str]] = None,
@@ -191,22 +208,31 @@ def _computations(
         metric_types.MetricComputation(
             keys=list(keys.values()),
             preprocessors=[_ImagePreprocessor(stat, reference, gain, model_names)],
-            combiner=_SumCountCombiner(keys, pooled_rmse=(stat in _POOLED_RMSE and not gain)),
+            combiner=_SumCountCombiner(keys, _output(stat, gain)),
         )
     ]
 
 
+def _output(stat: str, gain: str) -> str:
+    if gain == "reduction":
+        return "reduction"
+    return "root" if stat in _POOLED_RMSE and not gain else "mean"
+
+
 class _ImageMetric(tfma.metrics.Metric):
-    """One image statistic (`stat`, a key of _STATS) of `reference` vs NDCT, or with `gain`
-    the per-slice difference denoised − LDCT."""
+    """One image statistic (`stat`, a key of _STATS) of `reference` vs NDCT; with `gain`
+    "difference" the per-slice difference denoised − LDCT, with "reduction" one minus the
+    ratio of the pooled statistics (denoised over LDCT)."""
 
     stat = ""
-    gain = False
+    gain = ""
 
     def __init__(self, name: str = "", reference: str = "denoised"):
         super().__init__(_computations, name=name, stat=self.stat, reference=reference, gain=self.gain)
 
     def _default_name(self) -> str:
+        if self.gain == "reduction":
+            return f"{self.stat.removesuffix('_hu')}_reduction"
         return f"{self.stat}_gain" if self.gain else self.stat
 
     def get_config(self) -> Dict[str, Any]:
@@ -238,19 +264,38 @@ class BodyRMSEHU(_ImageMetric):
     stat = "body_rmse_hu"
 
 
+class BodySSIM(_ImageMetric):
+    """Mean per-slice SSIM inside the body mask (NDCT HU > -500) of `reference` vs NDCT."""
+
+    stat = "body_ssim"
+
+
 class PSNRGain(_ImageMetric):
     """Mean per-slice PSNR(denoised, NDCT) − PSNR(LDCT, NDCT) in dB."""
 
-    stat, gain = "psnr", True
+    stat, gain = "psnr", "difference"
 
 
 class SSIMGain(_ImageMetric):
     """Mean per-slice SSIM(denoised, NDCT) − SSIM(LDCT, NDCT)."""
 
-    stat, gain = "ssim", True
+    stat, gain = "ssim", "difference"
 
 
-METRIC_CLASSES = (PSNR, SSIM, RMSEHU, BodyRMSEHU, PSNRGain, SSIMGain)
+class BodySSIMGain(_ImageMetric):
+    """Mean per-slice body SSIM(denoised, NDCT) − body SSIM(LDCT, NDCT)."""
+
+    stat, gain = "body_ssim", "difference"
+
+
+class BodyRMSEReduction(_ImageMetric):
+    """1 − pooled in-body RMSE(denoised, NDCT) / pooled in-body RMSE(LDCT, NDCT): 0.2 means
+    the body's error is a fifth lower than the LDCT's, below 0 that it got worse."""
+
+    stat, gain = "body_rmse_hu", "reduction"
+
+
+METRIC_CLASSES = (PSNR, SSIM, RMSEHU, BodyRMSEHU, BodySSIM, PSNRGain, SSIMGain, BodySSIMGain, BodyRMSEReduction)
 for _cls in METRIC_CLASSES:
     metric_types.register_metric(_cls)
 

@@ -13,6 +13,12 @@ class BlessingThresholds:
     """Required PSNR gain (dB) of the denoised LDCT over the raw LDCT, both vs NDCT."""
     ssim_tolerance: float = 0.0
     """How far the candidate's SSIM may fall below the raw LDCT's (0: it must not drop)."""
+    body_rmse_margin: float = 0.10
+    """Share by which the candidate's in-body RMSE must be lower than the raw LDCT's (0.10: at
+    least 10 % lower). Whole-slice PSNR is dominated by air, which a model can clean while
+    making the body worse; this criterion judges the body."""
+    body_ssim_tolerance: float = 0.0
+    """How far the candidate's in-body SSIM may fall below the raw LDCT's."""
     max_psnr_drop_db: float = 0.0
     max_ssim_drop: float = 0.0
     """How much worse than the latest blessed model the candidate may be."""

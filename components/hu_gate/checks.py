@@ -3,12 +3,12 @@ the executor share them and every verdict can be explained in one line."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from components.features import DOSES, stat_key
+from contract.features import DOSES, stat_key
+from storage import files
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def hu_problems(split: str, stats: statistics_pb2.DatasetFeatureStatisticsList, 
     return problems
 
 
-def hu_summary(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float]:
+def hu_overview(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float]:
     """What the gate looked at in one split, per dose: image count and the mean air (p01),
     median and 99th-percentile HU of its slices. Recorded with the gate's output for lineage."""
     features = feature_stats(stats)
@@ -101,19 +101,32 @@ ANOMALIES_FILE = "SchemaDiff.pb"
 def load_statistics(split_uri: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     """StatisticsGen's output for one split (a `Split-<name>` folder)."""
     stats = statistics_pb2.DatasetFeatureStatisticsList()
-    with open(os.path.join(split_uri, STATS_FILE), "rb") as f:
-        stats.ParseFromString(f.read())
+    stats.ParseFromString(files.read_bytes(files.join(split_uri, STATS_FILE)))
     return stats
 
 
 def load_anomalies(split_uri: str) -> anomalies_pb2.Anomalies:
     """ExampleValidator's output for one split; empty when it wrote none."""
     anomalies = anomalies_pb2.Anomalies()
-    path = os.path.join(split_uri, ANOMALIES_FILE)
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            anomalies.ParseFromString(f.read())
+    path = files.join(split_uri, ANOMALIES_FILE)
+    if files.exists(path):
+        anomalies.ParseFromString(files.read_bytes(path))
     return anomalies
+
+
+_FAILURE_PREFIX, _SEPARATOR = "HU gate failed: ", "; "
+
+
+def failure_text(problems: list[str]) -> str:
+    """The gate's one-line failure message; `problems_in` reads it back."""
+    return _FAILURE_PREFIX + _SEPARATOR.join(problems)
+
+
+def problems_in(message: str) -> list[str]:
+    """The problems of a message written by `failure_text` (the error the failed gate raised)."""
+    line = next((line for line in message.splitlines() if _FAILURE_PREFIX in line), "")
+    reasons = line.split(_FAILURE_PREFIX, 1)[-1].strip()
+    return reasons.split(_SEPARATOR) if reasons else []
 
 
 def gate_problems(splits: dict[str, tuple[str, str]], thresholds: GateThresholds) -> list[str]:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.hu_gate.checks import GateThresholds, gate_problems, hu_summary, load_statistics
+from components.hu_gate.checks import GateThresholds, failure_text, gate_problems, hu_overview, load_statistics
+from storage import files
 
 
 class HUGateError(RuntimeError):
@@ -29,10 +29,10 @@ class Executor(base_executor.BaseExecutor):
         }
         problems = gate_problems(splits, thresholds)
         if problems:
-            raise HUGateError("HU gate failed: " + "; ".join(problems))
-        shutil.copytree(schema_in.uri, schema_out.uri, dirs_exist_ok=True)
+            raise HUGateError(failure_text(problems))
+        files.copy_tree(schema_in.uri, schema_out.uri)
         schema_out.set_string_custom_property("hu_gate", "passed")  # the folder must hold only the schema
         schema_out.set_json_value_custom_property("hu_gate_thresholds", json.loads(thresholds.to_json()))
         schema_out.set_json_value_custom_property(
-            "hu_summary", {split: hu_summary(load_statistics(stats_uri)) for split, (stats_uri, _) in splits.items()}
+            "hu_summary", {split: hu_overview(load_statistics(stats_uri)) for split, (stats_uri, _) in splits.items()}
         )

@@ -1,7 +1,11 @@
-"""The `ctdenoise` command line (SPEC §3).
+"""The `ctdenoise` command line (docs/design.md §3).
 
 Heavy imports (TensorFlow, TFX, Beam) happen inside the commands that need them, so
 `--help` and `simulate` start fast. Any failure ends with one line on stderr and exit 1.
+
+Locations may be `s3://` URLs (AWS, MinIO): then tensorflow-io is imported before the
+command runs, and the process ends through `storage.files.exit_process`, which skips the
+exit-time abort tensorflow-io causes (docs/kubeflow.md, "Object stores").
 """
 from __future__ import annotations
 
@@ -14,21 +18,30 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import contract.keras2  # noqa: F401  (before TensorFlow is imported by any command)
 from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
+from storage import files
+from storage.lock import Busy
 from trainer_module.hparams import PRESETS
 
 BLESSING = BlessingThresholds()
 
 
 def _quiet_libraries() -> None:
-    """TensorFlow, absl and Google client libraries are chatty; keep errors, drop noise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up noise; Python errors still raise
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    """TensorFlow, ML Metadata, absl and Google client libraries are chatty; a command prints
+    its own lines and, on failure, one error line. Python errors still raise, and the C++
+    libraries' start-up notices (TensorFlow's CUDA plugin registration, ML Metadata's MySQL
+    driver) say nothing the error line does not. CTDENOISE_DEBUG=1 keeps everything."""
+    if os.environ.get("CTDENOISE_DEBUG"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(google|apache_beam|tfx|tensorflow).*")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation notices of libraries we call
 
 
 class _ComponentProgress(logging.Filter):
@@ -53,21 +66,22 @@ def _watch_components() -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from pipeline.simulate import simulate_dataset
+    from simulator.dataset import simulate_dataset
 
     simulate_dataset(  # prints its own progress and closing line
         Path(args.out), patients=args.patients, slices=args.slices, size=args.size,
         dose=args.dose, seed=args.seed, from_dir=Path(args.from_dir) if args.from_dir else None,
+        truth_dir=Path(args.truth) if args.truth else None,
     )
     return 0
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from pipeline.denoise import denoise_series, resolve_model
+    from app.denoise import denoise_series, resolve_model
 
     model_dir = resolve_model(args.model, Path(args.root))
-    denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch,
-                   model_version=model_dir.name)  # prints its own progress and closing line
+    denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
+    # prints its own progress and closing line
     return 0
 
 
@@ -85,9 +99,11 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
     from kubeflow.deploy import deploy
     from kubeflow.runner import compile_pipeline
 
+    settings = _kubeflow_settings(args)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = compile_pipeline(_kubeflow_settings(args), Path(tmp) / f"{configs.PIPELINE_NAME}.json")
-        done = deploy(spec, args.endpoint, configs.PIPELINE_NAME, run=args.run, namespace=args.namespace)
+        spec = compile_pipeline(settings, Path(tmp) / f"{configs.PIPELINE_NAME}.json")
+        done = deploy(spec, args.endpoint, configs.PIPELINE_NAME, run=args.run, namespace=args.namespace,
+                      pipeline_root=settings.pipeline_root)
     print(f"kubeflow: uploaded pipeline {done.pipeline_id} version {done.version_id}: {done.url}")
     if done.run_id:
         print(f"kubeflow: started run {done.run_id}")
@@ -101,12 +117,13 @@ def _kubeflow_settings(args: argparse.Namespace):
     if args.beam_arg:
         optional["beam_args"] = tuple(args.beam_arg)
     return KubeflowSettings(image=args.image, trainer_image=args.trainer_image or "", storage=args.storage,
-                            preset=args.preset, hparam_overrides=tuple(args.set), trainer_gpus=args.gpus, **optional)
+                            preset=args.preset, hparam_overrides=tuple(args.set), trainer_gpus=args.gpus,
+                            blessing=_blessing(args), latest_blessed_baseline=not args.no_baseline, **optional)
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from pipeline import lineage
-    from pipeline.metadata import connect
+    from app import lineage
+    from app.metadata import connect
 
     store = connect(Path(args.root), grpc=args.mlmd_grpc, mysql=args.mlmd_mysql, user=args.mlmd_user,
                     password=os.environ.get("CTDENOISE_MLMD_PASSWORD", ""))
@@ -121,57 +138,85 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    data = Path(args.data)
-    if not data.is_dir():
+    data = args.data
+    if not files.isdir(data):
         raise UserError(f"data folder not found: {data}")
     from components.dicom_example_gen.layout import Layout
-    from trainer_module import hparams as hparams_lib
+    from trainer_module.hparams import resolve
 
-    hparams = hparams_lib.with_overrides(hparams_lib.preset(args.preset), args.set)
+    hparams = resolve(args.preset, args.set)
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
-    _run_pipeline(data, Path(args.root), args.until, args.summary, layout=layout,
-                  hparams=hparams_lib.to_dict(hparams), beam_pipeline_args=args.beam_arg or None,
-                  blessing=BlessingThresholds(psnr_margin_db=args.margin_db, ssim_tolerance=args.ssim_tolerance))
+    _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
+                  beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
+                  serving_dir=args.serving_dir,
+                  blessing=_blessing(args))
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline import demo
-    from pipeline.lineage import format_lineage, model_lineage
+def _blessing(args: argparse.Namespace) -> BlessingThresholds:
+    return BlessingThresholds(psnr_margin_db=args.margin_db, ssim_tolerance=args.ssim_tolerance,
+                              body_rmse_margin=args.body_rmse_margin, body_ssim_tolerance=args.body_ssim_tolerance)
 
-    from pipeline.metadata import open_store
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app import demo
+    from app.lineage import format_lineage, model_lineage
+    from app.metadata import open_store
+    from trainer_module.hparams import resolve
 
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
-    summary = _run_pipeline(data, root, "push", args.summary)
+    summary = _run_pipeline(data, root, "push", args.summary, hparams=resolve(configs.LOCAL_PRESET))
     png = demo.showcase(summary, data, root, print)
-    print("lineage of the pushed model (`ctdenoise lineage` for all properties):")
+    which = "pushed model" if (summary.get("push") or {}).get("pushed") else "newest model (not pushed)"
+    print(f"lineage of the {which} (`ctdenoise lineage` for all properties):")
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
     print(f"demo: LDCT | denoised | NDCT picture: {png}")
     return 0
 
 
-def _run_pipeline(data: Path, root: Path, until: str, summary_path: str | None, **options: Any) -> dict[str, Any]:
+def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | None, **options: Any) -> dict[str, Any]:
     """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
     and return it; a failed run raises UserError with its one-line reason afterwards."""
+    from app.metadata import open_store, run_ids
+    from app.summary import build_summary, format_summary
     from pipeline.local_runner import run_local
-    from pipeline.metadata import open_store
-    from pipeline.summary import build_summary, format_summary
 
+    _check_summary_path(summary_path)
     _watch_components()
+    known = run_ids(open_store(root)) if configs.metadata_path(root).exists() else set()
     failure = None
     try:
-        run_local(data, root, until, **options)
+        run_local(data, root, until, progress=print, **options)
+    except Busy:
+        raise
     except Exception as exc:  # reported as one line after the summary is written
         failure = exc
-    summary = build_summary(open_store(root)) if configs.metadata_path(root).exists() else {}
+    summary = {}
+    if configs.metadata_path(root).exists():
+        store = open_store(root)
+        ours = run_ids(store) - known  # runs of one root are serialised, so ours is the first new one
+        summary = build_summary(store, min(ours) if ours else None, failure)
     print("\n".join(format_summary(summary)))
     if summary_path:
         Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
     if failure is not None:
         raise UserError(_one_line(failure))
     return summary
+
+
+def _check_summary_path(summary_path: str | None) -> None:
+    """Refuse a --summary that cannot be written before the run, not after it."""
+    if not summary_path:
+        return
+    path = Path(summary_path)
+    if path.is_dir():
+        raise UserError(f"--summary {summary_path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"--summary {summary_path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--summary {summary_path}: not writable")
 
 
 class UserError(Exception):
@@ -181,6 +226,20 @@ class UserError(Exception):
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) < 600 else text[:597] + "..."
+
+
+def _add_gate_options(command: argparse.ArgumentParser) -> None:
+    """The Evaluator's blessing thresholds (docs/design.md §5.1), for local and Kubeflow runs."""
+    command.add_argument("--margin-db", type=float, default=BLESSING.psnr_margin_db,
+                         help="PSNR gain over LDCT a model needs to be blessed and pushed "
+                              f"(default {BLESSING.psnr_margin_db} dB)")
+    command.add_argument("--ssim-tolerance", type=float, default=BLESSING.ssim_tolerance,
+                         help=f"how far SSIM may fall below LDCT's in a blessed model (default {BLESSING.ssim_tolerance})")
+    command.add_argument("--body-rmse-margin", type=float, default=BLESSING.body_rmse_margin,
+                         help="share by which a blessed model's in-body RMSE must be below the LDCT's "
+                              f"(default {BLESSING.body_rmse_margin:g})")
+    command.add_argument("--body-ssim-tolerance", type=float, default=BLESSING.body_ssim_tolerance,
+                         help=f"how far in-body SSIM may fall below LDCT's (default {BLESSING.body_ssim_tolerance:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,20 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--dose", type=float, default=0.25, help="low-dose fraction of the full dose")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--from", dest="from_dir", help="use real full-dose DICOM slices as the anatomy")
+    sim.add_argument("--truth", help="also write each slice's noise-free truth here (DIR/<patient>/TRUTH/*.dcm; "
+                                     "outside --out, never ingested)")
     sim.set_defaults(func=cmd_simulate)
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite ML Metadata)")
-    run.add_argument("--data", required=True, help="DICOM data root")
+    run.add_argument("--data", required=True, help="DICOM data root (a folder, or a gs:// or s3:// URL)")
     run.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (outputs and ML Metadata)")
+    run.add_argument("--pipeline-root", metavar="URL",
+                     help="component outputs, a folder or a bucket such as s3://BUCKET/ctdenoise/pipeline "
+                          "(default RUN_ROOT/pipeline)")
+    run.add_argument("--serving-dir", metavar="URL",
+                     help="where blessed models are pushed, a folder or a bucket (default RUN_ROOT/serving)")
     run.add_argument("--until", choices=configs.STAGES, default=configs.STAGES[-1], help="last stage to run")
-    run.add_argument("--preset", default=configs.DEFAULT_PRESET, choices=PRESETS, help="hyperparameter preset")
+    run.add_argument("--preset", default=configs.LOCAL_PRESET, choices=PRESETS,
+                     help=f"hyperparameter preset (default {configs.LOCAL_PRESET})")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one hyperparameter, e.g. --set epochs=2 (repeatable)")
     run.add_argument("--summary", help="write the run summary JSON here")
-    run.add_argument("--margin-db", type=float, default=BLESSING.psnr_margin_db,
-                     help=f"PSNR gain over LDCT a model needs to be blessed and pushed (default {BLESSING.psnr_margin_db} dB)")
-    run.add_argument("--ssim-tolerance", type=float, default=BLESSING.ssim_tolerance,
-                     help=f"how far SSIM may fall below LDCT's in a blessed model (default {BLESSING.ssim_tolerance})")
+    _add_gate_options(run)
     run.add_argument("--ldct-dir", action="append", help="low-dose folder name (repeatable; default LDCT)")
     run.add_argument("--ndct-dir", action="append", help="normal-dose folder name (repeatable; default NDCT)")
     run.add_argument("--pattern", default="*", help="file-name glob of DICOM files, e.g. '*.IMA'")
@@ -252,12 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--pipeline-root", help="pipeline outputs (default STORAGE/pipeline)")
         command.add_argument("--data-root", help="DICOM data root as the pods see it (default STORAGE/dicom)")
         command.add_argument("--serving-dir", help="where blessed models are pushed (default STORAGE/serving)")
-        command.add_argument("--preset", default="paper", choices=PRESETS, help="hyperparameter preset (default paper)")
+        command.add_argument("--preset", default=configs.KUBEFLOW_PRESET, choices=PRESETS,
+                             help=f"hyperparameter preset (default {configs.KUBEFLOW_PRESET})")
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
         command.add_argument("--gpus", type=int, default=1, help="GPUs requested by the Trainer (default 1)")
         command.add_argument("--beam-arg", action="append",
                              help="Apache Beam argument for every Beam step, replacing the default DirectRunner "
                                   "on all cores (repeatable), e.g. --beam-arg=--runner=DataflowRunner")
+        _add_gate_options(command)
+        command.add_argument("--no-baseline", action="store_true",
+                             help="leave out the comparison with the latest blessed model (TFX's resolver, "
+                                  "which open-source Kubeflow Pipelines cannot run; see docs/kubeflow.md)")
 
     demo = sub.add_parser("demo", help="simulate data, run the whole pipeline, denoise a held-out series")
     demo.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (data, outputs, ML Metadata)")
@@ -270,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
+        _enable_object_stores(args)
         return args.func(args)
     except Exception as exc:  # every failure is one line; CTDENOISE_DEBUG=1 shows the traceback
         if os.environ.get("CTDENOISE_DEBUG"):
@@ -281,5 +351,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _enable_object_stores(args: argparse.Namespace) -> None:
+    """Import tensorflow-io when a location given is an s3:// URL; commands without one
+    (simulate, --help) never pay for it. Locations found later (an s3:// serving folder
+    recorded in ML Metadata) enable it on first use in storage.files."""
+    values = [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])]
+    if files.needs_tensorflow_io(values) and not files.enable_object_stores():
+        raise UserError("s3:// locations need tensorflow-io (pip install tensorflow-io==0.37.1)")
+
+
+def console() -> None:
+    """The `ctdenoise` console script: `main`, then an exit that survives tensorflow-io."""
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse's usage errors and --help
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not files.object_stores_enabled():
+            raise
+    except BaseException:  # CTDENOISE_DEBUG=1: the traceback, then the exit below
+        if not files.object_stores_enabled():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.exit(files.exit_process(code))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

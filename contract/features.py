@@ -1,11 +1,11 @@
-"""The Examples feature contract (SPEC §2): one source of truth for every component and test.
+"""The Examples feature contract (docs/design.md §2): one source of truth for every component and test.
 
 One tf.train.Example per (patient, slice position). HU images are int16 little-endian,
 row-major; a dose without an image at a position simply lacks its image features.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Optional, Protocol
 
 import numpy as np
 
@@ -24,15 +24,19 @@ HU_DTYPE = np.dtype("<i2")
 
 SPLITS = ("train", "eval")
 
-HU_MIN, HU_MAX = -1000.0, 2000.0
-"""The model's HU window (SPEC §1): HU are truncated to it and mapped linearly to [-1, 1]
-for training, evaluation (PSNR and SSIM with data range 2) and inference."""
-
-SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH = 40.0, 400.0
-"""Display window of previews and TensorBoard images: soft tissue, where low-dose noise shows."""
-
 Z_TOLERANCE_MM = 0.01
 """LDCT and NDCT slices of one patient pair when their z positions differ by at most this."""
+
+
+class SliceImage(Protocol):
+    """What an example is built from: one dose's slice in HU with its source and metadata
+    (`dicomio.reader.SliceRecord` is one)."""
+
+    rel_path: str
+    hu: np.ndarray
+    pixel_spacing_mm: Optional[float]
+    slice_thickness_mm: Optional[float]
+    kvp: Optional[float]
 
 
 def image_key(dose: str) -> str:
@@ -56,10 +60,10 @@ def scalar_feature_names() -> list[str]:
     return stats + list(METADATA_FLOATS)
 
 
-def hu_summary(hu: np.ndarray) -> dict[str, float]:
+def hu_stats(hu: np.ndarray) -> dict[str, float]:
     """The HU summary statistics of one slice, keyed by `HU_STATS` names.
 
-    HU are integers (`dicom_hu.to_hu` rounds them to int16), so the percentiles come from a
+    HU are integers (`dicomio.reader.to_hu` rounds them to int16), so the percentiles come from a
     histogram in linear time, equal to `np.percentile`'s (linear interpolation) but about
     five times faster than its sort: this runs for every slice the ingestion writes.
     """
@@ -100,7 +104,7 @@ def decode_hu(data: bytes, height: int, width: int) -> np.ndarray:
 def build_example(
     patient_id: str,
     slice_key: str,
-    images: dict[str, "SliceRecord"],
+    images: dict[str, SliceImage],
 ) -> "tf.train.Example":
     """One tf.train.Example from the slices of each dose found at one position."""
     import tensorflow as tf
@@ -128,14 +132,9 @@ def build_example(
     for dose, rec in images.items():
         feats[image_key(dose)] = _bytes(encode_hu(rec.hu))
         feats[path_key(dose)] = _bytes(rec.rel_path.encode())
-        for stat, value in hu_summary(rec.hu).items():
+        for stat, value in hu_stats(rec.hu).items():
             feats[stat_key(dose, stat)] = _float(value)
     return tf.train.Example(features=tf.train.Features(feature=feats))
-
-
-def example_doses(example: "tf.train.Example") -> Iterable[str]:
-    """The doses that have an image in `example`."""
-    return [d for d in DOSES if image_key(d) in example.features.feature]
 
 
 def validated_feature_names() -> list[str]:

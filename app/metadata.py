@@ -1,10 +1,10 @@
 """Small ML Metadata queries shared by the run summary and lineage."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+from typing import Any
 
+from google.protobuf import json_format
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -21,7 +21,17 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return metadata_store.MetadataStore(config)
+    try:
+        store = metadata_store.MetadataStore(config)
+        store.get_context_types()  # a damaged file fails here rather than mid-query
+    except Exception as exc:  # MLMD raises its own error types, quoting the SQL it ran
+        raise MetadataError(f"{path}: not a readable ML Metadata store ({type(exc).__name__}); "
+                            "it may be damaged: restore it or use a new --root") from None
+    return store
+
+
+class MetadataError(RuntimeError):
+    """The ML Metadata store cannot be read; the message says which and why in one line."""
 
 
 def connect(run_root: Path, grpc: str | None = None, mysql: str | None = None,
@@ -54,13 +64,22 @@ def _host_port(address: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+def run_ids(store) -> set[int]:
+    """The pipeline runs the store knows (their context ids)."""
+    return {run.id for run in store.get_contexts_by_type("pipeline_run")}
+
+
+def latest_run_executions(store) -> dict[str, metadata_store_pb2.Execution]:
     """Node id → its execution in the newest pipeline run (cached ones included)."""
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         return {}
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
+    return run_executions(store, max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).id)
+
+
+def run_executions(store, run_id: int, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+    """Node id → its execution in the pipeline run `run_id` (cached ones included)."""
+    in_run = {e.id: e for e in store.get_executions_by_context(run_id)}
     prefix = f"{pipeline_name}."
     found = {}
     for node in store.get_contexts_by_type("node"):
@@ -96,7 +115,31 @@ def artifacts_by_key(store, execution_id: int, kinds) -> dict[str, list[metadata
     return grouped
 
 
-def split_uris(artifact: metadata_store_pb2.Artifact) -> dict[str, str]:
-    """Split name → folder of a split artifact (Examples, ExampleStatistics, ExampleAnomalies)."""
-    names = json.loads(artifact.properties["split_names"].string_value or "[]")
-    return {name: os.path.join(artifact.uri, f"Split-{name}") for name in names}
+def newest_push(store) -> metadata_store_pb2.Artifact | None:
+    """The newest PushedModel that was actually pushed (its `pushed_destination` is the
+    version folder), or None."""
+    pushed = [a for a in store.get_artifacts_by_type("PushedModel") if property_value(a, "pushed") == 1]
+    return max(pushed, key=lambda a: (a.create_time_since_epoch, a.id)) if pushed else None
+
+
+def value_of(value: metadata_store_pb2.Value) -> Any:
+    """A property value as plain Python (JSON values as dicts and lists)."""
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":
+        return _whole_numbers(json_format.MessageToDict(value.struct_value))
+    return getattr(value, kind) if kind else None
+
+
+def property_value(item, name: str) -> Any:
+    """A custom property of an artifact or execution as plain Python, None when absent."""
+    value = item.custom_properties.get(name)
+    return value_of(value) if value is not None else None
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct values hold every number as a double; give integers back their type (ngf 16, not 16.0)."""
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

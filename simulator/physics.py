@@ -1,6 +1,6 @@
 """CT acquisition physics: one forward projection, two photon-noise draws, two FBPs.
 
-Both doses are made physically (SPEC §2/§3): the ground-truth HU slice is turned
+Both doses are made physically (docs/design.md §2, §3): the ground-truth HU slice is turned
 into linear attenuation, projected once (`skimage.transform.radon`), and each dose
 gets its own Poisson photon counts plus Gaussian electronic noise before the log
 and a ramp-filtered back-projection (`skimage.transform.iradon`). The low-dose image
@@ -31,11 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.transform import iradon, radon
 
+from contract.hu import CT_CEILING_HU, CT_FLOOR_HU
+
 MU_WATER_PER_MM = 0.019
 """Linear attenuation of water at an effective energy of roughly 70 keV (120 kVp)."""
-
-HU_MIN, HU_MAX = -1024.0, 3071.0
-"""Range a 12-bit scanner reconstruction is clipped to."""
 
 REF_SIZE = 512
 REF_SPACING_MM = 380.0 / 512
@@ -94,21 +93,32 @@ def acquire(scan: Scan, i0: float, sigma_e: float, rng: np.random.Generator) -> 
 
 
 def reconstruct(line_integrals: np.ndarray, scan: Scan) -> np.ndarray:
-    """Ramp-filtered back-projection to HU, clipped to the scanner range.
+    """Ramp-filtered back-projection to HU, clipped to the 12-bit CT scale like a scanner's.
 
     skimage's spatial-domain ramp filter keeps the DC level, so a uniform region
     keeps its mean HU; the test suite checks this for water and soft tissue.
     """
     mu = iradon(line_integrals / scan.pixel_spacing_mm, theta=scan.theta,
                 filter_name="ramp", circle=True)
-    return np.clip(mu_to_hu(mu), HU_MIN, HU_MAX)
+    return np.clip(mu_to_hu(mu), CT_FLOOR_HU, CT_CEILING_HU)
 
 
-def scan_pair(hu: np.ndarray, pixel_spacing_mm: float, dose: float,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(NDCT, LDCT) reconstructions in HU of one ground-truth slice, low dose = `dose`·I0."""
+@dataclass(frozen=True)
+class Scans:
+    """One slice scanned at both doses, and (on request) without any noise."""
+
+    ndct: np.ndarray
+    ldct: np.ndarray
+    noise_free: np.ndarray | None
+    """FBP of the noise-free line integrals: the image both scans are noisy versions of,
+    with the same resolution, so it is the truth a denoiser should reach."""
+
+
+def scan_pair(hu: np.ndarray, pixel_spacing_mm: float, dose: float, rng: np.random.Generator,
+              noise_free: bool = False) -> Scans:
+    """NDCT and LDCT reconstructions in HU of one ground-truth slice, low dose = `dose`·I0."""
     scan = project(hu, pixel_spacing_mm)
     i0, sigma_e = photons(hu.shape[0], pixel_spacing_mm)
     full = reconstruct(acquire(scan, i0, sigma_e, rng), scan)
     low = reconstruct(acquire(scan, dose * i0, sigma_e, rng), scan)
-    return full, low
+    return Scans(full, low, reconstruct(scan.line_integrals, scan) if noise_free else None)

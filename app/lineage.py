@@ -12,13 +12,13 @@ the same code runs on a local SQLite store and on Kubeflow's MySQL or gRPC store
 from __future__ import annotations
 
 import datetime
-import os
 from typing import Any, Iterable
 
-from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.metadata import INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key
+from app.metadata import INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, newest_push, property_value, value_of
+from storage import files
+
 _NOISE = {"tfx_version", "is_external", "stats_dashboard_link", "sample_rate_by_split", "payload_format",
           "file_format", "current_model_id", "state", "name", "producer_component"}
 """Properties that say nothing about the data or the model."""
@@ -40,7 +40,7 @@ def model_lineage(store, model: str = "latest") -> dict[str, Any]:
 def dataset_models(store, data_root: str) -> list[dict[str, Any]]:
     """Every Model trained on examples ingested from under `data_root`, newest first, with
     its evaluation verdict and push destinations."""
-    root = os.path.abspath(data_root).rstrip("/")
+    root = files.absolute(data_root).rstrip("/")
     walker = _Walker(store)
     examples = [
         a for a in store.get_artifacts_by_type("Examples")
@@ -52,11 +52,11 @@ def dataset_models(store, data_root: str) -> list[dict[str, Any]]:
     result = []
     for model in sorted(models, key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
         blessings = _downstream(store, [model.id], "ModelBlessing")
-        pushes = [a for a in _downstream(store, [model.id], "PushedModel") if _prop(a, "pushed") == 1]
+        pushes = [a for a in _downstream(store, [model.id], "PushedModel") if property_value(a, "pushed") == 1]
         result.append({
             **walker.describe(model),
-            "blessed": any(_prop(b, "blessed") == 1 for b in blessings),
-            "pushed_to": sorted({_prop(p, "pushed_destination") for p in pushes}),
+            "blessed": any(property_value(b, "blessed") == 1 for b in blessings),
+            "pushed_to": sorted({property_value(p, "pushed_destination") for p in pushes}),
         })
     return result
 
@@ -189,14 +189,16 @@ def _short(value: Any) -> str:
 
 def _find_model(store, model: str) -> metadata_store_pb2.Artifact:
     if model == "latest":
-        pushed = [a for a in store.get_artifacts_by_type("PushedModel") if _prop(a, "pushed") == 1]
-        candidates = pushed or store.get_artifacts_by_type("Model")
-        if not candidates:
+        pushed = newest_push(store)
+        if pushed is not None:
+            return pushed
+        models = store.get_artifacts_by_type("Model")
+        if not models:
             raise LineageError("no model in this ML Metadata store: run `ctdenoise run --until train` first")
-        return max(candidates, key=lambda a: (a.create_time_since_epoch, a.id))
+        return max(models, key=lambda a: (a.create_time_since_epoch, a.id))
     uri = model.rstrip("/")
     for artifact in store.get_artifacts():
-        if artifact.uri.rstrip("/") == uri or _prop(artifact, "pushed_destination") == uri:
+        if artifact.uri.rstrip("/") == uri or property_value(artifact, "pushed_destination") == uri:
             return artifact
     for artifact in store.get_artifacts_by_type("Model"):  # the SavedModel folder inside a Model
         if uri.startswith(artifact.uri.rstrip("/") + "/"):
@@ -226,32 +228,11 @@ def _properties(item, short: bool = False) -> dict[str, Any]:
     for name, value in list(item.properties.items()) + list(item.custom_properties.items()):
         if name in _NOISE:
             continue
-        plain = _value(value)
+        plain = value_of(value)
         if short and len(str(plain)) > _MAX_PROPERTY_CHARS:
             continue
         values[name] = plain
     return values
-
-
-def _value(value: metadata_store_pb2.Value) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "struct_value":
-        return _whole_numbers(json_format.MessageToDict(value.struct_value))
-    return getattr(value, kind) if kind else None
-
-
-def _whole_numbers(value: Any) -> Any:
-    """Struct values hold every number as a double; give integers back their type (ngf 16, not 16.0)."""
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
-    value = artifact.custom_properties.get(name)
-    return _value(value) if value is not None else None
 
 
 def _under(path: str, root: str) -> bool:
@@ -260,14 +241,14 @@ def _under(path: str, root: str) -> bool:
 
 
 def _evaluation_metrics(uri: str) -> dict[str, Any]:
-    """Overall metrics of a ModelEvaluation (LDCT baseline and candidate), if readable."""
+    """Overall metrics of a ModelEvaluation (the LDCT as it is and the candidate), if readable."""
     from components.evaluation.results import read_evaluation
 
     try:
         overall = read_evaluation(uri)["overall"]
     except Exception:  # an evaluation that failed half-way leaves no metrics file
         return {}
-    return {role: overall[role] for role in ("baseline", "candidate") if role in overall}
+    return {role: overall[role] for role in ("ldct", "candidate") if role in overall}
 
 
 def _time(ms: int) -> str:

@@ -1,12 +1,14 @@
 """Read CT DICOM files into Hounsfield units with pydicom's own modality LUT rules.
 
 Shared by the ingestion component, the simulator's ``--from`` option and ``denoise``.
-Only the tags needed for HU and geometry are parsed (``specific_tags``): it is faster,
-and protected health information such as PatientName is never even decoded.
+`read_ct_slices` parses only the tags needed for HU and geometry (``specific_tags``): it is
+faster, and protected health information such as PatientName is never even decoded.
+`read_ct_file` parses the whole header once, for writing a derived series from it.
 """
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
-from components.storage import is_remote, open_binary
-
-CT_FLOOR_HU = -1024
-"""Lowest value of the CT scale. Scanners write e.g. -2000 or -3024 outside the
-reconstruction circle; like the original project (which set raw -2000 to 0), those
-padding pixels become the floor so they read as air."""
+from contract.hu import CT_FLOOR_HU
+from storage.files import open_binary
 
 CT_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
@@ -63,6 +61,16 @@ class SliceRecord:
     pixel_spacing_mm: float | None
     slice_thickness_mm: float | None
     kvp: float | None
+    instance: str = ""
+    """SOPInstanceUID of the file: two files with one UID are one instance stored twice."""
+
+
+@dataclass(frozen=True)
+class CtFile:
+    """The slices of one file and its whole header (pixel data removed)."""
+
+    slices: list[SliceRecord]
+    header: Dataset
 
 
 def read_ct_slices(path: str | Path, rel_path: str) -> list[SliceRecord]:
@@ -71,37 +79,63 @@ def read_ct_slices(path: str | Path, rel_path: str) -> list[SliceRecord]:
 
     Raises DicomRejected with the reason when the file is not a decodable CT image.
     """
+    return _read(path, rel_path, _TAGS).slices
+
+
+def read_ct_file(path: str | Path, rel_path: str) -> CtFile:
+    """Like `read_ct_slices`, also keeping every header element, from one parse of the file."""
+    return _read(path, rel_path, None)
+
+
+def _read(path: str | Path, rel_path: str, tags: list[str] | None) -> CtFile:
     with warnings.catch_warnings():  # pydicom warnings may quote element values (PHI)
         warnings.simplefilter("ignore")
-        ds = _read_dataset(path)
+        ds = _read_dataset(path, tags)
         _check_is_ct_image(ds)
         raw = _decode_pixels(ds)
     frames = raw if raw.ndim == 3 else raw[np.newaxis]
-    return [
-        _slice_record(ds, frame, index if raw.ndim == 3 else None, rel_path)
-        for index, frame in enumerate(frames)
-    ]
+    slices = [_slice_record(ds, frame, index if raw.ndim == 3 else None, rel_path)
+              for index, frame in enumerate(frames)]
+    del ds.PixelData
+    return CtFile(slices, ds)
 
 
 def to_hu(raw: np.ndarray, ds: Dataset, rescale: Dataset | None = None) -> np.ndarray:
-    """Stored values → int16 HU: pydicom's modality LUT, then padding pixels to the CT floor.
+    """Stored values → int16 HU: pydicom's modality LUT, then padding pixels to the CT floor
+    (scanners write e.g. -2000 or -3024 outside the reconstruction circle; like the
+    original, which set raw -2000 to 0, those read as air).
 
     `rescale` holds RescaleSlope/Intercept (a per-frame item of enhanced CT); the file's
-    top-level values apply when it is None.
+    top-level values apply when it is None. Raises DicomRejected for rescale values that
+    give no usable HU (non-finite, a zero slope, or values beyond what int16 holds).
     """
-    hu = apply_modality_lut(raw, rescale if rescale is not None else ds).astype(np.float64)
+    source = rescale if rescale is not None else ds
+    _check_rescale(source)
+    hu = apply_modality_lut(raw, source).astype(np.float64)
     hu[_padding_mask(raw, ds)] = CT_FLOOR_HU
     np.maximum(hu, CT_FLOOR_HU, out=hu)
     info = np.iinfo(np.int16)
-    return np.clip(np.rint(hu), info.min, info.max).astype(np.int16)
+    if hu.max() > info.max:
+        raise DicomRejected(f"HU up to {hu.max():.3g}, beyond the int16 range: implausible RescaleSlope/Intercept")
+    return np.rint(hu).astype(np.int16)
 
 
-def _read_dataset(path: str | Path) -> Dataset:
+def _check_rescale(source: Dataset) -> None:
+    """A modality LUT that cannot give Hounsfield units is refused, naming the element."""
+    if "ModalityLUTSequence" in source or "RescaleSlope" not in source and "RescaleIntercept" not in source:
+        return
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = _float_or_none(source.get(keyword))
+        if keyword in source and (value is None or not math.isfinite(value)):
+            raise DicomRejected(f"{keyword} is not a finite number")
+    if _float_or_none(source.get("RescaleSlope", 1.0)) == 0.0:
+        raise DicomRejected("RescaleSlope is 0: every pixel would read the same HU")
+
+
+def _read_dataset(path: str | Path, tags: list[str] | None) -> Dataset:
     try:
-        if is_remote(str(path)):
-            with open_binary(str(path)) as f:
-                return pydicom.dcmread(f, specific_tags=_TAGS)
-        return pydicom.dcmread(path, specific_tags=_TAGS)
+        with open_binary(str(path)) as f:
+            return pydicom.dcmread(f, specific_tags=tags)
     except InvalidDicomError:
         raise DicomRejected("not a DICOM file (no DICM preamble)") from None
     except Exception as exc:  # pydicom raises many types for damaged headers
@@ -133,7 +167,7 @@ def _decode_pixels(ds: Dataset) -> np.ndarray:
 
 
 def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str) -> SliceRecord:
-    groups = _frame_groups(ds, frame)
+    groups = frame_groups(ds, frame)
     return SliceRecord(
         rel_path=rel_path,
         hu=to_hu(raw, ds, _group_item(groups, "PixelValueTransformationSequence")),
@@ -144,10 +178,11 @@ def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str
             _first(ds, groups, "PixelMeasuresSequence", "SliceThickness")
         ),
         kvp=_float_or_none(_first(ds, groups, "CTXRayDetailsSequence", "KVP")),
+        instance=str(ds.get("SOPInstanceUID", "") or ""),
     )
 
 
-def _frame_groups(ds: Dataset, frame: int | None) -> list[Dataset]:
+def frame_groups(ds: Dataset, frame: int | None) -> list[Dataset]:
     """Functional group items that apply to `frame`: its per-frame item first, then the shared one."""
     groups = []
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -176,10 +211,13 @@ def _first(ds: Dataset, groups: list[Dataset], sequence: str, keyword: str):
 
 
 def _z_position(ds: Dataset, groups: list[Dataset]) -> float | None:
+    """ImagePositionPatient's z, else SliceLocation; None when neither is a finite number."""
     position = _first(ds, groups, "PlanePositionSequence", "ImagePositionPatient")
     if position is not None and len(position) == 3:
-        return float(position[2])
-    return _float_or_none(ds.get("SliceLocation"))
+        z = _float_or_none(position[2])
+    else:
+        z = _float_or_none(ds.get("SliceLocation"))
+    return z if z is not None and math.isfinite(z) else None
 
 
 def _pixel_spacing(ds: Dataset, groups: list[Dataset]) -> float | None:

@@ -1,26 +1,28 @@
-"""The `--summary` JSON of `ctdenoise run` (SPEC §3), read back from ML Metadata and artifacts."""
+"""The `--summary` JSON of `ctdenoise run` (docs/design.md §3): what the run recorded in ML
+Metadata and the artifacts it points to, never recomputed."""
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-from components.dicom_example_gen.executor import read_report
+from app.metadata import output_artifacts, property_value, run_executions, succeeded
+from components.dicom_example_gen.executor import NothingToIngest, read_report
 from components.evaluation.results import read_evaluation
-from components.hu_gate.checks import GateThresholds, gate_problems
-from trainer_module.run import RESULT_FILE
-from pipeline.metadata import latest_run_executions, output_artifacts, split_uris, succeeded
+from components.hu_gate.checks import problems_in
 
 
-def build_summary(store, thresholds: GateThresholds = GateThresholds()) -> dict[str, Any]:
-    """One object per stage that produced results in the newest run."""
-    executions = latest_run_executions(store)
+def build_summary(store, run_id: int | None, failure: BaseException | None = None) -> dict[str, Any]:
+    """One object per stage of the pipeline run `run_id` (None: a run that never started)
+    that produced results; `failure` is what the run raised, if it failed (TFX records no
+    message with a failed execution)."""
+    executions = run_executions(store, run_id) if run_id is not None else {}
     outputs = {node: output_artifacts(store, e) for node, e in executions.items() if succeeded(e)}
     summary: dict[str, Any] = {}
     if "DicomExampleGen" in outputs:
         summary["ingest"] = _ingest(outputs["DicomExampleGen"]["examples"][0])
-    if "ExampleValidator" in outputs:
-        summary["validation"] = _validation(outputs, succeeded(executions.get("HUGate")), thresholds)
+    elif isinstance(failure, NothingToIngest):
+        summary["ingest"] = {**failure.report, "artifact_uri": None}
+    if "HUGate" in executions:
+        summary["validation"] = _validation(executions["HUGate"], failure)
     if "Trainer" in outputs:
         summary["train"] = _train(outputs["Trainer"])
     if "Evaluator" in outputs:
@@ -31,7 +33,7 @@ def build_summary(store, thresholds: GateThresholds = GateThresholds()) -> dict[
 
 
 def _evaluation(outputs) -> dict[str, Any]:
-    """Gate verdict, metrics of the LDCT baseline and the candidate (overall and per patient)."""
+    """Gate verdict, metrics of the LDCT as it is and of the candidate (overall and per patient)."""
     blessing = outputs["blessing"][0]
     evaluation = outputs["evaluation"][0]
     return {
@@ -53,16 +55,15 @@ def _push(pushed_model) -> dict[str, Any]:
 
 
 def _train(outputs) -> dict[str, Any]:
-    model_run = outputs["model_run"][0]
-    with open(os.path.join(model_run.uri, RESULT_FILE)) as f:
-        result = json.load(f)
+    """What the Trainer recorded on its Model artifact."""
+    model = outputs["model"][0]
     return {
-        "steps": result["steps"],
-        "final_losses": result["losses"],
-        "psnr": result.get("psnr", {}),
-        "model_uri": outputs["model"][0].uri,
-        "tensorboard_dir": result["tensorboard_dir"],
-        "seconds": result["seconds"],
+        "steps": property_value(model, "train_steps"),
+        "final_losses": property_value(model, "final_losses"),
+        "psnr": property_value(model, "psnr"),
+        "model_uri": model.uri,
+        "tensorboard_dir": property_value(model, "tensorboard_dir"),
+        "seconds": property_value(model, "train_seconds"),
     }
 
 
@@ -77,12 +78,12 @@ def _ingest(examples) -> dict[str, Any]:
     }
 
 
-def _validation(outputs, passed: bool, thresholds: GateThresholds) -> dict[str, Any]:
-    """Gate verdict plus every reason found: TFDV anomalies and the HU checks, per split."""
-    statistics = split_uris(outputs["StatisticsGen"]["statistics"][0])
-    anomalies = split_uris(outputs["ExampleValidator"]["anomalies"][0])
-    problems = gate_problems({s: (statistics[s], anomalies[s]) for s in statistics}, thresholds)
-    return {"passed": passed, "anomalies": problems}
+def _validation(gate, failure: BaseException | None) -> dict[str, Any]:
+    """The HU gate's verdict and, when it failed, every reason it gave (TFDV anomalies and
+    HU checks, per split) in the failure it raised."""
+    if succeeded(gate):
+        return {"passed": True, "anomalies": []}
+    return {"passed": False, "anomalies": problems_in(str(failure or ""))}
 
 
 def format_summary(summary: dict[str, Any]) -> list[str]:
@@ -114,7 +115,8 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-_COLUMNS = (("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("rmse_hu", "RMSE HU", 1), ("body_rmse_hu", "body RMSE HU", 1))
+_COLUMNS = (("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("rmse_hu", "RMSE HU", 1), ("body_rmse_hu", "body RMSE HU", 1),
+            ("body_ssim", "body SSIM", 4))
 """Metric key, column title, decimals."""
 
 
@@ -126,7 +128,7 @@ def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
              f"  {'':<24}" + "".join(f"{title:>14}" for _, title, _ in _COLUMNS)]
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:
-        for role, label in (("baseline", "LDCT"), ("candidate", "denoised")):
+        for role, label in (("ldct", "LDCT"), ("candidate", "denoised")):
             values = metrics.get(role, {})
             cells = "".join(_cell(values.get(key), decimals) for key, _, decimals in _COLUMNS)
             lines.append(f"  {where:<14}{label:<10}{cells}")

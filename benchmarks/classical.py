@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from components.evaluation.image_metrics import denormalize_hu, normalize_hu
+from contract.hu import denormalize_hu, normalize_hu
 
 NLM_PATCH_SIZE, NLM_PATCH_DISTANCE = 5, 6
 """skimage's documented example values; fast_mode=True."""
@@ -58,9 +58,9 @@ def bm3d(sigma_factor: float) -> Denoiser:
 def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The exported generator loaded exactly as `ctdenoise denoise` loads it:
     [N, H, W, 1] float32 HU → denoised HU."""
-    from pipeline.denoise import _load_model
+    from app.denoise import load_model
 
-    return _load_model(Path(model_dir))
+    return load_model(Path(model_dir))
 
 
 def export_untrained(preset_name: str, export_dir: Path) -> Path:

@@ -1,0 +1,269 @@
+"""`ctdenoise denoise`: run a trained generator over one CT series, write a new derived series.
+
+The input folder must hold one CT series and nothing else: every file is read and checked
+(`dicomio.reader`) before the model is loaded or anything is written, so a bad file stops
+the command with its name and reason instead of leaving a partial series. The output is
+assembled in a hidden folder beside `out_dir` and renamed into place at the end
+(`storage.publish`). Slices larger than TILE² pixels are denoised tile by tile, with
+overlaps wider than the generator's receptive field, so memory stays bounded whatever the
+matrix size and the result equals denoising the whole slice at once.
+
+Output: one CT Image Storage file per input slice (`dicomio.derived`), named 0001.dcm,
+0002.dcm, ... in the order of the sorted input files (then frame order), InstanceNumber
+matching the file number. Progress lines carry counts and paths only, never tag values.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from app.display import labelled_panels
+from contract.names import INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
+from dicomio.derived import SourceSlice, derived_dataset, source_slices, to_ct_hu
+from dicomio.reader import DicomRejected, read_ct_file
+from pipeline import configs
+from storage import files
+from storage.publish import staged
+
+TILE = 512
+"""Slices of more than TILE × TILE pixels are denoised in tiles of that size."""
+TILE_OVERLAP = 32
+"""Context added on each side of a tile, more than the generator's receptive radius (22
+pixels: one pixel per 3×3 convolution), so tiles agree with the whole slice."""
+
+
+class DenoiseError(ValueError):
+    """A problem with the model, the input series or the output folder; the message is one line."""
+
+
+@dataclass
+class DenoiseReport:
+    """What `denoise_series` wrote."""
+
+    out_dir: Path
+    slices: int
+    series_uid: str
+    png_paths: list[Path]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One input slice and its output file's number and name."""
+
+    source: SourceSlice
+    number: int
+    name: str
+
+
+def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png: bool = False,
+                   batch_size: int = 4, model_version: str = "",
+                   progress: Callable[[str], None] | None = print) -> DenoiseReport:
+    """Denoise the CT series in `input_dir` with the SavedModel in `model_dir` (a folder or a
+    bucket URL) into `out_dir`.
+
+    `out_dir` must not exist or be empty. With `png`, `out_dir/preview/NNNN.png` shows each
+    slice as LDCT | denoised in a soft-tissue window. Raises DenoiseError on bad input.
+    """
+    from pydicom.uid import generate_uid
+
+    say = progress or (lambda _line: None)
+    start = time.monotonic()
+    if batch_size < 1:
+        raise DenoiseError(f"batch size must be at least 1, got {batch_size}")
+    _check_out_dir(out_dir, input_dir)
+    slices = _read_series(input_dir)
+    say(f"denoise: {len(slices)} slices read from {input_dir}")
+    model = load_model(model_dir)
+    series_uid = generate_uid()
+    derivation = f"ctdenoise CycleGAN generator {model_version or _name(model_dir)}"
+    try:
+        with staged(str(out_dir)) as staging:
+            pngs = _write_series(model, slices, Path(staging), series_uid, derivation, png, batch_size, say)
+    except OSError as exc:
+        raise DenoiseError(f"{out_dir}: cannot write the derived series ({_os_reason(exc)}); "
+                           "nothing was written") from None
+    seconds = time.monotonic() - start
+    say(f"denoise: wrote {len(slices)} slices to {out_dir} in {seconds:.1f} s")
+    return DenoiseReport(out_dir, len(slices), series_uid, [out_dir / p for p in pngs], seconds)
+
+
+def _os_reason(exc: OSError) -> str:
+    """The operating system's words for `exc`: pydicom re-raises a failed write as a new
+    exception of the same type whose message carries a whole traceback, with the original
+    (e.g. ENOSPC) as its cause."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return str(exc).splitlines()[0]
+
+
+def resolve_model(model: str, run_root: Path) -> str:
+    """A SavedModel folder (local or in a bucket), or for "latest" the newest complete
+    version in the run's serving folder: the one ML Metadata records the newest push into
+    (it may be a bucket), else RUN_ROOT/serving.
+
+    Pusher names versions by integer timestamp, so the newest is the numerically largest
+    (not the lexically last: "9" < "10"); a version is complete once its metadata file,
+    which Pusher writes last, is there.
+    """
+    if model == "latest":
+        serving = _serving_dir(run_root)
+        names = files.listdir(serving) if files.isdir(serving) else []
+        versions = [n for n in names if n.isdigit() and _is_model(files.join(serving, n))
+                    and files.exists(files.join(files.join(serving, n), MODEL_METADATA_FILE))]
+        if not versions:
+            raise DenoiseError(f"no pushed model under {serving}: run `ctdenoise run --until push` first")
+        return files.join(serving, max(versions, key=int))
+    if not _is_model(model):
+        raise DenoiseError(f"{model}: not a SavedModel folder (no saved_model.pb) and not 'latest'")
+    return model
+
+
+def load_model(model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The SavedModel's HU → HU serving signature, loaded once: [N, H, W, 1] float32 HU in,
+    denoised HU out, slices larger than TILE² denoised tile by tile.
+
+    TensorFlow is imported here rather than with the module, so input and output folder
+    errors are reported before its start-up of several seconds.
+    """
+    if not _is_model(str(model_dir)):
+        raise DenoiseError(f"{model_dir}: not a SavedModel folder (no saved_model.pb)")
+    import contract.keras2  # noqa: F401  (the exported generator is a tf_keras model)
+    import tensorflow as tf
+
+    try:
+        serve = tf.saved_model.load(files.tf_path(model_dir)).signatures[SERVING_SIGNATURE]
+    except Exception as exc:
+        raise DenoiseError(f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature "
+                           f"({type(exc).__name__})") from None
+
+    def whole(hu: np.ndarray) -> np.ndarray:
+        return serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy()
+
+    return lambda hu: tiled(whole, hu)
+
+
+def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, tile: int = TILE,
+          overlap: int = TILE_OVERLAP) -> np.ndarray:
+    """`model` on [N, H, W, 1] HU, in tiles of `tile`² with `overlap` pixels of context on
+    each side when the slices are larger than one tile; each tile keeps only its centre."""
+    height, width = hu.shape[1:3]
+    if height <= tile and width <= tile:
+        return model(hu)
+    out = np.empty(hu.shape, np.float32)
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
+            y1, x1 = min(top + tile + overlap, height), min(left + tile + overlap, width)
+            piece = model(np.ascontiguousarray(hu[:, y0:y1, x0:x1]))
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            out[:, top:bottom, left:right] = piece[:, top - y0:bottom - y0, left - x0:right - x0]
+    return out
+
+
+def _serving_dir(run_root: Path) -> str:
+    """Where the run root's pushes went: the parent of the newest pushed version ML Metadata
+    records, else the default RUN_ROOT/serving."""
+    if configs.metadata_path(run_root).exists():
+        from app.metadata import newest_push, open_store, property_value
+
+        pushed = newest_push(open_store(run_root))
+        if pushed is not None:
+            return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]
+    return str(configs.serving_dir(run_root))
+
+
+def _is_model(folder: str) -> bool:
+    return files.exists(files.join(str(folder), "saved_model.pb"))
+
+
+def _name(folder: str) -> str:
+    return str(folder).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _check_out_dir(out_dir: Path, input_dir: Path) -> None:
+    """Refuse to overwrite anything, or to write into the series being read."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DenoiseError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")
+    if out_dir.resolve().is_relative_to(input_dir.resolve()):
+        raise DenoiseError(f"{out_dir}: inside the input series folder; choose a folder outside it")
+
+
+def _read_series(input_dir: Path) -> list[_Slice]:
+    """Every file under `input_dir` as CT slices, or DenoiseError naming the first bad file."""
+    if not input_dir.is_dir():
+        raise DenoiseError(f"{input_dir}: not a folder")
+    paths = sorted(p for p in input_dir.rglob("*") if p.is_file())
+    if not paths:
+        raise DenoiseError(f"{input_dir}: empty folder; expected the DICOM files of one CT series")
+    sources = [source for path in paths for source in _read_file(input_dir, path)]
+    series = {str(source.header.get("SeriesInstanceUID", "")) for source in sources}
+    if len(series) > 1:
+        raise DenoiseError(f"{input_dir}: holds files of {len(series)} series; give the folder of one series")
+    _check_distinct_instances(sources)
+    digits = max(4, len(str(len(sources))))
+    return [_Slice(source, number=i, name=f"{i:0{digits}d}") for i, source in enumerate(sources, 1)]
+
+
+def _check_distinct_instances(sources: list[SourceSlice]) -> None:
+    """Each source image (SOP instance and frame) once: a copied file would be denoised twice
+    and the derived series would reference one source several times."""
+    seen: dict[tuple[str, int], str] = {}
+    for source in sources:
+        key = (source.record.instance, source.record.frame or 0)
+        if source.record.instance and key in seen:
+            raise DenoiseError(f"{source.record.rel_path}: the same instance (SOPInstanceUID) as "
+                               f"{seen[key]}; give each image once")
+        seen.setdefault(key, source.record.rel_path)
+
+
+def _read_file(input_dir: Path, path: Path) -> list[SourceSlice]:
+    """The slices of one file (one parse), or DenoiseError naming the file."""
+    name = f"{input_dir.name}/{path.relative_to(input_dir).as_posix()}"
+    try:
+        return source_slices(read_ct_file(path, name))
+    except DicomRejected as exc:
+        raise DenoiseError(f"{name}: {exc.reason}") from None
+
+
+def _write_series(model: Callable[[np.ndarray], np.ndarray], slices: list[_Slice], folder: Path,
+                  series_uid: str, derivation: str, png: bool, batch_size: int,
+                  say: Callable[[str], None]) -> list[Path]:
+    """Denoise batch by batch and write each slice's DICOM (and preview); returns preview paths relative to `folder`."""
+    pngs, done = [], 0
+    for batch in _batches(slices, batch_size):
+        hu = np.stack([s.source.record.hu for s in batch]).astype(np.float32)[..., np.newaxis]
+        for item, denoised in zip(batch, to_ct_hu(model(hu)[..., 0])):
+            ds = derived_dataset(item.source, denoised, item.number, series_uid, derivation)
+            ds.save_as(folder / f"{item.name}.dcm", enforce_file_format=True)
+            if png:
+                pngs.append(_write_preview(folder, item, denoised))
+        done += len(batch)
+        say(f"denoise: {done}/{len(slices)} slices")
+    return sorted(pngs)
+
+
+def _batches(slices: list[_Slice], size: int) -> Iterator[list[_Slice]]:
+    """Runs of at most `size` slices of one shape: a series may mix matrix sizes, a batch cannot."""
+    by_shape: dict[tuple[int, ...], list[_Slice]] = {}
+    for item in slices:
+        by_shape.setdefault(item.source.record.hu.shape, []).append(item)
+    for group in by_shape.values():
+        for start in range(0, len(group), size):
+            yield group[start:start + size]
+
+
+def _write_preview(folder: Path, item: _Slice, denoised: np.ndarray) -> Path:
+    """preview/NNNN.png: LDCT | denoised side by side, so the change is visible at a glance."""
+    path = Path("preview") / f"{item.name}.png"
+    (folder / path).parent.mkdir(exist_ok=True)
+    panels = {"LDCT": item.source.record.hu, "denoised": denoised}
+    labelled_panels(panels, labels=False).save(folder / path)
+    return path

@@ -1,0 +1,59 @@
+"""Scores of one denoiser's output on one image set: fidelity against the noise-free truth and
+against the noisy NDCT, in-body error, noise in uniform regions, and, on the QA phantom,
+noise texture (NPS) and edge sharpness (MTF50, 10–90 % rise) relative to the NDCT's.
+
+Fidelity uses the product's evaluation functions (`components.evaluation.image_metrics`);
+the physics measures are `benchmarks.ct_measures` (docs/design.md §5).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import ct_measures as ct
+from benchmarks.quality_sets import Images, QAScans
+
+NPS_ROI_PX = 32
+"""Side of the NPS regions: nine fit in the QA phantom's water at 256 px."""
+
+
+def fidelity(output: np.ndarray, images: Images) -> dict[str, float]:
+    """Means over slices: PSNR and SSIM (normalised, data range 2) and in-body RMSE (HU)
+    against the truth and against the NDCT, and SSIM inside the body against the NDCT."""
+    from components.evaluation import image_metrics as m
+
+    scores: dict[str, list[float]] = {}
+    for image, ndct, truth in zip(output, images.ndct, images.truth):
+        for reference, suffix in ((truth, "truth"), (ndct, "ndct")):
+            scores.setdefault(f"psnr_{suffix}", []).append(m.psnr_hu(image, reference))
+            scores.setdefault(f"ssim_{suffix}", []).append(m.ssim_hu(image, reference))
+            scores.setdefault(f"body_rmse_{suffix}", []).append(m.rmse_hu(image, reference, m.body_mask(truth)))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:
+    """Noise std (HU) of output − truth inside the truth's flat regions, pooled over slices."""
+    masks = np.stack([ct.uniform_mask(truth) for truth in images.truth])
+    return ct.noise_std(output, images.truth, masks) if masks.any() else float("nan")
+
+
+def qa(output: np.ndarray, scans: QAScans) -> dict[str, float]:
+    """On the QA phantom: noise std in water, the NPS mean frequency, and per rod the MTF50
+    (cycles/mm) and 10–90 % edge rise (mm) of the edge profile averaged over all scans."""
+    mask = np.broadcast_to(ct.uniform_mask(scans.truth[0]), output.shape)
+    noise = output - scans.truth
+    freq, spectrum = ct.nps(noise, mask, NPS_ROI_PX, scans.pixel_mm)
+    scores = {"noise_std": ct.noise_std(output, scans.truth, mask),
+              "nps_mean_frequency": ct.nps_mean_frequency(freq, spectrum)}
+    for rod in scans.rods:
+        profiles = [ct.edge_spread(image, rod.centre_px, rod.radius_px) for image in output]
+        distance, esf = profiles[0][0], np.mean([p[1] for p in profiles], axis=0)
+        mtf_freq, mtf = ct.mtf_from_esf(distance, esf, scans.pixel_mm)
+        label = f"{rod.hu:+.0f}"
+        scores[f"mtf50_{label}"] = ct.mtf50(mtf_freq, mtf)
+        scores[f"edge_rise_{label}"] = ct.edge_rise_10_90(distance, esf, scans.pixel_mm)
+    return scores
+
+
+def mean_mtf50(scores: dict[str, float]) -> float:
+    """The rods' MTF50 averaged: one figure of edge sharpness."""
+    return float(np.nanmean([v for k, v in scores.items() if k.startswith("mtf50_")]))

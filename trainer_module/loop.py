@@ -1,0 +1,155 @@
+"""The resumable training loop: restore, train to the last step, guard against divergence,
+log to TensorBoard, checkpoint, report progress.
+
+Under a multi-worker strategy every worker runs this same loop, step for step: the train
+step, the summaries (G's inference reads BatchNorm statistics, which are averaged across
+workers) and checkpoint saving all take part in collectives that wait for every worker.
+Only the folders differ (trainer_module/run.py).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import tensorflow as tf
+
+from trainer_module.gan import CycleGAN
+from trainer_module.strategy import worker_count
+from trainer_module.summaries import EvalPairs, write_summaries
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged; raised before anything is saved so no NaN model is kept."""
+
+
+def fit(
+    gan: CycleGAN,
+    batches: tf.data.Dataset,
+    checkpoint_dir: str | Path,
+    log_dir: str | Path,
+    eval_pairs: Optional[EvalPairs] = None,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Train `gan` to its `hp.total_steps`, resuming from the latest checkpoint in `checkpoint_dir`.
+
+    `batches` yields (LDCT, NDCT) pairs of patch batches, float32 in [-1, 1], each shaped
+    [hp.batch, hp.patch, hp.patch, 1]; it is repeated here. Each batch is global: the
+    strategy splits it over its replicas, and every worker must build the same stream.
+    `eval_pairs` is (ldct, ndct), whole slices [n, H, W, 1] in [-1, 1], for the PSNR and
+    image summaries.
+
+    Returns {"steps", "seconds", "steps_per_second", "losses": {...}, "checkpoint"} plus
+    "psnr": {"ldct_vs_ndct", "denoised_vs_ndct"} when `eval_pairs` is given.
+    """
+    hp = gan.hp
+    manager = tf.train.CheckpointManager(gan.checkpoint(), str(checkpoint_dir), max_to_keep=3)
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        progress(f"resumed from {manager.latest_checkpoint} at step {gan.completed_steps}")
+    _check_workers_start_together(gan)
+    batches = iter(gan.strategy.experimental_distribute_dataset(_split_by_batch(batches.repeat())))
+    writer = tf.summary.create_file_writer(str(log_dir))
+    step = first_step = gan.completed_steps
+    losses: dict[str, float] = {}
+    psnr: dict[str, float] = {}
+    started = time.perf_counter()
+    throughput = _Throughput(step)
+    with writer.as_default():
+        while step < hp.total_steps:
+            a, b = _next_batch(batches)
+            losses = {name: float(value) for name, value in gan.train_step(a, b).items()}
+            step = gan.completed_steps
+            _check_finite(losses, step)
+            last = step == hp.total_steps
+            if step % hp.summary_every == 0 or last:
+                psnr = write_summaries(gan, losses, step, eval_pairs)
+            if step % hp.checkpoint_every == 0 or last:
+                manager.save(checkpoint_number=step)
+            if step % hp.log_every == 0 or last:
+                progress(_progress_line(step, hp.total_steps, throughput.read(step), losses))
+            if step == first_step + 1:  # leave the first step's tracing out of the rate
+                throughput.restart(step)
+    seconds = time.perf_counter() - started
+    result = {
+        "steps": step,
+        "seconds": seconds,
+        "steps_per_second": (step - first_step) / seconds if step > first_step else 0.0,
+        "losses": losses,
+        "checkpoint": manager.latest_checkpoint,
+    }
+    if psnr:
+        result["psnr"] = psnr
+    return result
+
+
+class _Throughput:
+    """Steps per second since the previous reading."""
+
+    def __init__(self, step: int):
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.step, self.time = step, time.perf_counter()
+
+    def read(self, step: int) -> float:
+        rate = (step - self.step) / (time.perf_counter() - self.time)
+        self.restart(step)
+        return rate
+
+
+def _split_by_batch(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """Every worker reads all files and builds the same seeded stream; the strategy then cuts
+    each global batch into per-replica slices and hands each worker its own. (The default
+    policy would give each worker its own files instead: a different stream per worker, and
+    an error when there are fewer files than workers.) One worker alone: no effect."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.with_options(options)
+
+
+def _check_workers_start_together(gan: CycleGAN) -> None:
+    """Workers that restored different steps would run different numbers of steps and the
+    first to stop would leave the others waiting in a collective forever. One all-reduce of
+    (step, step²) tells every worker alike whether they agree: n·Σstep² = (Σstep)² only when
+    all steps are equal."""
+    strategy = gan.strategy
+    if worker_count(strategy) < 2:
+        return
+    step = float(gan.completed_steps)
+    mine = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant([step, step * step], tf.float64))
+    total, squares = strategy.reduce(tf.distribute.ReduceOp.SUM, mine, axis=None).numpy()
+    replicas = strategy.num_replicas_in_sync
+    if total * total != replicas * squares:
+        raise RuntimeError(f"workers resumed at different steps (this one at {step:.0f}, mean "
+                           f"{total / replicas:g}): their checkpoint folders differ")
+
+
+def _next_batch(batches: Iterator) -> tuple:
+    try:
+        return next(batches)
+    except StopIteration:
+        raise ValueError("training data is empty: a dataset yielded no batch") from None
+
+
+def _check_finite(losses: dict[str, float], step: int) -> None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite loss {name!r} at step {step}")
+
+
+def _progress_line(step: int, total: int, steps_per_second: float, losses: dict[str, float]) -> str:
+    eta = (total - step) / steps_per_second if steps_per_second > 0 else float("inf")
+    terms = "  ".join(f"{name} {losses[name]:.4f}" for name in ("g_total", "cycle", "identity", "d_a", "d_b"))
+    judged = f"D accuracy {losses['d_a/accuracy']:.2f}/{losses['d_b/accuracy']:.2f}"
+    return f"step {step}/{total}  {steps_per_second:.2f} steps/s  ETA {_duration(eta)}  {terms}  {judged}"
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
