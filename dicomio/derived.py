@@ -79,7 +79,7 @@ def derived_dataset(source: SourceSlice, hu: np.ndarray, number: int, series_uid
     for keyword in _STALE_PIXEL_ELEMENTS:
         ds.pop(keyword, None)
     sop_uid = generate_uid()
-    ds.file_meta = _file_meta(sop_uid)
+    ds.file_meta = ct_file_meta(sop_uid)
     ds.SourceImageSequence = [_source_reference(source)]
     ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, sop_uid, series_uid
     ds.InstanceNumber = number
@@ -111,7 +111,9 @@ def _source_reference(source: SourceSlice) -> Dataset:
     return ref
 
 
-def _file_meta(sop_uid: str) -> FileMetaDataset:
+def ct_file_meta(sop_uid: str) -> FileMetaDataset:
+    """File meta information for an uncompressed (explicit VR little endian) CT Image Storage
+    instance: the derived series here, and the simulator's scans."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian

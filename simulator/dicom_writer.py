@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, generate_uid
 from pydicom.valuerep import DSfloat
+
+from dicomio.derived import ct_file_meta
 
 STUDY_DATE, STUDY_TIME = "20240101", "120000"
 """Fixed acquisition date and time: the files must be byte-identical for a seed."""
@@ -54,7 +55,7 @@ def write_ct_slice(path: Path, hu: np.ndarray, series: SeriesInfo, *, instance_n
         intercept = _DEFAULT_INTERCEPT[representation]
     sop_uid = sop_uid or generate_uid(entropy_srcs=[series.series_uid, str(instance_number)])
     ds = pydicom.Dataset()
-    ds.file_meta = _file_meta(sop_uid)
+    ds.file_meta = ct_file_meta(sop_uid)
     _set_identity(ds, series, sop_uid, instance_number)
     _set_geometry(ds, hu.shape, z_mm, pixel_spacing_mm, slice_thickness_mm)
     ds.KVP = _ds(kvp)
@@ -68,15 +69,6 @@ def write_ct_slice(path: Path, hu: np.ndarray, series: SeriesInfo, *, instance_n
         setattr(ds, keyword, value)
     ds.save_as(path, enforce_file_format=True)
     return ds
-
-
-def _file_meta(sop_uid: str) -> FileMetaDataset:
-    """File meta information for an uncompressed CT Image Storage instance."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    return meta
 
 
 def _set_identity(ds: pydicom.Dataset, series: SeriesInfo, sop_uid: str,
