@@ -19,10 +19,10 @@ HU_MIN, HU_MAX = -1000.0, 2000.0
 for training, evaluation (PSNR and SSIM) and inference."""
 
 BODY_HU = -500.0
-"""Pixels above this HU are "body": the Evaluator's in-body metrics (mask of the reference
-NDCT) and the trainer's foreground patch sampling use the same line. Air and the scanner's
-background fall below it; lung parenchyma (about -850 HU) too, so body means soft tissue,
-fat, bone and contrast."""
+"""Pixels above this HU are "body": the Evaluator's in-body metrics use it (mask of the
+reference NDCT). Air and the scanner's background fall below it; lung parenchyma (about
+-850 HU) too, so body means soft tissue, fat, bone and contrast. (The trainer's foreground
+patch line is its own hyperparameter, `foreground_hu`.)"""
 
 DATA_RANGE = 2.0
 """Width of the normalised range [-1, 1]: the data range of PSNR and SSIM."""

@@ -57,6 +57,39 @@ def object_store():
     yield from start_object_store()
 
 
+PUSHED_RUN_FILES = ("tests/test_pipeline_push.py", "tests/test_pipeline_train.py")
+"""The test files that read `pushed_run`: under pytest-xdist they run on one worker."""
+
+
+def _file(item_or_nodeid) -> str:
+    return getattr(item_or_nodeid, "nodeid", item_or_nodeid).split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs the suite on two pytest-xdist workers (`-n 2`). A work unit is a test
+    file, so each module fixture is built once, and the PUSHED_RUN_FILES are one unit, so the
+    session's pushed run is made once. (xdist's own `--dist loadgroup` marks do not reach
+    pytest 9's node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "pushed_run" if _file(nodeid) in PUSHED_RUN_FILES else _file(nodeid)
+
+    return ByFile(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with end-to-end runs go first, so that the two workers finish at about the
+    same time (`--no-loadscope-reorder` keeps this order); a file that reads `pushed_run`
+    must be one of PUSHED_RUN_FILES."""
+    readers = {_file(item) for item in items if "pushed_run" in getattr(item, "fixturenames", ())}
+    if not readers <= set(PUSHED_RUN_FILES):
+        raise pytest.UsageError(f"add {sorted(readers - set(PUSHED_RUN_FILES))} to tests/conftest.py PUSHED_RUN_FILES")
+    heavy = {_file(item) for item in items if item.get_closest_marker("slow")} | readers
+    items.sort(key=lambda item: _file(item) not in heavy)  # stable: file order otherwise
+
+
 def pytest_sessionfinish(session, exitstatus):
     session.config._ctdenoise_exitstatus = int(exitstatus)
 

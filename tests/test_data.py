@@ -129,6 +129,26 @@ def test_foreground_patches_are_drawn_where_the_body_is_and_the_rest_anywhere(bo
     np.testing.assert_array_equal(half.numpy(), again.numpy())
 
 
+def test_the_foreground_line_decides_whether_the_lungs_are_patient(tmp_path):
+    """A soft-tissue square and a lung square (-850 HU) in air: the default line (-900 HU)
+    draws foreground patches from both, the body line (-500 HU) from the soft tissue only."""
+    hu = np.full((BODY_SIZE, BODY_SIZE), -1000.0)
+    hu[:20, :20], hu[28:, 28:] = 40.0, -850.0
+    path = str(tmp_path / "lung.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        writer.write(features.build_example("P1", "z0", {"ldct": _record(hu)}).SerializeToString())
+
+    def share_above(line_hu: float, **line) -> np.ndarray:
+        batch = next(iter(data.patch_batches([path], "ldct", 16, 256, seed=4, foreground_patches=1.0, **line)))
+        return (denormalize_hu(batch.numpy()[..., 0]) > line_hu).mean(axis=(1, 2))
+
+    assert data.FOREGROUND_HU == -900.0
+    with_lungs = share_above(-500.0)
+    assert np.all(share_above(-900.0) >= data.FOREGROUND_PATCH)
+    assert 0.3 < np.mean(with_lungs >= data.FOREGROUND_PATCH) < 0.7  # the two squares, 25 positions each
+    assert np.all(share_above(-500.0, foreground_hu=-500.0) >= data.FOREGROUND_PATCH)
+
+
 def test_a_slice_without_a_foreground_patch_gives_its_most_foreground_one(body_tfrecord):
     share = data.foreground_share(tf.constant(np.where(np.arange(48)[None, :] < 8, 0.0, -1.0) * np.ones((48, 1)), tf.float32),
                             16).numpy()

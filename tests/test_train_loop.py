@@ -256,6 +256,7 @@ def test_overrides_parse_by_field_type():
     ("ngf=many", "bad value for hyperparameter 'ngf'"),
     ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
     ("mixed_precision=fp8", "mixed_precision must be one of"),
+    ("foreground_hu=-1000", r"foreground_hu must be inside the model's window \(-1000, 2000\) HU"),
     ("ngf", "not of the form key=value"),
 ])
 def test_bad_overrides_are_explained(override, message):

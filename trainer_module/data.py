@@ -4,13 +4,13 @@ Parse → decode int16 HU → truncate to [-1000, 2000] → normalise to [-1, 1]
 patches. Unpaired training (the paper's) samples LDCT and NDCT streams independently;
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
-FOREGROUND_PATCH of the pixels are the patient (docs/design.md §1.13): most random patches
-of a slice are otherwise air, identical in both domains. No Python runs per element, so
+FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
+§1.13): most random patches of a slice are otherwise air, identical in both domains. No Python runs per element, so
 tf.data's parallelism and prefetch apply.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -27,12 +27,10 @@ _IMAGE_SPEC = {
     **{features.image_key(d): tf.io.FixedLenFeature([], tf.string, default_value="") for d in features.DOSES},
 }
 FOREGROUND_HU = -900.0
-"""Pixels above this are the patient, lungs included (about -850 HU), against the air
-around it (-1000 HU, a few tens of HU of noise). The Evaluator's body mask (-500 HU) leaves
-the lungs out; sampling with it would starve the generator of lung."""
+"""The default patient line (HParams.foreground_hu): above it, lungs included (about
+-850 HU), against the air around the patient (-1000 HU, a few tens of HU of noise)."""
 FOREGROUND_PATCH = 0.9
 """A foreground patch has at least this share of foreground pixels."""
-_FOREGROUND_UNIT = float(unit_from_hu(FOREGROUND_HU))
 
 
 def normalize_hu(hu: tf.Tensor) -> tf.Tensor:
@@ -92,7 +90,7 @@ def paired_slices(file_patterns: Sequence[str]) -> tf.data.Dataset:
 
 def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: int, seed: int,
                   foreground_patches: float = 0.0, cache: str | None = "",
-                  shuffle_buffer: int = 256) -> tf.data.Dataset:
+                  shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU) -> tf.data.Dataset:
     """Endless batches [batch, patch, patch, 1] of random patches of one dose's slices.
 
     Decoded slices are cached (in memory for "", in files under a path prefix, not at all
@@ -100,64 +98,72 @@ def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: in
     LDCT and NDCT streams are shuffled and cropped independently (unpaired training).
     """
     slices = dose_slices(file_patterns, dose)
-    return _patches(slices, f"{cache}.{dose}" if cache else cache, patch, batch, seed, foreground_patches, shuffle_buffer)
+    return _patches(slices, f"{cache}.{dose}" if cache else cache, patch, batch, seed,
+                    _Foreground(foreground_patches, foreground_hu), shuffle_buffer)
 
 
 def paired_patch_batches(file_patterns: Sequence[str], patch: int, batch: int, seed: int,
                          foreground_patches: float = 0.0, cache: str | None = "",
-                         shuffle_buffer: int = 256) -> tf.data.Dataset:
+                         shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU) -> tf.data.Dataset:
     """Endless (LDCT, NDCT) batches, each [batch, patch, patch, 1], cropped at the same place
     of the same example: co-located patches for paired training."""
     pairs = _patches(paired_slices(file_patterns), f"{cache}.paired" if cache else cache, patch, batch, seed,
-                     foreground_patches, shuffle_buffer)
+                     _Foreground(foreground_patches, foreground_hu), shuffle_buffer)
     return pairs.map(lambda both: (both[..., :1], both[..., 1:]))
 
 
+class _Foreground(NamedTuple):
+    share: float
+    """Probability that a crop is a foreground patch."""
+    hu: float
+    """The patient's line."""
+
+
 def _patches(slices: tf.data.Dataset, cache: str | None, patch: int, batch: int, seed: int,
-             foreground_patches: float, shuffle_buffer: int) -> tf.data.Dataset:
+             foreground: _Foreground, shuffle_buffer: int) -> tf.data.Dataset:
     if cache is not None:
         slices = slices.cache(cache)
     return (
         slices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .enumerate()
-        .map(_crop(patch, seed, foreground_patches), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_crop(patch, seed, foreground), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def _crop(patch: int, seed: int, foreground_patches: float):
+def _crop(patch: int, seed: int, foreground: _Foreground):
     """A stateless random crop keyed by (seed, element index): runs with one seed are identical.
 
-    With probability `foreground_patches` the crop is a foreground patch, uniform over the
-    positions whose patch holds at least FOREGROUND_PATCH foreground pixels (judged on the
-    first channel, the LDCT of a pair); a slice with no such position gives its most
-    foreground patch.
+    With probability `foreground.share` the crop is a foreground patch, uniform over the
+    positions whose patch holds at least FOREGROUND_PATCH pixels above `foreground.hu`
+    (judged on the first channel, the LDCT of a pair); a slice with no such position gives
+    its most foreground patch.
     """
     def crop(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         key = tf.stack([tf.constant(seed, tf.int64), index])
         anywhere = tf.image.stateless_random_crop(image, [patch, patch, tf.shape(image)[-1]], seed=key)
-        if foreground_patches <= 0:
+        if foreground.share <= 0:
             return anywhere
         choose, place = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-        share = foreground_share(image[..., 0], patch)
+        share = foreground_share(image[..., 0], patch, foreground.hu)
         draw = tf.random.stateless_uniform(tf.shape(share), seed=place)
         score = tf.where(share >= FOREGROUND_PATCH, draw, share - 1.0)  # qualifying positions always win
         position = tf.argmax(tf.reshape(score, [-1]), output_type=tf.int32)
         top, left = position // tf.shape(share)[1], position % tf.shape(share)[1]
-        foreground = image[top:top + patch, left:left + patch, :]
-        return tf.cond(tf.random.stateless_uniform([], seed=choose) < foreground_patches,
-                       lambda: foreground, lambda: anywhere)
+        on_patient = image[top:top + patch, left:left + patch, :]
+        return tf.cond(tf.random.stateless_uniform([], seed=choose) < foreground.share,
+                       lambda: on_patient, lambda: anywhere)
 
     return crop
 
 
-def foreground_share(image: tf.Tensor, patch: int) -> tf.Tensor:
-    """[H - patch + 1, W - patch + 1]: the share of foreground pixels in the patch at each
-    top-left position of a normalised [H, W] image, from an integral image (linear in the
-    image size)."""
-    foreground = tf.cast(image > _FOREGROUND_UNIT, tf.float32)
+def foreground_share(image: tf.Tensor, patch: int, line_hu: float = FOREGROUND_HU) -> tf.Tensor:
+    """[H - patch + 1, W - patch + 1]: the share of pixels above `line_hu` in the patch at
+    each top-left position of a normalised [H, W] image, from an integral image (linear in
+    the image size)."""
+    foreground = tf.cast(image > float(unit_from_hu(line_hu)), tf.float32)
     integral = tf.pad(tf.cumsum(tf.cumsum(foreground, axis=0), axis=1), [[1, 0], [1, 0]])
     total = (integral[patch:, patch:] - integral[:-patch, patch:]
              - integral[patch:, :-patch] + integral[:-patch, :-patch])

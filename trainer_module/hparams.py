@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from contract.hu import HU_MAX, HU_MIN
+
 MIXED_PRECISION_MODES = ("auto", "on", "off")
 MIN_PATCH = 24
 """Smallest patch the discriminator accepts: its output map must keep at least one pixel."""
@@ -41,10 +43,14 @@ class HParams:
 
     foreground_patches: float = 0.0
     """Share of training patches drawn where at least 90 % of the pixels are the patient
-    (above -900 HU, lungs included); the others anywhere (0: all anywhere, the paper). Random
+    (above `foreground_hu`); the others anywhere (0: all anywhere, the paper). Random
     patches of a slice are mostly air, which looks the same at both doses, so the
     discriminators cannot learn from them; the patches drawn anywhere keep the generators
     seeing air (docs/design.md §1.13)."""
+    foreground_hu: float = -900.0
+    """The patient's line for `foreground_patches`: -900 HU counts the lungs (about -850 HU)
+    as patient, the Evaluator's body line -500 HU leaves them out (a stronger game, darker
+    lungs: docs/design.md §1.13). Unused while `foreground_patches` is 0."""
     paired: bool = False
     """Crop LDCT and NDCT patches at the same place of the same slice pair instead of from two
     independent streams (the paper trains unpaired)."""
@@ -125,6 +131,9 @@ class HParams:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.foreground_patches <= 1.0:
             raise ValueError(f"foreground_patches must be in [0, 1], got {self.foreground_patches}")
+        if not HU_MIN < self.foreground_hu < HU_MAX:
+            raise ValueError(f"foreground_hu must be inside the model's window ({HU_MIN:g}, {HU_MAX:g}) HU, "
+                             f"got {self.foreground_hu}")
         if self.supervised_lambda and not self.paired:
             raise ValueError("supervised_lambda needs paired patches: set paired=true")
         if self.bn_reestimation_batches < 0:

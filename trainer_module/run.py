@@ -61,7 +61,7 @@ def run_fn(fn_args) -> CycleGAN:
                      eval_pairs if has_eval else None, progress)
         if hp.bn_reestimation_batches:  # every worker, on the same batches: the statistics are averaged
             calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2,
-                                        foreground_patches=hp.foreground_patches)
+                                        **_foreground(hp))
             reestimate_batch_norm(gan.G, iter(calibration), hp.bn_reestimation_batches)
         if has_eval:
             result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(gan, eval_pairs, out.tensorboard)
@@ -113,10 +113,15 @@ def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     """(LDCT, NDCT) patch batches: two independent streams (unpaired, the paper), or
     co-located crops of slice pairs with `hp.paired`."""
     if hp.paired:
-        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, foreground_patches=hp.foreground_patches)
-    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, foreground_patches=hp.foreground_patches)
-    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, foreground_patches=hp.foreground_patches)
+        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, **_foreground(hp))
+    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, **_foreground(hp))
+    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, **_foreground(hp))
     return tf.data.Dataset.zip((ldct, ndct))
+
+
+def _foreground(hp: HParams) -> dict[str, float]:
+    """The patch samplers' foreground arguments, from the hyperparameters."""
+    return {"foreground_patches": hp.foreground_patches, "foreground_hu": hp.foreground_hu}
 
 
 def _progress_printer():
