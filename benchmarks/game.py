@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 
 from benchmarks import common, datasets, quality, quality_sets
-from contract.hu import BODY_HU
+from contract.hu import BODY_HU, FOREGROUND_HU
 
 JOINT_FOREGROUND = "joint batch + foreground patches 0.75"
 VARIANTS = {
@@ -33,7 +33,8 @@ VARIANTS = {
 }
 """Overrides of the paper's mechanics at the cpu-demo budget. Each line starts from the
 paper's switches (PAPER_MECHANICS), so it states all it changes whatever the preset holds."""
-PAPER_MECHANICS = ["d_joint_batch=false", "foreground_patches=0", "foreground_hu=-900", "d_lr_scale=1"]
+PAPER_MECHANICS = ["d_joint_batch=false", "foreground_patches=0", f"foreground_hu={FOREGROUND_HU:g}",
+                   "d_lr_scale=1"]
 FULL = dict(size=256, train=(6, 8), validation=(2, 6), d_steps=400, d_batch=4, preset="cpu-demo", variants=VARIANTS)
 QUICK = dict(size=64, train=(2, 2), validation=(1, 2), d_steps=20, d_batch=2, preset="tiny",
              variants={"paper": [], JOINT_FOREGROUND: VARIANTS[JOINT_FOREGROUND]})

@@ -24,6 +24,11 @@ reference NDCT). Air and the scanner's background fall below it; lung parenchyma
 -850 HU) too, so body means soft tissue, fat, bone and contrast. (The trainer's foreground
 patch line is its own hyperparameter, `foreground_hu`.)"""
 
+FOREGROUND_HU = -900.0
+"""The trainer's default patient line for foreground patches (HParams.foreground_hu): above
+it, lungs included (about -850 HU), against the air around the patient (-1000 HU, a few
+tens of HU of noise)."""
+
 DATA_RANGE = 2.0
 """Width of the normalised range [-1, 1]: the data range of PSNR and SSIM."""
 

@@ -5,8 +5,8 @@ patches. Unpaired training (the paper's) samples LDCT and NDCT streams independe
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
 FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
-§1.13): most random patches of a slice are otherwise air, identical in both domains. No Python runs per element, so
-tf.data's parallelism and prefetch apply.
+§1.13): most random patches of a slice are otherwise air, identical in both domains. No
+Python runs per element, so tf.data's parallelism and prefetch apply.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import features
-from contract.hu import HU_MAX, HU_MIN, hu_from_unit, unit_from_hu
+from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, hu_from_unit, unit_from_hu
 from storage import files as storage_files
 
 LDCT, NDCT = features.DOSES
@@ -26,9 +26,6 @@ _IMAGE_SPEC = {
     features.WIDTH: tf.io.FixedLenFeature([], tf.int64),
     **{features.image_key(d): tf.io.FixedLenFeature([], tf.string, default_value="") for d in features.DOSES},
 }
-FOREGROUND_HU = -900.0
-"""The default patient line (HParams.foreground_hu): above it, lungs included (about
--850 HU), against the air around the patient (-1000 HU, a few tens of HU of noise)."""
 FOREGROUND_PATCH = 0.9
 """A foreground patch has at least this share of foreground pixels."""
 

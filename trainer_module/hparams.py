@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from contract.hu import HU_MAX, HU_MIN
+from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN
 
 MIXED_PRECISION_MODES = ("auto", "on", "off")
 MIN_PATCH = 24
@@ -47,7 +47,7 @@ class HParams:
     patches of a slice are mostly air, which looks the same at both doses, so the
     discriminators cannot learn from them; the patches drawn anywhere keep the generators
     seeing air (docs/design.md §1.13)."""
-    foreground_hu: float = -900.0
+    foreground_hu: float = FOREGROUND_HU
     """The patient's line for `foreground_patches`: -900 HU counts the lungs (about -850 HU)
     as patient, the Evaluator's body line -500 HU leaves them out (a stronger game, darker
     lungs: docs/design.md §1.13). Unused while `foreground_patches` is 0."""
