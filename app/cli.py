@@ -79,6 +79,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_denoise(args: argparse.Namespace) -> int:
     from app.denoise import denoise_series, resolve_model
 
+    for flag, value in (("--input", args.input), ("--out", args.out)):
+        if "://" in value:
+            raise UserError(f"{flag} {value}: denoise reads and writes local folders; copy the series there first")
     model_dir = resolve_model(args.model, Path(args.root))
     denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
     # prints its own progress and closing line

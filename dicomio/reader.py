@@ -138,6 +138,8 @@ def _read_dataset(path: str | Path, tags: list[str] | None) -> Dataset:
             return pydicom.dcmread(f, specific_tags=tags)
     except InvalidDicomError:
         raise DicomRejected("not a DICOM file (no DICM preamble)") from None
+    except OSError:  # the storage failed, not the file: a rejection would drop it from the cached artifact
+        raise
     except Exception as exc:  # pydicom raises many types for damaged headers
         raise DicomRejected(f"unreadable DICOM header ({type(exc).__name__})") from None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import contract.keras2  # noqa: F401  (before TensorFlow is imported)
 
@@ -65,6 +65,8 @@ def _read_minio_as_s3(argv: list[str]) -> tuple[list[str], str, dict[str, str]]:
         if isinstance(value, str) and value.startswith(MINIO):
             renamed[S3 + value[len(MINIO):]] = value
             return S3 + value[len(MINIO):]
+        if isinstance(value, str) and MINIO in value:  # a JSON parameter, such as the Pusher's destination
+            return _translate_json(value, translate)
         if isinstance(value, dict):
             return {k: translate(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -79,6 +81,15 @@ def _read_minio_as_s3(argv: list[str]) -> tuple[list[str], str, dict[str, str]]:
     invocation.setdefault("inputs", {})["parameterValues"] = translate(parameters) if parameters else parameters
     output_file = invocation.get("outputs", {}).get("outputFile", "")
     return [*argv[:at], json.dumps(invocation), *argv[at + 1:]], output_file, renamed
+
+
+def _translate_json(text: str, translate: Callable[[Any], Any]) -> str:
+    """A JSON string parameter with its minio:// URIs translated; other text as it is."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return json.dumps(translate(value))
 
 
 def _name_outputs_as_given(output_file: str, renamed: dict[str, str]) -> None:

@@ -144,9 +144,28 @@ def listdir(path: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def open_binary(path: str, mode: str = "rb") -> Iterator[BinaryIO]:
-    if is_remote(path):
+def _remote_open(path: str, mode: str) -> Iterator[Any]:
+    """A remote file. TensorFlow opens lazily and reports failures as its own errors at the
+    first read, which callers that tell storage failures (OSError, as for local files) from
+    bad content would miss: they are raised as FileNotFoundError, PermissionError or OSError."""
+    import tensorflow as tf
+
+    try:
         with _fileio(path).open(path, mode) as f:
+            yield f
+    except tf.errors.NotFoundError as exc:
+        raise FileNotFoundError(f"no such file: {path}") from exc
+    except tf.errors.PermissionDeniedError as exc:
+        raise PermissionError(f"permission denied: {path}") from exc
+    except tf.errors.OpError as exc:
+        raise OSError(f"cannot read or write {path}: {exc.message}") from exc
+
+
+@contextlib.contextmanager
+def open_binary(path: str, mode: str = "rb") -> Iterator[BinaryIO]:
+    """The file `path`; a missing one raises FileNotFoundError in a bucket too."""
+    if is_remote(path):
+        with _remote_open(path, mode) as f:
             yield f
     else:
         with open(path, mode) as f:
@@ -155,8 +174,9 @@ def open_binary(path: str, mode: str = "rb") -> Iterator[BinaryIO]:
 
 @contextlib.contextmanager
 def open_text(path: str, mode: str = "r") -> Iterator[TextIO]:
+    """The file `path` as UTF-8 text; a missing one raises FileNotFoundError in a bucket too."""
     if is_remote(path):
-        with _fileio(path).open(path, mode) as f:
+        with _remote_open(path, mode) as f:
             yield f
     else:
         with open(path, mode, encoding="utf-8") as f:
@@ -224,7 +244,9 @@ def copy_tree(source: str, target: str, last: str | None = None) -> None:
     """Copy the folder `source` into `target` (created; existing files are replaced). The
     top-level file named `last`, if any, is copied after every other one, so that its
     presence means the copy is complete. Empty sub-folders are not copied into an object
-    store, which has no empty folders."""
+    store, which has no empty folders. A missing `source` is an error, never an empty copy."""
+    if not isdir(source):
+        raise FileNotFoundError(f"no such folder: {source}")
     if not is_remote(source) and not is_remote(target) and last is None:
         shutil.copytree(source, target, dirs_exist_ok=True)
         return
@@ -246,10 +268,13 @@ def move_tree(source: str, target: str, last: str | None = None) -> None:
     """Move the folder `source` to `target`, which must not exist. Locally an atomic
     rename; in an object store, which cannot rename, a copy (`last` copied last, see
     copy_tree) followed by the removal of `source`: not atomic, so readers of `target`
-    must wait for `last`."""
+    must wait for `last`. An existing remote `target` is refused before copying (two movers
+    that check at the same moment can still both copy)."""
     if not is_remote(source) and not is_remote(target):
         os.rename(source, target)
         return
+    if exists(target):
+        raise FileExistsError(f"already exists: {target}")
     copy_tree(source, target, last=last)
     remove_tree(source)
 

@@ -4,10 +4,11 @@ then renamed into place.
 A reader that lists the parent (a model server watching its versions, `denoise --model
 latest`, a user) never sees a half-written folder: while it is built it is hidden and its
 name is not a version, and a failure or a kill leaves at most that hidden folder, which the
-next publish into the same parent removes once its owner is gone. Locally the final rename
-is atomic; an object store has no rename, so there the folder is copied and the file named
-`commit_last` is copied after everything else: a reader that requires it sees whole
-folders only.
+next publish of the same name into the same parent removes once its owner is gone (a killed
+publish of a name nobody publishes again leaves its hidden folder behind). Locally the final
+rename is atomic; an object store has no rename, so there the folder is copied and the file
+named `commit_last` is copied after everything else: a reader that requires it sees whole
+folders only, and a copy that fails half-way leaves a visible folder without that file.
 """
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ from app.cli import main
     (["run", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
     (["simulate", "--out", "{tmp}/x", "--patients", "0"], "patients"),
     (["simulate", "--out", "{tmp}/x", "--dose", "1.5"], "dose"),
+    (["denoise", "--model", "{tmp}/m", "--input", "s3://bucket/LDCT", "--out", "{tmp}/o"],
+     "--input s3://bucket/LDCT: denoise reads and writes local folders"),
 ])
 def test_bad_input_is_one_line_and_non_zero(argv, message, tmp_path, capsys):
     assert main([a.format(tmp=tmp_path) for a in argv]) == 1

@@ -78,6 +78,15 @@ def test_enhanced_multiframe_uses_per_frame_rescale_and_position(tmp_path):
         assert record.pixel_spacing_mm == pytest.approx(0.8)
 
 
+def test_a_storage_failure_is_an_error_not_a_rejection(tmp_path):
+    """A rejected file is listed and left out of the cached examples; a file the storage could
+    not read (here a folder where the file was listed) must fail the read instead."""
+    unreadable = tmp_path / "0001.dcm"
+    unreadable.mkdir()
+    with pytest.raises(IsADirectoryError):
+        read_ct_slices(unreadable, "x")
+
+
 @pytest.mark.parametrize("damage,reason", [
     (f.make_non_ct, "not CT (modality MR)"),
     (f.strip_pixels, "no pixel data"),

@@ -109,14 +109,18 @@ def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
     from kubeflow import entrypoint
 
     output_file = tmp_path / "executor_output.json"
-    invocation = {"inputs": {"parameterValues": {"data_root": "minio://b/dicom", "n": 1},
+    destination = json.dumps({"filesystem": {"baseDirectory": "minio://b/serving"}})  # the Pusher's, as JSON
+    invocation = {"inputs": {"parameterValues": {"data_root": "minio://b/dicom", "n": 1, "push_destination": destination,
+                                                 "note": "not JSON, about minio://"},
                              "artifacts": {"examples": {"artifacts": [{"uri": "minio://b/p/Gen/examples"}]}}},
                   "outputs": {"artifacts": {"model": {"artifacts": [{"uri": "minio://b/p/Trainer/model"}]}},
                               "outputFile": str(output_file)}}
     argv = ["--executor_class_path", "x.Executor", entrypoint.INVOCATION_FLAG, json.dumps(invocation), "--beam"]
     translated, out, renamed = entrypoint._read_minio_as_s3(argv)
     seen = json.loads(translated[3])
-    assert seen["inputs"]["parameterValues"] == {"data_root": "s3://b/dicom", "n": 1}
+    assert seen["inputs"]["parameterValues"] == {
+        "data_root": "s3://b/dicom", "n": 1, "note": "not JSON, about minio://",
+        "push_destination": json.dumps({"filesystem": {"baseDirectory": "s3://b/serving"}})}
     assert seen["inputs"]["artifacts"]["examples"]["artifacts"][0]["uri"] == "s3://b/p/Gen/examples"
     assert seen["outputs"]["artifacts"]["model"]["artifacts"][0]["uri"] == "s3://b/p/Trainer/model"
     assert (translated[:3], translated[4:], out) == (argv[:3], ["--beam"], str(output_file))

@@ -78,3 +78,23 @@ def test_listing_and_fingerprint_of_a_bucket_data_root(object_store, s3, tmp_pat
     files.write_text(files.join(root, "P1/LDCT/1"), "changed")
     assert files.fingerprint(root) != first
     assert files.absolute(root) == root and files.absolute("rel") == str(Path("rel").resolve())
+
+
+def test_a_missing_object_reads_as_file_not_found_and_its_staging_counts_as_abandoned(object_store, s3):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        files.read_text(files.join(s3, "missing.json"))
+    abandoned = files.join(s3, "serving/.9.partial-dead0000")  # a killed push's copy, its .owner never written
+    files.write_text(files.join(abandoned, "saved_model.pb"), "half")
+    with staged(files.join(s3, "serving/9")) as staging:
+        files.write_text(files.join(staging, "saved_model.pb"), "pb")
+    assert object_store.keys(files.join(s3, "serving")) == ["9/saved_model.pb"]
+
+
+def test_copying_a_missing_folder_or_moving_onto_an_existing_one_is_refused(s3, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        files.copy_tree(files.join(s3, "missing"), str(tmp_path / "copy"))
+    for name in ("a", "b"):
+        files.write_text(files.join(s3, f"{name}/f.txt"), name)
+    with pytest.raises(FileExistsError, match="already exists"):
+        files.move_tree(files.join(s3, "a"), files.join(s3, "b"))
+    assert files.read_text(files.join(s3, "b/f.txt")) == "b" and files.read_text(files.join(s3, "a/f.txt")) == "a"

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from contract.hu import unit_from_hu  # noqa: E402
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
 from trainer_module.export import reestimate_batch_norm  # noqa: E402
@@ -146,6 +147,27 @@ def test_a_joint_batch_normalises_real_and_fake_patches_together():
         assert (not np.allclose(*logits)) is differ
 
 
+def test_the_windowed_discriminator_judges_soft_tissue_only():
+    """With d_window a discriminator sees the soft-tissue window (-160 to 240 HU): fakes that
+    differ only in air and lungs get the same logits, and no adversarial gradient reaches
+    those pixels; a difference in soft tissue shows. Without it every difference shows."""
+    air = np.full([HP.batch, HP.patch, HP.patch, 1], -1000.0, np.float32)
+    air[:, :, HP.patch // 2:] = 40.0  # half the patch soft tissue
+    lungs, noisier = air.copy(), air.copy()
+    lungs[:, :, :HP.patch // 2] = -850.0
+    noisier[:, :, HP.patch // 2:] += np.random.default_rng(0).normal(0, 30, noisier[:, :, HP.patch // 2:].shape)
+    real, fakes = unit_from_hu(air), [tf.constant(unit_from_hu(x)) for x in (air, lungs, noisier)]
+    for window, lungs_show in ((False, True), (True, False)):
+        gan = CycleGAN(with_overrides(HP, [f"d_window={window}", "d_joint_batch=true"]))
+        same, lung, noisy = [gan._judge(gan.D_B, real, fake)[1].numpy() for fake in fakes]
+        assert (not np.allclose(same, lung)) is lungs_show and not np.allclose(same, noisy)
+        with tf.GradientTape() as tape:
+            tape.watch(fakes[1])
+            judged = gan._judge_fake(gan.D_B, real, fakes[1])
+        in_lungs = tape.gradient(judged, fakes[1]).numpy()[:, :, :HP.patch // 2]
+        assert bool(np.any(in_lungs != 0)) is lungs_show
+
+
 def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
     with pytest.raises(ValueError, match="supervised_lambda needs paired patches"):
         with_overrides(HP, ["supervised_lambda=10"])
@@ -241,7 +263,9 @@ def test_the_30_minute_preset_is_cpu_demo_trained_longer():
     demo, long = preset("cpu-demo"), preset("cpu-30min")
     assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (demo.ngf, demo.nglf, demo.ndf, demo.patch, demo.batch)
     assert long.total_steps == 9000 and long.decay_start_step == 4600
-    assert not (long.d_joint_batch or long.foreground_patches or long.paired)  # the paper's method
+    switches = ("d_joint_batch", "d_window", "foreground_patches", "foreground_hu", "paired", "d_lr_scale")
+    assert [getattr(long, name) for name in switches] == [getattr(demo, name) for name in switches]
+    assert not long.paired and preset("paper").foreground_patches == 0  # unpaired; the paper draws anywhere
 
 
 def test_overrides_parse_by_field_type():

@@ -15,6 +15,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from contract.hu import grey_from_hu, hu_from_unit
 from trainer_module.determinism import without_memory_optimizer
 from trainer_module.hparams import HParams
 from trainer_module.image_pool import ImagePool
@@ -150,6 +151,7 @@ class CycleGAN(tf.Module):
         paper), its BatchNorm normalises real and fake by their own statistics, which erases a
         difference that is constant over a batch, such as the noise level; with
         `d_joint_batch` it sees both in one batch (docs/design.md §1.13)."""
+        real, fake = self._d_view(real), self._d_view(fake)
         if not self.hp.d_joint_batch:
             return discriminator(real, training=True), discriminator(fake, training=True)
         logits = discriminator(tf.concat([real, tf.cast(fake, real.dtype)], axis=0), training=True)
@@ -158,5 +160,12 @@ class CycleGAN(tf.Module):
     def _judge_fake(self, discriminator: keras.Model, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
         """The discriminator's logits for the fakes alone, judged as `_judge` judges them."""
         if not self.hp.d_joint_batch:
-            return discriminator(fake, training=True)
+            return discriminator(self._d_view(fake), training=True)
         return self._judge(discriminator, real, fake)[1]
+
+    def _d_view(self, patches: tf.Tensor) -> tf.Tensor:
+        """What the discriminators see: the patches themselves, or with `d_window` their
+        soft-tissue window mapped to [-1, 1] (docs/design.md §1.13)."""
+        if not self.hp.d_window:
+            return patches
+        return tf.clip_by_value(grey_from_hu(hu_from_unit(patches)), 0.0, 1.0) * 2.0 - 1.0

@@ -69,6 +69,11 @@ class HParams:
     """Judge real and fake patches in one discriminator batch, so that its BatchNorm
     statistics do not erase their difference in noise level (the paper calls D on each
     alone; docs/design.md §1.13)."""
+    d_window: bool = False
+    """Show the discriminators their patches through the soft-tissue window (W400/L40, clipped)
+    instead of the model's 3000 HU window, where 30 HU of noise is 0.02 of the range: the
+    adversarial terms then judge, and push, only soft tissue and fat, and leave air, lungs and
+    bone to the cycle and identity terms (docs/design.md §1.13)."""
     pool_size: int = 50
     use_pool: bool = True
     """Feed the discriminators from a history of generated images (the original never did)."""
@@ -154,19 +159,23 @@ class HParams:
         return self.decay_start_epoch * self.steps_per_epoch
 
 
+GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreground_patches": 0.75}
+"""The departures from the paper that start the adversarial game on CT (docs/design.md §1.13):
+the small presets use them, `paper` does not."""
+
 _PRESETS = {
     "paper": HParams(),
-    # Small enough to train visibly in a few minutes on a 2-core CPU (about 5 steps/s):
+    # Small enough to train visibly in a few minutes on a 2-core CPU (about 3 to 5 steps/s):
     # 1200 steps, the learning rate decaying linearly to 0 over the second half.
     "cpu-demo": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=6, steps_per_epoch=200, decay_start_epoch=3,
-        checkpoint_every=200, summary_every=100, log_every=50,
+        checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES,
     ),
-    # A real model without a GPU: cpu-demo's networks for 9000 steps, about 30 minutes on 2 CPU
-    # cores at cpu-demo's measured 5 to 5.5 steps/s, the rate decaying over the second half.
+    # A real model without a GPU: cpu-demo trained for 9000 steps, the rate decaying over the
+    # second half; sized at 5 steps/s for 30 minutes, measured at 3.6 (42 minutes).
     "cpu-30min": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=45, steps_per_epoch=200, decay_start_epoch=23,
-        checkpoint_every=1000, summary_every=500, log_every=100,
+        checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES,
     ),
     # For tests: a handful of cheap steps.
     "tiny": HParams(
