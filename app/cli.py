@@ -80,7 +80,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from app.denoise import denoise_series, resolve_model
 
     for flag, value in (("--input", args.input), ("--out", args.out)):
-        if "://" in value:
+        if files.is_remote(value):
             raise UserError(f"{flag} {value}: denoise reads and writes local folders; copy the series there first")
     model_dir = resolve_model(args.model, Path(args.root))
     denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from contract.hu import HU_MAX, HU_MIN, denormalize_hu, normalize_hu, soft_tissue_uint8
 from trainer_module.data import denormalize
 from trainer_module.data import normalize_hu as normalize_hu_tf
-from trainer_module.summaries import soft_tissue_window
+from trainer_module.data import soft_tissue_window
 
 HU = np.array([-3024, -1024, -1000, -160, 40, 240, 1000, 2000, 3071], np.float32)
 

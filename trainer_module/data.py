@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import features
-from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, hu_from_unit, unit_from_hu
+from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, grey_from_hu, hu_from_unit, unit_from_hu
 from storage import files as storage_files
 
 LDCT, NDCT = features.DOSES
@@ -38,6 +38,12 @@ def normalize_hu(hu: tf.Tensor) -> tf.Tensor:
 def denormalize(x: tf.Tensor) -> tf.Tensor:
     """[-1, 1] → HU (the inverse of normalize_hu inside the window)."""
     return hu_from_unit(tf.cast(x, tf.float32))
+
+
+def soft_tissue_window(normalised: tf.Tensor) -> tf.Tensor:
+    """[-1, 1] images → [0, 1] grey levels of the soft-tissue window (TensorBoard images and
+    the discriminators' view under `d_window`)."""
+    return tf.clip_by_value(grey_from_hu(denormalize(normalised)), 0.0, 1.0)
 
 
 def decode_image(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:

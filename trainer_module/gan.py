@@ -15,7 +15,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from contract.hu import grey_from_hu, hu_from_unit
+from trainer_module.data import soft_tissue_window
 from trainer_module.determinism import without_memory_optimizer
 from trainer_module.hparams import HParams
 from trainer_module.image_pool import ImagePool
@@ -168,4 +168,4 @@ class CycleGAN(tf.Module):
         soft-tissue window mapped to [-1, 1] (docs/design.md §1.13)."""
         if not self.hp.d_window:
             return patches
-        return tf.clip_by_value(grey_from_hu(hu_from_unit(patches)), 0.0, 1.0) * 2.0 - 1.0
+        return soft_tissue_window(patches) * 2.0 - 1.0

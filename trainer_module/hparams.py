@@ -172,7 +172,7 @@ _PRESETS = {
         checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES,
     ),
     # A real model without a GPU: cpu-demo trained for 9000 steps, the rate decaying over the
-    # second half; sized at 5 steps/s for 30 minutes, measured at 3.6 (42 minutes).
+    # second half; sized at 5 steps/s for 30 minutes, measured at 3.6 to 3.8 (40 to 42 minutes).
     "cpu-30min": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=45, steps_per_epoch=200, decay_start_epoch=23,
         checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES,

@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from contract.hu import DATA_RANGE, grey_from_hu
-from trainer_module.data import denormalize
+from contract.hu import DATA_RANGE
+from trainer_module.data import soft_tissue_window
 from trainer_module.gan import CycleGAN
 
 EvalPairs = tuple[np.ndarray, np.ndarray]
@@ -51,8 +51,3 @@ def log_exported_psnr(gan: CycleGAN, eval_pairs: EvalPairs, log_dir: str | Path)
 def mean_psnr(x: tf.Tensor, reference: tf.Tensor) -> float:
     """PSNR on normalised images (data range 2), as the original evaluated."""
     return float(tf.reduce_mean(tf.image.psnr(x, reference, max_val=DATA_RANGE)))
-
-
-def soft_tissue_window(normalised: tf.Tensor) -> tf.Tensor:
-    """[-1, 1] images → [0, 1] grey levels of the soft-tissue window."""
-    return tf.clip_by_value(grey_from_hu(denormalize(normalised)), 0.0, 1.0)
