@@ -171,10 +171,11 @@ _PRESETS = {
         ngf=16, nglf=8, ndf=16, batch=4, epochs=6, steps_per_epoch=200, decay_start_epoch=3,
         checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES,
     ),
-    # A real model without a GPU: cpu-demo trained for 9000 steps, the rate decaying over the
-    # second half; sized at 5 steps/s for 30 minutes, measured at 3.6 to 3.8 (40 to 42 minutes).
+    # A real model without a GPU: cpu-demo trained for 6600 steps, the rate decaying over the
+    # second half; 30 minutes at the 3.6 to 3.8 steps/s measured with the game switches
+    # (9000 steps, sized at 5 steps/s before them, took 40 to 42 minutes).
     "cpu-30min": HParams(
-        ngf=16, nglf=8, ndf=16, batch=4, epochs=45, steps_per_epoch=200, decay_start_epoch=23,
+        ngf=16, nglf=8, ndf=16, batch=4, epochs=33, steps_per_epoch=200, decay_start_epoch=16,
         checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES,
     ),
     # For tests: a handful of cheap steps.
