@@ -144,21 +144,27 @@ def listdir(path: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _remote_open(path: str, mode: str) -> Iterator[Any]:
-    """A remote file. TensorFlow opens lazily and reports failures as its own errors at the
-    first read, which callers that tell storage failures (OSError, as for local files) from
-    bad content would miss: they are raised as FileNotFoundError, PermissionError or OSError."""
+def _storage_errors(path: str) -> Iterator[None]:
+    """TensorFlow's file errors raised as FileNotFoundError, PermissionError or OSError, as
+    for local files, so that callers telling storage failures from bad content see them."""
     import tensorflow as tf
 
     try:
-        with _fileio(path).open(path, mode) as f:
-            yield f
+        yield
     except tf.errors.NotFoundError as exc:
-        raise FileNotFoundError(f"no such file: {path}") from exc
+        raise FileNotFoundError(f"no such file or folder: {path}") from exc
     except tf.errors.PermissionDeniedError as exc:
         raise PermissionError(f"permission denied: {path}") from exc
     except tf.errors.OpError as exc:
         raise OSError(f"cannot read or write {path}: {exc.message}") from exc
+
+
+@contextlib.contextmanager
+def _remote_open(path: str, mode: str) -> Iterator[Any]:
+    """A remote file. TensorFlow opens lazily and reports failures at the first read, so the
+    whole use is inside `_storage_errors`."""
+    with _storage_errors(path), _fileio(path).open(path, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager
@@ -298,15 +304,21 @@ def remove_tree(path: str) -> None:
 
 def walk(root: str) -> Iterator[tuple[str, list[str], list[str]]]:
     """(folder, sub-folder names, file names) for every folder under `root`, top down;
-    nothing for a remote root that holds no file."""
+    nothing for a remote root that holds no file. A folder that cannot be listed raises
+    (os.walk and gfile.walk would skip it silently, and a copy would lose its files)."""
     if is_remote(root):
         root = str(root).rstrip("/")
         if not isdir(root):
             return
-        for dirpath, dirs, names in _fileio(root).walk(root):
-            yield _text(dirpath).rstrip("/"), [_text(d).rstrip("/") for d in dirs], [_text(n) for n in names]
+        with _storage_errors(root):
+            for dirpath, dirs, names in _fileio(root).walk(root, onerror=_raise):
+                yield _text(dirpath).rstrip("/"), [_text(d).rstrip("/") for d in dirs], [_text(n) for n in names]
     else:
-        yield from os.walk(root)
+        yield from os.walk(root, onerror=_raise)
+
+
+def _raise(error: Exception) -> None:
+    raise error
 
 
 @dataclass

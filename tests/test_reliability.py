@@ -182,6 +182,27 @@ def test_an_unreadable_folder_is_listed_not_lost(tmp_path):
     assert json.loads(result.stdout) == [{"path": "P2/NDCT/", "reason": "unreadable folder (Permission denied)"}]
 
 
+def test_a_copy_refuses_a_folder_it_cannot_list_instead_of_skipping_it(tmp_path):
+    if not ROOT:
+        pytest.skip("dropping file capabilities needs root (setpriv)")
+    source = tmp_path / "model"
+    (source / "variables").mkdir(parents=True)
+    (source / "variables" / "variables.index").write_text("index")
+    (source / "saved_model.pb").write_text("pb")
+    (source / "variables").chmod(0)
+    code = ("from storage.files import copy_tree; import sys\n"
+            "try: copy_tree(sys.argv[1], sys.argv[2], last='saved_model.pb')\n"
+            "except PermissionError as e: print('refused', e.filename)")
+    try:
+        result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                                 "--inh-caps=-dac_override,-dac_read_search", sys.executable, "-c", code,
+                                 str(source), str(tmp_path / "copy")], capture_output=True, text=True, check=True)
+    finally:
+        (source / "variables").chmod(0o755)
+    assert result.stdout.split() == ["refused", str(source / "variables")]
+    assert not (tmp_path / "copy" / "saved_model.pb").exists()  # the completion marker is never written
+
+
 def test_a_root_with_nothing_in_the_layout_fails_naming_what_it_found(tmp_path):
     root = tmp_path / "data"
     _slice(root / "loose.dcm", f.body_hu(32), f.series("P1", "LDCT"), z=0.0)
