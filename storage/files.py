@@ -246,14 +246,15 @@ def copy_file(source: str, target: str) -> None:
         _fileio(source if is_remote(source) else target).copy(source, target, overwrite=True)
 
 
-def copy_tree(source: str, target: str, last: str | None = None) -> None:
+def copy_tree(source: str, target: str, last: str | None = None, skip: str | None = None) -> None:
     """Copy the folder `source` into `target` (created; existing files are replaced). The
     top-level file named `last`, if any, is copied after every other one, so that its
-    presence means the copy is complete. Empty sub-folders are not copied into an object
-    store, which has no empty folders. A missing `source` is an error, never an empty copy."""
+    presence means the copy is complete; the top-level file named `skip` is not copied.
+    Empty sub-folders are not copied into an object store, which has no empty folders. A
+    missing `source` is an error, never an empty copy."""
     if not isdir(source):
         raise FileNotFoundError(f"no such folder: {source}")
-    if not is_remote(source) and not is_remote(target) and last is None:
+    if not is_remote(source) and not is_remote(target) and last is None and skip is None:
         shutil.copytree(source, target, dirs_exist_ok=True)
         return
     final = None
@@ -262,6 +263,8 @@ def copy_tree(source: str, target: str, last: str | None = None) -> None:
         folder = join(target, rel) if rel else target
         makedirs(folder)
         for name in names:
+            if not rel and name == skip:
+                continue
             if not rel and name == last:
                 final = (join(dirpath, name), join(folder, name))
             else:
@@ -270,18 +273,22 @@ def copy_tree(source: str, target: str, last: str | None = None) -> None:
         copy_file(*final)
 
 
-def move_tree(source: str, target: str, last: str | None = None) -> None:
-    """Move the folder `source` to `target`, which must not exist. Locally an atomic
-    rename; in an object store, which cannot rename, a copy (`last` copied last, see
-    copy_tree) followed by the removal of `source`: not atomic, so readers of `target`
-    must wait for `last`. An existing remote `target` is refused before copying (two movers
-    that check at the same moment can still both copy)."""
+def move_tree(source: str, target: str, last: str | None = None, stays: str | None = None) -> None:
+    """Move the folder `source` to `target`, which must not exist, except its top-level file
+    named `stays`, which is removed with `source`. Locally an atomic rename (`stays` removed
+    just before it); in an object store, which cannot rename, a copy (`last` copied last,
+    see copy_tree) followed by the removal of `source`, `stays` included: not atomic, so
+    readers of `target` must wait for `last`, and `stays` marks `source` as busy until the
+    copy is whole. An existing remote `target` is refused before copying (two movers that
+    check at the same moment can still both copy)."""
     if not is_remote(source) and not is_remote(target):
+        if stays:
+            remove(join(source, stays))
         os.rename(source, target)
         return
     if exists(target):
         raise FileExistsError(f"already exists: {target}")
-    copy_tree(source, target, last=last)
+    copy_tree(source, target, last=last, skip=stays)
     remove_tree(source)
 
 

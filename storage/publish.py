@@ -36,15 +36,12 @@ def staged(target: str, commit_last: str | None = None) -> Iterator[str]:
     files.write_text(files.join(staging, _OWNER_FILE), f"{socket.gethostname()} {os.getpid()}\n")
     try:
         yield staging
-        files.remove(files.join(staging, _OWNER_FILE))
-        _move(staging, str(target), commit_last)
+        # The owner file stays until the folder has moved: in an object store the move is a
+        # copy, and another publish of the same name must not take the folder for abandoned.
+        files.move_tree(staging, str(target), last=commit_last, stays=_OWNER_FILE)
     except BaseException:
         files.remove_tree(staging)
         raise
-
-
-def _move(staging: str, target: str, commit_last: str | None) -> None:
-    files.move_tree(staging, target, last=commit_last)
 
 
 def _remove_abandoned(parent: str, name: str) -> None:

@@ -98,3 +98,20 @@ def test_copying_a_missing_folder_or_moving_onto_an_existing_one_is_refused(s3, 
     with pytest.raises(FileExistsError, match="already exists"):
         files.move_tree(files.join(s3, "a"), files.join(s3, "b"))
     assert files.read_text(files.join(s3, "b/f.txt")) == "b" and files.read_text(files.join(s3, "a/f.txt")) == "a"
+
+
+def test_a_publish_copying_into_a_bucket_is_not_taken_for_abandoned(object_store, s3, monkeypatch):
+    target, copy_file, started = files.join(s3, "serving/3"), files.copy_file, []
+
+    def copy_while_another_publish_of_the_name_starts(source: str, dest: str) -> None:
+        if not started:  # the other publish clears abandoned staging folders of the name, then gives up
+            started.append(dest)
+            with pytest.raises(RuntimeError), staged(target):
+                raise RuntimeError("the other publish fails")
+        copy_file(source, dest)
+
+    monkeypatch.setattr(files, "copy_file", copy_while_another_publish_of_the_name_starts)
+    with staged(target, commit_last="saved_model.pb") as staging:
+        files.write_text(files.join(staging, "variables/variables.index"), "index")
+        files.write_text(files.join(staging, "saved_model.pb"), "pb")
+    assert started and object_store.keys(files.join(s3, "serving")) == ["3/saved_model.pb", "3/variables/variables.index"]
