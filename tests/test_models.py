@@ -53,6 +53,23 @@ def test_generator_keeps_any_slice_size_and_stays_in_range():
     assert np.all(np.abs(output.numpy()) < 1.0)
 
 
+def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window(tmp_path):
+    """tanh(-1 + small correction) is about -0.76 (-640 HU): an untrained generator turns air
+    grey with tanh and keeps it without; either way the SavedModel's HU stay in the window."""
+    from trainer_module.export import Denoiser
+    from trainer_module.hparams import with_overrides
+
+    air = tf.fill([1, 32, 32, 1], -1.0)
+    for tanh_output, expected in ((True, np.tanh(-1.0)), (False, -1.0)):
+        generator = build_generator(with_overrides(preset("tiny"), [f"tanh_output={tanh_output}"]), "G")
+        assert abs(float(tf.reduce_mean(generator(air, training=False))) - expected) < 0.05
+    final_conv = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    final_conv.bias.assign([-0.5])  # a correction that pushes air below the window
+    denoiser = Denoiser(generator)
+    hu = denoiser.denoise_hu(tf.fill([1, 32, 32, 1], -1000.0))["denoised_hu"].numpy()
+    assert hu.min() >= -1000.0 and hu.min() < -990.0
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_leaky_relu_has_the_keras_values_and_gradients_bit_for_bit(dtype):
     values = np.concatenate([[-np.inf, -3.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, np.inf],

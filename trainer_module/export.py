@@ -55,7 +55,9 @@ class Denoiser(tf.Module):
         return {OUTPUT_KEY: denoised}
 
     def _denoise(self, normalised: tf.Tensor) -> tf.Tensor:
-        return denormalize(tf.cast(self.generator(normalised, training=False), tf.float32))
+        """Clipped to the window: a generator without tanh (`tanh_output`) can leave it."""
+        output = tf.cast(self.generator(normalised, training=False), tf.float32)
+        return denormalize(tf.clip_by_value(output, -1.0, 1.0))
 
 
 def export_generator(generator: keras.Model, export_dir: str, metadata: dict[str, Any] | None) -> None:

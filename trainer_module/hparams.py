@@ -55,6 +55,12 @@ class HParams:
     """Crop LDCT and NDCT patches at the same place of the same slice pair instead of from two
     independent streams (the paper trains unpaired)."""
 
+    tanh_output: bool = True
+    """End the generators with tanh, as the paper does (docs/design.md §1.13). tanh reaches -1
+    (air) only at minus infinity, so the generator must learn a residual that jumps by about
+    2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
+    the output, clipped to the HU window when exported."""
+
     # Losses, the discriminators and the image pool.
     cycle_lambda: float = 10.0
     identity_gamma: float = 5.0

@@ -77,9 +77,9 @@ class LeakyReLU(keras.layers.LeakyReLU):
 def build_generator(hp: HParams, name: str) -> keras.Model:
     """Image-to-image generator for slices of any height and width.
 
-    It predicts a correction that is added to its input (global residual) before tanh;
-    the add and the tanh stay float32 under mixed precision so that the output image
-    keeps full precision.
+    It predicts a correction that is added to its input (global residual), then tanh
+    (unless `hp.tanh_output` is off); the add and the tanh stay float32 under mixed
+    precision so that the output image keeps full precision.
     """
     image = keras.Input(shape=(None, None, 1), name="image")
     features = [conv_layer(image, hp.ngf)]
@@ -90,7 +90,7 @@ def build_generator(hp: HParams, name: str) -> keras.Model:
     x = conv_layer(x, hp.nglf)
     x = conv(x, 1)
     x = keras.layers.Add(dtype="float32")([x, image])
-    output = keras.layers.Activation("tanh", dtype="float32", name="denoised")(x)
+    output = keras.layers.Activation("tanh" if hp.tanh_output else "linear", dtype="float32", name="denoised")(x)
     return keras.Model(image, output, name=name)
 
 
