@@ -53,7 +53,7 @@ def test_generator_keeps_any_slice_size_and_stays_in_range():
     assert np.all(np.abs(output.numpy()) < 1.0)
 
 
-def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window(tmp_path):
+def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     """tanh(-1 + small correction) is about -0.76 (-640 HU): an untrained generator turns air
     grey with tanh and keeps it without; either way the SavedModel's HU stay in the window."""
     from trainer_module.export import Denoiser

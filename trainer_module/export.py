@@ -16,6 +16,7 @@ from contract import features
 from contract.names import EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
 from storage import files
 from trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
+from trainer_module.models import infer
 
 
 class Denoiser(tf.Module):
@@ -55,9 +56,7 @@ class Denoiser(tf.Module):
         return {OUTPUT_KEY: denoised}
 
     def _denoise(self, normalised: tf.Tensor) -> tf.Tensor:
-        """Clipped to the window: a generator without tanh (`tanh_output`) can leave it."""
-        output = tf.cast(self.generator(normalised, training=False), tf.float32)
-        return denormalize(tf.clip_by_value(output, -1.0, 1.0))
+        return denormalize(infer(self.generator, normalised))
 
 
 def export_generator(generator: keras.Model, export_dir: str, metadata: dict[str, Any] | None) -> None:

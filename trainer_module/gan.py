@@ -27,7 +27,7 @@ from trainer_module.losses import (
     lsgan_generator_loss,
     supervised_loss,
 )
-from trainer_module.models import build_discriminator, build_generator
+from trainer_module.models import build_discriminator, build_generator, infer
 from trainer_module.schedule import LinearDecay
 from trainer_module.strategy import dtype_policy, uses_mixed_precision
 
@@ -96,8 +96,8 @@ class CycleGAN(tf.Module):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def denoise(self, ldct: tf.Tensor) -> tf.Tensor:
-        """G in inference mode on whole slices in [-1, 1]."""
-        return self.G(ldct, training=False)
+        """G in inference mode on whole slices in [-1, 1], as exported (`models.infer`)."""
+        return infer(self.G, ldct)
 
     def _train_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         """One step on a batch of LDCT patches `a` and NDCT patches `b`, on every replica."""

@@ -34,6 +34,11 @@ class HParams:
     """Channels of the generator's last conv_layer before the 1-channel output."""
     ndf: int = 64
     """Discriminator channels of the first conv (doubled by each later conv)."""
+    tanh_output: bool = True
+    """End the generators with tanh, as the paper does (docs/design.md §1.13). tanh reaches -1
+    (air) only at minus infinity, so the generator must learn a residual that jumps by about
+    2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
+    the output, clipped to the HU window in inference."""
 
     # Data.
     patch: int = 56
@@ -54,12 +59,6 @@ class HParams:
     paired: bool = False
     """Crop LDCT and NDCT patches at the same place of the same slice pair instead of from two
     independent streams (the paper trains unpaired)."""
-
-    tanh_output: bool = True
-    """End the generators with tanh, as the paper does (docs/design.md §1.13). tanh reaches -1
-    (air) only at minus infinity, so the generator must learn a residual that jumps by about
-    2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
-    the output, clipped to the HU window when exported."""
 
     # Losses, the discriminators and the image pool.
     cycle_lambda: float = 10.0

@@ -94,6 +94,14 @@ def build_generator(hp: HParams, name: str) -> keras.Model:
     return keras.Model(image, output, name=name)
 
 
+def infer(generator: keras.Model, normalised: tf.Tensor) -> tf.Tensor:
+    """The generator in inference mode, float32 and clipped to [-1, 1], the HU window: a
+    generator without tanh (`tanh_output`) can leave it. Training keeps the unclipped output,
+    whose gradient does not vanish outside the window."""
+    output = tf.cast(generator(normalised, training=False), tf.float32)
+    return tf.clip_by_value(output, -1.0, 1.0)
+
+
 def build_discriminator(hp: HParams, name: str) -> keras.Model:
     """Patch discriminator: a conv stack whose final map is flattened into as many
     least-squares logits as it has pixels (25 for 56x56 patches)."""
