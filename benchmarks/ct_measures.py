@@ -25,6 +25,32 @@ def _disc(radius_px: int) -> np.ndarray:
     return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius_px ** 2
 
 
+# --------------------------------------------------------------------------- regions
+
+AIR_BELOW_HU = -990.0
+"""Truth below this is air: outside the body and in the airways."""
+BONE_ABOVE_HU = 300.0
+"""Truth above this is bone (or contrast)."""
+
+
+def truth_regions(truth_hu: np.ndarray, body_threshold: float = -500.0, edge_px: int = 2) -> dict[str, np.ndarray]:
+    """The truth split into the regions a denoiser fails in differently (docs/design.md §5.3).
+
+    'edges' are the pixels within `edge_px` of the body's outline (air to tissue, and the
+    lungs' outline); the others exclude them: 'air', 'lungs' (between air and the body
+    threshold), 'soft tissue' (body up to `BONE_ABOVE_HU`) and 'bone'. A generator that has to
+    jump between air and tissue (an output tanh does, §1.13) errs at the edges and in the
+    lungs while matching a filter in soft tissue; one figure for the whole slice hides that.
+    """
+    truth_hu = np.asarray(truth_hu)
+    footprint = np.ones((2 * edge_px + 1,) * 2, dtype=bool)
+    body = truth_hu > body_threshold
+    edges = ndimage.binary_dilation(body, footprint) & ~ndimage.binary_erosion(body, footprint, border_value=1)
+    return {"air": (truth_hu < AIR_BELOW_HU) & ~edges, "edges": edges,
+            "lungs": (truth_hu >= AIR_BELOW_HU) & ~body & ~edges,
+            "soft tissue": body & (truth_hu <= BONE_ABOVE_HU) & ~edges, "bone": (truth_hu > BONE_ABOVE_HU) & ~edges}
+
+
 # --------------------------------------------------------------------------- noise
 
 

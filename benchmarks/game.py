@@ -24,18 +24,25 @@ from trainer_module.hparams import GAME_SWITCHES
 
 JOINT_FOREGROUND = "joint batch + foreground patches 0.75"
 CHOSEN = "joint batch + soft-tissue window + foreground patches 0.75 (cpu-demo)"
+CHOSEN_SWITCHES = [f"{name}={value}" for name, value in GAME_SWITCHES.items()]
 VARIANTS = {
     "paper": [],
-    CHOSEN: [f"{name}={value}" for name, value in GAME_SWITCHES.items()],
+    CHOSEN: CHOSEN_SWITCHES,
     "joint batch + foreground patches 1.0": ["d_joint_batch=true", "foreground_patches=1"],
     JOINT_FOREGROUND: ["d_joint_batch=true", "foreground_patches=0.75"],
     "joint batch + foreground patches 0.75, lungs left out (foreground_hu=-500)": [
         "d_joint_batch=true", "foreground_patches=0.75", "foreground_hu=-500"],
     "joint batch + foreground patches 0.75 + D lr x4": ["d_joint_batch=true", "foreground_patches=0.75",
                                                         "d_lr_scale=4"],
+    f"{CHOSEN}, no output tanh": CHOSEN_SWITCHES + quality.NO_TANH,
+    "paired (supervised term alone)": CHOSEN_SWITCHES + quality.PAIRED,
+    "paired, no output tanh": CHOSEN_SWITCHES + quality.PAIRED + quality.NO_TANH,
+    "hybrid (CycleGAN + supervised term)": CHOSEN_SWITCHES + quality.HYBRID,
+    "hybrid, no output tanh": CHOSEN_SWITCHES + quality.HYBRID + quality.NO_TANH,
 }
 """Overrides of the paper's mechanics at the cpu-demo budget. Each line starts from the
-paper's switches (PAPER_MECHANICS), so it states all it changes whatever the preset holds."""
+paper's switches (PAPER_MECHANICS), so it states all it changes whatever the preset holds.
+The last five choose the output (`tanh_output`) for unpaired, paired and hybrid training."""
 PAPER_MECHANICS = ["d_joint_batch=false", "d_window=false", "foreground_patches=0", f"foreground_hu={FOREGROUND_HU:g}",
                    "d_lr_scale=1"]
 FULL = dict(size=256, train=(6, 8), validation=(2, 6), d_steps=400, d_batch=4, preset="cpu-demo", variants=VARIANTS)

@@ -1,6 +1,7 @@
 """Scores of one denoiser's output on one image set: fidelity against the noise-free truth and
-against the noisy NDCT, in-body error, noise in uniform regions, and, on the QA phantom,
-noise texture (NPS) and edge sharpness (MTF50, 10–90 % rise) relative to the NDCT's.
+against the noisy NDCT, in-body error, the error by region of the truth, noise in uniform
+regions, and, on the QA phantom, noise texture (NPS) and edge sharpness (MTF50, 10–90 %
+rise) relative to the NDCT's.
 
 Fidelity uses the product's evaluation functions (`components.evaluation.image_metrics`);
 the physics measures are `benchmarks.ct_measures` (docs/design.md §5).
@@ -34,6 +35,25 @@ def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:
     """Noise std (HU) of output − truth inside the truth's flat regions, pooled over slices."""
     masks = np.stack([ct.uniform_mask(truth) for truth in images.truth])
     return ct.noise_std(output, images.truth, masks) if masks.any() else float("nan")
+
+
+def region_errors(output: np.ndarray, images: Images) -> dict[str, float]:
+    """Per region of the truth (`ct_measures.truth_regions`), pooled over slices: the RMSE
+    and mean error (bias) in HU of the output against the truth, and the region's share of
+    the slice's squared error, on HU clipped to the product's window as PSNR sees it."""
+    from contract.hu import HU_MAX, HU_MIN
+
+    error = np.clip(output, HU_MIN, HU_MAX).astype(np.float64) - np.clip(images.truth, HU_MIN, HU_MAX)
+    regions = [ct.truth_regions(truth) for truth in images.truth]
+    total = float(np.sum(error ** 2))
+    scores = {}
+    for name in regions[0]:
+        values = np.concatenate([e[r[name]] for e, r in zip(error, regions)])
+        key = name.replace(" ", "_")
+        scores[f"{key}_rmse"] = float(np.sqrt(np.mean(values ** 2))) if values.size else float("nan")
+        scores[f"{key}_bias"] = float(np.mean(values)) if values.size else float("nan")
+        scores[f"{key}_share"] = float(np.sum(values ** 2) / total) if total else float("nan")
+    return scores
 
 
 def qa(output: np.ndarray, scans: QAScans) -> dict[str, float]:

@@ -58,10 +58,14 @@ _FIDELITY = (("psnr_truth", "PSNR vs truth dB", 2), ("ssim_truth", "SSIM vs trut
              ("psnr_ndct", "PSNR vs NDCT dB", 2), ("body_rmse_truth", "body RMSE vs truth HU", 1),
              ("body_rmse_ndct", "body RMSE vs NDCT HU", 1))
 _QA = (("noise_std", "water noise HU", 1), ("nps_mean_frequency", "NPS mean freq. /mm", 3))
+_REGIONS = (*((f"{r}_rmse", f"{r.replace('_', ' ')} RMSE HU", 1) for r in ("edges", "lungs", "soft_tissue", "bone", "air")),
+            ("edges_bias", "edges bias HU", 1), ("lungs_bias", "lungs bias HU", 1),
+            ("edges_share", "edges' share of error", 2))
 
 
 def _quality_tables(quality: dict) -> list[str]:
-    """The quality result as three tables: simulated test patients, real anatomy, QA phantom."""
+    """The quality result as tables: simulated test patients, real anatomy, QA phantom, and the
+    test patients' error by region where the result has it."""
     p, variants = quality["params"], quality["variants"]
     test = [*_FIDELITY, ("noise_std", "noise HU", 1)]
     lines = [f"Held-out simulated patients ({p['test_slices']} slices, {p['size_px']} px, dose {p['dose']}), "
@@ -72,6 +76,9 @@ def _quality_tables(quality: dict) -> list[str]:
     qa = [*_QA, *((f"mtf50_{r}", f"MTF50 {r} HU rod /mm", 3) for r in rods)]
     lines += ["", f"QA phantom (water cylinder with rods, {p['qa_scans']} scans): noise, noise texture and edge "
               "sharpness; the NDCT row is the reference a faithful denoiser keeps:", ""] + _rows(variants, "qa", qa)
+    if all("regions" in v for v in variants.values()):
+        lines += ["", "Error against the truth by region of the truth (simulated test patients, pooled; edges: within "
+                  "2 px of the body's outline, the other regions exclude them):", ""] + _rows(variants, "regions", _REGIONS)
     return lines
 
 

@@ -41,6 +41,49 @@ def qa_scan() -> tuple[np.ndarray, list[Rod], Scans]:
     return hu, rods, scan_pair(hu, PIXEL_MM, 0.25, np.random.default_rng(0), noise_free=True)
 
 
+# --- regions -------------------------------------------------------------------------------
+
+def discs(size: int = 96) -> np.ndarray:
+    """Air around a 40 HU body of radius 30 px holding a -800 HU lung (radius 8) and a 700 HU bone (radius 5)."""
+    rows, cols = np.mgrid[:size, :size]
+
+    def disc(centre: tuple[int, int], radius: float) -> np.ndarray:
+        return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+
+    truth = np.full((size, size), -1000.0)
+    truth[disc((48, 48), 30)] = 40.0
+    truth[disc((40, 40), 8)] = -800.0
+    truth[disc((58, 58), 5)] = 700.0
+    return truth
+
+
+def test_truth_regions_partition_the_slice_with_edges_at_the_body_outline() -> None:
+    truth = discs()
+    regions = cm.truth_regions(truth)
+    assert np.array_equal(sum(m.astype(int) for m in regions.values()), np.ones(truth.shape, dtype=int))
+    body = truth > -500
+    outline = body & ~ndimage.binary_erosion(body)
+    assert np.all(regions["edges"][outline]) and 8 <= regions["edges"][51].sum() <= 10  # 2 crossings, 2 px either side
+    assert regions["lungs"].any() and not regions["lungs"][40, 40 - 6:40 + 7].all()  # the lung's rim is edge
+    assert regions["bone"].sum() == np.sum(truth > 300)  # bone is not the body's outline
+    assert np.all(truth[regions["air"]] == -1000.0) and np.all(truth[regions["soft tissue"]] == 40.0)
+
+
+def test_region_errors_put_an_edge_error_at_the_edges() -> None:
+    from benchmarks.quality_scores import region_errors
+    from benchmarks.quality_sets import Images
+
+    truth = discs()[None]
+    regions = cm.truth_regions(truth[0])
+    output = truth + 30.0 * regions["edges"] - 20.0 * regions["lungs"]
+    scores = region_errors(output, Images(ldct=truth, ndct=truth, truth=truth))
+    assert scores["edges_rmse"] == pytest.approx(30.0) and scores["edges_bias"] == pytest.approx(30.0)
+    assert scores["lungs_bias"] == pytest.approx(-20.0) and scores["soft_tissue_rmse"] == 0.0
+    assert scores["edges_share"] + scores["lungs_share"] == pytest.approx(1.0)
+    clipped = region_errors(truth - 500.0 * regions["air"], Images(ldct=truth, ndct=truth, truth=truth))
+    assert clipped["air_rmse"] == 0.0  # below -1000 HU is outside the window PSNR sees
+
+
 # --- noise ---------------------------------------------------------------------------------
 
 def test_uniform_mask_selects_organ_interiors_away_from_edges() -> None:
