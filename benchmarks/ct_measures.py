@@ -18,6 +18,8 @@ from scipy import ndimage
 from scipy.optimize import isotonic_regression
 from scipy.signal.windows import tukey
 
+from contract.hu import BODY_HU
+
 
 def _disc(radius_px: int) -> np.ndarray:
     """A disc-shaped footprint of the given radius."""
@@ -31,9 +33,11 @@ AIR_BELOW_HU = -990.0
 """Truth below this is air: outside the body and in the airways."""
 BONE_ABOVE_HU = 300.0
 """Truth above this is bone (or contrast)."""
+EDGE_PX = 2
+"""Half-width of the edge band around the body's outline."""
 
 
-def truth_regions(truth_hu: np.ndarray, body_threshold: float = -500.0, edge_px: int = 2) -> dict[str, np.ndarray]:
+def truth_regions(truth_hu: np.ndarray, body_threshold: float = BODY_HU, edge_px: int = EDGE_PX) -> dict[str, np.ndarray]:
     """The truth split into the regions a denoiser fails in differently (docs/design.md §5.3).
 
     'edges' are the pixels within `edge_px` of the body's outline (air to tissue, and the
@@ -54,7 +58,7 @@ def truth_regions(truth_hu: np.ndarray, body_threshold: float = -500.0, edge_px:
 # --------------------------------------------------------------------------- noise
 
 
-def uniform_mask(truth_hu: np.ndarray, body_threshold: float = -500.0, radius_px: int = 3,
+def uniform_mask(truth_hu: np.ndarray, body_threshold: float = BODY_HU, radius_px: int = 3,
                  max_range_hu: float = 20.0, smooth_px: float = 1.0) -> np.ndarray:
     """Pixels inside the body where the noise-free truth is flat, well away from any edge.
 

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality_scores, quality_sets
+from benchmarks import ct_measures as ct
 from components.dicom_example_gen.executor import read_report
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
@@ -285,9 +286,10 @@ def _notes(sizes: dict) -> list[str]:
             "psnr/ssim: on HU clipped to [-1000, 2000] scaled to [-1, 1] (data range 2), the product's evaluation; "
             "body_rmse: HU, inside the truth's body (> -500 HU); noise_std: HU of output − truth in the truth's flat "
             "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "
-            "test slices, by region of the truth (edges within 2 px of the body's outline, air < -990 HU, lungs, "
-            "soft tissue up to 300 HU, bone); qa: water noise, NPS mean frequency (cycles/mm, TG-233 normalisation, 32-px ROIs over all "
-            "scans), MTF50 (cycles/mm) and 10–90 % edge rise (mm) of each rod's edge profile averaged over all scans.",
+            f"test slices, by region of the truth (edges within {ct.EDGE_PX} px of the body's outline, air < "
+            f"{ct.AIR_BELOW_HU:g} HU, lungs, soft tissue up to {ct.BONE_ABOVE_HU:g} HU, bone); qa: water noise, NPS "
+            "mean frequency (cycles/mm, TG-233 normalisation, 32-px ROIs over all scans), MTF50 (cycles/mm) and "
+            "10–90 % edge rise (mm) of each rod's edge profile averaged over all scans.",
             "gate: the Evaluator's default criteria (PSNR gain >= 0.5 dB, SSIM not lower, in-body RMSE at least "
             "10 % lower, body SSIM not lower, all against the NDCT) computed on the test patients.",
             "Training ran in this process while the machine may have been shared: training minutes are indicative."]

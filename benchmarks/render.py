@@ -77,8 +77,9 @@ def _quality_tables(quality: dict) -> list[str]:
     lines += ["", f"QA phantom (water cylinder with rods, {p['qa_scans']} scans): noise, noise texture and edge "
               "sharpness; the NDCT row is the reference a faithful denoiser keeps:", ""] + _rows(variants, "qa", qa)
     if all("regions" in v for v in variants.values()):
-        lines += ["", "Error against the truth by region of the truth (simulated test patients, pooled; edges: within "
-                  "2 px of the body's outline, the other regions exclude them):", ""] + _rows(variants, "regions", _REGIONS)
+        lines += ["", "Error against the truth by region of the truth (simulated test patients, pooled; edges: the band "
+                  "around the body's outline, which the other regions exclude; thresholds in the quality notes):",
+                  ""] + _rows(variants, "regions", _REGIONS)
     return lines
 
 
