@@ -68,11 +68,14 @@ def _watch_components() -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulator.dataset import simulate_dataset
 
-    simulate_dataset(  # prints its own progress and closing line
+    _check_summary_path(args.summary)
+    report = simulate_dataset(  # prints its own progress and closing line
         Path(args.out), patients=args.patients, slices=args.slices, size=args.size,
         dose=args.dose, seed=args.seed, from_dir=Path(args.from_dir) if args.from_dir else None,
         truth_dir=Path(args.truth) if args.truth else None,
     )
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(report.as_json(), indent=2) + "\n")
     return 0
 
 
@@ -251,12 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="write a simulated LDCT/NDCT DICOM dataset")
     sim.add_argument("--out", required=True, help="output folder (DIR/<patient>/{LDCT,NDCT}/*.dcm)")
-    sim.add_argument("--patients", type=int, default=3)
-    sim.add_argument("--slices", type=int, default=4, help="slices per patient")
+    sim.add_argument("--patients", type=int,
+                     help="patients (default 3 phantoms; with --from, every source patient)")
+    sim.add_argument("--slices", type=int,
+                     help="slices per patient (default 4 phantom slices; with --from, all, or this many "
+                          "spread over each source patient)")
     sim.add_argument("--size", type=int, default=256, help="image size in pixels")
-    sim.add_argument("--dose", type=float, default=0.25, help="low-dose fraction of the full dose")
+    sim.add_argument("--dose", default="0.25",
+                     help="low-dose fraction of the full dose, or a range LOW:HIGH drawn per slice (e.g. 0.1:0.5)")
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--from", dest="from_dir", help="use real full-dose DICOM slices as the anatomy")
+    sim.add_argument("--from", dest="from_dir",
+                     help="use real full-dose DICOM slices as the anatomy, one simulated patient per source "
+                          "patient (PatientID, or top folder)")
+    sim.add_argument("--summary", help="write what was simulated (per patient: source, doses) as JSON here")
     sim.add_argument("--truth", help="also write each slice's noise-free truth here (DIR/<patient>/TRUTH/*.dcm; "
                                      "outside --out, never ingested)")
     sim.set_defaults(func=cmd_simulate)

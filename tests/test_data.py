@@ -162,3 +162,49 @@ def test_paired_patches_are_co_located(body_tfrecord):
     difference = denormalize_hu(ndct.numpy()) - denormalize_hu(ldct.numpy())
     assert ldct.shape == ndct.shape == (64, 16, 16, 1)
     np.testing.assert_allclose(difference[denormalize_hu(ldct.numpy()) > -500], SLICE_OFFSET_HU, atol=0.01)
+
+
+def _symmetries(patch: np.ndarray) -> list[np.ndarray]:
+    """The eight images of a [H, W, C] patch under the square's rotations and flips."""
+    turns = [np.rot90(patch, k, axes=(0, 1)) for k in range(4)]
+    return turns + [t[:, ::-1] for t in turns]
+
+
+def test_augmentation_turns_each_crop_by_a_symmetry_of_the_square(tfrecord):
+    """The same crops as without augmentation, each turned: every one of the eight symmetries
+    occurs, and a seed gives the same turns again."""
+    plain = next(iter(data.patch_batches([tfrecord], "ldct", PATCH, 256, seed=5))).numpy()
+    turned = next(iter(data.patch_batches([tfrecord], "ldct", PATCH, 256, seed=5, augment=True))).numpy()
+    again = next(iter(data.patch_batches([tfrecord], "ldct", PATCH, 256, seed=5, augment=True))).numpy()
+    np.testing.assert_array_equal(turned, again)
+    used = set()
+    for before, after in zip(plain, turned):
+        matches = [k for k, image in enumerate(_symmetries(before)) if np.array_equal(image, after)]
+        assert matches, "an augmented patch is not a turned copy of its crop"
+        used.add(matches[0])
+    assert used == set(range(8))
+
+
+def test_augmented_pairs_stay_co_located(body_tfrecord):
+    ldct, ndct = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0,
+                                                     augment=True)))
+    ldct_hu, ndct_hu = denormalize_hu(ldct.numpy()), denormalize_hu(ndct.numpy())
+    np.testing.assert_allclose((ndct_hu - ldct_hu)[ldct_hu > -500], SLICE_OFFSET_HU, atol=0.01)
+    plain, _ = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
+    assert not np.array_equal(plain.numpy(), ldct.numpy())  # turned, yet the pair still differs only by the offset
+
+
+def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
+    from trainer_module.hparams import HParams, resolve
+    from trainer_module.run import training_batches
+
+    assert HParams().augment and all(resolve(name).augment for name in ("cpu-demo", "cpu-30min", "tiny"))
+    settings = {"patch": 24, "batch": 64, "seed": 1, "foreground_patches": 1.0}
+    on = next(iter(training_batches([body_tfrecord], HParams(**settings))))[0].numpy()
+    off = next(iter(training_batches([body_tfrecord], HParams(**settings, augment=False))))[0].numpy()
+    assert not np.array_equal(on, off)
+    for before, after in zip(off, on):
+        assert any(np.array_equal(image, after) for image in _symmetries(before))
+    ldct, _ = data.paired_eval_slices([body_tfrecord], 10)
+    tissue = denormalize_hu(ldct[..., 0]) > -500
+    assert ldct.shape == (4, BODY_SIZE, BODY_SIZE, 1) and tissue[:, 4:24, 4:24].all() and tissue.sum() == 4 * 400

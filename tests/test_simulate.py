@@ -1,6 +1,7 @@
 """The DICOM simulator: valid files, the data contract's layout and pairing, physical noise."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,11 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pydicom.data import get_testdata_file
 from scipy.ndimage import binary_erosion
+from skimage.transform import resize
+
+from app.cli import main
 
 from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from simulator.dicom_writer import SeriesInfo, write_ct_slice
@@ -93,7 +98,7 @@ def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path,
     lines: list[str] = []
     report = simulate_dataset(tmp_path / "again", patients=2, slices=3, size=64, seed=7,
                               progress=lines.append)
-    assert report.patients == ["SIM001", "SIM002"] and report.files_written == 12
+    assert list(report.patients) == ["SIM001", "SIM002"] and report.files_written == 12
     assert "patient SIM002 slice 3/3" in lines[-2] and "wrote 12 files" in lines[-1]
     for first, second in zip(_dataset_files(dataset), _dataset_files(tmp_path / "again")):
         assert first.read_bytes() == second.read_bytes()
@@ -110,6 +115,9 @@ def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path,
     ({"size": 16}, "size must be at least 32"),
     ({"dose": 0.0}, r"dose must be a fraction in \(0, 1\]"),
     ({"dose": 1.5}, r"dose must be a fraction in \(0, 1\]"),
+    ({"dose": "0.5:0.1"}, r"or a range LOW:HIGH within it, got 0.5:0.1"),
+    ({"dose": "0.1:0.2:0.3"}, "one range LOW:HIGH"),
+    ({"dose": "low"}, "a range such as 0.1:0.5"),
     ({"seed": -1}, "seed must be non-negative"),
     ({"from_dir": Path("/no/such/folder")}, "does not exist"),
 ])
@@ -212,30 +220,113 @@ def test_ndct_noise_in_phantom_soft_tissue_is_clinical() -> None:
     assert 1.6 < (low - truth)[roi].std() / (full - truth)[roi].std() < 2.6
 
 
+# --- dose range ----------------------------------------------------------------------------
+
+def test_a_dose_range_is_drawn_per_slice_and_recorded(tmp_path: Path) -> None:
+    report = simulate_dataset(tmp_path / "a", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5",
+                              progress=None)
+    doses = [d for patient in report.patients.values() for d in patient.doses]
+    assert len(doses) == 8 and len(set(doses)) == 8 and all(0.1 <= d <= 0.5 for d in doses)
+    for name, patient in report.patients.items():
+        for number, dose in enumerate(patient.doses, start=1):
+            low = pydicom.dcmread(tmp_path / "a" / name / "LDCT" / f"{number:04d}.dcm")
+            full = pydicom.dcmread(tmp_path / "a" / name / "NDCT" / f"{number:04d}.dcm")
+            assert low.ExposureInuAs / full.ExposureInuAs == pytest.approx(dose, abs=1e-5)
+            assert low.XRayTubeCurrent == round(full.XRayTubeCurrent * dose)
+            assert low.Exposure == round(full.Exposure * dose)
+            assert low.SeriesDescription == "LDCT 10%-50% dose (simulated)"
+    again = simulate_dataset(tmp_path / "b", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5",
+                             progress=None)
+    assert again.as_json()["patients"] == report.as_json()["patients"]
+    other = simulate_dataset(tmp_path / "c", patients=2, slices=4, size=32, seed=4, dose="0.1:0.5",
+                             progress=None)
+    assert other.as_json()["patients"] != report.as_json()["patients"]
+
+
+def test_a_lower_drawn_dose_is_a_noisier_slice(tmp_path: Path) -> None:
+    """The drawn dose reaches the physics, not only the header: noise follows each slice's dose."""
+    report = simulate_dataset(tmp_path / "d", patients=1, slices=6, size=64, seed=1, dose="0.05:0.9",
+                              progress=None)
+    doses = report.patients["SIM001"].doses
+    noise = [np.std(_hu(tmp_path / f"d/SIM001/LDCT/{n:04d}.dcm") - _hu(tmp_path / f"d/SIM001/NDCT/{n:04d}.dcm"))
+             for n in range(1, 7)]
+    assert np.corrcoef(np.log(doses), np.log(noise))[0, 1] < -0.9
+
+
 # --- --from DICOM_DIR ------------------------------------------------------------------------
 
-def test_from_dir_uses_real_slices_as_ground_truth(tmp_path: Path) -> None:
-    pytest.importorskip("dicomio.reader", reason="dicomio.reader is not written yet")
+def _real_slices(folder: Path, name: str, positions: list[float], patient_id: str | None) -> None:
+    """Copies of one of pydicom's clinical CT files at `positions`, as one series of a source patient."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, z in enumerate(positions, start=1):
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.ImagePositionPatient = [0, 0, z]
+        ds.SliceLocation = z
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{ds.SOPInstanceUID}.{number}"
+        if patient_id is None:
+            del ds.PatientID
+        else:
+            ds.PatientID = patient_id
+        ds.save_as(folder / f"{number:03d}.dcm")
+
+
+def test_from_dir_makes_one_simulated_patient_per_source_patient(tmp_path: Path) -> None:
     source = tmp_path / "source"
-    (source / "series").mkdir(parents=True)
+    _real_slices(source / "head", "CT_small.dcm", [10.0 * i for i in range(9)], "PAT-1")
+    _real_slices(source / "spine", "693_UNCR.dcm", [-4.0, -2.0, 0.0], "PAT 2/b")
+    _real_slices(source / "head-again", "CT_small.dcm", [100.0, 110.0], "PAT-1")  # one person, two folders
+    _real_slices(source / "anonymous", "CT_small.dcm", [0.0, 5.0], None)  # no PatientID: its top folder
     (source / "README.txt").write_text("not DICOM")
-    anatomy = random_anatomy(np.random.default_rng(5))
-    truths = [render(anatomy, 96, 400 / 96, 3.0 * i) for i in range(5)]
-    for i, truth in enumerate(truths):
-        write_ct_slice(source / "series" / f"{i:02d}.dcm", truth, SERIES, instance_number=i + 1,
-                       z_mm=3.0 * i, pixel_spacing_mm=400 / 96, slice_thickness_mm=3.0)
-    report = simulate_dataset(tmp_path / "out", patients=3, slices=2, size=48, from_dir=source,
-                              progress=None)
-    assert report.patients == ["SIM001", "SIM002"] and report.files_written == 8
-    ds = pydicom.dcmread(tmp_path / "out/SIM002/NDCT/0002.dcm")
+    lines: list[str] = []
+    report = simulate_dataset(tmp_path / "out", slices=3, size=48, seed=2, from_dir=source,
+                              truth_dir=tmp_path / "truth", progress=lines.append)
+    assert list(report.patients) == ["anonymous", "PAT-1", "PAT_2_b"]
+    assert {n: (p.source, len(p.doses)) for n, p in report.patients.items()} == {
+        "anonymous": ("anonymous/", 2), "PAT-1": ("head/, head-again/", 3), "PAT_2_b": ("spine/", 3)}
+    assert "simulate: patient anonymous from anonymous/: 2 of 2 slices, all it has (asked for 3)" in lines
+    for name in report.patients:
+        ids = {pydicom.dcmread(f).PatientID for f in (tmp_path / "out" / name).rglob("*.dcm")}
+        assert ids == {name}
+    # 11 slices of PAT-1 in z order (0..80, 100, 110): three spread over all of them, not the first three
+    spread = [float(pydicom.dcmread(tmp_path / f"out/PAT-1/NDCT/{n:04d}.dcm").ImagePositionPatient[2])
+              for n in (1, 2, 3)]
+    assert spread == [10.0, 50.0, 100.0]
+    ds = pydicom.dcmread(tmp_path / "out/PAT_2_b/LDCT/0001.dcm")
+    original = pydicom.dcmread(source / "spine/001.dcm")
     assert ds.pixel_array.shape == (48, 48)
-    assert float(ds.PixelSpacing[0]) == pytest.approx(400 / 48)
-    first = _hu(tmp_path / "out/SIM001/NDCT/0001.dcm")
-    assert np.corrcoef(first.ravel(), truths[0][::2, ::2].ravel())[0, 1] > 0.95
-    with pytest.raises(ValueError, match="holds 5 readable CT slices; need at least 6"):
-        simulate_dataset(tmp_path / "short", slices=6, from_dir=source, progress=None)
+    assert float(ds.PixelSpacing[0]) == pytest.approx(float(original.PixelSpacing[0]) * original.Rows / 48)
+    truth = _hu(tmp_path / "truth/PAT-1/TRUTH/0001.dcm")
+    head = _hu(source / "head/002.dcm")
+    small = resize(np.clip(head, -1024, None), (48, 48), anti_aliasing=True, preserve_range=True)
+    inside = fov_mask(48)
+    assert np.corrcoef(truth[inside], small[inside])[0, 1] > 0.9
+
+
+def test_from_dir_refuses_more_patients_than_it_holds(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    _real_slices(source / "a", "CT_small.dcm", [0.0, 3.0], "A")
+    _real_slices(source / "b", "CT_small.dcm", [0.0, 3.0], "B")
+    with pytest.raises(ValueError, match="--patients 3: --from folder .* holds 2 source patients"):
+        simulate_dataset(tmp_path / "out", patients=3, from_dir=source, progress=None)
+    assert not (tmp_path / "out").exists()
+    report = simulate_dataset(tmp_path / "one", patients=1, size=32, from_dir=source, progress=None)
+    assert list(report.patients) == ["A"] and report.files_written == 4
     empty = tmp_path / "nothing"
     empty.mkdir()
     (empty / "notes.txt").write_text("no CT here")
-    with pytest.raises(ValueError, match="holds 0 readable CT slices"):
+    with pytest.raises(ValueError, match="holds no readable CT slices"):
         simulate_dataset(tmp_path / "empty", from_dir=empty, progress=None)
+
+
+REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "realct"
+
+
+@pytest.mark.skipif(not REAL_CT.is_dir(), reason="the clinical series of ../shared/realct are not beside this clone")
+def test_the_two_clinical_series_stay_two_patients(tmp_path: Path) -> None:
+    summary = tmp_path / "simulate.json"
+    assert main(["simulate", "--from", str(REAL_CT), "--out", str(tmp_path / "d"), "--dose", "0.1:0.5",
+                 "--size", "32", "--slices", "2", "--summary", str(summary)]) == 0
+    patients = json.loads(summary.read_text())["patients"]
+    assert {name: p["source"] for name, p in patients.items()} == {
+        "TCGA-09-2043": "TCGA-09-2043/", "TCGA-E3-A3E5": "TCGA-E3-A3E5/"}
+    assert all(0.1 <= d <= 0.5 for p in patients.values() for d in p["doses"])

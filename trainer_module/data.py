@@ -5,8 +5,11 @@ patches. Unpaired training (the paper's) samples LDCT and NDCT streams independe
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
 FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
-§1.13): most random patches of a slice are otherwise air, identical in both domains. No
-Python runs per element, so tf.data's parallelism and prefetch apply.
+§1.13): most random patches of a slice are otherwise air, identical in both domains. With
+`augment`, each training patch is also turned by one of the square's eight symmetries
+(flips and 90° rotations; both doses of a pair alike): anatomy seen from every side, so a
+few real patients go further. No Python runs per element, so tf.data's parallelism and
+prefetch apply.
 """
 from __future__ import annotations
 
@@ -93,7 +96,8 @@ def paired_slices(file_patterns: Sequence[str]) -> tf.data.Dataset:
 
 def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: int, seed: int,
                   foreground_patches: float = 0.0, cache: str | None = "",
-                  shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU) -> tf.data.Dataset:
+                  shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU,
+                  augment: bool = False) -> tf.data.Dataset:
     """Endless batches [batch, patch, patch, 1] of random patches of one dose's slices.
 
     Decoded slices are cached (in memory for "", in files under a path prefix, not at all
@@ -102,16 +106,17 @@ def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: in
     """
     slices = dose_slices(file_patterns, dose)
     return _patches(slices, f"{cache}.{dose}" if cache else cache, patch, batch, seed,
-                    _Foreground(foreground_patches, foreground_hu), shuffle_buffer)
+                    _Foreground(foreground_patches, foreground_hu), shuffle_buffer, augment)
 
 
 def paired_patch_batches(file_patterns: Sequence[str], patch: int, batch: int, seed: int,
                          foreground_patches: float = 0.0, cache: str | None = "",
-                         shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU) -> tf.data.Dataset:
+                         shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU,
+                         augment: bool = False) -> tf.data.Dataset:
     """Endless (LDCT, NDCT) batches, each [batch, patch, patch, 1], cropped at the same place
-    of the same example: co-located patches for paired training."""
+    of the same example (and turned alike with `augment`): co-located patches for paired training."""
     pairs = _patches(paired_slices(file_patterns), f"{cache}.paired" if cache else cache, patch, batch, seed,
-                     _Foreground(foreground_patches, foreground_hu), shuffle_buffer)
+                     _Foreground(foreground_patches, foreground_hu), shuffle_buffer, augment)
     return pairs.map(lambda both: (both[..., :1], both[..., 1:]))
 
 
@@ -123,21 +128,22 @@ class _Foreground(NamedTuple):
 
 
 def _patches(slices: tf.data.Dataset, cache: str | None, patch: int, batch: int, seed: int,
-             foreground: _Foreground, shuffle_buffer: int) -> tf.data.Dataset:
+             foreground: _Foreground, shuffle_buffer: int, augment: bool) -> tf.data.Dataset:
     if cache is not None:
         slices = slices.cache(cache)
     return (
         slices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .enumerate()
-        .map(_crop(patch, seed, foreground), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_crop(patch, seed, foreground, augment), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def _crop(patch: int, seed: int, foreground: _Foreground):
+def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool):
     """A stateless random crop keyed by (seed, element index): runs with one seed are identical.
+    With `augment`, the crop is then turned by a symmetry drawn from the same key (`dihedral`).
 
     With probability `foreground.share` the crop is a foreground patch, uniform over the
     positions whose patch holds at least FOREGROUND_PATCH pixels above `foreground.hu`
@@ -146,6 +152,10 @@ def _crop(patch: int, seed: int, foreground: _Foreground):
     """
     def crop(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         key = tf.stack([tf.constant(seed, tf.int64), index])
+        cut = place_crop(key, image)
+        return dihedral(cut, tf.random.experimental.stateless_fold_in(key, 1)) if augment else cut
+
+    def place_crop(key: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         anywhere = tf.image.stateless_random_crop(image, [patch, patch, tf.shape(image)[-1]], seed=key)
         if foreground.share <= 0:
             return anywhere
@@ -160,6 +170,15 @@ def _crop(patch: int, seed: int, foreground: _Foreground):
                        lambda: on_patient, lambda: anywhere)
 
     return crop
+
+
+def dihedral(image: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
+    """`image` [H, W, C] turned by one of the square's eight symmetries, drawn from `key`:
+    a rotation by 0, 90, 180 or 270 degrees, then a left-right flip or none. Every channel
+    moves alike, so co-located LDCT/NDCT pairs stay co-located."""
+    draw = tf.random.stateless_uniform([], seed=key, maxval=8, dtype=tf.int32)
+    turned = tf.image.rot90(image, k=draw % 4)
+    return tf.cond(draw >= 4, lambda: tf.image.flip_left_right(turned), lambda: turned)
 
 
 def foreground_share(image: tf.Tensor, patch: int, line_hu: float = FOREGROUND_HU) -> tf.Tensor:

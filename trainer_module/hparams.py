@@ -56,6 +56,10 @@ class HParams:
     """The patient's line for `foreground_patches`: -900 HU counts the lungs (about -850 HU)
     as patient, the Evaluator's body line -500 HU leaves them out (a stronger game, darker
     lungs: docs/design.md §1.13). Unused while `foreground_patches` is 0."""
+    augment: bool = True
+    """Turn each training patch by a random flip and 90° rotation (one of the square's eight
+    symmetries; both doses of a pair alike). Evaluation and BatchNorm re-estimation always
+    see the slices as they are."""
     paired: bool = False
     """Crop LDCT and NDCT patches at the same place of the same slice pair instead of from two
     independent streams (the paper trains unpaired)."""

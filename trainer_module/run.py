@@ -111,11 +111,14 @@ def _check_patch_fits(train_files: list[str], patch: int) -> None:
 
 def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     """(LDCT, NDCT) patch batches: two independent streams (unpaired, the paper), or
-    co-located crops of slice pairs with `hp.paired`."""
+    co-located crops of slice pairs with `hp.paired`; turned at random with `hp.augment`."""
     if hp.paired:
-        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, **_foreground(hp))
-    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, **_foreground(hp))
-    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, **_foreground(hp))
+        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,
+                                    **_foreground(hp))
+    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,
+                         **_foreground(hp))
+    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, augment=hp.augment,
+                         **_foreground(hp))
     return tf.data.Dataset.zip((ldct, ndct))
 
 
