@@ -1,7 +1,8 @@
 """The `ctdenoise` command line (docs/design.md §3).
 
 Heavy imports (TensorFlow, TFX, Beam) happen inside the commands that need them, so
-`--help` and `simulate` start fast. Any failure ends with one line on stderr and exit 1.
+`--help` and `simulate` start fast. Any failure ends with one line on stderr and exit 1; SIGTERM during
+`denoise` unwinds like Ctrl-C (its partial output removed) and exits 143.
 
 Locations may be `s3://` URLs (AWS, MinIO): then tensorflow-io is imported before the
 command runs, and the process ends through `storage.files.exit_process`, which skips the
@@ -10,16 +11,19 @@ exit-time abort tensorflow-io causes (docs/kubeflow.md, "Object stores").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import contract.keras2  # noqa: F401  (before TensorFlow is imported by any command)
 from components.evaluation.thresholds import BlessingThresholds
+from dicomio.reader import AXIAL_TOLERANCE_DEG
 from pipeline import configs
 from storage import files
 from storage.lock import Busy
@@ -86,9 +90,28 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         if files.is_remote(value):
             raise UserError(f"{flag} {value}: denoise reads and writes local folders; copy the series there first")
     model_dir = resolve_model(args.model, Path(args.root))
-    denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
-    # prints its own progress and closing line
+    with _terminate_as_interrupt():  # prints its own progress and closing line
+        denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds (and cleans up) like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (what Kubernetes and batch schedulers send) raises
+    Terminated instead of killing the process, so a half-written output is removed as on
+    SIGINT rather than left behind."""
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_kubeflow_compile(args: argparse.Namespace) -> int:
@@ -148,15 +171,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not files.isdir(data):
         raise UserError(f"data folder not found: {data}")
     from components.dicom_example_gen.layout import Layout
-    from trainer_module.hparams import resolve
+    from dicomio.reader import ReadOptions
+    from trainer_module.hparams import check_memory, resolve
 
     hparams = resolve(args.preset, args.set)
+    check_memory(hparams)  # the Trainer runs in this process
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
                   beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
-                  serving_dir=args.serving_dir,
-                  blessing=_blessing(args))
+                  serving_dir=args.serving_dir, blessing=_blessing(args),
+                  read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt))
     return 0
 
 
@@ -185,13 +210,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | None, **options: Any) -> dict[str, Any]:
     """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
     and return it; a failed run raises UserError with its one-line reason afterwards."""
-    from app.metadata import open_store, run_ids
+    from app.metadata import has_store, open_store, run_ids
+
+    _check_summary_path(summary_path)
+    known = run_ids(open_store(root)) if has_store(root) else set()  # a busy store fails before TFX loads
     from app.summary import build_summary, format_summary
     from pipeline.local_runner import run_local
 
-    _check_summary_path(summary_path)
     _watch_components()
-    known = run_ids(open_store(root)) if configs.metadata_path(root).exists() else set()
     failure = None
     try:
         run_local(data, root, until, progress=print, **options)
@@ -200,7 +226,7 @@ def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | 
     except Exception as exc:  # reported as one line after the summary is written
         failure = exc
     summary = {}
-    if configs.metadata_path(root).exists():
+    if has_store(root):
         store = open_store(root)
         ours = run_ids(store) - known  # runs of one root are serialised, so ours is the first new one
         summary = build_summary(store, min(ours) if ours else None, failure)
@@ -289,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ldct-dir", action="append", help="low-dose folder name (repeatable; default LDCT)")
     run.add_argument("--ndct-dir", action="append", help="normal-dose folder name (repeatable; default NDCT)")
     run.add_argument("--pattern", default="*", help="file-name glob of DICOM files, e.g. '*.IMA'")
+    run.add_argument("--axial-tolerance", type=float, default=AXIAL_TOLERANCE_DEG, metavar="DEG",
+                     help=f"reject slices whose plane is further than this from axial (default {AXIAL_TOLERANCE_DEG:g})")
+    run.add_argument("--allow-tilt", action="store_true",
+                     help="accept gantry-tilted axial slices (rejected by default)")
     run.add_argument("--beam-arg", action="append", help="extra Apache Beam pipeline argument (repeatable)")
     run.set_defaults(func=cmd_run)
 
@@ -359,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ctdenoise: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("ctdenoise: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("ctdenoise: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,13 @@
-"""`ctdenoise demo`: the whole product on simulated data, start to finish.
+"""`ctdenoise demo`: the whole product on real anatomy, start to finish.
 
-Simulate a small data set (once), run every pipeline stage with the `cpu-demo` preset,
-then denoise one held-out patient's LDCT series with the pushed model (or with the
-candidate the gate refused, said so) and save a LDCT | denoised | NDCT picture of its
-middle slice.
+Rescan the small real CT subset that ships with the repository (`data/realct`, two patients
+from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset, then
+denoise the held-out patient's LDCT series with the pushed model (or with the candidate the
+gate refused, said so) and save a LDCT | denoised | NDCT picture of its middle slice.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +21,11 @@ from contract.features import Z_TOLERANCE_MM
 from dicomio.reader import read_ct_slices
 from simulator.dataset import simulate_dataset
 
-DATASET = {"patients": 6, "slices": 6, "size": 256, "dose": 0.10, "seed": 0}
-"""Six patients (two held out for evaluation), six 256² slice pairs each, about 20 s to
-simulate. A 10%-dose study: measured on this data, the few minutes of `cpu-demo` training
-gain about 1.5 dB PSNR over the LDCT, mostly in the air around the body; the in-body RMSE
-drops by only 6 %, which the body gate refuses (docs/design.md §1.13)."""
+REAL_CT = Path(__file__).resolve().parents[1] / "data" / "realct"
+"""Two clinical series (neck and chest, abdomen): one patient trains, the other is held out."""
+DATASET = {"size": 256, "dose": "0.1:0.5", "seed": 0}
+"""Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
+tube-current modulation varies it along a real scan."""
 
 
 class DemoError(RuntimeError):
@@ -35,17 +36,28 @@ def data_dir(root: Path) -> Path:
     return root / "demo-data"
 
 
+def _made_with(root: Path) -> Path:
+    """The settings the demo data under `root` was simulated with, beside it (not inside the
+    data root, where ingestion would list it as a file outside the layout)."""
+    return root / "demo-data.json"
+
+
 def ensure_dataset(root: Path, say: Callable[[str], None]) -> Path:
     """The demo's simulated DICOM data under `root`, written on the first run only (into a
     staging folder renamed when complete, so an interrupted first run is not reused)."""
-    data = data_dir(root)
-    if data.is_dir():
+    data, made = data_dir(root), _made_with(root)
+    wanted = {**DATASET, "from": REAL_CT.name}
+    if data.is_dir() and made.is_file() and json.loads(made.read_text()) == wanted:
         say(f"demo: using the simulated data in {data}")
         return data
+    if not REAL_CT.is_dir():
+        raise DemoError(f"the demo's real CT subset {REAL_CT} is missing: use a full clone of the repository")
+    shutil.rmtree(data, ignore_errors=True)  # an earlier demo's data, made with other settings
     staging = data.with_name(f".{data.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
-    simulate_dataset(staging, progress=say, **DATASET)
+    simulate_dataset(staging, from_dir=REAL_CT, progress=say, **DATASET)
     staging.rename(data)
+    made.write_text(json.dumps(wanted))
     say(f"demo: simulated data ready in {data}")
     return data
 

@@ -4,9 +4,11 @@ The input folder must hold one CT series and nothing else: every file is read an
 (`dicomio.reader`) before the model is loaded or anything is written, so a bad file stops
 the command with its name and reason instead of leaving a partial series. The output is
 assembled in a hidden folder beside `out_dir` and renamed into place at the end
-(`storage.publish`). Slices larger than TILE² pixels are denoised tile by tile, with
-overlaps wider than the generator's receptive field, so memory stays bounded whatever the
-matrix size and the result equals denoising the whole slice at once.
+(`storage.publish`); what the model returns is checked (the input's shape, finite, on the
+CT scale) before each batch is written, so a wrong model stops the command instead of
+publishing a plausible series of nonsense. Slices larger than TILE² pixels are denoised
+tile by tile, with overlaps wider than the generator's receptive field, so memory stays
+bounded whatever the matrix size and the result equals denoising the whole slice at once.
 
 Output: one CT Image Storage file per input slice (`dicomio.derived`), named 0001.dcm,
 0002.dcm, ... in the order of the sorted input files (then frame order), InstanceNumber
@@ -14,6 +16,7 @@ matching the file number. Progress lines carry counts and paths only, never tag 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +25,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from app.display import labelled_panels
+from contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from contract.names import INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
 from dicomio.derived import SourceSlice, derived_dataset, source_slices, to_ct_hu
 from dicomio.reader import DicomRejected, read_ct_file
 from pipeline import configs
 from storage import files
-from storage.publish import staged
+from storage.publish import staged, staging_name
 
 TILE = 512
 """Slices of more than TILE × TILE pixels are denoised in tiles of that size."""
@@ -145,9 +149,32 @@ def load_model(model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
                            f"({type(exc).__name__})") from None
 
     def whole(hu: np.ndarray) -> np.ndarray:
-        return serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy()
+        return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
     return lambda hu: tiled(whole, hu)
+
+
+def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out` if it can be a denoising of `hu`, else DenoiseError naming what is wrong: a model
+    with the product's signature names can still return NaN (written as HU 0 everywhere) or
+    another size (written with the input's pixel spacing), which would make a plausible
+    series of nonsense. The HU must lie on the CT scale derived series are written on."""
+    if out.shape != hu.shape:
+        raise DenoiseError(f"{model_dir}: the model returned shape {_dims(out.shape)} for input "
+                           f"{_dims(hu.shape)}; a denoiser returns the input's shape")
+    finite = np.isfinite(out)
+    if not finite.all():
+        raise DenoiseError(f"{model_dir}: the model returned {out.size - np.count_nonzero(finite)} NaN or "
+                           f"infinite values in {out.size}; it is broken or not a denoiser")
+    low, high = float(out.min()), float(out.max())
+    if low < CT_FLOOR_HU - 0.5 or high > CT_CEILING_HU + 0.5:
+        raise DenoiseError(f"{model_dir}: the model returned HU from {low:.6g} to {high:.6g}, outside the CT "
+                           f"scale {CT_FLOOR_HU}..{CT_CEILING_HU}; it does not return Hounsfield units")
+    return out
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(side) for side in shape)
 
 
 def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, tile: int = TILE,
@@ -171,9 +198,9 @@ def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, tile: int =
 def _serving_dir(run_root: Path) -> str:
     """Where the run root's pushes went: the parent of the newest pushed version ML Metadata
     records, else the default RUN_ROOT/serving."""
-    if configs.metadata_path(run_root).exists():
-        from app.metadata import newest_push, open_store, property_value
+    from app.metadata import has_store, newest_push, open_store, property_value
 
+    if has_store(run_root):
         pushed = newest_push(open_store(run_root))
         if pushed is not None:
             return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]
@@ -189,11 +216,31 @@ def _name(folder: str) -> str:
 
 
 def _check_out_dir(out_dir: Path, input_dir: Path) -> None:
-    """Refuse to overwrite anything, or to write into the series being read."""
+    """Refuse to overwrite anything, or to write into the series being read, or a name the
+    filesystem cannot hold."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise DenoiseError(f"{out_dir}: already exists and is not an empty folder; choose a new output folder")
     if out_dir.resolve().is_relative_to(input_dir.resolve()):
         raise DenoiseError(f"{out_dir}: inside the input series folder; choose a folder outside it")
+    _check_name_lengths(out_dir)
+
+
+def _check_name_lengths(out_dir: Path) -> None:
+    """The output's hidden staging name (`storage.publish.staging_name`) and each parent folder
+    still to be created fit the filesystem's NAME_MAX: a long name fails here, not with
+    "File name too long" after the model has loaded."""
+    out = out_dir.absolute()
+    staging = staging_name(out.name)
+    names = [(out.name, len(os.fsencode(staging)), " with its hidden staging suffix")]
+    parent = out.parent
+    while not parent.exists():
+        names.append((parent.name, len(os.fsencode(parent.name)), ""))
+        parent = parent.parent
+    limit = os.pathconf(parent, "PC_NAME_MAX")
+    for name, length, note in names:
+        if length > limit:
+            raise DenoiseError(f"{out_dir}: the folder name {name[:12]}... needs {length} bytes{note}; "
+                               f"this filesystem allows {limit}: choose a shorter name")
 
 
 def _read_series(input_dir: Path) -> list[_Slice]:

@@ -1,6 +1,8 @@
 """Small ML Metadata queries shared by the run summary and lineage."""
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -9,18 +11,39 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
+from storage.lock import Busy
 
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+BUSY_WAIT_S = 5.0
+"""How long a read waits for another process's lock on the store before saying it is busy
+(ML Metadata itself retries for 30 to 100 s and then reports an error like a damaged file)."""
+
+
+def has_store(run_root: Path) -> bool:
+    """Whether the run root holds a store with content: a zero-byte file (what sqlite3 leaves
+    on connecting) records no runs, so `run` treats it like a missing one."""
+    path = configs.metadata_path(run_root)
+    return path.is_file() and path.stat().st_size > 0
 
 
 def open_store(run_root: Path) -> metadata_store.MetadataStore:
-    """The SQLite store of a local run root (read-only use; it must exist)."""
+    """The SQLite store of a local run root, opened read-only, so that reading never writes
+    (ML Metadata read-write creates its schema in any file it is given).
+
+    Raises FileNotFoundError for a missing or empty file, Busy when another process holds
+    the database locked for more than BUSY_WAIT_S, and MetadataError for anything else
+    ML Metadata cannot read.
+    """
     path = configs.metadata_path(run_root)
     if not path.exists():
         raise FileNotFoundError(f"no ML Metadata store at {path}: run `ctdenoise run` first")
+    if not has_store(run_root):
+        raise FileNotFoundError(f"{path}: empty file, not an ML Metadata store: run `ctdenoise run` "
+                                "first or use another --root")
+    _wait_until_readable(path)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     try:
         store = metadata_store.MetadataStore(config)
         store.get_context_types()  # a damaged file fails here rather than mid-query
@@ -28,6 +51,22 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
         raise MetadataError(f"{path}: not a readable ML Metadata store ({type(exc).__name__}); "
                             "it may be damaged: restore it or use a new --root") from None
     return store
+
+
+def _wait_until_readable(path: Path) -> None:
+    """Take and drop a shared lock on the database, waiting at most BUSY_WAIT_S: a writer's
+    exclusive lock is a busy store, not a damaged one. Other SQLite errors are left to ML
+    Metadata's own check."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                                timeout=BUSY_WAIT_S)) as connection:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise Busy(f"{path} is busy: another process has held it locked for more than {BUSY_WAIT_S:g} s "
+                       "(a lock, not damage: keep the file); try again when that process has finished") from None
+    except sqlite3.Error:
+        pass
 
 
 class MetadataError(RuntimeError):

@@ -68,10 +68,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
+                "amx_tile", "amx_int8")
+"""The CPU features that decide how fast TensorFlow's and oneDNN's kernels run."""
+
+
+def cpu_flags() -> list[str]:
+    """The vector features of VECTOR_FLAGS this CPU reports, in that order."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in VECTOR_FLAGS if flag in flags]
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU, cores, memory and the versions that decide the figures."""
+    """CPU (with its vector features and any oneDNN ISA cap in force), cores, memory and the
+    versions that decide the figures."""
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
+        "cpu_flags": " ".join(cpu_flags()),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "not set"),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_gib": _memory_gib(),

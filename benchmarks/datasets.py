@@ -53,23 +53,24 @@ def _mark_complete(folder: Path, params: dict) -> None:
     _complete_marker(folder).write_text(json.dumps(params))
 
 
-def simulated(cache: Path, *, patients: int, slices: int, size: int, seed: int,
-              from_dir: Path | None = None) -> DicomSet:
+def simulated(cache: Path, *, patients: int, slices: int | None, size: int, seed: int,
+              from_dir: Path | None = None, dose: float | str = DOSE) -> DicomSet:
     """`simulate_dataset` output with its noise-free truth, reused when an identical one is
-    cached; `from_dir` scans real full-dose slices instead of phantoms."""
-    params = {"patients": patients, "slices": slices, "size": size, "dose": DOSE, "seed": seed,
+    cached; `from_dir` scans real full-dose slices instead of phantoms (`slices` None: all of
+    each source patient's), `dose` may be a range LOW:HIGH."""
+    params = {"patients": patients, "slices": slices, "size": size, "dose": dose, "seed": seed,
               "from": str(from_dir) if from_dir else None, "truth": True}
-    tag = f"_from_{from_dir.name}" if from_dir else ""
-    root = cache / f"sim_p{patients}_s{slices}_{size}px_seed{seed}{tag}"
+    tag = (f"_from_{from_dir.name}" if from_dir else "") + ("" if dose == DOSE else f"_dose{dose}")
+    root = cache / f"sim_p{patients}_s{slices or 'all'}_{size}px_seed{seed}{tag}"
     truth = root.with_name(root.name + ".truth")
     if not _cached(root, params):
         shutil.rmtree(truth, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        simulate_dataset(root, patients=patients, slices=slices, size=size, dose=DOSE, seed=seed,
+        simulate_dataset(root, patients=patients, slices=slices, size=size, dose=dose, seed=seed,
                          from_dir=from_dir, truth_dir=truth, progress=None)
         _mark_complete(root, params)
     names = sorted(p.name for p in root.iterdir())
-    return DicomSet(root, names, 2 * slices * len(names), truth)
+    return DicomSet(root, names, len(list(root.glob("*/*/*.dcm"))), truth)
 
 
 def replicated(cache: Path, *, size: int, patients: int, slices: int, base_slices: int = 2,

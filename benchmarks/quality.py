@@ -64,12 +64,14 @@ def apply(denoise: Callable[[np.ndarray], np.ndarray], stack: np.ndarray) -> np.
     return np.stack([denoise(image) for image in stack]).astype(np.float32)
 
 
-def tune(bench: common.Benchmark, tuning: quality_sets.Images) -> dict[str, tuple[float, dict]]:
-    """Each classical method's strength with the best mean PSNR against the truth."""
+def tune(bench: common.Benchmark, tuning: quality_sets.Images,
+         methods: dict[str, tuple[Callable, list[float]]] = TUNING) -> dict[str, tuple[float, dict]]:
+    """Each classical method's strength (of `methods`, all by default) with the best mean PSNR
+    against the truth."""
     from components.evaluation.image_metrics import psnr_hu
 
     chosen = {}
-    for name, (make, candidates) in TUNING.items():
+    for name, (make, candidates) in methods.items():
         psnr = {c: float(np.mean([psnr_hu(o, t) for o, t in zip(apply(make(c), tuning.ldct), tuning.truth)]))
                 for c in candidates}
         best = max(psnr, key=psnr.get)

@@ -44,7 +44,8 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
     m, md_link = results[0]["machine"], os.path.relpath(md, readme.parent)
     block = [README_START,
              f"Measured by `make bench` and sections re-run alone ({dates[0]} to {dates[-1]}, {m['cores']}-core "
-             f"{m['cpu_model']}, GPU: {m['gpu']}); the exact commands, every variant and what limits each figure "
+             f"{m['cpu_model']} ({m.get('cpu_flags', 'vector features not recorded')}), GPU: {m['gpu']}); each "
+             f"section of {md_link} names the CPU it ran on; the exact commands, every variant and what limits each figure "
              f"are in [{md_link}]({md_link}).", ""]
     block += _summary(results)[2:]
     quality = next((r for r in results if r["name"] == "quality"), None)
@@ -116,7 +117,8 @@ def _machine(results: list[dict]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     lines = ["## Machine", "",
              f"- CPU: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB RAM, "
-             f"GPU: {m['gpu']}",
+             f"GPU: {m['gpu']}; vector features: {m.get('cpu_flags', 'not recorded')}; ONEDNN_MAX_CPU_ISA "
+             f"{m.get('onednn_max_cpu_isa', 'not recorded')}",
              f"- Python {m['python']}, {versions}; {m['platform']}",
              f"- Dates: {results[0]['date']} to {results[-1]['date']} (UTC)"]
     disturbed = [r for r in results if (r["machine"].get("other_processes_cores") or 0) > DISTURBED_CORES]
@@ -154,7 +156,8 @@ def _ratio_target(ratio: dict) -> str:
 def _section(r: dict, rel: Path) -> list[str]:
     m = r["machine"]
     lines = [f"## {r['title']}", "",
-             f"`{r['command']}` — {r['date']}, {r['wall_seconds']:.0f} s; other processes busy on "
+             f"`{r['command']}` — {r['date']}, {r['wall_seconds']:.0f} s on {m['cpu_model']} "
+             f"({m.get('cpu_flags', 'vector features not recorded')}); other processes busy on "
              f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
              f"{m.get('loadavg_1min_end')}).", "",
              "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()), ""]

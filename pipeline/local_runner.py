@@ -11,6 +11,7 @@ from tfx.utils import dependency_utils
 
 from components.dicom_example_gen.layout import Layout
 from components.evaluation.thresholds import BlessingThresholds
+from dicomio.reader import ReadOptions
 from pipeline import abandoned, configs
 from pipeline.pipeline import create_pipeline
 from storage.files import absolute, fingerprint
@@ -24,7 +25,7 @@ def metadata_config(run_root: Path):
 
 
 def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
-              beam_pipeline_args: list[str] | None = None,
+              beam_pipeline_args: list[str] | None = None, read_options: ReadOptions = ReadOptions(),
               blessing: BlessingThresholds = BlessingThresholds(),
               progress: Callable[[str], None] = print,
               pipeline_root: str | None = None, serving_dir: str | None = None) -> None:
@@ -40,11 +41,11 @@ def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParam
     serving_dir = absolute(serving_dir or configs.serving_dir(run_root))
     with exclusive(run_root, "ctdenoise run"):
         abandoned.recover(run_root, progress, pipeline_root)
-        _run(absolute(data_root), run_root, until, hparams, layout, beam_pipeline_args, blessing,
+        _run(absolute(data_root), run_root, until, hparams, layout, read_options, beam_pipeline_args, blessing,
              pipeline_root, serving_dir)
 
 
-def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: Layout,
+def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: Layout, read_options: ReadOptions,
          beam_pipeline_args: list[str] | None, blessing: BlessingThresholds, pipeline_root: str,
          serving_dir: str) -> None:
     pipeline = create_pipeline(
@@ -55,6 +56,7 @@ def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: L
         serving_dir=serving_dir,
         until=until,
         layout=layout,
+        read_options=read_options,
         blessing=blessing,
         input_fingerprint=fingerprint(data_root),
         metadata_connection_config=metadata_config(run_root),

@@ -19,6 +19,7 @@ from components.hu_gate.component import HUGate
 from components.pusher.component import Pusher
 from components.trainer.component import Trainer
 from contract.features import validated_feature_names
+from dicomio.reader import ReadOptions
 from pipeline import configs
 from trainer_module.hparams import HParams
 
@@ -32,6 +33,7 @@ def create_pipeline(
     serving_dir: str,
     until: str = "push",
     layout: Layout = Layout(),
+    read_options: ReadOptions = ReadOptions(),
     eval_fraction: float = configs.EVAL_FRACTION,
     gate_thresholds: GateThresholds = GateThresholds(),
     blessing: BlessingThresholds = BlessingThresholds(),
@@ -45,7 +47,8 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """The ctdenoise pipeline up to stage `until` (one of configs.STAGES).
 
-    `serving_dir` is where Pusher writes blessed models; `schema_file` is the curated schema
+    `serving_dir` is where Pusher writes blessed models; `read_options` bounds what a DICOM
+    file may be (decoded size, orientation); `schema_file` is the curated schema
     as the orchestrator's workers see it; `trainer_platform_config` is the orchestrator's
     resource request for the Trainer (e.g. Kubeflow's CPU, memory and GPUs). Without
     `latest_blessed_baseline` the Evaluator does not compare with the latest blessed model
@@ -55,7 +58,8 @@ def create_pipeline(
         raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(configs.STAGES)}")
 
     example_gen = DicomExampleGen(data_root=data_root, layout=layout, eval_fraction=eval_fraction,
-                                  input_fingerprint=input_fingerprint).with_id("DicomExampleGen")
+                                  input_fingerprint=input_fingerprint,
+                                  read_options=read_options).with_id("DicomExampleGen")
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"],
         stats_options=tfdv.StatsOptions(feature_allowlist=validated_feature_names()),

@@ -202,7 +202,12 @@ def _phantom_patients(patients: int, slices: int, size: int, seed: int) -> list[
 def _real_patients(from_dir: Path, patients: int | None, slices: int | None, size: int,
                    say: Callable[[str], None]) -> list[_Patient]:
     """The first `patients` source patients of `from_dir`, `slices` of each spread over its length."""
-    found = find_patients(from_dir)
+    sources = find_patients(from_dir)
+    found = sources.patients
+    if sources.skipped:
+        path, reason = sources.skipped[0]
+        say(f"simulate: skipped {len(sources.skipped)} files of {from_dir} that are not CT slices to scan, "
+            f"e.g. {path}: {reason}")
     if not found:
         raise ValueError(f"--from folder {from_dir} holds no readable CT slices")
     if patients is not None and patients > len(found):
@@ -232,9 +237,10 @@ def _write_patient(folder: Path, truth_folder: Path | None, patient: _Patient, i
         dose = doses.draw(np.random.default_rng([seed, 3, index, number]))
         rng = np.random.default_rng([seed, 2, index, number])
         scans = scan_pair(truth.hu, truth.pixel_spacing_mm, dose, rng, noise_free=truth_folder is not None)
-        outputs = [(folder / "NDCT", full, scans.ndct, 1.0), (folder / "LDCT", low, scans.ldct, dose)]
+        gain = scans.aec_gain
+        outputs = [(folder / "NDCT", full, scans.ndct, gain), (folder / "LDCT", low, scans.ldct, dose * gain)]
         if truth_folder is not None:
-            outputs.append((truth_folder, clean, scans.noise_free, 1.0))
+            outputs.append((truth_folder, clean, scans.noise_free, gain))
         for dose_dir, series, image, fraction in outputs:
             dose_dir.mkdir(parents=True, exist_ok=True)
             write_ct_slice(dose_dir / f"{number:04d}.dcm", image, series, instance_number=number,
@@ -249,8 +255,9 @@ def _write_patient(folder: Path, truth_folder: Path | None, patient: _Patient, i
 
 
 def _acquisition(fraction: float) -> dict:
-    """The acquisition attributes of a slice scanned at `fraction` of the full dose: the tube
-    current and the exposure scale with it (ExposureInuAs keeps the fraction to five digits)."""
+    """The acquisition attributes of a slice scanned at `fraction` of the nominal full dose (its
+    dose times its AEC gain): the tube current and the exposure scale with it (ExposureInuAs
+    keeps the fraction to five digits)."""
     return {"BodyPartExamined": "CHEST", "ConvolutionKernel": "RAMP",
             "XRayTubeCurrent": round(FULL_DOSE_MA * fraction), "ExposureTime": EXPOSURE_TIME_MS,
             "Exposure": round(FULL_DOSE_MA * EXPOSURE_TIME_MS / 1000 * fraction),

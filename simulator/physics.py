@@ -23,6 +23,16 @@ and takes 2-4x more views than `size`, so I0_REF = 1.5e6 corresponds to roughly
 10 counts per cell. At every size they give 12-14 HU NDCT noise in the phantom's
 heart and liver, about 20 HU in a 300 x 220 mm water ellipse, and 2.1-2.3x that
 at dose 0.25 (more than 2x because electronic noise does not scale with dose).
+
+Automatic exposure control (AEC): a scanner raises the tube current for a patient who
+attenuates more, or a large abdomen would come out photon-starved (real adult abdomens
+reach line integrals of 8, some 400 mm of water, against about 5 for the phantoms). Each
+slice's full-dose photons are multiplied by its `aec_gain`, the ratio of its attenuation
+measure (the mean over views of exp(largest line integral), which the variance of the
+most attenuated rays follows) to that of AEC_REFERENCE_MM, a water ellipse larger than any
+procedural phantom, so the phantoms keep gain 1 and are scanned as before. The gain never
+lowers the dose and is capped at AEC_MAX_GAIN, as a tube's current is. Electronic noise does
+not scale with it.
 """
 from __future__ import annotations
 
@@ -43,6 +53,11 @@ I0_REF = 1.5e6
 
 SIGMA_E_REF = 30.0
 """Effective electronic noise (counts, std) at the reference geometry."""
+
+AEC_REFERENCE_MM = (360.0, 260.0)
+"""Axes of the water ellipse whose attenuation gets the nominal full dose (AEC gain 1)."""
+AEC_MAX_GAIN = 16.0
+"""The most AEC raises the full dose (a tube's current range)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,22 @@ def reconstruct(line_integrals: np.ndarray, scan: Scan) -> np.ndarray:
     return np.clip(mu_to_hu(mu), CT_FLOOR_HU, CT_CEILING_HU)
 
 
+def aec_gain(scan: Scan) -> float:
+    """How much AEC raises this slice's full dose: its attenuation measure over the reference
+    ellipse's, between 1 and AEC_MAX_GAIN (see the module docstring)."""
+    measure = float(np.mean(np.exp(scan.line_integrals.max(axis=0))))
+    return float(np.clip(measure / _reference_measure(), 1.0, AEC_MAX_GAIN))
+
+
+def _reference_measure() -> float:
+    """The attenuation measure of the AEC_REFERENCE_MM water ellipse, from its chords through
+    the centre: 1 / sqrt(cos²θ/a² + sin²θ/b²) is the half-chord at angle θ."""
+    a, b = (axis / 2 for axis in AEC_REFERENCE_MM)
+    theta = np.linspace(0.0, np.pi, 720, endpoint=False)
+    half_chord = 1.0 / np.sqrt(np.cos(theta) ** 2 / a**2 + np.sin(theta) ** 2 / b**2)
+    return float(np.mean(np.exp(2.0 * MU_WATER_PER_MM * half_chord)))
+
+
 @dataclass(frozen=True)
 class Scans:
     """One slice scanned at both doses, and (on request) without any noise."""
@@ -112,13 +143,17 @@ class Scans:
     noise_free: np.ndarray | None
     """FBP of the noise-free line integrals: the image both scans are noisy versions of,
     with the same resolution, so it is the truth a denoiser should reach."""
+    aec_gain: float = 1.0
+    """The factor AEC raised both doses' photons by (the tube current's, on a scanner)."""
 
 
 def scan_pair(hu: np.ndarray, pixel_spacing_mm: float, dose: float, rng: np.random.Generator,
               noise_free: bool = False) -> Scans:
-    """NDCT and LDCT reconstructions in HU of one ground-truth slice, low dose = `dose`·I0."""
+    """NDCT and LDCT reconstructions in HU of one ground-truth slice, low dose = `dose`·I0,
+    both at the slice's AEC gain."""
     scan = project(hu, pixel_spacing_mm)
     i0, sigma_e = photons(hu.shape[0], pixel_spacing_mm)
-    full = reconstruct(acquire(scan, i0, sigma_e, rng), scan)
-    low = reconstruct(acquire(scan, dose * i0, sigma_e, rng), scan)
-    return Scans(full, low, reconstruct(scan.line_integrals, scan) if noise_free else None)
+    gain = aec_gain(scan)
+    full = reconstruct(acquire(scan, gain * i0, sigma_e, rng), scan)
+    low = reconstruct(acquire(scan, dose * gain * i0, sigma_e, rng), scan)
+    return Scans(full, low, reconstruct(scan.line_integrals, scan) if noise_free else None, gain)

@@ -66,15 +66,26 @@ class SourcePatient:
         return tuple(self.slices[i] for i in picks)
 
 
-def find_patients(root: Path) -> list[SourcePatient]:
+@dataclass(frozen=True)
+class Sources:
+    """What a source root holds: its patients, and each file skipped with the reason."""
+
+    patients: list[SourcePatient]
+    skipped: list[tuple[str, str]]
+
+
+def find_patients(root: Path) -> Sources:
     """Every source patient under `root` with at least one readable CT slice, in path order
-    of their first file. Files that are not CT images are skipped."""
+    of their first file; files that are not CT slices the reader accepts are skipped, each
+    listed with its reason."""
     groups: dict[str, _Group] = {}
+    skipped: list[tuple[str, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         try:
             records = read_ct_slices(path, rel.as_posix())
-        except DicomRejected:
+        except DicomRejected as rejected:
+            skipped.append((rel.as_posix(), rejected.reason))
             continue
         top = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         patient_id = _patient_id(path)
@@ -82,7 +93,7 @@ def find_patients(root: Path) -> list[SourcePatient]:
         group = groups.setdefault(key, _Group(patient_id or top))
         group.add(top + ("/" if len(rel.parts) > 1 else ""), path, records)
     taken: set[str] = set()
-    return [group.patient(_unique(_folder_name(group.label), taken)) for group in groups.values()]
+    return Sources([group.patient(_unique(_folder_name(group.label), taken)) for group in groups.values()], skipped)
 
 
 @dataclass

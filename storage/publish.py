@@ -22,6 +22,12 @@ from storage import files
 
 _OWNER_FILE = ".owner"
 _PARTIAL = ".partial-"
+_TOKEN_HEX = 8
+
+
+def staging_name(name: str) -> str:
+    """The hidden folder `staged` builds `name` in: `.NAME.partial-` and a random token."""
+    return f".{name}{_PARTIAL}{uuid.uuid4().hex[:_TOKEN_HEX]}"
 
 
 @contextlib.contextmanager
@@ -31,7 +37,7 @@ def staged(target: str, commit_last: str | None = None) -> Iterator[str]:
     parent, name = files.split(target)
     files.makedirs(parent)
     _remove_abandoned(parent, name)
-    staging = files.join(parent, f".{name}{_PARTIAL}{uuid.uuid4().hex[:8]}")
+    staging = files.join(parent, staging_name(name))
     files.makedirs(staging)
     files.write_text(files.join(staging, _OWNER_FILE), f"{socket.gethostname()} {os.getpid()}\n")
     try:

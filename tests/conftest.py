@@ -65,6 +65,7 @@ def _file(item_or_nodeid) -> str:
     return getattr(item_or_nodeid, "nodeid", item_or_nodeid).split("::", 1)[0]
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: without xdist (`-p no:xdist`) it is never called
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs the suite on two pytest-xdist workers (`-n 2`). A work unit is a test
     file, so each module fixture is built once, and the PUSHED_RUN_FILES are one unit, so the

@@ -123,6 +123,15 @@ def strip_pixels(path: Path) -> Path:
     return path
 
 
+def edit(path: Path, **elements) -> Path:
+    """Set header elements of a file in place (keyword=value), its pixel data left as stored."""
+    ds = pydicom.dcmread(path)
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def truncate(path: Path, keep_fraction: float = 0.6) -> Path:
     """Cut a file short inside its pixel data, as an interrupted copy does."""
     data = path.read_bytes()

@@ -7,7 +7,8 @@ worker):
     python -m tests.distributed_helpers mirrored OUT.json EXAMPLES_DIR WORK_DIR
 
 `worker` runs the product's `trainer_module.worker` (run_fn with fn_args as TFX builds them)
-and dumps what the test compares across workers; `start` runs the loop's check that all
+and dumps what the test compares across workers, and in OUT.npz.temporary.json the files
+under its TMPDIR as it last reported a training step; `start` runs the loop's check that all
 workers start at the same step, first at step 0, then at STEP; `mirrored` trains with the
 product's CycleGAN and fit under MirroredStrategy over two logical CPUs and reports as JSON.
 """
@@ -27,8 +28,10 @@ def worker(out_npz: str, argv: list[str]) -> None:
     replica's) and G's weights as every worker reads them."""
     import numpy as np
 
+    from tests.at_line import on_line
     from trainer_module import worker as worker_main
 
+    on_line("[train] step ", lambda: _list_temporary_files(out_npz + ".temporary.json"))
     gan = worker_main.main(argv)
     # Every worker must read: G's BatchNorm statistics are averaged across workers on read.
     weights = gan.G.get_weights()
@@ -37,6 +40,19 @@ def worker(out_npz: str, argv: list[str]) -> None:
              pool_b_count=int(gan.pool_B.count.numpy()),
              **{f"weight_{i}": w for i, w in enumerate(weights)},
              **{f"trainable_{i}": w for i, w in enumerate(trainable)})
+
+
+def _list_temporary_files(out_json: str) -> None:
+    """Write the paths of the files under TMPDIR, relative to it, as a JSON list. A worker
+    other than the chief deletes its temporary folder when training ends, so what it wrote
+    there can only be seen from inside it, while it trains."""
+    import tempfile
+
+    root = tempfile.gettempdir()
+    paths = sorted(os.path.relpath(os.path.join(here, name), root) for here, _, names in os.walk(root)
+                   for name in names)
+    with open(out_json, "w") as f:
+        json.dump(paths, f)
 
 
 def start(out_json: str, step: str) -> None:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.limits import HANG_S
+
 
 @dataclass
 class Execution:
@@ -56,13 +58,11 @@ class StepFailed(RuntimeError):
 
 
 class Driver:
-    def __init__(self, spec: dict[str, Any], workdir: Path, image_paths: dict[str, str], cwd: Path,
-                 timeout: int = 600):
+    def __init__(self, spec: dict[str, Any], workdir: Path, image_paths: dict[str, str], cwd: Path):
         self.spec = spec
         self.workdir = workdir
         self.image_paths = image_paths
         self.cwd = cwd
-        self.timeout = timeout
         self.pipeline_root = spec["defaultPipelineRoot"].rstrip("/")
         self.pipeline_name = spec["pipelineInfo"]["name"]
         self.tasks = spec["root"]["dag"]["tasks"]
@@ -150,7 +150,7 @@ class Driver:
         log_file = self.workdir / run.run_id / name / "log.txt"
         with open(log_file, "w") as log:
             result = subprocess.run(command + args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                    timeout=self.timeout)
+                                    timeout=HANG_S)  # bounds a hang
         if result.returncode != 0:
             raise StepFailed(f"{name} exited with {result.returncode}:\n{log_file.read_text()[-4000:]}")
         produced = json.loads(output_file.read_text()).get("artifacts", {})

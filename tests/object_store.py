@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from tests.limits import HANG_S
+
 BUCKET = "ctdenoise-test"
-START_SECONDS = 60
 
 
 def _free_port() -> int:
@@ -109,7 +110,8 @@ def start_object_store() -> Iterator[ObjectStore]:
 
 
 def _wait_for(server: subprocess.Popen, port: int, log) -> None:
-    deadline = time.monotonic() + START_SECONDS
+    """Return once the server accepts connections; HANG_S bounds a hang."""
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             log.seek(0)
@@ -118,8 +120,8 @@ def _wait_for(server: subprocess.Popen, port: int, log) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
         except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"moto server not listening on port {port} after {START_SECONDS} s")
+            time.sleep(0.1)  # how often to look, not how long to wait
+    raise RuntimeError(f"moto server not listening on port {port} after {HANG_S} s")
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -127,7 +129,7 @@ def _stop(server: subprocess.Popen) -> None:
     if server.poll() is None:
         try:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)
+            server.wait(timeout=10)  # a grace period to stop in; past it, killed (the tests are over)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()

@@ -14,6 +14,7 @@ import tensorflow as tf
 from components.dicom_example_gen.executor import build_ingest_pipeline, read_report
 from contract.names import split_dir
 from components.dicom_example_gen.layout import Layout, assign_splits, scan
+from tests.limits import HANG_S
 
 
 def ctdenoise_cmd(*args: str) -> list[str]:
@@ -21,8 +22,10 @@ def ctdenoise_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
-def ctdenoise(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=timeout,
+def ctdenoise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`ctdenoise ARGS...` to its end, its output captured, with `env` on top of ours; HANG_S
+    only bounds a hang."""
+    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=HANG_S,
                           env={**os.environ, **(env or {})})
 
 

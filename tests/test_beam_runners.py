@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from contract import features
+from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, read_examples
 
 
@@ -77,16 +78,16 @@ def test_portable_runner_on_a_local_job_server_writes_the_same_examples(simulate
             [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port),
              "--staging_dir", str(tmp_path / "staging")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_S  # bounds a hang: the wait is for the line
         while f"Listening for beam jobs on port {port}" not in log_path.read_text(errors="replace"):
             assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.5)
+            time.sleep(0.5)  # how often to look, not how long to wait
         run = run_until_validate(simulated_data, tmp_path / "root", "--runner=PortableRunner",
                                  f"--job_endpoint=localhost:{port}", "--environment_type=LOOPBACK")
     finally:
         server.terminate()
         try:
-            server.wait(timeout=60)
+            server.wait(timeout=60)  # a grace period to stop in; past it, killed (the run is over)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()

@@ -14,6 +14,9 @@ from app.cli import main
     (["run", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
     (["simulate", "--out", "{tmp}/x", "--patients", "0"], "patients"),
     (["simulate", "--out", "{tmp}/x", "--dose", "1.5"], "dose"),
+    (["simulate", "--out", "{tmp}/x", "--dose", "0.4:0.1"], "a range LOW:HIGH within it, got 0.4:0.1"),
+    (["simulate", "--out", "{tmp}/x", "--summary", "{tmp}"], "is a folder"),
+    (["run", "--data", "{tmp}", "--axial-tolerance", "95"], "axial tolerance must be in [0, 90) degrees, got 95"),
     (["denoise", "--model", "{tmp}/m", "--input", "s3://bucket/LDCT", "--out", "{tmp}/o"],
      "--input s3://bucket/LDCT: denoise reads and writes local folders"),
 ])

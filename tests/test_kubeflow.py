@@ -18,6 +18,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from contract import features
 from kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
+from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, read_examples
 
 IMAGE = "registry.example.org/ctdenoise:test"
@@ -65,7 +66,7 @@ def test_ingestion_runs_through_the_kfp_container_entrypoint(compiled, simulated
     executor_input = json.dumps(_executor_input(spec, "DicomExampleGen", {"examples": examples_uri}, output_file))
     command = [sys.executable if part == "python" else part for part in container["command"]]
     args = [executor_input if arg == "{{$}}" else arg for arg in container["args"]]
-    result = subprocess.run(command + args, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command + args, capture_output=True, text=True, timeout=HANG_S)  # bounds a hang
     assert result.returncode == 0, result.stderr[-3000:]
 
     report = json.loads((examples_uri / "ingest_report.json").read_text())
@@ -151,7 +152,7 @@ def test_tfx_cli_vertex_engine_compiles_our_runner_file(tmp_path):
            "CTDENOISE_IMAGE": IMAGE, "CTDENOISE_STORAGE": "gs://bucket/ct"}
     result = subprocess.run(["tfx", "pipeline", "create", "--engine", "vertex",
                              "--pipeline_path", str(repo / "kubeflow" / "runner.py")],
-                            cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=HANG_S)  # bounds a hang
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Pipeline "ctdenoise" created successfully' in result.stdout
     job = json.loads((tmp_path / "tfx" / "vertex" / "ctdenoise" / "pipeline.json").read_text())

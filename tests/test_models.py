@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from tests.limits import HANG_S  # noqa: E402
 from trainer_module.hparams import preset  # noqa: E402
 from trainer_module.models import LeakyReLU, build_discriminator, build_generator  # noqa: E402
 
@@ -108,7 +109,7 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
         gradients(tf.zeros([hp.batch, hp.patch, hp.patch, 1]))
         print("traced")
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})  # HANG_S bounds a hang
     assert result.returncode == 0 and "traced" in result.stdout, result.stderr[-2000:]
     assert "remapper failed" not in result.stderr

@@ -7,13 +7,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
 from app.metadata import latest_run_executions, open_store, output_artifacts
-from tests.pipeline_helpers import ctdenoise_cmd
+from tests.limits import HANG_S
+from tests.pipeline_helpers import ctdenoise
 
 TINY = ["--preset", "tiny"]
 
@@ -72,16 +75,16 @@ def test_model_artifact_records_hyperparameters(pushed_run):
 
 
 def test_killed_trainer_resumes_from_its_checkpoint(simulated_data, tmp_path):
-    args = ctdenoise_cmd("run", "--data", str(simulated_data), "--root", str(tmp_path), "--until", "train", *TINY,
-                         "--set", "epochs=3", "--set", "checkpoint_every=5", "--set", "log_every=5")
-    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in first.stdout:
-        if line.startswith("[train] step 10/30"):
-            first.send_signal(signal.SIGKILL)
-            break
-    first.wait(timeout=60)
-    assert first.returncode == -signal.SIGKILL
-    second = subprocess.run(args + ["--summary", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=900)
+    args = ["run", "--data", str(simulated_data), "--root", str(tmp_path), "--until", "train", *TINY,
+            "--set", "epochs=3", "--set", "checkpoint_every=5", "--set", "log_every=5"]
+    # The run kills itself as it reports step 10, just after saving that step's checkpoint
+    # (tests/at_line.py); killed on the test's reading that line, it would have trained on
+    # for as long as the reading took.
+    first = subprocess.run([sys.executable, "-m", "tests.at_line", "[train] step 10/30", *args],
+                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                           timeout=HANG_S)  # bounds a hang
+    assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-3000:]
+    second = ctdenoise(*args, "--summary", str(tmp_path / "s.json"))
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from interrupted run" in second.stdout
     assert "at step 10" in second.stdout and "[train] step 5/30" not in second.stdout

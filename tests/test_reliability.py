@@ -28,6 +28,7 @@ from simulator.dicom_writer import write_ct_slice
 from storage import lock, publish
 from storage.files import list_tree
 from tests import dicom_factory as f
+from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, ingest
 from trainer_module.export import export_generator
 from trainer_module.hparams import preset, with_overrides
@@ -269,27 +270,27 @@ def test_an_ndct_on_another_grid_stays_unpaired_and_training_reads_both(tmp_path
 
 def test_a_second_holder_of_a_run_root_is_refused_in_one_line(tmp_path):
     code = textwrap.dedent(f"""
-        import sys, time
+        import sys
         from pathlib import Path
         from storage.lock import exclusive
         with exclusive(Path({str(tmp_path)!r}), "ctdenoise run"):
             print("held", flush=True)
-            time.sleep(60)
+            sys.stdin.read()  # holds on until the test lets go, however long the run takes to reach the lock
     """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        simulate_dataset(tmp_path / "data", patients=2, slices=1, size=32, seed=4, progress=None)
-        result = ctdenoise("run", "--data", str(tmp_path / "data"), "--root", str(tmp_path), "--until", "ingest")
-        assert result.returncode == 1
-        [line] = result.stderr.strip().splitlines()
-        assert line.startswith(f"ctdenoise: error: {tmp_path} is in use by ctdenoise run (pid {holder.pid}")
-        with pytest.raises(lock.Busy):
-            with lock.exclusive(tmp_path, "test"):
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            simulate_dataset(tmp_path / "data", patients=2, slices=1, size=32, seed=4, progress=None)
+            result = ctdenoise("run", "--data", str(tmp_path / "data"), "--root", str(tmp_path), "--until", "ingest")
+            assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+            [line] = result.stderr.strip().splitlines()
+            assert line.startswith(f"ctdenoise: error: {tmp_path} is in use by ctdenoise run (pid {holder.pid}")
+            with pytest.raises(lock.Busy):
+                with lock.exclusive(tmp_path, "test"):
+                    pass
+        finally:
+            holder.kill()  # killed, not let go: the lock must not outlive its holder
     with lock.exclusive(tmp_path, "test"):  # a killed holder leaves no stale lock
         pass
 
@@ -443,7 +444,8 @@ def test_denoising_a_4096_slice_stays_under_the_memory_bound(model, tmp_path):
         print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
         sys.exit(code)
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=HANG_S)  # bounds a hang
     assert result.returncode == 0, result.stderr[-2000:]
     peak_gib = int(result.stderr.split("peak_kib")[-1].split()[0]) / 2**20
     assert peak_gib < MEMORY_BOUND_GIB, f"peak {peak_gib:.2f} GiB"

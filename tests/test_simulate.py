@@ -14,10 +14,12 @@ from scipy.ndimage import binary_erosion
 from skimage.transform import resize
 
 from app.cli import main
+from app.demo import REAL_CT
 
 from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from simulator.dicom_writer import SeriesInfo, write_ct_slice
 from simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
+from simulator import physics
 from simulator.physics import scan_pair
 
 SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
@@ -220,6 +222,23 @@ def test_ndct_noise_in_phantom_soft_tissue_is_clinical() -> None:
     assert 1.6 < (low - truth)[roi].std() / (full - truth)[roi].std() < 2.6
 
 
+def test_aec_raises_the_dose_for_a_large_patient_only() -> None:
+    """A 440 × 320 mm water ellipse (a large adult abdomen) would be photon-starved at the
+    nominal dose: AEC raises it, so its noise stays clinical; a phantom keeps the nominal dose."""
+    size, spacing = 128, 500 / 128
+    yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) * spacing
+    large = np.where((xx / 220) ** 2 + (yy / 160) ** 2 <= 1, 0.0, -1000.0)
+    inner = (xx / 180) ** 2 + (yy / 120) ** 2 <= 1
+    scans = scan_pair(large, spacing, 0.25, np.random.default_rng(0), noise_free=True)
+    starved = physics.reconstruct(physics.acquire(physics.project(large, spacing),
+                                                  *physics.photons(size, spacing), np.random.default_rng(0)),
+                                  physics.project(large, spacing))
+    assert 4 < scans.aec_gain <= physics.AEC_MAX_GAIN
+    assert (scans.ndct - scans.noise_free)[inner].std() < 0.6 * (starved - scans.noise_free)[inner].std()
+    phantom = render(random_anatomy(np.random.default_rng(0)), size, FOV_MM / size, 0.0)
+    assert scan_pair(phantom, FOV_MM / size, 0.25, np.random.default_rng(0)).aec_gain == 1.0
+
+
 # --- dose range ----------------------------------------------------------------------------
 
 def test_a_dose_range_is_drawn_per_slice_and_recorded(tmp_path: Path) -> None:
@@ -284,6 +303,8 @@ def test_from_dir_makes_one_simulated_patient_per_source_patient(tmp_path: Path)
     assert {n: (p.source, len(p.doses)) for n, p in report.patients.items()} == {
         "anonymous": ("anonymous/", 2), "PAT-1": ("head/, head-again/", 3), "PAT_2_b": ("spine/", 3)}
     assert "simulate: patient anonymous from anonymous/: 2 of 2 slices, all it has (asked for 3)" in lines
+    assert any(line.startswith("simulate: skipped 1 files of ") and "README.txt: not a DICOM file" in line
+               for line in lines)
     for name in report.patients:
         ids = {pydicom.dcmread(f).PatientID for f in (tmp_path / "out" / name).rglob("*.dcm")}
         assert ids == {name}
@@ -318,11 +339,8 @@ def test_from_dir_refuses_more_patients_than_it_holds(tmp_path: Path) -> None:
         simulate_dataset(tmp_path / "empty", from_dir=empty, progress=None)
 
 
-REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "realct"
-
-
-@pytest.mark.skipif(not REAL_CT.is_dir(), reason="the clinical series of ../shared/realct are not beside this clone")
 def test_the_two_clinical_series_stay_two_patients(tmp_path: Path) -> None:
+    """The demo's real subset (two TCIA patients, data/realct) through the command line."""
     summary = tmp_path / "simulate.json"
     assert main(["simulate", "--from", str(REAL_CT), "--out", str(tmp_path / "d"), "--dose", "0.1:0.5",
                  "--size", "32", "--slices", "2", "--summary", str(summary)]) == 0

@@ -18,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from contract.hu import unit_from_hu  # noqa: E402
+from tests.limits import HANG_S  # noqa: E402
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
 from trainer_module.export import reestimate_batch_norm  # noqa: E402
@@ -327,8 +328,8 @@ def test_deterministic_runs_of_one_seed_give_bit_identical_state():
     import sys
 
     def state() -> str:
-        result = subprocess.run([sys.executable, "-c", DETERMINISM_RUN], capture_output=True, text=True, timeout=600,
-                                cwd=Path(__file__).resolve().parents[1])
+        result = subprocess.run([sys.executable, "-c", DETERMINISM_RUN], capture_output=True, text=True,
+                                timeout=HANG_S, cwd=Path(__file__).resolve().parents[1])  # HANG_S bounds a hang
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout.split("STATE")[-1].strip()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -21,6 +22,16 @@ MIN_PATCH = 24
 """Smallest patch the discriminator accepts: its output map must keep at least one pixel."""
 MAX_STEPS = 10**9
 """A bound on the training length, far beyond any real run, that keeps step counts in range."""
+MAX_SEED = 2**32 - 1
+"""The largest seed NumPy accepts (Keras seeds NumPy, Python and TensorFlow with it)."""
+GENERATOR_PASSES = 6
+"""Generator calls per training step whose activations backpropagation keeps: G(a), F(b),
+the two cycles and the two identity mappings (trainer_module.gan)."""
+GENERATOR_NGF_CONVS = 20
+"""The generator's conv_layers of ngf channels: the first, three in each of six residual
+modules, and the one over the concatenated feature maps (trainer_module.models)."""
+BYTES_PER_WEIGHT = 16
+"""Memory per trainable float32 weight during training: the weight, its gradient and Adam's two moments."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class HParams:
             raise ValueError(f"epochs × steps_per_epoch = {self.total_steps} is more than {MAX_STEPS} steps")
         if self.pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {self.pool_size}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}] (NumPy's seed range), got {self.seed}")
         for name in ("lr", "cycle_lambda", "identity_gamma", "adversarial_weight", "supervised_lambda", "d_lr_scale"):
             value = getattr(self, name)
             positive = name in ("lr", "d_lr_scale")
@@ -166,6 +179,63 @@ class HParams:
         if self.decay_start_epoch is None:
             return None
         return self.decay_start_epoch * self.steps_per_epoch
+
+
+def check_memory(hp: HParams, memory: int | None = None) -> None:
+    """Refuse, with the estimate, a configuration that cannot train in `memory` bytes (default:
+    this machine's), before anything runs: TensorFlow would otherwise fail a minute later,
+    inside the first training step, with an out-of-memory line that names no setting.
+
+    The estimate counts only what training cannot do without: the four networks' weights
+    (exact counts) with gradients and Adam state, the generators' stored convolution
+    outputs at half precision (unless mixed_precision is off) and the image pools. What it
+    leaves out (the discriminators' activations, every other intermediate tensor,
+    TensorFlow itself) far outweighs the little it over-counts (BatchNorm's moving
+    statistics as if trainable), so a configuration it refuses cannot fit."""
+    memory = memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    weights = BYTES_PER_WEIGHT * 2 * (generator_weights(hp) + discriminator_weights(hp))
+    activation_bytes = 4 if hp.mixed_precision == "off" else 2
+    maps = GENERATOR_NGF_CONVS * hp.ngf + hp.nglf
+    activations = (GENERATOR_PASSES * hp.batch * hp.patch**2 * maps * activation_bytes
+                   + (2 * hp.pool_size * hp.patch**2 * 4 if hp.use_pool else 0))
+    if weights + activations > memory:
+        raise ValueError(
+            f"ngf={hp.ngf}, nglf={hp.nglf}, ndf={hp.ndf}, batch={hp.batch}, patch={hp.patch}, "
+            f"pool_size={hp.pool_size}: training needs at least {_gib(weights + activations)} of memory "
+            f"(networks with Adam state {_gib(weights)}, activations and image pools {_gib(activations)}), "
+            f"more than this machine's {_gib(memory)}"
+        )
+
+
+def generator_weights(hp: HParams) -> int:
+    """Weights of one generator of trainer_module.models (BatchNorm's four per channel
+    included): a conv_layer to ngf channels, six residual modules of three, one over the
+    seven concatenated feature maps, one to nglf channels and the output convolution."""
+    ngf, nglf = hp.ngf, hp.nglf
+    return (_conv(3, 1, ngf, bn=True) + 18 * _conv(3, ngf, ngf, bn=True) + _conv(3, 7 * ngf, ngf, bn=True)
+            + _conv(3, ngf, nglf, bn=True) + _conv(3, nglf, 1, bn=False))
+
+
+def discriminator_weights(hp: HParams) -> int:
+    """Weights of one discriminator of trainer_module.models: four 4×4 convolutions (strides
+    2, 2, 2, 1; channels ndf doubling), a 4×4 convolution to one map and a dense layer from
+    that map's pixels to as many logits."""
+    ndf, side = hp.ndf, hp.patch
+    for stride in (2, 2, 2, 1, 1):
+        side = (side + 2 - 4) // stride + 1
+    logits = side * side
+    return (_conv(4, 1, ndf, bn=False) + _conv(4, ndf, 2 * ndf, bn=True) + _conv(4, 2 * ndf, 4 * ndf, bn=True)
+            + _conv(4, 4 * ndf, 8 * ndf, bn=True) + _conv(4, 8 * ndf, 1, bn=False) + logits * logits + logits)
+
+
+def _conv(kernel: int, inputs: int, outputs: int, bn: bool) -> int:
+    """Weights of a convolution with bias, and of the BatchNorm after it (gamma, beta and
+    the two moving statistics)."""
+    return kernel * kernel * inputs * outputs + outputs + (4 * outputs if bn else 0)
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
 
 
 GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreground_patches": 0.75}

@@ -8,6 +8,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.dicom_example_gen import executor
 from components.dicom_example_gen.layout import Layout
+from dicomio.reader import ReadOptions
 
 
 class DicomExampleGenSpec(ComponentSpec):
@@ -17,6 +18,7 @@ class DicomExampleGenSpec(ComponentSpec):
         "data_root": ExecutionParameter(type=str),
         "layout": ExecutionParameter(type=str),
         "eval_fraction": ExecutionParameter(type=float),
+        "read_options": ExecutionParameter(type=str, optional=True),
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
@@ -24,17 +26,19 @@ class DicomExampleGenSpec(ComponentSpec):
 
 
 class DicomExampleGen(base_beam_component.BaseBeamComponent):
-    """Ingests `<patient>/<dose>/` DICOM folders into the standard `Examples` artifact."""
+    """Ingests `<patient>/<dose>/` DICOM folders into the standard `Examples` artifact;
+    `read_options` bounds what a file may be (size, orientation: dicomio.reader.ReadOptions)."""
 
     SPEC_CLASS = DicomExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, data_root: str, layout: Layout = Layout(), eval_fraction: float = 0.25,
-                 input_fingerprint: str = ""):
+                 input_fingerprint: str = "", read_options: ReadOptions = ReadOptions()):
         super().__init__(DicomExampleGenSpec(
             data_root=data_root,
             layout=layout.to_json(),
             eval_fraction=eval_fraction,
+            read_options=read_options.to_json(),
             input_fingerprint=input_fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples),
         ))

@@ -1,12 +1,14 @@
-"""Pair one patient's LDCT and NDCT slices by z position (docs/design.md §2).
+"""Pair one patient's LDCT and NDCT slices by z position (docs/design.md §2), and find files
+that repeat another patient's.
 
 Pure Python on already-decoded slices, so it is tested without Beam and runs inside the
-Beam pipeline per patient.
+Beam pipeline (per patient, and once over every file's identity).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Iterable
 
 from dicomio.reader import SliceRecord
 from contract.features import DOSES, Z_TOLERANCE_MM
@@ -23,6 +25,32 @@ class PatientSlices:
     @property
     def pairs(self) -> int:
         return sum(len(images) == len(DOSES) for _key, images in self.examples)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What makes two paths one image: one file (`file_id`: a hard or symbolic link) or one
+    SOPInstanceUID (a copy, or a re-export of one instance)."""
+
+    rel_path: str
+    patient_id: str
+    file_id: str
+    instance: str
+
+
+def cross_patient_duplicates(files: Iterable[FileIdentity]) -> dict[str, str]:
+    """rel_path → reason for every file whose file id or SOPInstanceUID an earlier file (in
+    path order, folder by folder: P1/ before P1-copy/) of another patient has: a copy of one
+    patient's images under a second patient folder would put the same images in both splits
+    (docs/design.md §2.4). Repeats within one patient are `pair_patient`'s to judge."""
+    first: dict[tuple[str, str], FileIdentity] = {}
+    rejected: dict[str, str] = {}
+    for file in sorted(files, key=lambda f: f.rel_path.split("/")):
+        for what, value in (("the same file as", file.file_id), ("the same SOPInstanceUID as", file.instance)):
+            earlier = first.setdefault((what, value), file) if value else file
+            if earlier.patient_id != file.patient_id:
+                rejected.setdefault(file.rel_path, f"duplicate across patients: {what} {earlier.rel_path}")
+    return rejected
 
 
 def pair_patient(patient_id: str, slices: list[tuple[str, SliceRecord]]) -> PatientSlices:

@@ -1,0 +1,107 @@
+"""`ctdenoise denoise` refuses what would publish a wrong series or leave one half-written:
+models with the product's signature names that return nonsense (real SavedModels built
+here), output names the filesystem cannot stage, and SIGTERM mid-write (a real process)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import tensorflow as tf
+
+from app.denoise import DenoiseError, denoise_series
+from contract.names import INPUT_KEY, OUTPUT_KEY, SERVING_SIGNATURE
+from storage.publish import staged, staging_name
+from tests import dicom_factory
+from tests.limits import HANG_S
+from tests.pipeline_helpers import ctdenoise_cmd
+
+HU_IN = tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)
+"""The product's serving input (trainer_module/export.py)."""
+
+
+def _save(folder: Path, denoise: Callable[[tf.Tensor], tf.Tensor]) -> Path:
+    """A SavedModel whose `serving_default` maps `hu` to `denoised_hu` with `denoise`, as the
+    product's export names them."""
+    module = tf.Module()
+    module.serve = tf.function(lambda hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[HU_IN])
+    tf.saved_model.save(module, str(folder), signatures={SERVING_SIGNATURE: module.serve})
+    return folder
+
+
+def _slow_identity(hu: tf.Tensor) -> tf.Tensor:
+    """The input, after a thousand small matrix products (tens of milliseconds a call), so
+    that a series of many slices takes long enough to be signalled while it is written."""
+    start = tf.fill([64, 64], 0.01 + 0.0 * tf.reduce_mean(hu))  # depends on the input: never folded
+    _, product = tf.while_loop(lambda i, m: i < 1000, lambda i, m: (i + 1, tf.tanh(tf.matmul(m, m))), [0, start])
+    return hu + 0.0 * tf.reduce_sum(product)
+
+
+@pytest.fixture(scope="module")
+def wrong_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("wrong_models")
+    return {
+        "nan": _save(root / "nan", lambda hu: hu * float("nan")),
+        "half": _save(root / "half", lambda hu: hu[:, ::2, ::2]),
+        "bright": _save(root / "bright", lambda hu: hu * 0.0 + 5000.0),
+    }
+
+
+def _series(root: Path, slices: int, size: int = 64) -> Path:
+    for index in range(slices):
+        dicom_factory.write_slice(root, "P1", "LDCT", index, z=3.0 * index, hu=dicom_factory.body_hu(size, seed=index))
+    return root / "P1" / "LDCT"
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("nan", r"the model returned 8192 NaN or infinite values in 8192"),
+    ("half", r"the model returned shape 2 × 32 × 32 × 1 for input 2 × 64 × 64 × 1"),
+    ("bright", r"the model returned HU from 5000 to 5000, outside the CT scale -1024\.\.3071"),
+])
+def test_a_model_returning_nonsense_is_refused_and_nothing_is_published(wrong_models, tmp_path, name, problem):
+    series = _series(tmp_path / "in", slices=3)
+    with pytest.raises(DenoiseError, match=f"^{wrong_models[name]}: {problem}") as error:
+        denoise_series(wrong_models[name], series, tmp_path / "out" / "series", batch_size=2, progress=None)
+    assert "\n" not in str(error.value)
+    assert list((tmp_path / "out").iterdir()) == []  # no series, no hidden staging folder
+
+
+def test_the_staging_name_is_what_publish_builds_in(tmp_path):
+    with staged(str(tmp_path / "series")) as folder:
+        assert len(Path(folder).name) == len(staging_name("series"))
+
+
+def test_an_out_name_too_long_to_stage_is_refused_before_the_model_loads(tmp_path):
+    series = _series(tmp_path / "in", slices=1)
+    extra = len(staging_name("x")) - 1
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    out = tmp_path / ("x" * (limit - extra + 1))
+    message = rf"{out}: the folder name x{{12}}\.\.\. needs {limit + 1} bytes with its hidden staging suffix; " \
+              rf"this filesystem allows {limit}: choose a shorter name"
+    with pytest.raises(DenoiseError, match=message):
+        denoise_series(tmp_path / "no-model-here", series, out, progress=None)  # a model error would come later
+    with pytest.raises(DenoiseError, match=r"no saved_model\.pb"):  # one byte shorter passes the check
+        denoise_series(tmp_path / "no-model-here", series, tmp_path / ("x" * (limit - extra)), progress=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
+    model = _save(tmp_path / "slow", _slow_identity)
+    series = _series(tmp_path / "in", slices=40)
+    out = tmp_path / "out"
+    process = subprocess.Popen(ctdenoise_cmd("denoise", "--model", str(model), "--input", str(series),
+                                             "--out", str(out), "--batch", "1"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + HANG_S
+    while not list(tmp_path.glob(".out.partial-*/0001.dcm")) and process.poll() is None:
+        assert time.monotonic() < deadline, "denoise never started writing"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=HANG_S)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == "ctdenoise: terminated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "slow"]  # no series, no hidden partial folder

@@ -1,0 +1,47 @@
+"""Hyperparameters that training would only reject a minute in (NumPy's seed range, sizes
+that cannot fit in memory) are refused in one line before any pipeline component runs."""
+from __future__ import annotations
+
+import pytest
+
+from tests.pipeline_helpers import ctdenoise
+from trainer_module.hparams import (MAX_SEED, check_memory, discriminator_weights, generator_weights, preset,
+                                    with_overrides)
+
+
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1])
+def test_a_seed_outside_numpys_range_is_refused(seed):
+    with pytest.raises(ValueError, match=rf"^seed must be in \[0, {MAX_SEED}\] \(NumPy's seed range\), got {seed}$"):
+        with_overrides(preset("tiny"), [f"seed={seed}"])
+    assert with_overrides(preset("tiny"), [f"seed={MAX_SEED}"]).seed == MAX_SEED
+
+
+@pytest.mark.parametrize("name", ["paper", "cpu-demo", "tiny"])
+def test_the_weight_counts_are_those_of_the_built_networks(name):
+    from trainer_module.models import build_discriminator, build_generator
+
+    hp = with_overrides(preset(name), ["patch=120"])
+    assert generator_weights(hp) == build_generator(hp, "G").count_params()
+    assert discriminator_weights(hp) == build_discriminator(hp, "D").count_params()
+
+
+def test_a_configuration_larger_than_memory_is_refused_with_the_estimate():
+    hp = with_overrides(preset("cpu-demo"), ["ngf=100000"])
+    with pytest.raises(ValueError, match=r"^ngf=100000, nglf=8, ndf=16, batch=4, patch=56, pool_size=50: training "
+                                         r"needs at least 67,336\.2 GiB of memory \(networks with Adam state "
+                                         r"67,055\.8 GiB, activations and image pools 280\.4 GiB\), more than "
+                                         r"this machine's 8\.0 GiB$"):
+        check_memory(hp, memory=8 * 2**30)
+    check_memory(preset("paper"), memory=2 * 2**30)  # the paper's configuration needs about 1.2 GiB at least
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=-1", "seed must be in [0, 4294967295] (NumPy's seed range), got -1"),
+    ("ngf=100000", "ngf=100000, nglf=8, ndf=16, batch=4, patch=56, pool_size=50: training needs at least "),
+])
+def test_run_refuses_them_in_one_line_before_anything_runs(tmp_path, override, message):
+    result = ctdenoise("run", "--data", str(tmp_path), "--root", str(tmp_path / "run"), "--preset", "cpu-demo",
+                       "--set", override)
+    assert result.returncode == 1 and not (tmp_path / "run").exists()
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"ctdenoise: error: {message}")
