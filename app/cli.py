@@ -25,6 +25,7 @@ import contract.keras2  # noqa: F401  (before TensorFlow is imported by any comm
 from components.evaluation.thresholds import BlessingThresholds
 from dicomio.reader import AXIAL_TOLERANCE_DEG
 from pipeline import configs
+from pipeline.store import PASSWORD_VARIABLE, StoreAddress
 from storage import files
 from storage.lock import Busy
 from trainer_module.hparams import PRESETS
@@ -89,7 +90,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     for flag, value in (("--input", args.input), ("--out", args.out)):
         if files.is_remote(value):
             raise UserError(f"{flag} {value}: denoise reads and writes local folders; copy the series there first")
-    model_dir = resolve_model(args.model, Path(args.root))
+    model_dir = resolve_model(args.model, Path(args.root), _store_address(args))
     with _terminate_as_interrupt():  # prints its own progress and closing line
         denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
     return 0
@@ -154,13 +155,14 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     from app import lineage
     from app.metadata import connect
 
-    store = connect(Path(args.root), grpc=args.mlmd_grpc, mysql=args.mlmd_mysql, user=args.mlmd_user,
-                    password=os.environ.get("CTDENOISE_MLMD_PASSWORD", ""))
+    address = _store_address(args)
+    root = Path(args.root)
+    store = connect(root, address, grpc=args.mlmd_grpc)
     if args.dataset:
         result = lineage.dataset_models(store, args.dataset)
         lines = lineage.format_dataset_models(result, args.dataset)
     else:
-        result = lineage.model_lineage(store, args.model)
+        result = lineage.model_lineage(store, args.model, None if args.mlmd_grpc else address.pipeline_name(root))
         lines = lineage.format_lineage(result)
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return 0
@@ -180,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
                   beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
-                  serving_dir=args.serving_dir, blessing=_blessing(args),
+                  serving_dir=args.serving_dir, blessing=_blessing(args), address=_store_address(args),
                   read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt))
     return 0
 
@@ -207,29 +209,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | None, **options: Any) -> dict[str, Any]:
+def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | None,
+                  address: StoreAddress = StoreAddress(), **options: Any) -> dict[str, Any]:
     """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
     and return it; a failed run raises UserError with its one-line reason afterwards."""
-    from app.metadata import has_store, open_store, run_ids
+    from app.metadata import existing_store, run_ids
 
     _check_summary_path(summary_path)
-    known = run_ids(open_store(root)) if has_store(root) else set()  # a busy store fails before TFX loads
+    name = address.pipeline_name(root)
+    store = existing_store(root, address)  # a busy, refused or unreachable store fails before TFX loads
+    known = run_ids(store, name) if store is not None else set()
     from app.summary import build_summary, format_summary
     from pipeline.local_runner import run_local
 
     _watch_components()
     failure = None
     try:
-        run_local(data, root, until, progress=print, **options)
+        run_local(data, root, until, progress=print, address=address, **options)
     except Busy:
         raise
     except Exception as exc:  # reported as one line after the summary is written
         failure = exc
     summary = {}
-    if has_store(root):
-        store = open_store(root)
-        ours = run_ids(store) - known  # runs of one root are serialised, so ours is the first new one
-        summary = build_summary(store, min(ours) if ours else None, failure)
+    store = existing_store(root, address)
+    if store is not None:
+        ours = run_ids(store, name) - known  # runs of one root are serialised, so ours is the first new one
+        summary = build_summary(store, min(ours) if ours else None, failure, name)
     print("\n".join(format_summary(summary)))
     if summary_path:
         Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
@@ -272,6 +277,18 @@ def _add_gate_options(command: argparse.ArgumentParser) -> None:
                               f"(default {BLESSING.body_rmse_margin:g})")
     command.add_argument("--body-ssim-tolerance", type=float, default=BLESSING.body_ssim_tolerance,
                          help=f"how far in-body SSIM may fall below LDCT's (default {BLESSING.body_ssim_tolerance:g})")
+
+
+def _add_store_options(command: argparse.ArgumentParser) -> None:
+    """A shared MySQL ML Metadata store instead of the run root's SQLite file (docs/design.md §3.5)."""
+    command.add_argument("--mlmd-mysql", metavar="HOST:PORT/DB",
+                         help="ML Metadata in a shared MySQL database instead of RUN_ROOT/metadata.sqlite; "
+                              "the run root is a pipeline of its own there")
+    command.add_argument("--mlmd-user", default="root", help=f"MySQL user (password from ${PASSWORD_VARIABLE})")
+
+
+def _store_address(args: argparse.Namespace) -> StoreAddress:
+    return StoreAddress(args.mlmd_mysql, args.mlmd_user, os.environ.get(PASSWORD_VARIABLE, ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-tilt", action="store_true",
                      help="accept gantry-tilted axial slices (rejected by default)")
     run.add_argument("--beam-arg", action="append", help="extra Apache Beam pipeline argument (repeatable)")
+    _add_store_options(run)
     run.set_defaults(func=cmd_run)
 
     den = sub.add_parser("denoise", help="denoise a CT DICOM series with a trained generator")
@@ -329,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--out", required=True, help="new folder for the derived series (must not exist or be empty)")
     den.add_argument("--png", action="store_true", help="also write preview/NNNN.png: LDCT | denoised")
     den.add_argument("--batch", type=int, default=4, help="slices per model call")
+    _add_store_options(den)
     den.set_defaults(func=cmd_denoise)
 
     lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
@@ -337,8 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--dataset", help="go forward instead: models trained on data under this root")
     lin.add_argument("--json", action="store_true", help="print JSON instead of a tree")
     lin.add_argument("--mlmd-grpc", metavar="HOST:PORT", help="query a gRPC metadata service (Kubeflow) instead")
-    lin.add_argument("--mlmd-mysql", metavar="HOST:PORT/DB", help="query a MySQL ML Metadata database instead")
-    lin.add_argument("--mlmd-user", default="root", help="MySQL user (password from $CTDENOISE_MLMD_PASSWORD)")
+    _add_store_options(lin)
     lin.set_defaults(func=cmd_lineage)
 
     kfp = sub.add_parser("kubeflow", help="compile for / upload to Kubeflow Pipelines 2")

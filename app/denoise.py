@@ -30,6 +30,7 @@ from contract.names import INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_S
 from dicomio.derived import SourceSlice, derived_dataset, source_slices, to_ct_hu
 from dicomio.reader import DicomRejected, read_ct_file
 from pipeline import configs
+from pipeline.store import StoreAddress
 from storage import files
 from storage.publish import staged, staging_name
 
@@ -108,7 +109,7 @@ def _os_reason(exc: OSError) -> str:
     return str(exc).splitlines()[0]
 
 
-def resolve_model(model: str, run_root: Path) -> str:
+def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddress()) -> str:
     """A SavedModel folder (local or in a bucket), or for "latest" the newest complete
     version in the run's serving folder: the one ML Metadata records the newest push into
     (it may be a bucket), else RUN_ROOT/serving.
@@ -118,7 +119,7 @@ def resolve_model(model: str, run_root: Path) -> str:
     which Pusher writes last, is there.
     """
     if model == "latest":
-        serving = _serving_dir(run_root)
+        serving = _serving_dir(run_root, address)
         names = files.listdir(serving) if files.isdir(serving) else []
         versions = [n for n in names if n.isdigit() and _is_model(files.join(serving, n))
                     and files.exists(files.join(files.join(serving, n), MODEL_METADATA_FILE))]
@@ -195,15 +196,15 @@ def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, tile: int =
     return out
 
 
-def _serving_dir(run_root: Path) -> str:
+def _serving_dir(run_root: Path, address: StoreAddress) -> str:
     """Where the run root's pushes went: the parent of the newest pushed version ML Metadata
-    records, else the default RUN_ROOT/serving."""
-    from app.metadata import has_store, newest_push, open_store, property_value
+    records for the root (in its own or a shared store), else the default RUN_ROOT/serving."""
+    from app.metadata import existing_store, newest_push, property_value
 
-    if has_store(run_root):
-        pushed = newest_push(open_store(run_root))
-        if pushed is not None:
-            return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]
+    store = existing_store(run_root, address)
+    pushed = newest_push(store, address.pipeline_name(run_root)) if store is not None else None
+    if pushed is not None:
+        return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]
     return str(configs.serving_dir(run_root))
 
 

@@ -16,7 +16,8 @@ from typing import Any, Iterable
 
 from ml_metadata.proto import metadata_store_pb2
 
-from app.metadata import INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, newest_push, property_value, value_of
+from app.metadata import (INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, artifacts_of_type, newest_push, property_value,
+                          value_of)
 from storage import files
 
 _NOISE = {"tfx_version", "is_external", "stats_dashboard_link", "sample_rate_by_split", "payload_format",
@@ -30,10 +31,11 @@ class LineageError(ValueError):
     """No such model or data root in the store; the message says what was looked for."""
 
 
-def model_lineage(store, model: str = "latest") -> dict[str, Any]:
-    """The provenance tree of a model: `latest` (newest pushed model, else newest Model) or
-    a URI (a Model or PushedModel artifact, or the folder Pusher copied a model to)."""
-    start = _find_model(store, model)
+def model_lineage(store, model: str = "latest", pipeline_name: str | None = None) -> dict[str, Any]:
+    """The provenance tree of a model: `latest` (newest pushed model, else newest Model, of
+    `pipeline_name` when given) or a URI (a Model or PushedModel artifact, or the folder
+    Pusher copied a model to)."""
+    start = _find_model(store, model, pipeline_name)
     return _Walker(store).artifact_tree(start)
 
 
@@ -187,12 +189,12 @@ def _short(value: Any) -> str:
     return " ".join(str(value).split())
 
 
-def _find_model(store, model: str) -> metadata_store_pb2.Artifact:
+def _find_model(store, model: str, pipeline_name: str | None) -> metadata_store_pb2.Artifact:
     if model == "latest":
-        pushed = newest_push(store)
+        pushed = newest_push(store, pipeline_name)
         if pushed is not None:
             return pushed
-        models = store.get_artifacts_by_type("Model")
+        models = artifacts_of_type(store, "Model", pipeline_name)
         if not models:
             raise LineageError("no model in this ML Metadata store: run `ctdenoise run --until train` first")
         return max(models, key=lambda a: (a.create_time_since_epoch, a.id))

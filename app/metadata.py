@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
+from pipeline.store import PASSWORD_VARIABLE, StoreAddress, host_port
 from storage.lock import Busy
 
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -41,11 +44,8 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
         raise FileNotFoundError(f"{path}: empty file, not an ML Metadata store: run `ctdenoise run` "
                                 "first or use another --root")
     _wait_until_readable(path)
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     try:
-        store = metadata_store.MetadataStore(config)
+        store = metadata_store.MetadataStore(StoreAddress().connection_config(run_root, read_only=True))
         store.get_context_types()  # a damaged file fails here rather than mid-query
     except Exception as exc:  # MLMD raises its own error types, quoting the SQL it ran
         raise MetadataError(f"{path}: not a readable ML Metadata store ({type(exc).__name__}); "
@@ -73,47 +73,79 @@ class MetadataError(RuntimeError):
     """The ML Metadata store cannot be read; the message says which and why in one line."""
 
 
-def connect(run_root: Path, grpc: str | None = None, mysql: str | None = None,
-            user: str = "root", password: str = "") -> metadata_store.MetadataStore:
-    """The ML Metadata store to query: a Kubeflow-style gRPC metadata service (HOST:PORT), a
-    MySQL database (HOST:PORT/DATABASE), or by default the local run root's SQLite file."""
-    if not grpc and not mysql:
-        return open_store(run_root)
+def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | None = None) -> metadata_store.MetadataStore:
+    """The ML Metadata store to query: a Kubeflow-style gRPC metadata service (HOST:PORT), the
+    shared MySQL database `address` names, or by default the local run root's SQLite file
+    (read-only). Each failure to reach a server is one ConnectionError naming it, never the
+    password."""
     if grpc:
-        host, port = _host_port(grpc, "--mlmd-grpc")
-        config = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port)
-    else:
-        address, _, database = mysql.partition("/")
-        host, port = _host_port(address, "--mlmd-mysql")
-        config = metadata_store_pb2.ConnectionConfig()
-        config.mysql.host, config.mysql.port, config.mysql.database = host, port, database or "metadb"
-        config.mysql.user, config.mysql.password = user, password
+        host, port = host_port(grpc, "--mlmd-grpc")
+        return _checked(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port), grpc, "")
+    if not address.shared:
+        return open_store(run_root)
+    host, port, _ = address.host_port_database()
+    where = address.describe(run_root)
     try:
-        store = metadata_store.MetadataStore(config)
-        store.get_artifact_types()  # fail here, naming the address, rather than mid-query
+        socket.create_connection((host, port), timeout=BUSY_WAIT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"ML Metadata at {where}: nothing answers at {host}:{port} "
+                              f"({exc.strerror or type(exc).__name__})") from None
+    return _checked(address.connection_config(run_root), where,
+                    f"the server refused the connection: check the user (--mlmd-user) and the password "
+                    f"(${PASSWORD_VARIABLE}), and that the user may create and use the database")
+
+
+SHARED_OPEN_ATTEMPTS = 3
+"""Tries at opening a shared store: two clients creating ML Metadata's schema in a new
+database at the same moment make one of them fail once (a race, not a refusal)."""
+
+
+def _checked(config, where: str, refused: str) -> metadata_store.MetadataStore:
+    """Open the store and make one query, so that a server that refuses fails here, naming
+    `where`, rather than mid-run."""
+    for attempt in range(1, SHARED_OPEN_ATTEMPTS):
+        with contextlib.suppress(Exception):
+            return _open(config)
+        time.sleep(attempt)  # the other client's schema creation takes well under a second
+    try:
+        return _open(config)
     except Exception as exc:
-        raise ConnectionError(f"ML Metadata at {grpc or mysql}: {' '.join(str(exc).split())[:200]}") from None
+        detail = refused or " ".join(str(exc).split())[:200]
+        raise ConnectionError(f"ML Metadata at {where}: {detail}") from None
+
+
+def _open(config) -> metadata_store.MetadataStore:
+    store = metadata_store.MetadataStore(config)
+    store.get_artifact_types()
     return store
 
 
-def _host_port(address: str, option: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{option} wants HOST:PORT, got {address!r}")
-    return host, int(port)
+def existing_store(run_root: Path, address: StoreAddress = StoreAddress()) -> metadata_store.MetadataStore | None:
+    """The run root's store when there is one to read (a shared database always is), else None."""
+    if not address.shared and not has_store(run_root):
+        return None
+    return connect(run_root, address)
 
 
-def run_ids(store) -> set[int]:
-    """The pipeline runs the store knows (their context ids)."""
-    return {run.id for run in store.get_contexts_by_type("pipeline_run")}
+def pipeline_context(store, pipeline_name: str) -> metadata_store_pb2.Context | None:
+    return store.get_context_by_type_and_name("pipeline", pipeline_name)
 
 
-def latest_run_executions(store) -> dict[str, metadata_store_pb2.Execution]:
-    """Node id → its execution in the newest pipeline run (cached ones included)."""
-    runs = store.get_contexts_by_type("pipeline_run")
+def run_ids(store, pipeline_name: str = configs.PIPELINE_NAME) -> set[int]:
+    """The runs of one pipeline the store knows (their pipeline_run context ids)."""
+    pipeline = pipeline_context(store, pipeline_name)
+    if pipeline is None:
+        return set()
+    return {c.id for c in store.get_children_contexts_by_context(pipeline.id) if c.type == "pipeline_run"}
+
+
+def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+    """Node id → its execution in the pipeline's newest run (cached ones included)."""
+    runs = store.get_contexts_by_id(list(run_ids(store, pipeline_name)))
     if not runs:
         return {}
-    return run_executions(store, max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).id)
+    newest = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return run_executions(store, newest.id, pipeline_name)
 
 
 def run_executions(store, run_id: int, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
@@ -154,11 +186,21 @@ def artifacts_by_key(store, execution_id: int, kinds) -> dict[str, list[metadata
     return grouped
 
 
-def newest_push(store) -> metadata_store_pb2.Artifact | None:
+def newest_push(store, pipeline_name: str | None = None) -> metadata_store_pb2.Artifact | None:
     """The newest PushedModel that was actually pushed (its `pushed_destination` is the
-    version folder), or None."""
-    pushed = [a for a in store.get_artifacts_by_type("PushedModel") if property_value(a, "pushed") == 1]
+    version folder), of one pipeline or of the whole store, or None."""
+    pushed = [a for a in artifacts_of_type(store, "PushedModel", pipeline_name) if property_value(a, "pushed") == 1]
     return max(pushed, key=lambda a: (a.create_time_since_epoch, a.id)) if pushed else None
+
+
+def artifacts_of_type(store, type_name: str, pipeline_name: str | None = None) -> list[metadata_store_pb2.Artifact]:
+    """Artifacts of a type, only those of one pipeline when it is named."""
+    artifacts = store.get_artifacts_by_type(type_name)
+    if pipeline_name is None:
+        return artifacts
+    pipeline = pipeline_context(store, pipeline_name)
+    ours = {a.id for a in store.get_artifacts_by_context(pipeline.id)} if pipeline else set()
+    return [a for a in artifacts if a.id in ours]
 
 
 def value_of(value: metadata_store_pb2.Value) -> Any:

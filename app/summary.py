@@ -8,13 +8,15 @@ from app.metadata import output_artifacts, property_value, run_executions, succe
 from components.dicom_example_gen.executor import NothingToIngest, read_report
 from components.evaluation.results import read_evaluation
 from components.hu_gate.checks import problems_in
+from pipeline import configs
 
 
-def build_summary(store, run_id: int | None, failure: BaseException | None = None) -> dict[str, Any]:
+def build_summary(store, run_id: int | None, failure: BaseException | None = None,
+                  pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, Any]:
     """One object per stage of the pipeline run `run_id` (None: a run that never started)
     that produced results; `failure` is what the run raised, if it failed (TFX records no
     message with a failed execution)."""
-    executions = run_executions(store, run_id) if run_id is not None else {}
+    executions = run_executions(store, run_id, pipeline_name) if run_id is not None else {}
     outputs = {node: output_artifacts(store, e) for node, e in executions.items() if succeeded(e)}
     summary: dict[str, Any] = {}
     if "DicomExampleGen" in outputs:

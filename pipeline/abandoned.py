@@ -15,6 +15,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
+from pipeline.store import StoreAddress
 from storage import files
 
 RESUMABLE_OUTPUTS = {("Trainer", "model_run")}
@@ -22,18 +23,21 @@ RESUMABLE_OUTPUTS = {("Trainer", "model_run")}
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 
 
-def recover(run_root: Path, say: Callable[[str], None], pipeline_root: str | None = None) -> list[int]:
-    """Mark every unfinished execution under `run_root` abandoned and remove its partial
-    outputs under `pipeline_root` (default RUN_ROOT/pipeline; it may be a bucket); return
-    their ids. Call only while holding the root's lock."""
-    path = configs.metadata_path(run_root)
-    if not path.exists():
+def recover(run_root: Path, say: Callable[[str], None], pipeline_root: str | None = None,
+            address: StoreAddress = StoreAddress()) -> list[int]:
+    """Mark every unfinished execution of `run_root`'s pipeline abandoned and remove its
+    partial outputs under `pipeline_root` (default RUN_ROOT/pipeline; it may be a bucket);
+    return their ids. In a shared store only this root's pipeline is touched: another
+    root's run may be running. Call only while holding the root's lock."""
+    if not address.shared and not configs.metadata_path(run_root).exists():
         return []
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    store = metadata_store.MetadataStore(config)
-    nodes = _node_names(store)
-    abandoned = [e for e in store.get_executions() if e.last_known_state in _UNFINISHED]
+    store = metadata_store.MetadataStore(address.connection_config(run_root))
+    name = address.pipeline_name(run_root)
+    pipeline = store.get_context_by_type_and_name("pipeline", name)
+    if pipeline is None:
+        return []
+    nodes = _node_names(store, name)
+    abandoned = [e for e in store.get_executions_by_context(pipeline.id) if e.last_known_state in _UNFINISHED]
     for execution in abandoned:
         node = nodes.get(execution.id, execution.type)
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
@@ -60,10 +64,11 @@ def _remove_outputs(node_root: str, execution_id: int) -> int:
     return removed
 
 
-def _node_names(store: metadata_store.MetadataStore) -> dict[int, str]:
-    """Execution id → pipeline node id, from the 'node' contexts."""
-    names = {}
+def _node_names(store: metadata_store.MetadataStore, pipeline_name: str) -> dict[int, str]:
+    """Execution id → node id of the pipeline's executions, from its 'node' contexts."""
+    names, prefix = {}, f"{pipeline_name}."
     for context in store.get_contexts_by_type("node"):
-        for execution in store.get_executions_by_context(context.id):
-            names[execution.id] = context.name.split(".", 1)[-1]
+        if context.name.startswith(prefix):
+            for execution in store.get_executions_by_context(context.id):
+                names[execution.id] = context.name[len(prefix):]
     return names

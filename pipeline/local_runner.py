@@ -14,42 +14,46 @@ from components.evaluation.thresholds import BlessingThresholds
 from dicomio.reader import ReadOptions
 from pipeline import abandoned, configs
 from pipeline.pipeline import create_pipeline
+from pipeline.store import StoreAddress
 from storage.files import absolute, fingerprint
 from storage.lock import exclusive
 from trainer_module.hparams import HParams
 
 
-def metadata_config(run_root: Path):
-    """SQLite ML Metadata connection config of a run root (created when missing)."""
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(configs.metadata_path(run_root)))
+def metadata_config(run_root: Path, address: StoreAddress = StoreAddress()):
+    """ML Metadata connection config of a run root: its SQLite file (created when missing),
+    or the shared database `address` names."""
+    return address.connection_config(run_root)
 
 
 def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
               beam_pipeline_args: list[str] | None = None, read_options: ReadOptions = ReadOptions(),
               blessing: BlessingThresholds = BlessingThresholds(),
               progress: Callable[[str], None] = print,
-              pipeline_root: str | None = None, serving_dir: str | None = None) -> None:
+              pipeline_root: str | None = None, serving_dir: str | None = None,
+              address: StoreAddress = StoreAddress()) -> None:
     """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged.
 
     The data root, the pipeline root (default RUN_ROOT/pipeline) and the serving folder
     (default RUN_ROOT/serving) may each be a folder or an object-store URL; ML Metadata
-    stays in RUN_ROOT/metadata.sqlite. One run at a time per run root: a second one raises
+    stays in RUN_ROOT/metadata.sqlite unless `address` names a shared database, where the
+    root's runs form a pipeline of their own (pipeline.store). One run at a time per run root: a second one raises
     `storage.lock.Busy` at once. Work a killed run left unfinished is marked abandoned
     first (`pipeline.abandoned`).
     """
     pipeline_root = absolute(pipeline_root or configs.pipeline_root(run_root))
     serving_dir = absolute(serving_dir or configs.serving_dir(run_root))
     with exclusive(run_root, "ctdenoise run"):
-        abandoned.recover(run_root, progress, pipeline_root)
+        abandoned.recover(run_root, progress, pipeline_root, address)
         _run(absolute(data_root), run_root, until, hparams, layout, read_options, beam_pipeline_args, blessing,
-             pipeline_root, serving_dir)
+             pipeline_root, serving_dir, address)
 
 
 def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: Layout, read_options: ReadOptions,
          beam_pipeline_args: list[str] | None, blessing: BlessingThresholds, pipeline_root: str,
-         serving_dir: str) -> None:
+         serving_dir: str, address: StoreAddress) -> None:
     pipeline = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_name=address.pipeline_name(run_root),
         pipeline_root=pipeline_root,
         data_root=data_root,
         hparams=hparams,
@@ -59,7 +63,7 @@ def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: L
         read_options=read_options,
         blessing=blessing,
         input_fingerprint=fingerprint(data_root),
-        metadata_connection_config=metadata_config(run_root),
+        metadata_connection_config=metadata_config(run_root, address),
         beam_pipeline_args=beam_pipeline_args,
     )
     with _no_tfx_sdist_for_local_workers():

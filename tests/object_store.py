@@ -11,25 +11,16 @@ tensorflow-io (whose exit would abort it; see storage/files.py).
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.limits import HANG_S
+from tests.servers import free_port, stop, wait_for_port
 
 BUCKET = "ctdenoise-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def s3_environment(endpoint: str) -> dict[str, str]:
@@ -87,14 +78,14 @@ def start_object_store() -> Iterator[ObjectStore]:
     """A generator for a pytest fixture: the server up with an empty bucket and the
     environment set, then (on teardown, also after failures) the server stopped and the
     environment restored."""
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()  # the server logs every request: a pipe nobody reads would fill and stall it
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     saved = {key: os.environ.get(key) for key in s3_environment(endpoint)}
     try:
-        _wait_for(server, port, log)
+        wait_for_port(server, port, log, "moto server")
         os.environ.update(s3_environment(endpoint))
         store = ObjectStore(endpoint, BUCKET)
         store.client.create_bucket(Bucket=BUCKET)
@@ -105,33 +96,5 @@ def start_object_store() -> Iterator[ObjectStore]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        _stop(server)
+        stop(server)
         log.close()
-
-
-def _wait_for(server: subprocess.Popen, port: int, log) -> None:
-    """Return once the server accepts connections; HANG_S bounds a hang."""
-    deadline = time.monotonic() + HANG_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"moto server exited at start: {log.read().decode()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)  # how often to look, not how long to wait
-    raise RuntimeError(f"moto server not listening on port {port} after {HANG_S} s")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop the server's whole process group (it was started in a session of its own)."""
-    if server.poll() is None:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)  # a grace period to stop in; past it, killed (the tests are over)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        except ProcessLookupError:
-            pass

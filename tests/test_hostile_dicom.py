@@ -58,7 +58,9 @@ def test_rescale_that_gives_no_plausible_ct_is_rejected(tmp_path, representation
 
 def _read_in_bounded_process(path: Path) -> tuple[str, int]:
     """read_ct_slices in a child whose address space is MEMORY_BOUND_BYTES: its outcome line and
-    its peak resident memory in bytes."""
+    its peak resident memory in bytes. The peak is the new program's own (VmHWM), not getrusage's
+    ru_maxrss, which Linux carries across exec from the forking process: forked from a pytest
+    worker holding TensorFlow, it read 2.28 GB before this child had read a byte."""
     code = textwrap.dedent(f"""
         import resource
         resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_BOUND_BYTES}, {MEMORY_BOUND_BYTES}))
@@ -68,7 +70,7 @@ def _read_in_bounded_process(path: Path) -> tuple[str, int]:
             print("accepted")
         except DicomRejected as exc:
             print("rejected:", exc.reason)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_S,
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
@@ -77,7 +79,6 @@ def _read_in_bounded_process(path: Path) -> tuple[str, int]:
     return outcome, int(peak_kib) * 1024
 
 
-@pytest.mark.xfail(reason="failed in the clean-clone suite of this session (2 GiB address-space cap in a child process); not yet diagnosed: see the closing note", strict=False)
 @pytest.mark.parametrize("compressed, side", [(True, 65535), (False, 30000)], ids=["rle-65535", "native-30000"])
 def test_a_header_declaring_a_huge_image_is_refused_before_any_pixel_buffer(tmp_path, compressed, side):
     path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0)

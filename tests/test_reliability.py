@@ -356,11 +356,13 @@ def test_a_damaged_metadata_store_is_one_line_without_sql(tmp_path):
     assert "not a readable ML Metadata store" in line and "CREATE" not in line
 
 
-def test_lineage_against_an_unreachable_mysql_prints_one_line(tmp_path):
-    result = ctdenoise("lineage", "--root", str(tmp_path), "--mlmd-mysql", "127.0.0.1:9/metadb")
+@pytest.mark.parametrize("command", [["lineage"], ["run", "--data", "."]], ids=["lineage", "run"])
+def test_an_unreachable_mysql_store_is_one_line_before_anything_runs(tmp_path, command):
+    result = ctdenoise(*command, "--root", str(tmp_path / "root"), "--mlmd-mysql", "127.0.0.1:9/metadb")
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("ctdenoise: error: ML Metadata at 127.0.0.1:9/metadb")
+    assert line.startswith("ctdenoise: error: ML Metadata at MySQL root@127.0.0.1:9/metadb: nothing answers at 127.0.0.1:9")
+    assert not (tmp_path / "root").exists()
 
 
 # --- 7. integrity -------------------------------------------------------------------------------

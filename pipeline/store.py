@@ -1,0 +1,83 @@
+"""Where a run root's ML Metadata lives: its own SQLite file, or a MySQL database that a team
+shares (Kubeflow's store is MySQL), and the pipeline name that keeps run roots apart in it.
+
+In a root's own SQLite file the pipeline is called `configs.PIPELINE_NAME`. In a shared
+database every run root is a pipeline of its own, named after the root's resolved path, so
+that its runs, its cache, its abandoned executions and its "latest" model are its own
+(docs/design.md §3.5). The password is never part of a name, a message or a repr.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+from pipeline import configs
+
+PASSWORD_VARIABLE = "CTDENOISE_MLMD_PASSWORD"
+"""The environment variable the MySQL password is read from (never a command-line option)."""
+DEFAULT_DATABASE = "metadb"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreAddress:
+    """A MySQL ML Metadata database, HOST:PORT/DATABASE, or None for the run root's SQLite file."""
+
+    mysql: str | None = None
+    user: str = "root"
+    password: str = dataclasses.field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mysql is not None:
+            self.host_port_database()  # refuse a malformed address before anything runs
+
+    @property
+    def shared(self) -> bool:
+        return self.mysql is not None
+
+    def host_port_database(self) -> tuple[str, int, str]:
+        address, _, database = (self.mysql or "").partition("/")
+        host, port = host_port(address, "--mlmd-mysql")
+        return host, port, database or DEFAULT_DATABASE
+
+    def connection_config(self, run_root: Path, read_only: bool = False):
+        """ML Metadata's ConnectionConfig (a read-only SQLite connection when asked); ML
+        Metadata is imported here, so that commands which never open a store start fast."""
+        from ml_metadata.proto import metadata_store_pb2
+
+        config = metadata_store_pb2.ConnectionConfig()
+        if self.shared:
+            host, port, database = self.host_port_database()
+            config.mysql.host, config.mysql.port, config.mysql.database = host, port, database
+            config.mysql.user, config.mysql.password = self.user, self.password
+        else:
+            config.sqlite.filename_uri = str(configs.metadata_path(run_root))
+            if read_only:
+                config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+            else:
+                config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        return config
+
+    def pipeline_name(self, run_root: Path) -> str:
+        """The TFX pipeline name of `run_root`'s runs in this store."""
+        if not self.shared:
+            return configs.PIPELINE_NAME
+        resolved = str(Path(run_root).resolve())
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(resolved).name).strip("-")[:40] or "root"
+        return f"{configs.PIPELINE_NAME}-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+    def describe(self, run_root: Path) -> str:
+        """What a message names: the database (user, no password) or the SQLite file."""
+        if self.shared:
+            host, port, database = self.host_port_database()
+            return f"MySQL {self.user}@{host}:{port}/{database}"
+        return str(configs.metadata_path(run_root))
+
+
+def host_port(address: str, option: str) -> tuple[str, int]:
+    """HOST:PORT as (host, port); a one-line ValueError naming the option otherwise."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{option} wants HOST:PORT, got {address!r}")
+    return host, int(port)
