@@ -79,17 +79,18 @@ def _read_in_bounded_process(path: Path) -> tuple[str, int]:
     return outcome, int(peak_kib) * 1024
 
 
-@pytest.mark.parametrize("compressed, side", [(True, 65535), (False, 30000)], ids=["rle-65535", "native-30000"])
-def test_a_header_declaring_a_huge_image_is_refused_before_any_pixel_buffer(tmp_path, compressed, side):
+@pytest.mark.parametrize("compressed, side, frames", [(True, 65535, 1), (False, 30000, 1), (True, 4096, 2000)],
+                         ids=["rle-65535", "native-30000", "rle-multiframe-4096x2000"])
+def test_a_header_declaring_a_huge_image_is_refused_before_any_pixel_buffer(tmp_path, compressed, side, frames):
     path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0)
     if compressed:
         expected = read_ct_slices(path, "x")[0].hu
         f.compress(path, RLELossless)
         np.testing.assert_array_equal(read_ct_slices(path, "x")[0].hu, expected)  # valid RLE decodes
-    f.edit(path, Rows=side, Columns=side)
+    f.edit(path, Rows=side, Columns=side, NumberOfFrames=frames)
     assert path.stat().st_size < 16 * 2**10
     outcome, peak = _read_in_bounded_process(path)
-    assert outcome.startswith(f"rejected: declared size too large: {side} × {side} × 1 frame(s)"), outcome
+    assert outcome.startswith(f"rejected: declared size too large: {side} × {side} × {frames} frame(s)"), outcome
     assert peak < MEMORY_BOUND_BYTES
 
 
