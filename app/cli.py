@@ -157,12 +157,12 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
     address = _store_address(args)
     root = Path(args.root)
-    store = connect(root, address, grpc=args.mlmd_grpc)
+    store = connect(root, address, grpc=args.mlmd_grpc, read_only=True)
     if args.dataset:
         result = lineage.dataset_models(store, args.dataset)
         lines = lineage.format_dataset_models(result, args.dataset)
     else:
-        result = lineage.model_lineage(store, args.model, None if args.mlmd_grpc else address.pipeline_name(root))
+        result = lineage.model_lineage(store, args.model, _root_pipeline(store, root, address))
         lines = lineage.format_lineage(result)
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return 0
@@ -231,7 +231,12 @@ def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | 
     except Exception as exc:  # reported as one line after the summary is written
         failure = exc
     summary = {}
-    store = existing_store(root, address)
+    try:
+        store = existing_store(root, address)
+    except ConnectionError:  # the server went away during a failed run: report the run's own failure
+        if failure is None:
+            raise
+        store = None
     if store is not None:
         ours = run_ids(store, name) - known  # runs of one root are serialised, so ours is the first new one
         summary = build_summary(store, min(ours) if ours else None, failure, name)
@@ -280,11 +285,21 @@ def _add_gate_options(command: argparse.ArgumentParser) -> None:
 
 
 def _add_store_options(command: argparse.ArgumentParser) -> None:
-    """A shared MySQL ML Metadata store instead of the run root's SQLite file (docs/design.md §3.5)."""
+    """A shared MySQL ML Metadata store instead of the run root's SQLite file (docs/design.md §3.4)."""
     command.add_argument("--mlmd-mysql", metavar="HOST:PORT/DB",
                          help="ML Metadata in a shared MySQL database instead of RUN_ROOT/metadata.sqlite; "
-                              "the run root is a pipeline of its own there")
+                              "the run root (this machine and its resolved path) is a pipeline of its own there")
     command.add_argument("--mlmd-user", default="root", help=f"MySQL user (password from ${PASSWORD_VARIABLE})")
+
+
+def _root_pipeline(store, root: Path, address: StoreAddress) -> str | None:
+    """Whose "latest" model `lineage` shows: the run root's, when the store holds its pipeline
+    (always so in its own SQLite file); else the whole store's newest, as in a Kubeflow
+    database read directly, whose pipelines no local run root names."""
+    from app.metadata import pipeline_context
+
+    name = address.pipeline_name(root)
+    return name if pipeline_context(store, name) is not None else None
 
 
 def _store_address(args: argparse.Namespace) -> StoreAddress:
@@ -342,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     den = sub.add_parser("denoise", help="denoise a CT DICOM series with a trained generator")
     den.add_argument("--model", required=True, help="SavedModel folder, or 'latest' (newest pushed under --root)")
-    den.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding serving/ (for 'latest')")
+    den.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT),
+                     help="run root whose newest push 'latest' means (its ML Metadata, else RUN_ROOT/serving)")
     den.add_argument("--input", required=True, help="folder holding the DICOM files of one CT series")
     den.add_argument("--out", required=True, help="new folder for the derived series (must not exist or be empty)")
     den.add_argument("--png", action="store_true", help="also write preview/NNNN.png: LDCT | denoised")
@@ -351,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     den.set_defaults(func=cmd_denoise)
 
     lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
-    lin.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding metadata.sqlite")
+    lin.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT),
+                     help="run root holding metadata.sqlite (with --mlmd-mysql: whose pipeline 'latest' means)")
     lin.add_argument("--model", default="latest", help="'latest' (newest pushed model) or an artifact URI / push path")
     lin.add_argument("--dataset", help="go forward instead: models trained on data under this root")
     lin.add_argument("--json", action="store_true", help="print JSON instead of a tree")

@@ -84,6 +84,7 @@ def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png
     slices = _read_series(input_dir)
     say(f"denoise: {len(slices)} slices read from {input_dir}")
     model = load_model(model_dir)
+    say(f"denoise: model {model_dir}")
     series_uid = generate_uid()
     derivation = f"ctdenoise CycleGAN generator {model_version or _name(model_dir)}"
     try:
@@ -201,7 +202,7 @@ def _serving_dir(run_root: Path, address: StoreAddress) -> str:
     records for the root (in its own or a shared store), else the default RUN_ROOT/serving."""
     from app.metadata import existing_store, newest_push, property_value
 
-    store = existing_store(run_root, address)
+    store = existing_store(run_root, address, read_only=True)
     pushed = newest_push(store, address.pipeline_name(run_root)) if store is not None else None
     if pushed is not None:
         return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]

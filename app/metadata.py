@@ -73,14 +73,15 @@ class MetadataError(RuntimeError):
     """The ML Metadata store cannot be read; the message says which and why in one line."""
 
 
-def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | None = None) -> metadata_store.MetadataStore:
+def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | None = None,
+            read_only: bool = False) -> metadata_store.MetadataStore:
     """The ML Metadata store to query: a Kubeflow-style gRPC metadata service (HOST:PORT), the
-    shared MySQL database `address` names, or by default the local run root's SQLite file
-    (read-only). Each failure to reach a server is one ConnectionError naming it, never the
-    password."""
+    shared MySQL database `address` names (never created when `read_only`), or by default the
+    local run root's SQLite file (always read-only). Each failure to reach a server is one
+    ConnectionError naming it, never the password."""
     if grpc:
         host, port = host_port(grpc, "--mlmd-grpc")
-        return _checked(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port), grpc, "")
+        return _checked(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port), grpc, attempts=1)
     if not address.shared:
         return open_store(run_root)
     host, port, _ = address.host_port_database()
@@ -90,27 +91,34 @@ def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | 
     except OSError as exc:
         raise ConnectionError(f"ML Metadata at {where}: nothing answers at {host}:{port} "
                               f"({exc.strerror or type(exc).__name__})") from None
-    return _checked(address.connection_config(run_root), where,
-                    f"the server refused the connection: check the user (--mlmd-user) and the password "
-                    f"(${PASSWORD_VARIABLE}), and that the user may create and use the database")
+    return _checked(address.connection_config(run_root, read_only), where, attempts=SHARED_OPEN_ATTEMPTS)
 
 
 SHARED_OPEN_ATTEMPTS = 3
 """Tries at opening a shared store: two clients creating ML Metadata's schema in a new
 database at the same moment make one of them fail once (a race, not a refusal)."""
+REFUSED = (f"the server refused the connection: check the user (--mlmd-user) and the password "
+           f"(${PASSWORD_VARIABLE}), and that the database exists or the user may create it")
+"""What ML Metadata's MySQL driver means by 'mysql_real_connect failed' (it gives no reason)."""
 
 
-def _checked(config, where: str, refused: str) -> metadata_store.MetadataStore:
+def _checked(config, where: str, attempts: int) -> metadata_store.MetadataStore:
     """Open the store and make one query, so that a server that refuses fails here, naming
     `where`, rather than mid-run."""
-    for attempt in range(1, SHARED_OPEN_ATTEMPTS):
+    for attempt in range(1, attempts):
         with contextlib.suppress(Exception):
             return _open(config)
         time.sleep(attempt)  # the other client's schema creation takes well under a second
     try:
         return _open(config)
     except Exception as exc:
-        detail = refused or " ".join(str(exc).split())[:200]
+        text = " ".join(str(exc).split())
+        if "mysql_real_connect failed" in text:
+            detail = REFUSED
+        elif "Unknown database" in text:
+            detail = "no such database on the server (reading never creates one): check the name in --mlmd-mysql"
+        else:
+            detail = text[:200]
         raise ConnectionError(f"ML Metadata at {where}: {detail}") from None
 
 
@@ -120,11 +128,12 @@ def _open(config) -> metadata_store.MetadataStore:
     return store
 
 
-def existing_store(run_root: Path, address: StoreAddress = StoreAddress()) -> metadata_store.MetadataStore | None:
+def existing_store(run_root: Path, address: StoreAddress = StoreAddress(),
+                   read_only: bool = False) -> metadata_store.MetadataStore | None:
     """The run root's store when there is one to read (a shared database always is), else None."""
     if not address.shared and not has_store(run_root):
         return None
-    return connect(run_root, address)
+    return connect(run_root, address, read_only=read_only)
 
 
 def pipeline_context(store, pipeline_name: str) -> metadata_store_pb2.Context | None:

@@ -2,15 +2,16 @@
 shares (Kubeflow's store is MySQL), and the pipeline name that keeps run roots apart in it.
 
 In a root's own SQLite file the pipeline is called `configs.PIPELINE_NAME`. In a shared
-database every run root is a pipeline of its own, named after the root's resolved path, so
-that its runs, its cache, its abandoned executions and its "latest" model are its own
-(docs/design.md §3.5). The password is never part of a name, a message or a repr.
+database every run root is a pipeline of its own, named after the machine and the root's
+resolved path, so that its runs, its cache, its abandoned executions and its "latest" model
+are its own (docs/design.md §3.4). The password is never part of a name, a message or a repr.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import re
+import socket
 from pathlib import Path
 
 from pipeline import configs
@@ -38,12 +39,17 @@ class StoreAddress:
 
     def host_port_database(self) -> tuple[str, int, str]:
         address, _, database = (self.mysql or "").partition("/")
+        if "@" in address:  # user:password@host: the password would be on the command line and in messages
+            raise ValueError(f"--mlmd-mysql wants HOST:PORT/DATABASE without a user or password: give the user "
+                             f"with --mlmd-user and the password in ${PASSWORD_VARIABLE}")
         host, port = host_port(address, "--mlmd-mysql")
         return host, port, database or DEFAULT_DATABASE
 
     def connection_config(self, run_root: Path, read_only: bool = False):
-        """ML Metadata's ConnectionConfig (a read-only SQLite connection when asked); ML
-        Metadata is imported here, so that commands which never open a store start fast."""
+        """ML Metadata's ConnectionConfig. Read-only: a SQLite file opened read-only, and a
+        MySQL database that is never created (a mistyped name on a read command must not add
+        a database to a team's server). ML Metadata is imported here, so that commands which
+        never open a store start fast."""
         from ml_metadata.proto import metadata_store_pb2
 
         config = metadata_store_pb2.ConnectionConfig()
@@ -51,6 +57,7 @@ class StoreAddress:
             host, port, database = self.host_port_database()
             config.mysql.host, config.mysql.port, config.mysql.database = host, port, database
             config.mysql.user, config.mysql.password = self.user, self.password
+            config.mysql.skip_db_creation = read_only
         else:
             config.sqlite.filename_uri = str(configs.metadata_path(run_root))
             if read_only:
@@ -60,12 +67,15 @@ class StoreAddress:
         return config
 
     def pipeline_name(self, run_root: Path) -> str:
-        """The TFX pipeline name of `run_root`'s runs in this store."""
+        """The TFX pipeline name of `run_root`'s runs in this store: in a shared one, the
+        root's folder name and a hash of the machine's name and the root's resolved path
+        (two machines' /app/runs are two roots: each machine has its own lock)."""
         if not self.shared:
             return configs.PIPELINE_NAME
         resolved = str(Path(run_root).resolve())
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(resolved).name).strip("-")[:40] or "root"
-        return f"{configs.PIPELINE_NAME}-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+        digest = hashlib.sha256(f"{socket.gethostname()}:{resolved}".encode()).hexdigest()[:8]
+        return f"{configs.PIPELINE_NAME}-{slug}-{digest}"
 
     def describe(self, run_root: Path) -> str:
         """What a message names: the database (user, no password) or the SQLite file."""

@@ -38,6 +38,12 @@ class MySQLServer:
                                "--skip-comments", database], capture_output=True, text=True, check=True).stdout
 
 
+    def databases(self) -> set[str]:
+        listed = subprocess.run([_tool("mariadb"), "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e",
+                                 "SHOW DATABASES"], capture_output=True, text=True, check=True).stdout
+        return set(listed.split())
+
+
 def _tool(name: str) -> str:
     found = shutil.which(name, path=":".join(_SEARCH))
     if found is None:

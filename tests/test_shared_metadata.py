@@ -38,13 +38,14 @@ def _env(password: str = PASSWORD) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def two_roots(mysql_server, simulated_data, tmp_path_factory):
     """`run --until push --preset tiny` from two run roots at the same time, both into
-    DATABASE: {root: (summary, stdout + stderr)}."""
+    DATABASE, each pushing to a serving folder outside its root (so that only ML Metadata
+    can tell `denoise --model latest` where): {root: (summary, stdout + stderr)}."""
     roots = [tmp_path_factory.mktemp("team_a"), tmp_path_factory.mktemp("team_b")]
     runs = {
         root: subprocess.Popen(
             ctdenoise_cmd("run", "--data", str(simulated_data), "--root", str(root), "--until", "push",
                           "--preset", "tiny", *PERMISSIVE_GATE, "--summary", str(root / "s.json"),
-                          *_store_args(mysql_server)),
+                          "--serving-dir", str(_serving(root)), *_store_args(mysql_server)),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
         for root in roots
     }
@@ -54,6 +55,10 @@ def two_roots(mysql_server, simulated_data, tmp_path_factory):
         assert process.returncode == 0, output[-3000:]
         results[root] = (json.loads((root / "s.json").read_text()), output)
     return results
+
+
+def _serving(root: Path) -> Path:
+    return root.with_name(f"{root.name}_serving")
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -74,7 +79,7 @@ def test_two_roots_run_at_once_into_one_mysql_store_and_each_summary_is_its_own(
         paths = [s for s in _strings(summary) if s.startswith("/")]
         assert paths and all(not p.startswith(str(other)) for p in paths)
         assert summary["train"]["model_uri"].startswith(str(root / "pipeline"))
-        assert Path(summary["push"]["path"]).parent == root / "serving"
+        assert Path(summary["push"]["path"]).parent == _serving(root)
         assert not (root / "metadata.sqlite").exists()  # the shared store, not a file of the root
 
 
@@ -102,6 +107,7 @@ def test_lineage_both_ways_and_denoise_latest_read_the_shared_store(two_roots, m
                            str(simulated_data / "SIM001" / "LDCT"), "--out", str(out), *_store_args(mysql_server),
                            env=_env())
         assert series.returncode == 0, series.stderr[-2000:]
+        assert f"denoise: model {summary['push']['path']}\n" in series.stdout
         ds = pydicom.dcmread(sorted(out.glob("*.dcm"))[0])
         assert summary["push"]["version"] in ds.DerivationDescription
 
@@ -126,6 +132,9 @@ def test_the_password_is_written_nowhere(two_roots, mysql_server):
     ["denoise", "--model", "latest", "--input", "DATA", "--out", "OUT"],
 ], ids=["run", "lineage", "denoise"])
 def test_a_wrong_password_is_one_line_that_does_not_print_it(mysql_server, simulated_data, tmp_path, command):
+    from ml_metadata import metadata_store
+
+    metadata_store.MetadataStore(StoreAddress(mysql_server.address(DATABASE), USER, PASSWORD).connection_config(tmp_path))
     wrong = "not-the-" + PASSWORD
     args = [str(simulated_data) if a == "DATA" else str(tmp_path / "out") if a == "OUT" else a for a in command]
     result = ctdenoise(*args, "--root", str(tmp_path / "root"), *_store_args(mysql_server), env=_env(wrong))
@@ -135,6 +144,22 @@ def test_a_wrong_password_is_one_line_that_does_not_print_it(mysql_server, simul
                            "the server refused the connection"), line
     assert wrong not in result.stdout + result.stderr and PASSWORD not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
+    right = ctdenoise("lineage", "--root", str(tmp_path / "root"), *_store_args(mysql_server), env=_env())
+    assert "refused" not in right.stderr, right.stderr  # the same command with the password gets in
+
+
+def test_read_commands_never_create_a_database_on_the_server(mysql_server, tmp_path):
+    result = ctdenoise("lineage", "--root", str(tmp_path), *_store_args(mysql_server, "mistyped_db"), env=_env())
+    [line] = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and line.endswith("/mistyped_db: no such database on the server (reading never "
+                                                    "creates one): check the name in --mlmd-mysql"), line
+    assert "mistyped_db" not in mysql_server.databases()
+
+
+def test_an_address_holding_a_password_is_refused_without_printing_it(tmp_path):
+    result = ctdenoise("lineage", "--root", str(tmp_path), "--mlmd-mysql", f"{USER}:{PASSWORD}@127.0.0.1:3306/x")
+    assert result.returncode == 1 and "without a user or password" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 def test_recovering_one_roots_killed_run_leaves_another_roots_running_execution(two_roots, mysql_server):
