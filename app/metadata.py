@@ -81,7 +81,7 @@ def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | 
     ConnectionError naming it, never the password."""
     if grpc:
         host, port = host_port(grpc, "--mlmd-grpc")
-        return _checked(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port), grpc, attempts=1)
+        return _checked(metadata_store_pb2.MetadataStoreClientConfig(host=host, port=port), grpc)
     if not address.shared:
         return open_store(run_root)
     host, port, _ = address.host_port_database()
@@ -91,35 +91,41 @@ def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | 
     except OSError as exc:
         raise ConnectionError(f"ML Metadata at {where}: nothing answers at {host}:{port} "
                               f"({exc.strerror or type(exc).__name__})") from None
-    return _checked(address.connection_config(run_root, read_only), where, attempts=SHARED_OPEN_ATTEMPTS)
+    return _checked(address.connection_config(run_root, read_only), where)
 
 
-SHARED_OPEN_ATTEMPTS = 3
-"""Tries at opening a shared store: two clients creating ML Metadata's schema in a new
-database at the same moment make one of them fail once (a race, not a refusal)."""
+SCHEMA_RACE = "concurrent connection to the empty database"
+"""ML Metadata's error when another client is creating the schema in the same new database
+(it asks to retry); every other error is final."""
+SCHEMA_RACE_WAIT_S = 120.0
+"""How long opening a store waits for another client's schema creation: a bound on a hang,
+far above the second or so it takes."""
 REFUSED = (f"the server refused the connection: check the user (--mlmd-user) and the password "
            f"(${PASSWORD_VARIABLE}), and that the database exists or the user may create it")
 """What ML Metadata's MySQL driver means by 'mysql_real_connect failed' (it gives no reason)."""
 
 
-def _checked(config, where: str, attempts: int) -> metadata_store.MetadataStore:
+def _checked(config, where: str) -> metadata_store.MetadataStore:
     """Open the store and make one query, so that a server that refuses fails here, naming
-    `where`, rather than mid-run."""
-    for attempt in range(1, attempts):
-        with contextlib.suppress(Exception):
+    `where`, rather than mid-run; while another client creates the schema, wait for it."""
+    deadline = time.monotonic() + SCHEMA_RACE_WAIT_S
+    while True:
+        try:
             return _open(config)
-        time.sleep(attempt)  # the other client's schema creation takes well under a second
-    try:
-        return _open(config)
-    except Exception as exc:
-        text = " ".join(str(exc).split())
-        if "mysql_real_connect failed" in text:
-            detail = REFUSED
-        elif "Unknown database" in text:
-            detail = "no such database on the server (reading never creates one): check the name in --mlmd-mysql"
-        else:
-            detail = text[:200]
-        raise ConnectionError(f"ML Metadata at {where}: {detail}") from None
+        except Exception as exc:
+            text = " ".join(str(exc).split())
+            if SCHEMA_RACE in text and time.monotonic() < deadline:
+                time.sleep(0.2)  # how often to look, not how long to wait
+                continue
+            raise ConnectionError(f"ML Metadata at {where}: {_reason(text)}") from None
+
+
+def _reason(text: str) -> str:
+    if "mysql_real_connect failed" in text:
+        return REFUSED
+    if "Unknown database" in text:
+        return "no such database on the server (reading never creates one): check the name in --mlmd-mysql"
+    return text[:200]
 
 
 def _open(config) -> metadata_store.MetadataStore:

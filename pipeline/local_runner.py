@@ -20,12 +20,6 @@ from storage.lock import exclusive
 from trainer_module.hparams import HParams
 
 
-def metadata_config(run_root: Path, address: StoreAddress = StoreAddress()):
-    """ML Metadata connection config of a run root: its SQLite file (created when missing),
-    or the shared database `address` names."""
-    return address.connection_config(run_root)
-
-
 def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
               beam_pipeline_args: list[str] | None = None, read_options: ReadOptions = ReadOptions(),
               blessing: BlessingThresholds = BlessingThresholds(),
@@ -63,7 +57,7 @@ def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: L
         read_options=read_options,
         blessing=blessing,
         input_fingerprint=fingerprint(data_root),
-        metadata_connection_config=metadata_config(run_root, address),
+        metadata_connection_config=address.connection_config(run_root),
         beam_pipeline_args=beam_pipeline_args,
     )
     with _no_tfx_sdist_for_local_workers():

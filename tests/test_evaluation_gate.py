@@ -20,7 +20,7 @@ from contract import features
 from components.evaluation import image_metrics
 from contract.hu import denormalize_hu, normalize_hu
 from pipeline import configs
-from pipeline.local_runner import metadata_config
+from pipeline.store import StoreAddress
 from app.metadata import open_store, run_ids
 from pipeline.pipeline import build_evaluator, build_pusher
 from simulator.dataset import simulate_dataset
@@ -102,7 +102,7 @@ def _run_gate(examples_uri: str, model_uri: str, root: Path) -> None:
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"),
         components=[examples, model, *evaluation, pusher],
-        metadata_connection_config=metadata_config(root), enable_cache=False,
+        metadata_connection_config=StoreAddress().connection_config(root), enable_cache=False,
     ))
 
 

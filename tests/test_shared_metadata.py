@@ -121,7 +121,7 @@ def test_the_password_is_written_nowhere(two_roots, mysql_server):
     assert PASSWORD not in mysql_server.dump(DATABASE)
     for root, (summary, output) in two_roots.items():
         assert PASSWORD not in output and PASSWORD not in json.dumps(summary)
-        for path in root.rglob("*"):
+        for path in [*root.rglob("*"), *_serving(root).rglob("*")]:
             if path.is_file():
                 assert PASSWORD.encode() not in path.read_bytes(), path
 
