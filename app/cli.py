@@ -174,10 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"data folder not found: {data}")
     from components.dicom_example_gen.layout import Layout
     from dicomio.reader import ReadOptions
-    from trainer_module.hparams import check_memory, resolve
+    from trainer_module.models import configure, preflight
 
-    hparams = resolve(args.preset, args.set)
-    check_memory(hparams)  # the Trainer runs in this process
+    hparams = configure(args.preset, args.set)
+    preflight(hparams)  # the Trainer runs in this process
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
@@ -446,7 +446,7 @@ def console() -> None:
     try:
         code = main()
     except SystemExit as exc:  # argparse's usage errors and --help
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = files.exit_code(exc)
         if not files.object_stores_enabled():
             raise
     except BaseException:  # CTDENOISE_DEBUG=1: the traceback, then the exit below

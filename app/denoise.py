@@ -26,7 +26,8 @@ import numpy as np
 
 from app.display import labelled_panels
 from contract.hu import CT_CEILING_HU, CT_FLOOR_HU
-from contract.names import INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
+from contract.names import (INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
+                            RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
 from dicomio.derived import SourceSlice, derived_dataset, source_slices, to_ct_hu
 from dicomio.reader import DicomRejected, read_ct_file
 from pipeline import configs
@@ -36,9 +37,10 @@ from storage.publish import staged, staging_name
 
 TILE = 512
 """Slices of more than TILE × TILE pixels are denoised in tiles of that size."""
-TILE_OVERLAP = 32
-"""Context added on each side of a tile, more than the generator's receptive radius (22
-pixels: one pixel per 3×3 convolution), so tiles agree with the whole slice."""
+TILE_MARGIN = 8
+"""Pixels of context added on each side of a tile beyond the model's receptive radius, which
+the model declares (`contract.names.RECEPTIVE_RADIUS_VARIABLE`): with more context than the
+generator reads, tiles agree with the whole slice."""
 
 
 class DenoiseError(ValueError):
@@ -84,9 +86,9 @@ def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png
     slices = _read_series(input_dir)
     say(f"denoise: {len(slices)} slices read from {input_dir}")
     model = load_model(model_dir)
-    say(f"denoise: model {model_dir}")
+    say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
     series_uid = generate_uid()
-    derivation = f"ctdenoise CycleGAN generator {model_version or _name(model_dir)}"
+    derivation = f"ctdenoise {model.name} generator {model_version or _name(model_dir)}"
     try:
         with staged(str(out_dir)) as staging:
             pngs = _write_series(model, slices, Path(staging), series_uid, derivation, png, batch_size, say)
@@ -132,9 +134,21 @@ def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddre
     return model
 
 
-def load_model(model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The SavedModel's HU → HU serving signature, loaded once: [N, H, W, 1] float32 HU in,
-    denoised HU out, slices larger than TILE² denoised tile by tile.
+@dataclass(frozen=True)
+class LoadedModel:
+    """An exported denoiser: which model it is, what context it reads, and its HU → HU call
+    ([N, H, W, 1] float32 HU in, denoised HU out, slices larger than TILE² tile by tile)."""
+
+    name: str
+    receptive_radius: int
+    denoise: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, hu: np.ndarray) -> np.ndarray:
+        return self.denoise(hu)
+
+
+def load_model(model_dir: str) -> LoadedModel:
+    """The SavedModel's HU → HU serving signature and its description, loaded once.
 
     TensorFlow is imported here rather than with the module, so input and output folder
     errors are reported before its start-up of several seconds.
@@ -145,15 +159,22 @@ def load_model(model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     try:
-        serve = tf.saved_model.load(files.tf_path(model_dir)).signatures[SERVING_SIGNATURE]
+        loaded = tf.saved_model.load(files.tf_path(model_dir))
+        serve = loaded.signatures[SERVING_SIGNATURE]
     except Exception as exc:
         raise DenoiseError(f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature "
                            f"({type(exc).__name__})") from None
+    name, radius = (getattr(loaded, variable, None) for variable in (MODEL_NAME_VARIABLE, RECEPTIVE_RADIUS_VARIABLE))
+    if name is None or radius is None:
+        raise DenoiseError(f"{model_dir}: the model does not say which model it is or how far it reads "
+                           f"(no {MODEL_NAME_VARIABLE} or {RECEPTIVE_RADIUS_VARIABLE}); export it again with "
+                           "`ctdenoise run`")
+    radius = int(radius.numpy())
 
     def whole(hu: np.ndarray) -> np.ndarray:
         return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
-    return lambda hu: tiled(whole, hu)
+    return LoadedModel(name.numpy().decode(), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
 
 
 def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -179,8 +200,8 @@ def _dims(shape: tuple[int, ...]) -> str:
     return " × ".join(str(side) for side in shape)
 
 
-def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, tile: int = TILE,
-          overlap: int = TILE_OVERLAP) -> np.ndarray:
+def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: int,
+          tile: int = TILE) -> np.ndarray:
     """`model` on [N, H, W, 1] HU, in tiles of `tile`² with `overlap` pixels of context on
     each side when the slices are larger than one tile; each tile keeps only its centre."""
     height, width = hu.shape[1:3]
@@ -282,7 +303,7 @@ def _read_file(input_dir: Path, path: Path) -> list[SourceSlice]:
         raise DenoiseError(f"{name}: {exc.reason}") from None
 
 
-def _write_series(model: Callable[[np.ndarray], np.ndarray], slices: list[_Slice], folder: Path,
+def _write_series(model: LoadedModel, slices: list[_Slice], folder: Path,
                   series_uid: str, derivation: str, png: bool, batch_size: int,
                   say: Callable[[str], None]) -> list[Path]:
     """Denoise batch by batch and write each slice's DICOM (and preview); returns preview paths relative to `folder`."""

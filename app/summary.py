@@ -8,6 +8,7 @@ from app.metadata import output_artifacts, property_value, run_executions, succe
 from components.dicom_example_gen.executor import NothingToIngest, read_report
 from components.evaluation.results import read_evaluation
 from components.hu_gate.checks import problems_in
+from contract.hu import BODY_HU
 from pipeline import configs
 
 
@@ -126,7 +127,7 @@ def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
     """LDCT vs denoised on the eval split: overall, then per patient; then the verdict."""
     overall = evaluation["overall"]
     lines = [f"evaluation: {overall.get('slices', 0)} eval slices "
-             "(PSNR and SSIM on [-1, 1] images, data range 2; body = NDCT above -500 HU)",
+             f"(PSNR and SSIM on [-1, 1] images, data range 2; body = NDCT above {BODY_HU:g} HU)",
              f"  {'':<24}" + "".join(f"{title:>14}" for _, title, _ in _COLUMNS)]
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:

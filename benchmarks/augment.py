@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
+from contract.hu import BODY_HU
 
 TRAIN_DOSE = "0.1:0.5"
 """Tube-current modulation's range of doses; it contains the validation dose 0.25."""
@@ -121,7 +122,7 @@ def _notes(sizes: dict) -> list[str]:
     return ["Columns are means over the seeds; *_spread is the largest minus the smallest seed's value. "
             "A difference smaller than the spreads is within run-to-run variation.",
             f"Generators: the `{sizes['preset']}` preset with quality.PAIRED and NO_TANH for paired; psnr/ssim on HU "
-            "clipped to [-1000, 2000] scaled to [-1, 1]; body_rmse in HU inside the truth's body (> -500 HU).",
+            f"clipped to [-1000, 2000] scaled to [-1, 1]; body_rmse in HU inside the truth's body (> {BODY_HU:g} HU).",
             "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of skimage's "
             "noise estimate): a reference at its best on these slices, not a held-out score.",
             "Training ran in this process while the machine may have been shared: no timing is reported."]

@@ -66,10 +66,11 @@ def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
 def export_untrained(preset_name: str, export_dir: Path) -> Path:
     """A freshly initialised generator of a preset's architecture, exported as the Trainer
     exports: enough for speed (which does not depend on the weights)."""
-    from trainer_module.export import export_generator
+    from trainer_module.export import Description, export_generator
     from trainer_module.hparams import preset, to_dict
-    from trainer_module.models import build_generator
+    from trainer_module.models import build
 
-    export_generator(build_generator(preset(preset_name), "G"), str(export_dir),
+    model = build(preset(preset_name))
+    export_generator(model.generator, Description.of(model), str(export_dir),
                      {"hparams": to_dict(preset(preset_name)), "benchmark": "untrained, for timing"})
     return export_dir

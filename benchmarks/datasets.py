@@ -16,13 +16,13 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
+from pipeline import configs
 from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 
 DOSE = 0.25
 BASE_PATIENTS = 2
 """The simulator stores odd patients unsigned (intercept -1024) and even ones signed, so
 two base patients make the copies cover both conventions."""
-EVAL_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def ingest(data: DicomSet, out: Path, *, workers: int = 2) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     with beam.Pipeline(options=options) as p:
-        build_ingest_pipeline(p, str(data.root), Layout(), assign_splits(found.patients, EVAL_FRACTION),
+        build_ingest_pipeline(p, str(data.root), Layout(), assign_splits(found.patients, configs.EVAL_FRACTION),
                               found.found, found.rejected, str(out))
     report = read_report(str(out))
     if report["accepted"] != data.files or report["rejected"]:
@@ -152,5 +152,5 @@ def train_patients(data: DicomSet) -> list[str]:
     """The patients the ingestion put into the train split."""
     from components.dicom_example_gen.layout import assign_splits
 
-    splits = assign_splits(set(data.patients), EVAL_FRACTION)
+    splits = assign_splits(set(data.patients), configs.EVAL_FRACTION)
     return sorted(p for p, split in splits.items() if split == "train")

@@ -60,7 +60,7 @@ def discriminator_alone(train: quality_sets.Images, held_out: quality_sets.Image
 
     from trainer_module.data import patch_batches
     from trainer_module.losses import discriminator_loss, judgement
-    from trainer_module.models import build_discriminator
+    from trainer_module.models.cycle_identity.networks import build_discriminator
 
     def stream(images: quality_sets.Images, dose: str, seed: int):
         return iter(_patch_stream(getattr(images, dose), scratch / f"{dose}_{seed}.gz", hp.patch, hp.batch, seed,

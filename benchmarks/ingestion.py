@@ -188,8 +188,8 @@ def main() -> None:
         f"({stages[BEFORE]:.1f} ms; zlib level 1 would take {stages[ZLIB_FAST]:.1f} ms), computes the records' "
         f"CRC-32C with google-crc32c ({stages['TFRecord CRC-32C of the examples']:.2f} ms) instead of Beam's "
         f"crcmod ({stages[CRCMOD]:.1f} ms), "
-        "and the per-slice HU percentiles come from a histogram instead of a sort (3.6 → 0.9 ms per 512×512 "
-        f"slice). gzip is now {gzip_ms / work_ms:.0%} of the work; the TFRecords stay gzip because that is "
+        "and the per-slice HU percentiles come from a histogram instead of a sort (docs/experiments.md). "
+        f"gzip is now {gzip_ms / work_ms:.0%} of the work; the TFRecords stay gzip because that is "
         "the Examples artifact's format (TFX ExampleGen's `*.gz`). The bound itself stands: converting a slice "
         "to HU and writing it as a tf.Example costs more than decoding it, since decoding uncompressed DICOM "
         "is little more than a memory copy.")

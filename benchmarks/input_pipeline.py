@@ -61,7 +61,7 @@ def paper_step_flops() -> float:
     import tensorflow as tf
 
     from trainer_module.hparams import preset
-    from trainer_module.models import build_discriminator, build_generator
+    from trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 
     hp = preset("paper")
     x = tf.TensorSpec([1, hp.patch, hp.patch, 1], tf.float32)

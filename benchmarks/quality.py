@@ -23,6 +23,7 @@ import numpy as np
 
 from benchmarks import classical, common, datasets, quality_scores, quality_sets
 from benchmarks import ct_measures as ct
+from contract.hu import BODY_HU
 from components.dicom_example_gen.executor import read_report
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
@@ -87,23 +88,17 @@ def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
     """One generator per entry, trained and exported by the Trainer's own `run_fn`, as TFX's
     GenericExecutor calls it."""
     import json
-    from types import SimpleNamespace
 
-    from contract.names import MODEL_METADATA_FILE, split_dir
-    from pipeline.configs import TENSORBOARD_EVAL_SLICES
+    from contract.names import MODEL_METADATA_FILE
     from trainer_module import hparams as hparams_lib
-    from trainer_module.run import HPARAMS_KEY, run_fn
+    from trainer_module.run import fn_args, run_fn
 
     models = {}
     for name, (preset_name, overrides) in generators.items():
         hp = hparams_lib.resolve(preset_name, overrides)
         run_dir = scratch / name.replace(", ", "_")
-        fn_args = SimpleNamespace(
-            train_files=[split_dir(str(examples), "train") + "/*.gz"], eval_files=[split_dir(str(examples), "eval") + "/*.gz"],
-            model_run_dir=str(run_dir / "model_run"), serving_model_dir=str(run_dir / "serving_model"),
-            train_steps=hp.total_steps, eval_steps=TENSORBOARD_EVAL_SLICES,
-            custom_config={HPARAMS_KEY: hparams_lib.to_dict(hp)})
-        _, seconds = common.timed(lambda: run_fn(fn_args))
+        args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp)
+        _, seconds = common.timed(lambda: run_fn(args))
         train = json.loads((run_dir / "serving_model" / MODEL_METADATA_FILE).read_text())["train"]
         judged = {k: round(v, 3) for k, v in train["losses"].items() if k.endswith("/accuracy")}
         models[name] = {"dir": run_dir / "serving_model", "preset": preset_name, "steps": hp.total_steps,
@@ -279,6 +274,16 @@ def _region(scores: dict, region: str) -> str:
     return f"{_rmse(scores, region)} HU (bias {r[region + '_bias']:+.1f}, {r[region + '_share']:.0%} of the error)"
 
 
+def _gate_note() -> str:
+    """The Evaluator's default criteria, as the benchmark applies them (`_default_gate`)."""
+    from components.evaluation.thresholds import BlessingThresholds
+
+    t = BlessingThresholds()
+    return (f"gate: the Evaluator's default criteria (PSNR gain >= {t.psnr_margin_db:g} dB, SSIM at most "
+            f"{t.ssim_tolerance:g} lower, in-body RMSE at least {t.body_rmse_margin:.0%} lower, body SSIM at most "
+            f"{t.body_ssim_tolerance:g} lower, all against the NDCT) computed on the test patients.")
+
+
 def _notes(sizes: dict) -> list[str]:
     test, tune = sizes["test"], sizes["tune"]
     return [f"Test: {test[0]} held-out simulated patients × {test[1]} slices (seed {SEEDS['test']}); training: "
@@ -286,14 +291,13 @@ def _notes(sizes: dict) -> list[str]:
             f"classical strengths tuned for PSNR against the truth on {tune[0]} × {tune[1]} slices "
             f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
             "psnr/ssim: on HU clipped to [-1000, 2000] scaled to [-1, 1] (data range 2), the product's evaluation; "
-            "body_rmse: HU, inside the truth's body (> -500 HU); noise_std: HU of output − truth in the truth's flat "
+            f"body_rmse: HU, inside the truth's body (> {BODY_HU:g} HU); noise_std: HU of output − truth in the truth's flat "
             "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "
             f"test slices, by region of the truth (edges within {ct.EDGE_PX} px of the body's outline, air < "
             f"{ct.AIR_BELOW_HU:g} HU, lungs, soft tissue up to {ct.BONE_ABOVE_HU:g} HU, bone); qa: water noise, NPS "
             "mean frequency (cycles/mm, TG-233 normalisation, 32-px ROIs over all scans), MTF50 (cycles/mm) and "
             "10–90 % edge rise (mm) of each rod's edge profile averaged over all scans.",
-            "gate: the Evaluator's default criteria (PSNR gain >= 0.5 dB, SSIM not lower, in-body RMSE at least "
-            "10 % lower, body SSIM not lower, all against the NDCT) computed on the test patients.",
+            _gate_note(),
             "Training ran in this process while the machine may have been shared: training minutes are indicative."]
 
 

@@ -1,4 +1,4 @@
-"""Training step: steps/s and patches/s of `CycleGAN.train_step` on this CPU, run eagerly,
+"""Training step: steps/s and patches/s of `CycleIdentityGAN.train_step` on this CPU, run eagerly,
 as a tf.function, and as a tf.function compiled with XLA (hyperparameter jit_compile=true).
 
 The step is the product's (four models, three Adam updates, two image pools) on random
@@ -25,38 +25,24 @@ whatever the preset, so the full run compiles it once (cpu-demo) to stay within 
 30-minute budget; the paper preset's XLA figure is a separate command (--presets paper
 --modes function xla --name train_step_paper_xla), rendered when its result exists."""
 
-WHY_XLA_LOSES = [
-    "Profiled once while writing this benchmark (cpu-demo, 2026-11-23, `perf record -F 199 -p PID` during "
-    "steady steps, and `XLA_FLAGS=--xla_dump_to=DIR --xla_dump_hlo_as_text`): XLA:CPU canonicalises all 468 "
-    "convolutions of the step (forward, input and filter gradients) and runs them through its Eigen runtime "
-    "convolution. 45% of the samples were in Eigen's TensorChippingOp::packet (the im2col patch gather of "
-    "Eigen's generic spatial convolution) and 10% in its GEMM packing; code XLA itself emitted (fusions) was "
-    "under 5%, and the process kept about 1 core busy.",
-    "Under tf.function the same step runs TensorFlow's oneDNN kernels (AVX-512 JIT brgemm convolutions, "
-    "convolution_bwd_weights) on both cores. oneDNN alone is worth 2.7x here: with TF_ENABLE_ONEDNN_OPTS=0 "
-    "(Eigen kernels) a tf.function step took 0.45 s instead of 0.17 s. XLA's fusion cannot win that back: "
-    "a small-channel CycleGAN step is convolution-bound, and XLA:CPU in TF 2.16 has no oneDNN convolutions.",
-    "Compilation (trace_compile_s) is one thread of LLVM on a 27,898-line HLO module with 574 convolutions: "
-    "4 to 15 minutes on this machine depending on its load. Conclusion: keep jit_compile=false on CPU "
-    "(the default). On a GPU XLA calls cuDNN, so this result says nothing about GPU training.",
-]
-"""Written from the profile taken while writing this benchmark; the cpu_cores and
-trace_compile_s columns of each run are the measured, per-run part of the evidence."""
+WHY_XLA_LOSES = ("Where XLA's time goes on CPU was profiled once (perf and XLA's HLO dump): docs/experiments.md, "
+                 "'XLA on CPU'. This run's cpu_cores and trace_compile_s columns are its own measured part.")
+"""A pointer to the profile, not the profile: a fixed text in every run's JSON would go stale."""
 
 
 def run(preset_name: str, mode: str, min_steps: int, min_seconds: float) -> dict:
-    """Build a fresh CycleGAN for `mode`, time its first step, then the steady state."""
+    """Build a fresh cycle-identity CycleGAN for `mode`, time its first step, then the steady state."""
     import tensorflow as tf
 
     from trainer_module.hparams import preset, with_overrides
-    from trainer_module.gan import CycleGAN
+    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
 
     hp = with_overrides(preset(preset_name), [f"jit_compile={mode == 'xla'}"])
     shape = [hp.batch, hp.patch, hp.patch, 1]
     a, b = (tf.random.stateless_uniform(shape, [seed, 0], -1.0, 1.0) for seed in (1, 2))
     tf.config.run_functions_eagerly(mode == "eager")
     try:
-        gan = CycleGAN(hp)
+        gan = CycleIdentityGAN(hp)
         step = lambda: gan.train_step(a, b)["g_total"].numpy()  # noqa: E731 (.numpy() waits for the step)
         _, first = common.timed(step)
         rate = common.measure(step, hp.batch, min_seconds=min_seconds, min_calls=min_steps)
@@ -94,7 +80,7 @@ def main() -> None:
     bench.finish(
         params={"plan": {name: list(modes) for name, modes in plan.items()},
                 "data": "random patches of the preset's batch and patch size"},
-        variants=variants, ratios=ratios, limits=WHY_XLA_LOSES if missed else [],
+        variants=variants, ratios=ratios, limits=[WHY_XLA_LOSES] if missed else [],
         notes=["CPU only: no GPU was available to this session, so there are no GPU step rates "
                "(mixed precision, which 'auto' turns on only on a GPU, was therefore off)."],
     )

@@ -11,6 +11,11 @@ INPUT_KEY = "hu"
 """Input of the serving signature: [N, H, W, 1] float32 HU."""
 OUTPUT_KEY = "denoised_hu"
 """Output of both signatures: denoised HU, the shape of the input."""
+MODEL_NAME_VARIABLE = "model_name"
+"""A string variable of the exported SavedModel: which model of the family it is."""
+RECEPTIVE_RADIUS_VARIABLE = "receptive_radius"
+"""An int variable of the exported SavedModel: the pixels of context the generator reads on
+each side of an output pixel, which `ctdenoise denoise` tiles large slices by."""
 
 MODEL_METADATA_FILE = "ctdenoise_model.json"
 """Beside saved_model.pb: the hyperparameters and training outcome of the model, so that a

@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
         app.run(tfx_entrypoint.main, argv=[sys.argv[0], *argv], flags_parser=tfx_entrypoint._parse_flags)
         code = 0
     except SystemExit as exc:  # absl's app.run ends with sys.exit
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code = files.exit_code(exc)
     except BaseException:  # noqa: BLE001  (reported, then the step fails with status 1)
         traceback.print_exc()
         code = 1

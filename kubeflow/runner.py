@@ -22,7 +22,7 @@ from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
 from storage.files import fingerprint, is_remote, isdir
-from trainer_module import hparams as hparams_lib
+from trainer_module.models import configure
 
 IMAGE_SOURCE_DIR = "/ctdenoise"
 """Where the Dockerfiles copy this repository inside the component image."""
@@ -99,7 +99,7 @@ def build_pipeline(settings: KubeflowSettings):
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=settings.pipeline_root,
         data_root=settings.data_root,
-        hparams=hparams_lib.resolve(settings.preset, settings.hparam_overrides),
+        hparams=configure(settings.preset, settings.hparam_overrides),
         serving_dir=settings.serving_dir,
         input_fingerprint=_fingerprint(settings.data_root),
         schema_file=f"{IMAGE_SOURCE_DIR}/{configs.SCHEMA_FILE_IN_REPO}",

@@ -19,9 +19,6 @@ KUBEFLOW_PRESET = "paper"
 EVAL_FRACTION = 0.25
 """Share of patients held out for the `eval` split (by patient, see layout.assign_splits)."""
 
-TENSORBOARD_EVAL_SLICES = 3
-"""Whole eval slices the Trainer shows in TensorBoard (PSNR and LDCT | denoised | NDCT images);
-the Trainer's EvalArgs.num_steps."""
 
 SCHEMA_FILE_IN_REPO = "components/schema/schema.pbtxt"
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / SCHEMA_FILE_IN_REPO

@@ -21,7 +21,7 @@ from components.trainer.component import Trainer
 from contract.features import validated_feature_names
 from dicomio.reader import ReadOptions
 from pipeline import configs
-from trainer_module.hparams import HParams
+from trainer_module.hparams import TENSORBOARD_EVAL_SLICES, HParams
 
 
 def create_pipeline(
@@ -70,7 +70,7 @@ def create_pipeline(
     hu_gate = HUGate(statistics=statistics_gen.outputs["statistics"], anomalies=example_validator.outputs["anomalies"],
                      schema=schema_gen.outputs["schema"], thresholds=gate_thresholds)
     trainer = Trainer(examples=example_gen.outputs["examples"], validated_schema=hu_gate.outputs["validated_schema"],
-                      hparams=hparams, eval_slices=configs.TENSORBOARD_EVAL_SLICES)
+                      hparams=hparams, eval_slices=TENSORBOARD_EVAL_SLICES)
     if trainer_platform_config is not None:
         trainer.with_platform_config(trainer_platform_config)
     evaluation = build_evaluator(example_gen.outputs["examples"], trainer.outputs["model"], blessing,

@@ -81,6 +81,12 @@ def object_stores_enabled() -> bool:
     return "tensorflow_io" in sys.modules
 
 
+def exit_code(exc: SystemExit) -> int:
+    """The status a `SystemExit` stands for, as the interpreter reads it: an int as it is, None
+    as 0, anything else (a message) as 1."""
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+
+
 def exit_process(code: int) -> int:
     """End an entry point: after tensorflow-io was used, flush and leave with os._exit,
     skipping the AWS SDK's static destructors that abort the process with exit 134

@@ -61,12 +61,12 @@ def start(out_json: str, step: str) -> None:
     import tensorflow as tf
 
     from trainer_module import loop
-    from trainer_module.gan import CycleGAN
+    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from trainer_module.hparams import preset
     from trainer_module.strategy import make_strategy
 
     strategy = make_strategy()
-    gan = CycleGAN(preset("tiny"), strategy)
+    gan = CycleIdentityGAN(preset("tiny"), strategy)
     said = []
     for at in (0, int(step)):
         gan.step.assign(at)
@@ -90,7 +90,7 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
 
     from contract.names import split_dir
     from trainer_module.data import paired_eval_slices
-    from trainer_module.gan import CycleGAN
+    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from trainer_module.hparams import preset, with_overrides
     from trainer_module.loop import fit
     from trainer_module.run import training_batches
@@ -98,11 +98,11 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
     hp = with_overrides(preset("tiny"), ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3",
                                          "summary_every=3", "log_every=3"])
     try:
-        CycleGAN(with_overrides(hp, ["batch=3"]), strategy)
+        CycleIdentityGAN(with_overrides(hp, ["batch=3"]), strategy)
         refused = ""
     except ValueError as exc:
         refused = str(exc)
-    gan = CycleGAN(hp, strategy)
+    gan = CycleIdentityGAN(hp, strategy)
     train = [split_dir(examples, "train") + "/*.gz"]
     eval_pairs = paired_eval_slices([split_dir(examples, "eval") + "/*.gz"], 2)
     checkpoints = os.path.join(work_dir, "checkpoints")
@@ -115,7 +115,7 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
         return {"counts": counts, "images": images}
 
     pools = {"A": local(gan.pool_A), "B": local(gan.pool_B)}
-    restored = CycleGAN(hp, strategy)
+    restored = CycleIdentityGAN(hp, strategy)
     restored.checkpoint().restore(tf.train.latest_checkpoint(checkpoints)).assert_consumed()
     after_restore = {"A": local(restored.pool_A), "B": local(restored.pool_B)}
     report = {

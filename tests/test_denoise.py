@@ -17,7 +17,7 @@ from simulator.dataset import simulate_dataset
 from tests import dicom_factory
 from contract.hu import HU_MAX, HU_MIN
 from contract.names import MODEL_METADATA_FILE
-from trainer_module.export import export_generator
+from trainer_module.export import Description, export_generator
 
 SHIFT = 0.1
 """Added by the shift model in normalised units: 0.1 · 3000 / 2 = 150 HU."""
@@ -27,7 +27,7 @@ KEPT = ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID", "
 
 def _export(folder: Path, output_layer: keras.layers.Layer) -> Path:
     image = keras.Input([None, None, 1])
-    export_generator(keras.Model(image, output_layer(image)), str(folder), {"test": True})
+    export_generator(keras.Model(image, output_layer(image)), Description(folder.name, 0), str(folder), {"test": True})
     return folder
 
 

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from app.denoise import DenoiseError, denoise_series
-from contract.names import INPUT_KEY, OUTPUT_KEY, SERVING_SIGNATURE
+from contract.names import INPUT_KEY, MODEL_NAME_VARIABLE, OUTPUT_KEY, RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE
 from storage.publish import staged, staging_name
 from tests import dicom_factory
 from tests.limits import HANG_S
@@ -24,10 +24,13 @@ HU_IN = tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)
 """The product's serving input (trainer_module/export.py)."""
 
 
-def _save(folder: Path, denoise: Callable[[tf.Tensor], tf.Tensor]) -> Path:
-    """A SavedModel whose `serving_default` maps `hu` to `denoised_hu` with `denoise`, as the
-    product's export names them."""
+def _save(folder: Path, denoise: Callable[[tf.Tensor], tf.Tensor], described: bool = True) -> Path:
+    """A SavedModel whose `serving_default` maps `hu` to `denoised_hu` with `denoise`, and that
+    describes itself (`described`), as the product's export names them."""
     module = tf.Module()
+    if described:
+        setattr(module, MODEL_NAME_VARIABLE, tf.Variable("wrong"))
+        setattr(module, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(0))
     module.serve = tf.function(lambda hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[HU_IN])
     tf.saved_model.save(module, str(folder), signatures={SERVING_SIGNATURE: module.serve})
     return folder
@@ -48,6 +51,7 @@ def wrong_models(tmp_path_factory) -> dict[str, Path]:
         "nan": _save(root / "nan", lambda hu: hu * float("nan")),
         "half": _save(root / "half", lambda hu: hu[:, ::2, ::2]),
         "bright": _save(root / "bright", lambda hu: hu * 0.0 + 5000.0),
+        "undescribed": _save(root / "undescribed", lambda hu: hu, described=False),
     }
 
 
@@ -61,13 +65,16 @@ def _series(root: Path, slices: int, size: int = 64) -> Path:
     ("nan", r"the model returned 8192 NaN or infinite values in 8192"),
     ("half", r"the model returned shape 2 × 32 × 32 × 1 for input 2 × 64 × 64 × 1"),
     ("bright", r"the model returned HU from 5000 to 5000, outside the CT scale -1024\.\.3071"),
+    ("undescribed", r"the model does not say which model it is or how far it reads \(no model_name or "
+                    r"receptive_radius\); export it again with `ctdenoise run`$"),
 ])
 def test_a_model_returning_nonsense_is_refused_and_nothing_is_published(wrong_models, tmp_path, name, problem):
     series = _series(tmp_path / "in", slices=3)
     with pytest.raises(DenoiseError, match=f"^{wrong_models[name]}: {problem}") as error:
         denoise_series(wrong_models[name], series, tmp_path / "out" / "series", batch_size=2, progress=None)
     assert "\n" not in str(error.value)
-    assert list((tmp_path / "out").iterdir()) == []  # no series, no hidden staging folder
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []  # no series, no hidden staging folder
 
 
 def test_the_staging_name_is_what_publish_builds_in(tmp_path):

@@ -179,9 +179,9 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     # The chief's multi-worker checkpoint restores completely on one device.
     import tensorflow as tf
 
-    from trainer_module.gan import CycleGAN
+    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
 
-    restored = CycleGAN(hp)
+    restored = CycleIdentityGAN(hp)
     restored.checkpoint().restore(tf.train.latest_checkpoint(str(model_run / "checkpoints"))).assert_consumed()
     assert restored.completed_steps == hp.total_steps
     assert int(restored.pool_A.count.numpy()) == hp.total_steps * per_replica_batch

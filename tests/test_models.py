@@ -1,4 +1,4 @@
-"""The four networks match the paper configuration exactly (docs/design.md §1)."""
+"""The networks match their papers' configurations exactly (docs/design.md §1, §1.15)."""
 import os
 import subprocess
 import sys
@@ -13,7 +13,8 @@ import tf_keras as keras  # noqa: E402
 
 from tests.limits import HANG_S  # noqa: E402
 from trainer_module.hparams import preset  # noqa: E402
-from trainer_module.models import LeakyReLU, build_discriminator, build_generator  # noqa: E402
+from trainer_module.models.cycle_identity.networks import build_discriminator, build_generator  # noqa: E402
+from trainer_module.models.layers import LeakyReLU  # noqa: E402
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -57,7 +58,7 @@ def test_generator_keeps_any_slice_size_and_stays_in_range():
 def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     """tanh(-1 + small correction) is about -0.76 (-640 HU): an untrained generator turns air
     grey with tanh and keeps it without; either way the SavedModel's HU stay in the window."""
-    from trainer_module.export import Denoiser
+    from trainer_module.export import Denoiser, Description
     from trainer_module.hparams import with_overrides
 
     air = tf.fill([1, 32, 32, 1], -1.0)
@@ -66,7 +67,7 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
         assert abs(float(tf.reduce_mean(generator(air, training=False))) - expected) < 0.05
     final_conv = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     final_conv.bias.assign([-0.5])  # a correction that pushes air below the window
-    denoiser = Denoiser(generator)
+    denoiser = Denoiser(generator, Description("cycle_identity", 22))
     hu = denoiser.denoise_hu(tf.fill([1, 32, 32, 1], -1000.0))["denoised_hu"].numpy()
     assert hu.min() >= -1000.0 and hu.min() < -990.0
 
@@ -96,7 +97,7 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
     code = textwrap.dedent("""
         import contract.keras2, tensorflow as tf
         from trainer_module.hparams import preset
-        from trainer_module.models import build_discriminator
+        from trainer_module.models.cycle_identity.networks import build_discriminator
         hp = preset("tiny")
         discriminator = build_discriminator(hp, "D")
 

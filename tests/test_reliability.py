@@ -39,11 +39,14 @@ ROOT = os.geteuid() == 0
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A tiny generator exported as the Trainer exports it (pushes and denoising need a real one)."""
-    from trainer_module.models import build_generator
+    from trainer_module.export import Description
+    from trainer_module.models import build
 
     folder = tmp_path_factory.mktemp("model") / "Format-Serving"
     hp = preset("tiny")
-    export_generator(build_generator(hp, "G"), str(folder), {"hparams": {"ngf": hp.ngf}, "train": {"steps": 0}})
+    model = build(hp)
+    export_generator(model.generator, Description.of(model), str(folder),
+                     {"hparams": {"ngf": hp.ngf}, "train": {"steps": 0}})
     return folder
 
 
@@ -314,20 +317,14 @@ def test_bad_hyperparameters_fail_before_anything_runs(tmp_path, override, messa
 
 
 def test_a_patch_larger_than_the_slices_is_refused_before_training(tmp_path):
-    from types import SimpleNamespace
-
-    from trainer_module.run import HPARAMS_KEY, run_fn
+    from trainer_module.run import fn_args, run_fn
 
     root = tmp_path / "data"
     simulate_dataset(root, patients=2, slices=1, size=32, seed=4, progress=None)
     ingest(root, tmp_path / "out")
     hp = with_overrides(preset("tiny"), ["patch=48"])
-    fn_args = SimpleNamespace(train_files=[str(tmp_path / "out" / "Split-train" / "*.gz")], eval_files=[],
-                              model_run_dir=str(tmp_path / "run"), serving_model_dir=str(tmp_path / "model"),
-                              train_steps=hp.total_steps, eval_steps=1,
-                              custom_config={HPARAMS_KEY: {**__import__("dataclasses").asdict(hp)}})
     with pytest.raises(ValueError, match=r"patch 48 is larger than the smallest training slice side \(32 px\)"):
-        run_fn(fn_args)
+        run_fn(fn_args(str(tmp_path / "out"), str(tmp_path / "run"), str(tmp_path / "model"), hp, eval_slices=1))
 
 
 def test_summary_pointing_at_a_folder_is_refused_before_running(tmp_path):
@@ -419,8 +416,8 @@ def test_a_publish_removes_the_staging_folder_of_a_dead_owner_only(tmp_path):
 # --- 9. memory ----------------------------------------------------------------------------------
 
 def test_tiles_agree_with_the_whole_slice(model):
-    """A generator's receptive field is under 32 px each side, so overlapping tiles reproduce
-    the slice denoised in one piece."""
+    """Tiles overlapping by more than the generator's receptive radius (22 px each side)
+    reproduce the slice denoised in one piece."""
     hu = np.random.default_rng(0).normal(0, 300, (1, 300, 330, 1)).astype(np.float32)
     np.testing.assert_allclose(tiled(lambda x: _whole(model, x), hu, tile=128, overlap=32), _whole(model, hu),
                                atol=1e-2)

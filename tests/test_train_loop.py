@@ -22,7 +22,7 @@ from tests.limits import HANG_S  # noqa: E402
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
 from trainer_module.export import reestimate_batch_norm  # noqa: E402
-from trainer_module.gan import CycleGAN  # noqa: E402
+from trainer_module.models.cycle_identity.model import CycleIdentityGAN  # noqa: E402
 from trainer_module.loop import NonFiniteLossError, fit  # noqa: E402
 from trainer_module.schedule import LinearDecay  # noqa: E402
 from trainer_module.strategy import make_strategy  # noqa: E402
@@ -49,12 +49,12 @@ def datasets(hp: HParams, ldct: np.ndarray, ndct: np.ndarray) -> tuple[tf.data.D
     return batches(ldct), batches(ndct)
 
 
-def weights(gan: CycleGAN) -> dict[str, list[np.ndarray]]:
+def weights(gan: CycleIdentityGAN) -> dict[str, list[np.ndarray]]:
     return {name: [v.numpy() for v in model.trainable_variables]
             for name, model in (("G", gan.G), ("F", gan.F), ("D_A", gan.D_A), ("D_B", gan.D_B))}
 
 
-def optimizer_state(gan: CycleGAN) -> list[np.ndarray]:
+def optimizer_state(gan: CycleIdentityGAN) -> list[np.ndarray]:
     return [v.numpy() for optimizer in (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)
             for v in optimizer.variables]
 
@@ -74,7 +74,7 @@ def scalar_events(log_dir: Path) -> dict[str, dict[int, float]]:
 
 @dataclass
 class Run:
-    gan: CycleGAN
+    gan: CycleIdentityGAN
     before: dict
     after_one_step: dict
     step_after_one: int
@@ -90,7 +90,7 @@ def run(tmp_path_factory) -> Run:
     root = tmp_path_factory.mktemp("run")
     ldct, ndct = synthetic_ct(16, HP.patch, seed=0)
     dataset_a, dataset_b = datasets(HP, ldct, ndct)
-    gan = CycleGAN(HP)
+    gan = CycleIdentityGAN(HP)
     before = weights(gan)
     a, b = next(iter(tf.data.Dataset.zip((dataset_a, dataset_b))))
     gan.train_step(a, b)
@@ -143,7 +143,7 @@ def test_a_joint_batch_normalises_real_and_fake_patches_together():
     real = tf.random.stateless_uniform([HP.batch, HP.patch, HP.patch, 1], [1, 2], -1.0, 1.0)
     fakes = [tf.random.stateless_normal(real.shape, [3, i], stddev=0.05) + real for i in range(2)]
     for joint, differ in ((False, False), (True, True)):
-        gan = CycleGAN(with_overrides(HP, [f"d_joint_batch={joint}"]))
+        gan = CycleIdentityGAN(with_overrides(HP, [f"d_joint_batch={joint}"]))
         logits = [gan._judge(gan.D_A, real, fake)[0].numpy() for fake in fakes]
         assert (not np.allclose(*logits)) is differ
 
@@ -159,7 +159,7 @@ def test_the_windowed_discriminator_judges_soft_tissue_only():
     noisier[:, :, HP.patch // 2:] += np.random.default_rng(0).normal(0, 30, noisier[:, :, HP.patch // 2:].shape)
     real, fakes = unit_from_hu(air), [tf.constant(unit_from_hu(x)) for x in (air, lungs, noisier)]
     for window, lungs_show in ((False, True), (True, False)):
-        gan = CycleGAN(with_overrides(HP, [f"d_window={window}", "d_joint_batch=true"]))
+        gan = CycleIdentityGAN(with_overrides(HP, [f"d_window={window}", "d_joint_batch=true"]))
         same, lung, noisy = [gan._judge(gan.D_B, real, fake)[1].numpy() for fake in fakes]
         assert (not np.allclose(same, lung)) is lungs_show and not np.allclose(same, noisy)
         with tf.GradientTape() as tape:
@@ -174,7 +174,7 @@ def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
         with_overrides(HP, ["supervised_lambda=10"])
     supervised_only = with_overrides(HP, ["paired=true", "supervised_lambda=10", "adversarial_weight=0",
                                           "cycle_lambda=0", "identity_gamma=0"])
-    gan = CycleGAN(supervised_only)
+    gan = CycleIdentityGAN(supervised_only)
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=4)
     expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct)))
     losses = gan.train_step(tf.constant(ldct), tf.constant(ndct))
@@ -187,7 +187,7 @@ def test_resume_restores_step_and_optimizer_slots_then_continues(run, tmp_path):
     checkpoint_dir = tmp_path / "checkpoints"
     shutil.copytree(run.checkpoint_dir, checkpoint_dir)
     longer = with_overrides(HP, [f"steps_per_epoch={STEPS + 3}"])
-    resumed = CycleGAN(longer)
+    resumed = CycleIdentityGAN(longer)
     latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     resumed.checkpoint().restore(latest).assert_consumed()
     assert resumed.completed_steps == STEPS
@@ -209,13 +209,13 @@ def test_non_finite_loss_stops_before_anything_is_saved(tmp_path):
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=3)
     dataset_a, dataset_b = datasets(HP, nan, ndct)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss '\w+' at step 1\b"):
-        fit(CycleGAN(HP), tf.data.Dataset.zip((dataset_a, dataset_b)), tmp_path / "checkpoints", tmp_path / "logs",
+        fit(CycleIdentityGAN(HP), tf.data.Dataset.zip((dataset_a, dataset_b)), tmp_path / "checkpoints", tmp_path / "logs",
             progress=lambda _: None)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
 
 
 def test_mixed_precision_keeps_outputs_float32_and_scales_losses():
-    gan = CycleGAN(with_overrides(preset("tiny"), ["mixed_precision=on"]))
+    gan = CycleIdentityGAN(with_overrides(preset("tiny"), ["mixed_precision=on"]))
     assert gan.G.layers[2].compute_dtype == "float16"
     assert gan.G.output.dtype == tf.float32 and gan.D_A.output.dtype == tf.float32
     assert isinstance(gan.generator_optimizer, keras.mixed_precision.LossScaleOptimizer)
@@ -277,7 +277,7 @@ def test_overrides_parse_by_field_type():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("nfg=3", "unknown hyperparameter 'nfg'; known: ngf"),
+    ("nfg=3", "unknown hyperparameter 'nfg'; known: model, ngf"),
     ("ngf=many", "bad value for hyperparameter 'ngf'"),
     ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
     ("mixed_precision=fp8", "mixed_precision must be one of"),
@@ -303,11 +303,11 @@ DETERMINISM_RUN = """
 import hashlib, sys
 import numpy as np
 import contract.keras2
-from trainer_module.gan import CycleGAN
+from trainer_module.models.cycle_identity.model import CycleIdentityGAN
 from trainer_module.hparams import resolve
 hp = resolve("cpu-demo", ["deterministic=true", "seed=3"])
 rng = np.random.default_rng(0)
-gan = CycleGAN(hp)
+gan = CycleIdentityGAN(hp)
 for _ in range(6):
     a, b = (rng.uniform(-1, 1, [hp.batch, hp.patch, hp.patch, 1]).astype(np.float32) for _ in range(2))
     gan.train_step(a, b)
@@ -323,7 +323,7 @@ print("STATE", digest.hexdigest())
 def test_deterministic_runs_of_one_seed_give_bit_identical_state():
     """Two processes (fresh TensorFlow runtimes, as two `ctdenoise run`s) train cpu-demo's
     networks for 6 steps with deterministic=true; every variable, optimizer slot and pool
-    image must match to the bit (docs/design.md §1.14)."""
+    image must match to the bit (docs/design.md §1.15)."""
     import subprocess
     import sys
 

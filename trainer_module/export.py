@@ -7,24 +7,40 @@ are re-estimated (`reestimate_batch_norm`, docs/design.md §1).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import tensorflow as tf
 import tf_keras as keras
 
 from contract import features
-from contract.names import EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, OUTPUT_KEY, SERVING_SIGNATURE
+from contract.names import (EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
+                            RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
 from storage import files
 from trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
-from trainer_module.models import infer
+from trainer_module.models.base import DenoisingModel, infer
+
+
+@dataclass(frozen=True)
+class Description:
+    """What an exported model says of itself, for `ctdenoise denoise` and the derived series."""
+
+    model: str
+    receptive_radius: int
+
+    @classmethod
+    def of(cls, model: DenoisingModel) -> "Description":
+        return cls(model.NAME, model.receptive_radius)
 
 
 class Denoiser(tf.Module):
-    """The generator G with HU-in, HU-out signatures."""
+    """The generator G with HU-in, HU-out signatures, and its description as variables."""
 
-    def __init__(self, generator: keras.Model):
+    def __init__(self, generator: keras.Model, description: Description):
         super().__init__(name="denoiser")
         self.generator = generator
+        setattr(self, MODEL_NAME_VARIABLE, tf.Variable(description.model, trainable=False))
+        setattr(self, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(description.receptive_radius, trainable=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)])
     def denoise_hu(self, hu: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -59,14 +75,15 @@ class Denoiser(tf.Module):
         return denormalize(infer(self.generator, normalised))
 
 
-def export_generator(generator: keras.Model, export_dir: str, metadata: dict[str, Any] | None) -> None:
-    """Write the SavedModel with both signatures, plus the metadata JSON beside it.
+def export_generator(generator: keras.Model, description: Description, export_dir: str,
+                     metadata: dict[str, Any] | None) -> None:
+    """Write the SavedModel with both signatures and its description, plus the metadata JSON beside it.
 
     Under a multi-worker strategy every worker must save (writing the variables averages the
     BatchNorm statistics across workers, a collective); a worker other than the chief saves
     into a folder it throws away and passes no metadata, so nothing else is written.
     """
-    module = Denoiser(generator)
+    module = Denoiser(generator, description)
     tf.saved_model.save(
         module, files.tf_path(export_dir),
         signatures={SERVING_SIGNATURE: module.denoise_hu, EXAMPLES_SIGNATURE: module.denoise_examples},
@@ -84,6 +101,8 @@ def reestimate_batch_norm(model: keras.Model, batches: Iterator[tf.Tensor], coun
     its input as produced by the layers before it, exactly as in training.
     """
     norms = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
     momenta = [layer.momentum for layer in norms]
     try:
         for k in range(1, count + 1):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN
 
+TENSORBOARD_EVAL_SLICES = 3
+"""Whole eval slices the Trainer shows in TensorBoard (PSNR and LDCT | denoised | NDCT images):
+the pipeline Trainer's EvalArgs.num_steps, and the default outside the pipeline."""
 MIXED_PRECISION_MODES = ("auto", "on", "off")
 MIN_PATCH = 24
 """Smallest patch the discriminator accepts: its output map must keep at least one pixel."""
@@ -24,21 +26,14 @@ MAX_STEPS = 10**9
 """A bound on the training length, far beyond any real run, that keeps step counts in range."""
 MAX_SEED = 2**32 - 1
 """The largest seed NumPy accepts (Keras seeds NumPy, Python and TensorFlow with it)."""
-GENERATOR_PASSES = 6
-"""Generator calls per training step whose activations backpropagation keeps: G(a), F(b),
-the two cycles and the two identity mappings (trainer_module.gan)."""
-GENERATOR_NGF_CONVS = 20
-"""The generator's conv_layers of ngf channels: the first, three in each of six residual
-modules, and the one over the concatenated feature maps (trainer_module.models)."""
-BYTES_PER_WEIGHT = 16
-"""Memory per trainable float32 weight during training: the weight, its gradient and Adam's two moments."""
-
-
 @dataclass(frozen=True)
 class HParams:
     """Hyperparameters; the defaults are the paper configuration (docs/design.md §1)."""
 
-    # Architecture.
+    model: str = "cycle_identity"
+    """Which model of the family to train (trainer_module.models; docs/design.md §1.15)."""
+
+    # Architecture of the CycleGANs.
     ngf: int = 128
     """Generator feature channels."""
     nglf: int = 15
@@ -50,6 +45,30 @@ class HParams:
     (air) only at minus infinity, so the generator must learn a residual that jumps by about
     2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
     the output, clipped to the HU window in inference."""
+
+    # Architecture of RED-CNN.
+    red_channels: int = 96
+    """Channels of each of RED-CNN's layers but the last (96 in its paper)."""
+    red_kernel: int = 5
+    """Side of RED-CNN's square kernels (5 in its paper): each layer trims (red_kernel - 1) / 2
+    pixels of context on each side."""
+
+    # WGAN-VGG.
+    wgan_channels: int = 32
+    """Channels of each of the WGAN-VGG generator's eight 3×3 convolutions but the last (32 in its paper)."""
+    critic_channels: int = 64
+    """Channels of the critic's first two convolutions, doubled for each later pair (64 in its paper)."""
+    critic_dense: int = 1024
+    """Units of the critic's hidden fully connected layer (1024 in its paper)."""
+    gp_lambda: float = 10.0
+    """Weight of WGAN-GP's gradient penalty (10 in its paper)."""
+    perceptual_lambda: float = 0.1
+    """λ₁, the weight of the VGG19 perceptual loss against the generator's adversarial term (0.1)."""
+    n_critic: int = 4
+    """Critic updates per generator update (4 in its paper's code)."""
+    vgg_weights: Optional[str] = None
+    """A Keras weights file of VGG19 without its top (ImageNet weights: the user brings it; nothing
+    is downloaded). WGAN-VGG refuses to start without it."""
 
     # Data.
     patch: int = 56
@@ -136,7 +155,8 @@ class HParams:
             raise ValueError(
                 f"mixed_precision must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"
             )
-        for name in ("ngf", "nglf", "ndf", "patch", "batch", "epochs", "steps_per_epoch",
+        for name in ("ngf", "nglf", "ndf", "red_channels", "red_kernel", "wgan_channels", "critic_channels",
+                     "critic_dense", "n_critic", "patch", "batch", "epochs", "steps_per_epoch",
                      "checkpoint_every", "summary_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -148,7 +168,8 @@ class HParams:
             raise ValueError(f"pool_size must be >= 0, got {self.pool_size}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in [0, {MAX_SEED}] (NumPy's seed range), got {self.seed}")
-        for name in ("lr", "cycle_lambda", "identity_gamma", "adversarial_weight", "supervised_lambda", "d_lr_scale"):
+        for name in ("lr", "cycle_lambda", "identity_gamma", "adversarial_weight", "supervised_lambda", "d_lr_scale",
+                     "gp_lambda", "perceptual_lambda"):
             value = getattr(self, name)
             positive = name in ("lr", "d_lr_scale")
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -170,6 +191,9 @@ class HParams:
                 f"decay_start_epoch must be in [0, epochs={self.epochs}), got {self.decay_start_epoch}"
             )
 
+        if self.red_kernel % 2 == 0:
+            raise ValueError(f"red_kernel must be odd (a centred kernel), got {self.red_kernel}")
+
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
@@ -181,62 +205,13 @@ class HParams:
         return self.decay_start_epoch * self.steps_per_epoch
 
 
-def check_memory(hp: HParams, memory: int | None = None) -> None:
-    """Refuse, with the estimate, a configuration that cannot train in `memory` bytes (default:
-    this machine's), before anything runs: TensorFlow would otherwise fail a minute later,
-    inside the first training step, with an out-of-memory line that names no setting.
-
-    The estimate counts only what training cannot do without: the four networks' weights
-    (exact counts) with gradients and Adam state, the generators' stored convolution
-    outputs at half precision (unless mixed_precision is off) and the image pools. What it
-    leaves out (the discriminators' activations, every other intermediate tensor,
-    TensorFlow itself) far outweighs the little it over-counts (BatchNorm's moving
-    statistics as if trainable), so a configuration it refuses cannot fit."""
-    memory = memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    weights = BYTES_PER_WEIGHT * 2 * (generator_weights(hp) + discriminator_weights(hp))
-    activation_bytes = 4 if hp.mixed_precision == "off" else 2
-    maps = GENERATOR_NGF_CONVS * hp.ngf + hp.nglf
-    activations = (GENERATOR_PASSES * hp.batch * hp.patch**2 * maps * activation_bytes
-                   + (2 * hp.pool_size * hp.patch**2 * 4 if hp.use_pool else 0))
-    if weights + activations > memory:
-        raise ValueError(
-            f"ngf={hp.ngf}, nglf={hp.nglf}, ndf={hp.ndf}, batch={hp.batch}, patch={hp.patch}, "
-            f"pool_size={hp.pool_size}: training needs at least {_gib(weights + activations)} of memory "
-            f"(networks with Adam state {_gib(weights)}, activations and image pools {_gib(activations)}), "
-            f"more than this machine's {_gib(memory)}"
-        )
-
-
-def generator_weights(hp: HParams) -> int:
-    """Weights of one generator of trainer_module.models (BatchNorm's four per channel
-    included): a conv_layer to ngf channels, six residual modules of three, one over the
-    seven concatenated feature maps, one to nglf channels and the output convolution."""
-    ngf, nglf = hp.ngf, hp.nglf
-    return (_conv(3, 1, ngf, bn=True) + 18 * _conv(3, ngf, ngf, bn=True) + _conv(3, 7 * ngf, ngf, bn=True)
-            + _conv(3, ngf, nglf, bn=True) + _conv(3, nglf, 1, bn=False))
-
-
-def discriminator_weights(hp: HParams) -> int:
-    """Weights of one discriminator of trainer_module.models: four 4×4 convolutions (strides
-    2, 2, 2, 1; channels ndf doubling), a 4×4 convolution to one map and a dense layer from
-    that map's pixels to as many logits."""
-    ndf, side = hp.ndf, hp.patch
-    for stride in (2, 2, 2, 1, 1):
-        side = (side + 2 - 4) // stride + 1
-    logits = side * side
-    return (_conv(4, 1, ndf, bn=False) + _conv(4, ndf, 2 * ndf, bn=True) + _conv(4, 2 * ndf, 4 * ndf, bn=True)
-            + _conv(4, 4 * ndf, 8 * ndf, bn=True) + _conv(4, 8 * ndf, 1, bn=False) + logits * logits + logits)
-
-
-def _conv(kernel: int, inputs: int, outputs: int, bn: bool) -> int:
-    """Weights of a convolution with bias, and of the BatchNorm after it (gamma, beta and
-    the two moving statistics)."""
-    return kernel * kernel * inputs * outputs + outputs + (4 * outputs if bn else 0)
-
-
-def _gib(size: int) -> str:
-    return f"{size / 2**30:,.1f} GiB"
-
+SHARED_HPARAMS = frozenset({
+    "model", "patch", "batch", "foreground_patches", "foreground_hu", "augment", "lr", "beta1", "beta2",
+    "epochs", "steps_per_epoch", "decay_start_epoch", "seed", "deterministic", "jit_compile", "mixed_precision",
+    "bn_reestimation_batches", "checkpoint_every", "summary_every", "log_every",
+})
+"""What every model reads: the data, the schedule, the seed and the strategy. Each model
+declares the others it reads (trainer_module.models)."""
 
 GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreground_patches": 0.75}
 """The departures from the paper that start the adversarial game on CT (docs/design.md §1.13):
@@ -259,7 +234,8 @@ _PRESETS = {
     ),
     # For tests: a handful of cheap steps.
     "tiny": HParams(
-        ngf=4, nglf=4, ndf=4, patch=32, batch=2, pool_size=4, epochs=1, steps_per_epoch=10,
+        ngf=4, nglf=4, ndf=4, red_channels=4, red_kernel=3, wgan_channels=4, critic_channels=4, critic_dense=8,
+        n_critic=2, patch=32, batch=2, pool_size=4, epochs=1, steps_per_epoch=10,
         bn_reestimation_batches=4, checkpoint_every=5, summary_every=5, log_every=5,
     ),
 }

@@ -2,7 +2,7 @@
 log to TensorBoard, checkpoint, report progress.
 
 Under a multi-worker strategy every worker runs this same loop, step for step: the train
-step, the summaries (G's inference reads BatchNorm statistics, which are averaged across
+step, the summaries (the generator's inference reads BatchNorm statistics, averaged across
 workers) and checkpoint saving all take part in collectives that wait for every worker.
 Only the folders differ (trainer_module/run.py).
 """
@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 
 import tensorflow as tf
 
-from trainer_module.gan import CycleGAN
+from trainer_module.models.base import DenoisingModel
 from trainer_module.strategy import worker_count
 from trainer_module.summaries import EvalPairs, write_summaries
 
@@ -25,14 +25,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def fit(
-    gan: CycleGAN,
+    model: DenoisingModel,
     batches: tf.data.Dataset,
     checkpoint_dir: str | Path,
     log_dir: str | Path,
     eval_pairs: Optional[EvalPairs] = None,
     progress: Callable[[str], None] = print,
 ) -> dict:
-    """Train `gan` to its `hp.total_steps`, resuming from the latest checkpoint in `checkpoint_dir`.
+    """Train `model` to its `hp.total_steps`, resuming from the latest checkpoint in `checkpoint_dir`.
 
     `batches` yields (LDCT, NDCT) pairs of patch batches, float32 in [-1, 1], each shaped
     [hp.batch, hp.patch, hp.patch, 1]; it is repeated here. Each batch is global: the
@@ -43,15 +43,15 @@ def fit(
     Returns {"steps", "seconds", "steps_per_second", "losses": {...}, "checkpoint"} plus
     "psnr": {"ldct_vs_ndct", "denoised_vs_ndct"} when `eval_pairs` is given.
     """
-    hp = gan.hp
-    manager = tf.train.CheckpointManager(gan.checkpoint(), str(checkpoint_dir), max_to_keep=3)
+    hp = model.hp
+    manager = tf.train.CheckpointManager(model.checkpoint(), str(checkpoint_dir), max_to_keep=3)
     if manager.latest_checkpoint:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        progress(f"resumed from {manager.latest_checkpoint} at step {gan.completed_steps}")
-    _check_workers_start_together(gan)
-    batches = iter(gan.strategy.experimental_distribute_dataset(_split_by_batch(batches.repeat())))
+        progress(f"resumed from {manager.latest_checkpoint} at step {model.completed_steps}")
+    _check_workers_start_together(model)
+    batches = iter(model.strategy.experimental_distribute_dataset(_split_by_batch(batches.repeat())))
     writer = tf.summary.create_file_writer(str(log_dir))
-    step = first_step = gan.completed_steps
+    step = first_step = model.completed_steps
     losses: dict[str, float] = {}
     psnr: dict[str, float] = {}
     started = time.perf_counter()
@@ -59,16 +59,16 @@ def fit(
     with writer.as_default():
         while step < hp.total_steps:
             a, b = _next_batch(batches)
-            losses = {name: float(value) for name, value in gan.train_step(a, b).items()}
-            step = gan.completed_steps
+            losses = {name: float(value) for name, value in model.train_step(a, b).items()}
+            step = model.completed_steps
             _check_finite(losses, step)
             last = step == hp.total_steps
             if step % hp.summary_every == 0 or last:
-                psnr = write_summaries(gan, losses, step, eval_pairs)
+                psnr = write_summaries(model, losses, step, eval_pairs)
             if step % hp.checkpoint_every == 0 or last:
                 manager.save(checkpoint_number=step)
             if step % hp.log_every == 0 or last:
-                progress(_progress_line(step, hp.total_steps, throughput.read(step), losses))
+                progress(_progress_line(model, step, throughput.read(step), losses))
             if step == first_step + 1:  # leave the first step's tracing out of the rate
                 throughput.restart(step)
     seconds = time.perf_counter() - started
@@ -109,15 +109,15 @@ def _split_by_batch(batches: tf.data.Dataset) -> tf.data.Dataset:
     return batches.with_options(options)
 
 
-def _check_workers_start_together(gan: CycleGAN) -> None:
+def _check_workers_start_together(model: DenoisingModel) -> None:
     """Workers that restored different steps would run different numbers of steps and the
     first to stop would leave the others waiting in a collective forever. One all-reduce of
     (step, step²) tells every worker alike whether they agree: n·Σstep² = (Σstep)² only when
     all steps are equal."""
-    strategy = gan.strategy
+    strategy = model.strategy
     if worker_count(strategy) < 2:
         return
-    step = float(gan.completed_steps)
+    step = float(model.completed_steps)
     mine = strategy.experimental_distribute_values_from_function(
         lambda _: tf.constant([step, step * step], tf.float64))
     total, squares = strategy.reduce(tf.distribute.ReduceOp.SUM, mine, axis=None).numpy()
@@ -140,11 +140,15 @@ def _check_finite(losses: dict[str, float], step: int) -> None:
             raise NonFiniteLossError(f"non-finite loss {name!r} at step {step}")
 
 
-def _progress_line(step: int, total: int, steps_per_second: float, losses: dict[str, float]) -> str:
+def _progress_line(model: DenoisingModel, step: int, steps_per_second: float, losses: dict[str, float]) -> str:
+    """Step, rate, time left, the model's headline loss terms and its discriminators' accuracy."""
+    total = model.hp.total_steps
     eta = (total - step) / steps_per_second if steps_per_second > 0 else float("inf")
-    terms = "  ".join(f"{name} {losses[name]:.4f}" for name in ("g_total", "cycle", "identity", "d_a", "d_b"))
-    judged = f"D accuracy {losses['d_a/accuracy']:.2f}/{losses['d_b/accuracy']:.2f}"
-    return f"step {step}/{total}  {steps_per_second:.2f} steps/s  ETA {_duration(eta)}  {terms}  {judged}"
+    terms = "  ".join(f"{name} {losses[name]:.4f}" for name in model.PROGRESS_TERMS)
+    line = f"step {step}/{total}  {steps_per_second:.2f} steps/s  ETA {_duration(eta)}  {terms}"
+    if model.JUDGES:
+        line += "  D accuracy " + "/".join(f"{losses[f'{name}/accuracy']:.2f}" for name in model.JUDGES)
+    return line
 
 
 def _duration(seconds: float) -> str:

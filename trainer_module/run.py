@@ -1,4 +1,4 @@
-"""The Trainer's `run_fn`: data → four models → custom training loop → exported generator.
+"""The Trainer's `run_fn`: data → the chosen model (`hp.model`) → custom training loop → exported generator.
 
 The Trainer's arguments mean what they say: `TrainArgs.num_steps` is the number of training
 steps (it must equal the hyperparameters' epochs × steps_per_epoch, which the pipeline
@@ -19,19 +19,21 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
 import contract.keras2  # noqa: F401  (before tf.keras is first touched)
-from contract.names import TENSORBOARD_DIR
+from contract.names import TENSORBOARD_DIR, split_dir
 from storage import files
 from trainer_module import hparams as hparams_lib
 from trainer_module.data import paired_eval_slices, paired_patch_batches, patch_batches, smallest_side
 from trainer_module.hparams import HParams
-from trainer_module.export import export_generator, reestimate_batch_norm
-from trainer_module.gan import CycleGAN
+from trainer_module.export import Description, export_generator, reestimate_batch_norm
 from trainer_module.loop import fit
+from trainer_module.models import build, uses_pairs
+from trainer_module.models.base import DenoisingModel
 from trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
 from trainer_module.strategy import Worker, make_strategy, this_worker
 from trainer_module.summaries import log_exported_psnr
@@ -40,9 +42,20 @@ HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""
 
 
-def run_fn(fn_args) -> CycleGAN:
+def fn_args(examples: str, model_run_dir: str, serving_model_dir: str, hp: HParams,
+            eval_slices: int = hparams_lib.TENSORBOARD_EVAL_SLICES) -> SimpleNamespace:
+    """The arguments TFX's Trainer would give `run_fn` for this Examples artifact, for callers
+    outside the pipeline (the multi-worker worker, benchmarks, tests)."""
+    return SimpleNamespace(
+        train_files=[split_dir(examples, "train") + "/*.gz"], eval_files=[split_dir(examples, "eval") + "/*.gz"],
+        model_run_dir=model_run_dir, serving_model_dir=serving_model_dir,
+        train_steps=hp.total_steps, eval_steps=eval_slices,
+        custom_config={HPARAMS_KEY: hparams_lib.to_dict(hp)})
+
+
+def run_fn(fn_args) -> DenoisingModel:
     """TFX Trainer entry point (GenericExecutor), and every worker's in a multi-worker job.
-    Returns the trained CycleGAN (TFX ignores it; tests read it)."""
+    Returns the trained model (TFX ignores it; tests read it)."""
     hp = hparams_lib.from_dict(fn_args.custom_config[HPARAMS_KEY])
     if fn_args.train_steps != hp.total_steps:
         raise ValueError(f"TrainArgs.num_steps {fn_args.train_steps} differs from the hyperparameters' "
@@ -55,20 +68,20 @@ def run_fn(fn_args) -> CycleGAN:
     key = resume_key(fn_args.train_files, hparams_lib.to_dict(hp))
     with _worker_outputs(fn_args, worker, key, progress) as out:
         eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
-        gan = CycleGAN(hp, strategy)
+        model = build(hp, strategy)
         has_eval = len(eval_pairs[0]) > 0
-        result = fit(gan, training_batches(fn_args.train_files, hp), out.checkpoints, out.tensorboard,
+        result = fit(model, training_batches(fn_args.train_files, hp), out.checkpoints, out.tensorboard,
                      eval_pairs if has_eval else None, progress)
         if hp.bn_reestimation_batches:  # every worker, on the same batches: the statistics are averaged
             calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2,
                                         **_foreground(hp))
-            reestimate_batch_norm(gan.G, iter(calibration), hp.bn_reestimation_batches)
+            reestimate_batch_norm(model.generator, iter(calibration), hp.bn_reestimation_batches)
         if has_eval:
-            result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(gan, eval_pairs, out.tensorboard)
+            result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(model, eval_pairs, out.tensorboard)
         result["tensorboard_dir"] = files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR))
         metadata = {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result)}
-        export_generator(gan.G, out.model, metadata if worker.is_chief else None)
-    return gan
+        export_generator(model.generator, Description.of(model), out.model, metadata if worker.is_chief else None)
+    return model
 
 
 @dataclass(frozen=True)
@@ -111,8 +124,9 @@ def _check_patch_fits(train_files: list[str], patch: int) -> None:
 
 def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     """(LDCT, NDCT) patch batches: two independent streams (unpaired, the paper), or
-    co-located crops of slice pairs with `hp.paired`; turned at random with `hp.augment`."""
-    if hp.paired:
+    co-located crops of slice pairs for a paired model or `hp.paired`; turned at random with
+    `hp.augment`."""
+    if uses_pairs(hp):
         return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,
                                     **_foreground(hp))
     ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,

@@ -10,13 +10,13 @@ import tensorflow as tf
 
 from contract.hu import DATA_RANGE
 from trainer_module.data import soft_tissue_window
-from trainer_module.gan import CycleGAN
+from trainer_module.models.base import DenoisingModel
 
 EvalPairs = tuple[np.ndarray, np.ndarray]
 """(LDCT, NDCT) whole slices [n, H, W, 1] in [-1, 1]."""
 
 
-def write_summaries(gan: CycleGAN, losses: dict[str, float], step: int,
+def write_summaries(model: DenoisingModel, losses: dict[str, float], step: int,
                     eval_pairs: Optional[EvalPairs]) -> dict[str, float]:
     """Scalars for every loss term, the discriminators' judgement (`d_a/accuracy`, ...) and
     the learning rate; with `eval_pairs`, PSNR and LDCT | denoised | NDCT images. Returns the
@@ -26,7 +26,7 @@ def write_summaries(gan: CycleGAN, losses: dict[str, float], step: int,
     if eval_pairs is None:
         return {}
     ldct, ndct = (tf.constant(x, tf.float32) for x in eval_pairs)
-    denoised = gan.denoise(ldct)
+    denoised = model.denoise(ldct)
     psnr = {
         "ldct_vs_ndct": mean_psnr(ldct, ndct),
         "denoised_vs_ndct": mean_psnr(denoised, ndct),
@@ -38,13 +38,13 @@ def write_summaries(gan: CycleGAN, losses: dict[str, float], step: int,
     return psnr
 
 
-def log_exported_psnr(gan: CycleGAN, eval_pairs: EvalPairs, log_dir: str | Path) -> float:
+def log_exported_psnr(model: DenoisingModel, eval_pairs: EvalPairs, log_dir: str | Path) -> float:
     """PSNR of the generator as exported (after BN re-estimation) on the eval slices, also
     written to TensorBoard as psnr/exported_vs_ndct at the final step."""
     ldct, ndct = (tf.constant(x, tf.float32) for x in eval_pairs)
-    value = mean_psnr(gan.denoise(ldct), ndct)
+    value = mean_psnr(model.denoise(ldct), ndct)
     with tf.summary.create_file_writer(str(log_dir)).as_default():
-        tf.summary.scalar("psnr/exported_vs_ndct", value, step=gan.completed_steps)
+        tf.summary.scalar("psnr/exported_vs_ndct", value, step=model.completed_steps)
     return value
 
 

@@ -12,31 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from types import SimpleNamespace
 
 import contract.keras2  # noqa: F401  (before tf.keras is first touched)
-from contract.names import split_dir
 from trainer_module import hparams as hparams_lib
-from trainer_module.gan import CycleGAN
-from trainer_module.hparams import HParams
-from trainer_module.run import HPARAMS_KEY, run_fn
+from trainer_module.models import configure
+from trainer_module.models.base import DenoisingModel
+from trainer_module.run import fn_args, run_fn
 
 
-EVAL_SLICES = 3
-"""Whole eval slices shown in TensorBoard, as the pipeline's Trainer (pipeline/configs.py)."""
-
-
-def fn_args(examples: str, model_run_dir: str, serving_model_dir: str, hp: HParams,
-            eval_slices: int = EVAL_SLICES) -> SimpleNamespace:
-    """The arguments TFX's Trainer would give `run_fn` for this Examples artifact."""
-    return SimpleNamespace(
-        train_files=[split_dir(examples, "train") + "/*.gz"], eval_files=[split_dir(examples, "eval") + "/*.gz"],
-        model_run_dir=model_run_dir, serving_model_dir=serving_model_dir,
-        train_steps=hp.total_steps, eval_steps=eval_slices,
-        custom_config={HPARAMS_KEY: hparams_lib.to_dict(hp)})
-
-
-def main(argv: list[str] | None = None) -> CycleGAN:
+def main(argv: list[str] | None = None) -> DenoisingModel:
     parser = argparse.ArgumentParser(prog="python -m trainer_module.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", required=True, help="Examples artifact URI (holds Split-train/, Split-eval/)")
     parser.add_argument("--model-run-dir", required=True,
@@ -44,9 +28,9 @@ def main(argv: list[str] | None = None) -> CycleGAN:
     parser.add_argument("--serving-model-dir", required=True, help="where the chief exports the SavedModel")
     parser.add_argument("--preset", default="paper", choices=hparams_lib.PRESETS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
-    parser.add_argument("--eval-slices", type=int, default=EVAL_SLICES, help="eval slices shown in TensorBoard")
+    parser.add_argument("--eval-slices", type=int, default=hparams_lib.TENSORBOARD_EVAL_SLICES, help="eval slices shown in TensorBoard")
     args = parser.parse_args(argv)
-    hp = hparams_lib.resolve(args.preset, args.set)
+    hp = configure(args.preset, args.set)
     return run_fn(fn_args(args.examples, args.model_run_dir, args.serving_model_dir, hp, args.eval_slices))
 
 

@@ -14,7 +14,7 @@ RUN_FN = "trainer_module.run.run_fn"
 
 
 class Trainer(tfx.components.Trainer):
-    """Trains the CycleGAN on the examples once the HU gate has passed them.
+    """Trains the chosen model (`HParams.model`) on the examples once the HU gate has passed them.
 
     The gate's validated schema is a required input, so the Trainer cannot run on data that
     failed validation. The hyperparameters are serialised here, once, into the Trainer's

@@ -1,0 +1,95 @@
+"""Model family cost: FLOPs per training step (TensorFlow's profiler on the traced step) and
+steps/s on this CPU, for each model at the `cpu-demo` batch and patch size, and for the paired
+configuration the quality benchmark trained before the family existed (the cycle-identity
+CycleGAN with its cycle, identity and adversarial weights at 0, which still runs F, D_A and
+D_B: quality.PAIRED).
+
+Each model is the product's (`trainer_module.models.build`) on random patches; the values do
+not change the cost. WGAN-VGG runs on a VGG19 weights file of random values that this
+benchmark writes (ImageNet's cannot be downloaded here; speed does not depend on the values).
+The first call (tracing) is timed apart from the steady state.
+"""
+from __future__ import annotations
+
+import gc
+import tempfile
+from pathlib import Path
+
+from benchmarks import common, quality
+
+PRESET = "cpu-demo"
+PLAN = {
+    "cycle_identity": [],
+    "cyclegan": ["model=cyclegan"],
+    "paired as before the family (zeroed CycleGAN losses)": quality.PAIRED + quality.NO_TANH,
+    "red_cnn (paper size: 96 channels, 5x5)": ["model=red_cnn"],
+    "red_cnn, 32 channels": ["model=red_cnn", "red_channels=32"],
+    "wgan_vgg (paper size)": ["model=wgan_vgg", "vgg_weights={vgg}"],
+}
+"""Label → overrides of the preset; {vgg} becomes the random VGG19 weights file's path."""
+BASELINE = "paired as before the family (zeroed CycleGAN losses)"
+MIN_STEPS, MIN_SECONDS = 5, 8.0
+
+
+def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: float) -> dict:
+    """FLOPs of one step from the traced per-replica step, then steps/s of the whole step."""
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    from trainer_module.hparams import resolve
+    from trainer_module.models import build
+
+    hp = resolve(preset_name, overrides)
+    shape = [hp.batch, hp.patch, hp.patch, 1]
+    a, b = (tf.random.stateless_uniform(shape, [seed, 0], -1.0, 1.0) for seed in (1, 2))
+    model = build(hp)
+    graph = model._compiled_replica_step.get_concrete_function(a, b).graph
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    flops = model_analyzer.profile(graph, options=options).total_float_ops
+    step = lambda: [v.numpy() for v in model.train_step(a, b).values()]  # noqa: E731 (.numpy() waits)
+    _, first = common.timed(step)
+    rate = common.measure(step, hp.batch, min_seconds=min_seconds, min_calls=min_steps)
+    gc.collect()
+    step_s = rate.seconds / rate.calls
+    return {"model": hp.model, "gflop_per_step": round(flops / 1e9, 3),
+            "mflop_per_patch_pixel": round(flops / (hp.batch * hp.patch**2) / 1e6, 3),
+            "steps_per_s": round(1.0 / step_s, 4), "step_s": round(step_s, 3),
+            "achieved_gflop_per_s": round(flops / step_s / 1e9, 2), **rate.as_dict("patches"),
+            "first_step_s": round(first, 1), "batch": hp.batch, "patch": hp.patch,
+            "overrides": " ".join(overrides) or "none"}
+
+
+def main() -> None:
+    args = common.parse_args("benchmarks.model_cost", __doc__)
+    common.quiet_tensorflow()
+    import contract.keras2  # noqa: F401  (before tf.keras is first touched)
+    import tf_keras as keras
+
+    preset_name, min_steps, min_seconds = ("tiny", 2, 0.5) if args.quick else (PRESET, MIN_STEPS, MIN_SECONDS)
+    bench = common.Benchmark(args, "model_cost", f"Model family: FLOPs and steps/s per training step ({preset_name})")
+    variants = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        vgg = Path(scratch) / "vgg19_random_notop.h5"
+        keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3)).save_weights(str(vgg))
+        for label, overrides in PLAN.items():
+            variants[label] = run(preset_name, [o.format(vgg=vgg) for o in overrides], min_steps, min_seconds)
+            variants[label]["overrides"] = " ".join(overrides) or "none"  # the file's path is this run's alone
+            bench.log(f"{label}: {variants[label]['gflop_per_step']:.2f} GFLOP/step, "
+                      f"{variants[label]['steps_per_s']:.3f} steps/s")
+    base = variants[BASELINE]
+    ratios = [common.Ratio(f"{label}: steps/s / {BASELINE}'s", v["steps_per_s"] / base["steps_per_s"], None)
+              for label, v in variants.items() if label != BASELINE]
+    ratios += [common.Ratio(f"{label}: FLOPs per step / {BASELINE}'s", v["gflop_per_step"] / base["gflop_per_step"],
+                            None) for label, v in variants.items() if label != BASELINE]
+    bench.finish(
+        params={"preset": preset_name, "plan": PLAN, "data": "random patches of the preset's batch and patch size"},
+        variants=variants, ratios=ratios,
+        notes=["FLOPs: TensorFlow's profiler (float_operation) on the traced per-replica step (forward, gradients "
+               "and optimizer updates; a multiply-add counts 2).",
+               "CPU only; mixed precision off (it is on only on a GPU)."],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The model family (docs/design.md §1.15): each model trains only what it uses, every model goes
+through the same pipeline to a pushed SavedModel that `denoise` runs and names, and a
+hyperparameter the chosen model does not read is refused before anything runs."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pydicom  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from tests.conftest import PERMISSIVE_GATE  # noqa: E402
+from tests.pipeline_helpers import ctdenoise  # noqa: E402
+from trainer_module import hparams  # noqa: E402
+from trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
+from trainer_module.models import MODELS, build, configure  # noqa: E402
+from trainer_module.models.red_cnn.network import build_red_cnn  # noqa: E402
+
+
+def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+    rng = np.random.default_rng(seed)
+    shape = (hp.batch, hp.patch, hp.patch, 1)
+    return tuple(tf.constant(rng.uniform(-1, 1, shape), tf.float32) for _ in range(2))
+
+
+def _step_variables(model) -> list[tf.Variable]:
+    """The trainable variables one traced train step reads: those its gradients can touch."""
+    a, b = _patches(model.hp, 0)
+    return list(model.train_step.get_concrete_function(a, b).trainable_variables)
+
+
+def test_a_red_cnn_step_trains_its_one_network_and_builds_nothing_else():
+    model = build(with_overrides(preset("tiny"), ["model=red_cnn"]))
+    network = model.generator.trainable_variables
+    assert {id(v) for v in _step_variables(model)} == {id(v) for v in network}
+    assert {id(v) for v in model.trainable_variables} == {id(v) for v in network}  # no D, no second generator
+    before = [v.numpy() for v in network]
+    losses = model.train_step(*_patches(model.hp, 1))
+    assert set(losses) == {"mse", "lr"} and model.completed_steps == 1
+    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, network))  # every weight learnt
+
+
+def test_the_cycle_identity_step_trains_all_four_networks_and_cyclegan_skips_the_identity_term():
+    full = build(preset("tiny"))
+    four = full.G.trainable_variables + full.F.trainable_variables + full.D_A.trainable_variables \
+        + full.D_B.trainable_variables
+    assert {id(v) for v in _step_variables(full)} == {id(v) for v in four}
+    plain = build(with_overrides(preset("tiny"), ["model=cyclegan"]))
+    losses = plain.train_step(*_patches(plain.hp, 1))
+    assert "identity" not in losses and {"cycle", "g_adv_ab", "g_adv_ba", "d_a", "d_b"} <= set(losses)
+
+
+def test_the_paper_size_red_cnn_has_the_papers_layers_and_about_1_85_million_weights():
+    hp = hparams.HParams(model="red_cnn")
+    network = build_red_cnn(hp)
+    assert network.count_params() == 1_848_865
+    image = tf.zeros([1, 64, 48, 1])
+    assert network(image).shape == image.shape  # the decoder restores the size
+    convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 10 and {layer.kernel_size for layer in convs} == {(5, 5)}
+
+
+def test_every_hyperparameter_is_read_by_some_model():
+    fields = set(hparams.to_dict(hparams.HParams()))
+    used = SHARED_HPARAMS.union(*(model.HPARAMS for model in MODELS.values()))
+    assert used == fields
+
+
+@pytest.mark.parametrize("overrides", [["model=red_cnn", "red_channels=8"], ["model=cyclegan", "cycle_lambda=3"],
+                                       ["identity_gamma=1"]])
+def test_keys_the_chosen_model_reads_are_accepted(overrides):
+    hp = configure("tiny", overrides)
+    assert hp.model in MODELS
+
+
+@pytest.fixture(scope="module")
+def vgg_weights(tmp_path_factory) -> Path:
+    """A VGG19-without-top weights file of the right shapes and random values, written by Keras
+    as keras.applications' ImageNet file is: it checks the loading mechanics, not perceptual
+    quality (ImageNet's weights cannot be downloaded here)."""
+    path = tmp_path_factory.mktemp("vgg") / "vgg19_random_notop.h5"
+    keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3)).save_weights(str(path))
+    return path
+
+
+def test_wgan_vgg_trains_its_generator_and_critic_on_the_given_vgg_file(vgg_weights):
+    model = build(with_overrides(preset("tiny"), ["model=wgan_vgg", f"vgg_weights={vgg_weights}"]))
+    trained = model.G.trainable_variables + model.D.trainable_variables
+    before = [v.numpy() for v in trained]
+    vgg_before = [v.numpy() for v in model.vgg.variables]
+    losses = model.train_step(*_patches(model.hp, 1))
+    assert {"g_total", "perceptual", "critic", "wasserstein", "gradient_penalty"} <= set(losses)
+    # every kernel learnt (the critic's output bias cancels in D(real) - D(fake): no gradient)
+    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, trained) if "kernel" in v.name)
+    assert all(np.array_equal(old, v.numpy()) for old, v in zip(vgg_before, model.vgg.variables))  # frozen
+
+
+def _wrong_weights(path: Path) -> Path:
+    """A Keras weights file of another network (a small convolution stack)."""
+    image = keras.Input((None, None, 3))
+    keras.Model(image, keras.layers.Conv2D(8, 3)(image)).save_weights(str(path))
+    return path
+
+
+@pytest.mark.parametrize("weights, message", [
+    (None, "model wgan_vgg needs VGG19 weights: --set vgg_weights=FILE (a Keras weights file of VGG19 without "
+           "its top; nothing is downloaded)"),
+    ("missing.h5", "vgg_weights={path}: no such file"),
+    ("other.h5", "vgg_weights={path}: not VGG19's weights without its top ("),
+])
+def test_wgan_vgg_without_usable_vgg_weights_is_refused_in_one_line_before_anything_runs(tmp_path, weights, message):
+    sets = ["--set", "model=wgan_vgg"]
+    if weights:
+        path = tmp_path / weights
+        if weights == "other.h5":
+            _wrong_weights(path)
+        sets += ["--set", f"vgg_weights={path}"]
+        message = message.format(path=path)
+    result = ctdenoise("run", "--data", str(tmp_path), "--root", str(tmp_path / "run"), "--preset", "tiny", *sets)
+    assert result.returncode == 1 and not (tmp_path / "run").exists()
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"ctdenoise: error: {message}")
+
+
+@pytest.mark.slow
+def test_every_other_model_reaches_push_and_denoise_names_it(simulated_data, vgg_weights, tmp_path):
+    """cyclegan, red_cnn and wgan_vgg, each in a run root of its own (in one, each would have to
+    beat the previous one's blessed model); cycle_identity is the session's `pushed_run`."""
+    for model, extra in (("cyclegan", []), ("red_cnn", []), ("wgan_vgg", ["--set", f"vgg_weights={vgg_weights}"])):
+        root = tmp_path / f"run-{model}"
+        summary_path = tmp_path / f"{model}.json"
+        result = ctdenoise("run", "--data", str(simulated_data), "--root", str(root), "--until", "push",
+                           "--preset", "tiny", "--set", f"model={model}", *extra, *PERMISSIVE_GATE,
+                           "--summary", str(summary_path))
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = json.loads(summary_path.read_text())
+        assert summary["push"]["pushed"], summary
+        out = tmp_path / f"denoised-{model}"
+        result = ctdenoise("denoise", "--model", "latest", "--root", str(root),
+                           "--input", str(simulated_data / "SIM001" / "LDCT"), "--out", str(out))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"({model}, receptive radius" in result.stdout
+        description = pydicom.dcmread(sorted(out.glob("*.dcm"))[0]).DerivationDescription
+        assert description == f"ctdenoise {model} generator {summary['push']['version']}"
+        metadata = json.loads((Path(summary["push"]["path"]) / "ctdenoise_model.json").read_text())
+        assert metadata["hparams"]["model"] == model

@@ -1,0 +1,14 @@
+"""The plain CycleGAN: the cycle-identity model's networks, pools and step without the identity
+term, so its step never computes F(a) or G(b)."""
+from __future__ import annotations
+
+from trainer_module.models.cycle_identity.model import CYCLE_HPARAMS, CycleIdentityGAN
+
+
+class CycleGAN(CycleIdentityGAN):
+    """G: LDCT -> NDCT, F: NDCT -> LDCT, D_A and D_B; LSGAN and cycle terms only."""
+
+    NAME = "cyclegan"
+    HPARAMS = CYCLE_HPARAMS
+    PROGRESS_TERMS = ("g_total", "cycle", "d_a", "d_b")
+    IDENTITY = False

@@ -1,0 +1,64 @@
+"""RED-CNN's one network (docs/design.md §1.15): five 'valid' convolutions, then five transposed
+convolutions that restore the size, ReLU after each, and three shortcuts that add an encoder
+map to a decoder output before its ReLU: conv 4's output to deconv 1's, conv 2's to deconv
+3's, and the input image to deconv 5's. The paper's images lie in [0, 1]; ours in [-1, 1], so
+the paper's last ReLU, which would clip every negative value, is left out."""
+from __future__ import annotations
+
+import tf_keras as keras
+
+from trainer_module.hparams import HParams
+
+LAYERS = 5
+"""Convolutions in the encoder, and transposed convolutions in the decoder."""
+
+
+def receptive_radius(kernel: int) -> int:
+    """Pixels of context on each side: (kernel - 1) / 2 per layer, encoder and decoder."""
+    return 2 * LAYERS * (kernel - 1) // 2
+
+
+def build_red_cnn(hp: HParams, name: str = "red_cnn") -> keras.Model:
+    """The network for slices of any height and width larger than its receptive field."""
+    channels, kernel = hp.red_channels, hp.red_kernel
+
+    def conv(x):
+        return keras.layers.Conv2D(channels, kernel, padding="valid", activation="relu",
+                                   kernel_initializer=_initializer())(x)
+
+    def deconv(x, filters: int = channels):
+        return keras.layers.Conv2DTranspose(filters, kernel, padding="valid", kernel_initializer=_initializer())(x)
+
+    image = keras.Input(shape=(None, None, 1), name="image")
+    x = conv(image)
+    shortcut_3 = x = conv(x)  # conv 2
+    x = conv(conv(x))
+    shortcut_1 = x  # conv 4
+    x = conv(x)
+    x = keras.layers.ReLU()(keras.layers.Add()([deconv(x), shortcut_1]))
+    x = keras.layers.ReLU()(deconv(x))
+    x = keras.layers.ReLU()(keras.layers.Add()([deconv(x), shortcut_3]))
+    x = keras.layers.ReLU()(deconv(x))
+    x = keras.layers.Activation("linear", dtype="float32")(deconv(x, 1))
+    output = keras.layers.Add(dtype="float32", name="denoised")([x, image])
+    return keras.Model(image, output, name=name)
+
+
+def _initializer() -> keras.initializers.Initializer:
+    """He-normal kernels, one instance per layer (a shared one would give every layer the same
+    draw). The paper's N(0, 0.01) shrinks the signal by about a third per ReLU layer at 96
+    channels, and to nothing at the few channels of the test presets, where whole layers then
+    get no gradient (docs/design.md §1.15)."""
+    return keras.initializers.HeNormal()
+
+
+def weights(hp: HParams) -> int:
+    """Trainable weights: ten layers with bias, all of `red_channels` but the first's input
+    and the last's output."""
+    channels, area = hp.red_channels, hp.red_kernel**2
+    return 2 * (area * channels + channels) - channels + 1 + 8 * (area * channels * channels + channels)
+
+
+def maps(hp: HParams) -> int:
+    """Channels of stored layer outputs per pixel (nine layers of `red_channels`)."""
+    return 9 * hp.red_channels
