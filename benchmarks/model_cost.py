@@ -12,6 +12,7 @@ The first call (tracing) is timed apart from the steady state.
 from __future__ import annotations
 
 import gc
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,13 +22,14 @@ PRESET = "cpu-demo"
 PLAN = {
     "cycle_identity": [],
     "cyclegan": ["model=cyclegan"],
-    "paired as before the family (zeroed CycleGAN losses)": quality.PAIRED + quality.NO_TANH,
+    "paired, zeroed CycleGAN": quality.PAIRED + quality.NO_TANH,
     "red_cnn (paper size: 96 channels, 5x5)": ["model=red_cnn"],
     "red_cnn, 32 channels": ["model=red_cnn", "red_channels=32"],
     "wgan_vgg (paper size)": ["model=wgan_vgg", "vgg_weights={vgg}"],
 }
 """Label → overrides of the preset; {vgg} becomes the random VGG19 weights file's path."""
-BASELINE = "paired as before the family (zeroed CycleGAN losses)"
+BASELINE = "paired, zeroed CycleGAN"
+"""The paired configuration before the family: what red_cnn replaces."""
 MIN_STEPS, MIN_SECONDS = 5, 8.0
 
 
@@ -60,14 +62,21 @@ def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: flo
             "overrides": " ".join(overrides) or "none"}
 
 
+def _options(parser) -> None:
+    parser.add_argument("--name", default="model_cost",
+                        help="result name, e.g. model_cost_avx2 for a run under ONEDNN_MAX_CPU_ISA=AVX2")
+
+
 def main() -> None:
-    args = common.parse_args("benchmarks.model_cost", __doc__)
+    args = common.parse_args("benchmarks.model_cost", __doc__, _options)
     common.quiet_tensorflow()
     import contract.keras2  # noqa: F401  (before tf.keras is first touched)
     import tf_keras as keras
 
     preset_name, min_steps, min_seconds = ("tiny", 2, 0.5) if args.quick else (PRESET, MIN_STEPS, MIN_SECONDS)
-    bench = common.Benchmark(args, "model_cost", f"Model family: FLOPs and steps/s per training step ({preset_name})")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    title = f"Model family: FLOPs and steps/s per training step ({preset_name}{', oneDNN limited to ' + isa if isa else ''})"
+    bench = common.Benchmark(args, args.name, title)
     variants = {}
     with tempfile.TemporaryDirectory() as scratch:
         vgg = Path(scratch) / "vgg19_random_notop.h5"
@@ -78,15 +87,16 @@ def main() -> None:
             bench.log(f"{label}: {variants[label]['gflop_per_step']:.2f} GFLOP/step, "
                       f"{variants[label]['steps_per_s']:.3f} steps/s")
     base = variants[BASELINE]
-    ratios = [common.Ratio(f"{label}: steps/s / {BASELINE}'s", v["steps_per_s"] / base["steps_per_s"], None)
+    ratios = [common.Ratio(f"{label} / {BASELINE}, steps/s", v["steps_per_s"] / base["steps_per_s"], None)
               for label, v in variants.items() if label != BASELINE]
-    ratios += [common.Ratio(f"{label}: FLOPs per step / {BASELINE}'s", v["gflop_per_step"] / base["gflop_per_step"],
-                            None) for label, v in variants.items() if label != BASELINE]
     bench.finish(
         params={"preset": preset_name, "plan": PLAN, "data": "random patches of the preset's batch and patch size"},
         variants=variants, ratios=ratios,
         notes=["FLOPs: TensorFlow's profiler (float_operation) on the traced per-replica step (forward, gradients "
-               "and optimizer updates; a multiply-add counts 2).",
+               "and optimizer updates; a multiply-add counts 2); ops whose shapes are not static (the image pools' "
+               "queries) are not counted, every convolution and matrix product is.",
+               f"ONEDNN_MAX_CPU_ISA={isa}: oneDNN's kernels limited to that instruction set, emulating a CPU without "
+               "the newer ones." if isa else "oneDNN free to use every instruction set of this CPU.",
                "CPU only; mixed precision off (it is on only on a GPU)."],
     )
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from benchmarks import common
 
-ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "inference", "game",
-         "quality")
+ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "model_cost_avx2",
+         "inference", "game", "quality")
 """Known results first, in this order; any other result file after them."""
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 """The README's performance section lies between these markers; `update_readme` rewrites it."""
