@@ -26,7 +26,7 @@ from pipeline.pipeline import build_evaluator, build_pusher
 from simulator.dataset import simulate_dataset
 from app.summary import build_summary
 from tests.pipeline_helpers import ingest, read_examples
-from trainer_module.export import export_generator
+from trainer_module.export import Description, export_generator
 
 BLUR_SIGMA = 0.5
 """Pixels; on the simulated LDCT this gains about 1 dB PSNR and 0.01 SSIM."""
@@ -63,7 +63,8 @@ class _AddNoise(keras.layers.Layer):
 def _export(folder: Path, layer: keras.layers.Layer) -> str:
     """A Model artifact folder (SavedModel under Format-Serving, as the Trainer writes it)."""
     image = keras.Input([None, None, 1])
-    export_generator(keras.Model(image, layer(image)), str(folder / "Format-Serving"), {"test": folder.name})
+    export_generator(keras.Model(image, layer(image)), Description(folder.name, 0), str(folder / "Format-Serving"),
+                     {"test": folder.name})
     return str(folder)
 
 

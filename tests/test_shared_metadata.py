@@ -107,7 +107,7 @@ def test_lineage_both_ways_and_denoise_latest_read_the_shared_store(two_roots, m
                            str(simulated_data / "SIM001" / "LDCT"), "--out", str(out), *_store_args(mysql_server),
                            env=_env())
         assert series.returncode == 0, series.stderr[-2000:]
-        assert f"denoise: model {summary['push']['path']}\n" in series.stdout
+        assert f"denoise: model {summary['push']['path']} (cycle_identity, receptive radius 22 px)\n" in series.stdout
         ds = pydicom.dcmread(sorted(out.glob("*.dcm"))[0])
         assert summary["push"]["version"] in ds.DerivationDescription
 
