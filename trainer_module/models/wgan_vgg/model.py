@@ -71,8 +71,9 @@ class WganVgg(DenoisingModel):
             with tf.GradientTape() as tape:
                 wasserstein = tf.reduce_mean(self.D(b, training=True)) - tf.reduce_mean(self.D(fake, training=True))
                 penalty = self._gradient_penalty(b, fake, update)
-                critic = self.per_replica({"critic": -wasserstein + hp.gp_lambda * penalty})["critic"]
-            self.critic_optimizer.minimize(critic, self.D.trainable_variables, tape=tape)
+                critic = -wasserstein + hp.gp_lambda * penalty
+                share = self.per_replica({"critic": critic})["critic"]  # inside the tape: its gradient is applied
+            self.critic_optimizer.minimize(share, self.D.trainable_variables, tape=tape)
         with tf.GradientTape() as tape:
             denoised = self.G(a, training=True)
             adversarial = -tf.reduce_mean(self.D(denoised, training=True))
@@ -81,8 +82,7 @@ class WganVgg(DenoisingModel):
             losses = self.per_replica({"g_adv": adversarial, "perceptual": perceptual,
                                        "g_total": adversarial + perceptual})
         self.generator_optimizer.minimize(losses["g_total"], self.G.trainable_variables, tape=tape)
-        losses.update(self.per_replica({"critic": -wasserstein + hp.gp_lambda * penalty,
-                                        "wasserstein": wasserstein, "gradient_penalty": penalty}))
+        losses.update(self.per_replica({"critic": critic, "wasserstein": wasserstein, "gradient_penalty": penalty}))
         return losses
 
     def _gradient_penalty(self, real: tf.Tensor, fake: tf.Tensor, update: int) -> tf.Tensor:
