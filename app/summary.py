@@ -6,6 +6,7 @@ from typing import Any
 
 from app.metadata import output_artifacts, property_value, run_executions, succeeded
 from components.dicom_example_gen.executor import NothingToIngest, read_report
+from components.evaluation.metric_table import METRICS
 from components.evaluation.results import read_evaluation
 from components.hu_gate.checks import problems_in
 from contract.hu import BODY_HU
@@ -20,18 +21,18 @@ def build_summary(store, run_id: int | None, failure: BaseException | None = Non
     executions = run_executions(store, run_id, pipeline_name) if run_id is not None else {}
     outputs = {node: output_artifacts(store, e) for node, e in executions.items() if succeeded(e)}
     summary: dict[str, Any] = {}
-    if "DicomExampleGen" in outputs:
-        summary["ingest"] = _ingest(outputs["DicomExampleGen"]["examples"][0])
+    if configs.EXAMPLE_GEN_ID in outputs:
+        summary["ingest"] = _ingest(outputs[configs.EXAMPLE_GEN_ID]["examples"][0])
     elif isinstance(failure, NothingToIngest):
         summary["ingest"] = {**failure.report, "artifact_uri": None}
-    if "HUGate" in executions:
-        summary["validation"] = _validation(executions["HUGate"], failure)
-    if "Trainer" in outputs:
-        summary["train"] = _train(outputs["Trainer"])
-    if "Evaluator" in outputs:
-        summary["evaluation"] = _evaluation(outputs["Evaluator"])
-    if "Pusher" in outputs:
-        summary["push"] = _push(outputs["Pusher"]["pushed_model"][0])
+    if configs.HU_GATE_ID in executions:
+        summary["validation"] = _validation(executions[configs.HU_GATE_ID], failure)
+    if configs.TRAINER_ID in outputs:
+        summary["train"] = _train(outputs[configs.TRAINER_ID])
+    if configs.EVALUATOR_ID in outputs:
+        summary["evaluation"] = _evaluation(outputs[configs.EVALUATOR_ID])
+    if configs.PUSHER_ID in outputs:
+        summary["push"] = _push(outputs[configs.PUSHER_ID]["pushed_model"][0])
     return summary
 
 
@@ -118,22 +119,17 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-_COLUMNS = (("psnr", "PSNR dB", 2), ("ssim", "SSIM", 4), ("rmse_hu", "RMSE HU", 1), ("body_rmse_hu", "body RMSE HU", 1),
-            ("body_ssim", "body SSIM", 4))
-"""Metric key, column title, decimals."""
-
-
 def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
     """LDCT vs denoised on the eval split: overall, then per patient; then the verdict."""
     overall = evaluation["overall"]
     lines = [f"evaluation: {overall.get('slices', 0)} eval slices "
              f"(PSNR and SSIM on [-1, 1] images, data range 2; body = NDCT above {BODY_HU:g} HU)",
-             f"  {'':<24}" + "".join(f"{title:>14}" for _, title, _ in _COLUMNS)]
+             f"  {'':<24}" + "".join(f"{entry.title:>14}" for entry in METRICS)]
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:
         for role, label in (("ldct", "LDCT"), ("candidate", "denoised")):
             values = metrics.get(role, {})
-            cells = "".join(_cell(values.get(key), decimals) for key, _, decimals in _COLUMNS)
+            cells = "".join(_cell(values.get(entry.name), entry.decimals) for entry in METRICS)
             lines.append(f"  {where:<14}{label:<10}{cells}")
     lines.append(f"  blessed: {'yes' if evaluation['blessed'] else 'no'}")
     lines += [f"    {failure}" for failure in evaluation["failures"]]

@@ -25,6 +25,9 @@ from trainer_module.hparams import GAME_SWITCHES
 JOINT_FOREGROUND = "joint batch + foreground patches 0.75"
 CHOSEN = "joint batch + soft-tissue window + foreground patches 0.75 (cpu-demo)"
 CHOSEN_SWITCHES = [f"{name}={value}" for name, value in GAME_SWITCHES.items()]
+SUPERVISED_ALONE = [*quality.HYBRID, "adversarial_weight=0", "cycle_lambda=0", "identity_gamma=0"]
+"""The supervised term alone inside the cycle-identity CycleGAN, whose step still runs F, D_A
+and D_B: the paired configuration before RED-CNN, on which the output was chosen."""
 VARIANTS = {
     "paper": [],
     CHOSEN: CHOSEN_SWITCHES,
@@ -35,8 +38,8 @@ VARIANTS = {
     "joint batch + foreground patches 0.75 + D lr x4": ["d_joint_batch=true", "foreground_patches=0.75",
                                                         "d_lr_scale=4"],
     f"{CHOSEN}, no output tanh": CHOSEN_SWITCHES + quality.NO_TANH,
-    "paired (supervised term alone)": CHOSEN_SWITCHES + quality.PAIRED,
-    "paired, no output tanh": CHOSEN_SWITCHES + quality.PAIRED + quality.NO_TANH,
+    "paired (supervised term alone)": CHOSEN_SWITCHES + SUPERVISED_ALONE,
+    "paired, no output tanh": CHOSEN_SWITCHES + SUPERVISED_ALONE + quality.NO_TANH,
     "hybrid (CycleGAN + supervised term)": CHOSEN_SWITCHES + quality.HYBRID,
     "hybrid, no output tanh": CHOSEN_SWITCHES + quality.HYBRID + quality.NO_TANH,
 }
@@ -143,8 +146,8 @@ def main() -> None:
         scores = quality_scores.fidelity(output, validation)
         variants[f"GAN, {name}"] = {
             "final_d_accuracy": model["final_d_accuracy"],
-            "body_rmse_ndct_vs_ldct": round(scores["body_rmse_ndct"] / ldct_scores["body_rmse_ndct"], 3),
-            "psnr_truth": round(scores["psnr_truth"], 2), "body_rmse_truth": round(scores["body_rmse_truth"], 1),
+            "body_rmse_ndct_vs_ldct": round(scores["body_rmse_hu_ndct"] / ldct_scores["body_rmse_hu_ndct"], 3),
+            "psnr_truth": round(scores["psnr_truth"], 2), "body_rmse_hu_truth": round(scores["body_rmse_hu_truth"], 1),
             "train_minutes": model["train_minutes"]}
         bench.log(f"{name}: {variants[f'GAN, {name}']}")
     paper, chosen = variants["GAN, paper"], variants[f"GAN, {CHOSEN}"]

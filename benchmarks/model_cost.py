@@ -2,7 +2,7 @@
 steps/s on this CPU, for each model at the `cpu-demo` batch and patch size, and for the paired
 configuration the quality benchmark trained before the family existed (the cycle-identity
 CycleGAN with its cycle, identity and adversarial weights at 0, which still runs F, D_A and
-D_B: quality.PAIRED).
+D_B: game.SUPERVISED_ALONE).
 
 Each model is the product's (`trainer_module.models.build`) on random patches; the values do
 not change the cost. WGAN-VGG runs on a VGG19 weights file of random values that this
@@ -16,18 +16,29 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks import common, quality
+from benchmarks import common, game, quality
 
 PRESET = "cpu-demo"
+PAPER_RED_CNN = ["red_channels=96", "red_kernel=5"]
+PAPER_WGAN_VGG = ["wgan_channels=32", "critic_channels=64", "critic_dense=1024"]
+"""The paper sizes, which the CPU presets shrink (hparams.CPU_MODEL_SIZES)."""
 PLAN = {
     "cycle_identity": [],
     "cyclegan": ["model=cyclegan"],
-    "paired, zeroed CycleGAN": quality.PAIRED + quality.NO_TANH,
-    "red_cnn (paper size: 96 channels, 5x5)": ["model=red_cnn"],
-    "red_cnn, 32 channels": ["model=red_cnn", "red_channels=32"],
-    "wgan_vgg (paper size)": ["model=wgan_vgg", "vgg_weights={vgg}"],
+    "paired, zeroed CycleGAN": game.SUPERVISED_ALONE + quality.NO_TANH,
+    "red_cnn (preset: 64 channels, 5x5)": ["model=red_cnn"],
+    "red_cnn (paper size: 96 channels)": ["model=red_cnn", *PAPER_RED_CNN],
+    "red_cnn, 48 channels": ["model=red_cnn", "red_channels=48"],
+    "wgan_vgg (preset: 16, critic 16, dense 128)": ["model=wgan_vgg", "vgg_weights={vgg}"],
+    "wgan_vgg, 32, critic 32, dense 256": ["model=wgan_vgg", "vgg_weights={vgg}", "critic_channels=32",
+                                           "critic_dense=256", "wgan_channels=32"],
+    "wgan_vgg (paper size)": ["model=wgan_vgg", "vgg_weights={vgg}", *PAPER_WGAN_VGG],
 }
-"""Label → overrides of the preset; {vgg} becomes the random VGG19 weights file's path."""
+"""Label → overrides of the preset; {vgg} becomes the random VGG19 weights file's path. Each
+model at the preset's own size, then larger (and for RED-CNN one smaller) sizes: the preset
+takes the largest whose step is no slower than cycle_identity's."""
+DEFAULT = "cycle_identity"
+"""The default model, whose step the other models' preset sizes may not be slower than."""
 BASELINE = "paired, zeroed CycleGAN"
 """The paired configuration before the family: what red_cnn replaces."""
 MIN_STEPS, MIN_SECONDS = 5, 8.0
@@ -86,9 +97,12 @@ def main() -> None:
             variants[label]["overrides"] = " ".join(overrides) or "none"  # the file's path is this run's alone
             bench.log(f"{label}: {variants[label]['gflop_per_step']:.2f} GFLOP/step, "
                       f"{variants[label]['steps_per_s']:.3f} steps/s")
-    base = variants[BASELINE]
+    base, default = variants[BASELINE], variants[DEFAULT]
     ratios = [common.Ratio(f"{label} / {BASELINE}, steps/s", v["steps_per_s"] / base["steps_per_s"], None)
               for label, v in variants.items() if label != BASELINE]
+    ratios += [common.Ratio(f"{label} / {DEFAULT}, steps/s (the preset's sizing rule: at least 1)",
+                            v["steps_per_s"] / default["steps_per_s"], 1.0 if "(preset" in label else None)
+               for label, v in variants.items() if label != DEFAULT]
     bench.finish(
         params={"preset": preset_name, "plan": PLAN, "data": "random patches of the preset's batch and patch size"},
         variants=variants, ratios=ratios,

@@ -27,21 +27,21 @@ from contract.hu import BODY_HU
 from components.dicom_example_gen.executor import read_report
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
-"""The CycleGAN plus the supervised term on co-located patches."""
-PAIRED = [*HYBRID, "adversarial_weight=0", "cycle_lambda=0", "identity_gamma=0"]
-"""The supervised term alone."""
+"""The cycle-identity CycleGAN plus the supervised term on co-located patches."""
+PAIRED = ["model=red_cnn"]
+"""RED-CNN: one network trained on co-located patches with the MSE alone."""
 NO_TANH = ["tanh_output=false"]
-"""Chosen for paired and hybrid training on the validation patients (docs/design.md §1.13)."""
+"""Chosen for hybrid training on the validation patients (docs/design.md §1.13)."""
 
 
 def generators(budget: str) -> dict[str, tuple[str, list[str]]]:
     """Name → (preset, overrides): the paper's unpaired method at the demo's budget and at
-    `budget`, then at `budget` a supervised model on co-located patches (paired) and the
-    CycleGAN plus that supervised term (hybrid), both without the output tanh."""
+    `budget`, then at `budget` RED-CNN on co-located patches (paired) and the CycleGAN plus a
+    supervised term (hybrid, without the output tanh)."""
     return {
         "unpaired, cpu-demo": ("cpu-demo", []),
         f"unpaired, {budget}": (budget, []),
-        f"paired, {budget}": (budget, PAIRED + NO_TANH),
+        f"paired, {budget}": (budget, PAIRED),
         f"hybrid, {budget}": (budget, HYBRID + NO_TANH),
     }
 
@@ -90,12 +90,12 @@ def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
     import json
 
     from contract.names import MODEL_METADATA_FILE
-    from trainer_module import hparams as hparams_lib
+    from trainer_module.models import configure
     from trainer_module.run import fn_args, run_fn
 
     models = {}
     for name, (preset_name, overrides) in generators.items():
-        hp = hparams_lib.resolve(preset_name, overrides)
+        hp = configure(preset_name, overrides)
         run_dir = scratch / name.replace(", ", "_")
         args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp)
         _, seconds = common.timed(lambda: run_fn(args))
@@ -137,7 +137,7 @@ def main() -> None:
         variants[name]["qa"] = quality_scores.qa(denoise(qa), qa)
         variants[name]["gate"] = _default_gate(outputs["test"], image_sets["test"])
         bench.log(f"{name}: vs truth {variants[name]['test']['psnr_truth']:.2f} dB, "
-                  f"body RMSE vs NDCT {variants[name]['test']['body_rmse_ndct']:.1f} HU")
+                  f"body RMSE vs NDCT {variants[name]['test']['body_rmse_hu_ndct']:.1f} HU")
     for name, model in models.items():
         variants[f"generator, {name}"]["training"] = {k: v for k, v in model.items() if k != "dir"}
     for name, (strength, _) in chosen.items():
@@ -177,23 +177,11 @@ def _methods(chosen: dict, models: dict[str, dict]) -> dict[str, Callable[[quali
 
 
 def _default_gate(output: np.ndarray, images: quality_sets.Images) -> dict[str, float | bool]:
-    """The Evaluator's default blessing criteria (components/evaluation/thresholds.py),
-    computed with the same functions on the test patients."""
-    from components.evaluation import image_metrics as m
-    from components.evaluation.thresholds import BlessingThresholds
+    """The Evaluator's default blessing criteria, by the product's metric table, on the test
+    patients."""
+    from components.evaluation.metric_table import gate
 
-    t = BlessingThresholds()
-    psnr_gain = np.mean([m.psnr_hu(o, n) - m.psnr_hu(l, n) for o, l, n in zip(output, images.ldct, images.ndct)])
-    ssim_gain = np.mean([m.ssim_hu(o, n) - m.ssim_hu(l, n) for o, l, n in zip(output, images.ldct, images.ndct)])
-    body_ssim_gain = np.mean([m.body_ssim_hu(o, n) - m.body_ssim_hu(l, n)
-                              for o, l, n in zip(output, images.ldct, images.ndct)])
-    sse = [sum(m.squared_error_hu(x, n, m.body_mask(n))[0] for x, n in zip(stack, images.ndct))
-           for stack in (output, images.ldct)]
-    reduction = 1 - float(np.sqrt(sse[0] / sse[1]))
-    blessed = (psnr_gain >= t.psnr_margin_db and ssim_gain >= -t.ssim_tolerance
-               and reduction >= t.body_rmse_margin and body_ssim_gain >= -t.body_ssim_tolerance)
-    return {"psnr_gain": float(psnr_gain), "ssim_gain": float(ssim_gain), "body_rmse_reduction": reduction,
-            "body_ssim_gain": float(body_ssim_gain), "blessed": bool(blessed)}
+    return gate(output, images.ldct, images.ndct)
 
 
 def _named(variants: dict, prefix: str) -> str:
@@ -210,7 +198,7 @@ def _ratios(variants: dict[str, dict], models: dict[str, dict]) -> list[common.R
         budget = name.split(", ")[-1]
         if name.startswith("unpaired") and budget in ("cpu-demo", "tiny"):
             ratios.append(common.Ratio(f"{name}: LDCT / generator in-body RMSE vs NDCT",
-                                       ldct["test"]["body_rmse_ndct"] / ours["test"]["body_rmse_ndct"], 1.25))
+                                       ldct["test"]["body_rmse_hu_ndct"] / ours["test"]["body_rmse_hu_ndct"], 1.25))
             ratios.append(common.Ratio(f"{name}: default gate blesses it (1 = yes)", float(ours["gate"]["blessed"]), 1.0))
         elif name.startswith("unpaired"):
             for key, where in (("test", "simulated"), ("real", "real anatomy")):
@@ -276,12 +264,11 @@ def _region(scores: dict, region: str) -> str:
 
 def _gate_note() -> str:
     """The Evaluator's default criteria, as the benchmark applies them (`_default_gate`)."""
+    from components.evaluation.metric_table import GATED
     from components.evaluation.thresholds import BlessingThresholds
 
-    t = BlessingThresholds()
-    return (f"gate: the Evaluator's default criteria (PSNR gain >= {t.psnr_margin_db:g} dB, SSIM at most "
-            f"{t.ssim_tolerance:g} lower, in-body RMSE at least {t.body_rmse_margin:.0%} lower, body SSIM at most "
-            f"{t.body_ssim_tolerance:g} lower, all against the NDCT) computed on the test patients.")
+    bounds = ", ".join(f"{entry.gain_name} >= {entry.gate.lower_bound(BlessingThresholds()):g}" for entry in GATED)
+    return f"gate: the Evaluator's default criteria ({bounds}, all against the NDCT) computed on the test patients."
 
 
 def _notes(sizes: dict) -> list[str]:
@@ -290,8 +277,10 @@ def _notes(sizes: dict) -> list[str]:
             f"{sizes['train'][0]} patients × {sizes['train'][1]} slices (seed {SEEDS['train']}), split by patient; "
             f"classical strengths tuned for PSNR against the truth on {tune[0]} × {tune[1]} slices "
             f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
-            "psnr/ssim: on HU clipped to [-1000, 2000] scaled to [-1, 1] (data range 2), the product's evaluation; "
-            f"body_rmse: HU, inside the truth's body (> {BODY_HU:g} HU); noise_std: HU of output − truth in the truth's flat "
+            "Fidelity: the product's metric table (docs/design.md §5.1), pooled over slices as the Evaluator pools it, "
+            "against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [-1000, 2000] scaled to "
+            f"[-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter inside the "
+            f"reference's body (> {BODY_HU:g} HU); body_ssim over the windows centred in that body; noise_std: HU of output − truth in the truth's flat "
             "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "
             f"test slices, by region of the truth (edges within {ct.EDGE_PX} px of the body's outline, air < "
             f"{ct.AIR_BELOW_HU:g} HU, lungs, soft tissue up to {ct.BONE_ABOVE_HU:g} HU, bone); qa: water noise, NPS "

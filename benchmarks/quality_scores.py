@@ -3,7 +3,7 @@ against the noisy NDCT, in-body error, the error by region of the truth, noise i
 regions, and, on the QA phantom, noise texture (NPS) and edge sharpness (MTF50, 10–90 %
 rise) relative to the NDCT's.
 
-Fidelity uses the product's evaluation functions (`components.evaluation.image_metrics`);
+Fidelity uses the product's metric table (`components.evaluation.metric_table`);
 the physics measures are `benchmarks.ct_measures` (docs/design.md §5).
 """
 from __future__ import annotations
@@ -18,17 +18,13 @@ NPS_ROI_PX = 32
 
 
 def fidelity(output: np.ndarray, images: Images) -> dict[str, float]:
-    """Means over slices: PSNR and SSIM (normalised, data range 2) and in-body RMSE (HU)
-    against the truth and against the NDCT, and SSIM inside the body against the NDCT."""
-    from components.evaluation import image_metrics as m
+    """Every metric of the product's table (`metric_table.METRICS`), defined and pooled over
+    the slices as the Evaluator does, against the truth and against the NDCT: keys
+    ``<metric>_truth`` and ``<metric>_ndct``."""
+    from components.evaluation.metric_table import METRICS, score
 
-    scores: dict[str, list[float]] = {}
-    for image, ndct, truth in zip(output, images.ndct, images.truth):
-        for reference, suffix in ((truth, "truth"), (ndct, "ndct")):
-            scores.setdefault(f"psnr_{suffix}", []).append(m.psnr_hu(image, reference))
-            scores.setdefault(f"ssim_{suffix}", []).append(m.ssim_hu(image, reference))
-            scores.setdefault(f"body_rmse_{suffix}", []).append(m.rmse_hu(image, reference, m.body_mask(truth)))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+    return {f"{entry.name}_{suffix}": score(entry, output, reference)
+            for reference, suffix in ((images.truth, "truth"), (images.ndct, "ndct")) for entry in METRICS}
 
 
 def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:

@@ -128,7 +128,7 @@ def compile_pipeline(settings: KubeflowSettings, out_file: Path) -> Path:
 
 
 def _runner(settings: KubeflowSettings, out_file: Path) -> kubeflow_v2_dag_runner.KubeflowV2DagRunner:
-    images = {DEFAULT_IMAGE_KEY: settings.image, "Trainer": settings.trainer_image or settings.image}
+    images = {DEFAULT_IMAGE_KEY: settings.image, configs.TRAINER_ID: settings.trainer_image or settings.image}
     return kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
             display_name=configs.PIPELINE_NAME, default_image=images, default_commands=ENTRYPOINT,

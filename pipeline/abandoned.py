@@ -18,7 +18,7 @@ from pipeline import configs
 from pipeline.store import StoreAddress
 from storage import files
 
-RESUMABLE_OUTPUTS = {("Trainer", "model_run")}
+RESUMABLE_OUTPUTS = {(configs.TRAINER_ID, "model_run")}
 """(node, output key) folders kept: the Trainer's checkpoints, from which a re-run resumes."""
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 

@@ -8,6 +8,13 @@ PIPELINE_NAME = "ctdenoise"
 STAGES = ("ingest", "validate", "train", "evaluate", "push")
 """`ctdenoise run --until STAGE` runs every stage up to and including STAGE."""
 
+EXAMPLE_GEN_ID, HU_GATE_ID, TRAINER_ID, EVALUATOR_ID, PUSHER_ID = (
+    "DicomExampleGen", "HUGate", "Trainer", "Evaluator", "Pusher")
+BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
+"""Node ids of the pipeline's components (`pipeline.create_pipeline` sets them): ML Metadata
+records each execution under its node id, and the run summary, resume and Kubeflow's
+per-component images find them by it."""
+
 DEFAULT_RUN_ROOT = Path("runs")
 """Run root (relative to the working directory): pipeline outputs, ML Metadata, pushed models."""
 

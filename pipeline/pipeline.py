@@ -59,7 +59,7 @@ def create_pipeline(
 
     example_gen = DicomExampleGen(data_root=data_root, layout=layout, eval_fraction=eval_fraction,
                                   input_fingerprint=input_fingerprint,
-                                  read_options=read_options).with_id("DicomExampleGen")
+                                  read_options=read_options).with_id(configs.EXAMPLE_GEN_ID)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"],
         stats_options=tfdv.StatsOptions(feature_allowlist=validated_feature_names()),
@@ -68,9 +68,9 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     hu_gate = HUGate(statistics=statistics_gen.outputs["statistics"], anomalies=example_validator.outputs["anomalies"],
-                     schema=schema_gen.outputs["schema"], thresholds=gate_thresholds)
+                     schema=schema_gen.outputs["schema"], thresholds=gate_thresholds).with_id(configs.HU_GATE_ID)
     trainer = Trainer(examples=example_gen.outputs["examples"], validated_schema=hu_gate.outputs["validated_schema"],
-                      hparams=hparams, eval_slices=TENSORBOARD_EVAL_SLICES)
+                      hparams=hparams, eval_slices=TENSORBOARD_EVAL_SLICES).with_id(configs.TRAINER_ID)
     if trainer_platform_config is not None:
         trainer.with_platform_config(trainer_platform_config)
     evaluation = build_evaluator(example_gen.outputs["examples"], trainer.outputs["model"], blessing,
@@ -103,19 +103,19 @@ def build_evaluator(examples, model, blessing: BlessingThresholds = BlessingThre
     than the latest blessed model (without `baseline`: [Evaluator], and no such comparison)."""
     if not baseline:
         return [tfx.components.Evaluator(examples=examples, model=model, example_splits=["eval"],
-                                         eval_config=eval_config(blessing))]
+                                         eval_config=eval_config(blessing)).with_id(configs.EVALUATOR_ID)]
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModelResolver")
+    ).with_id(configs.BASELINE_RESOLVER_ID)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=model,
         baseline_model=model_resolver.outputs["model"],
         example_splits=["eval"],
         eval_config=eval_config(blessing),
-    )
+    ).with_id(configs.EVALUATOR_ID)
     return [model_resolver, evaluator]
 
 
@@ -128,4 +128,4 @@ def build_pusher(model, blessing, serving_dir: str):
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)
         ),
-    )
+    ).with_id(configs.PUSHER_ID)

@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 from tfx import v1 as tfx
 
 from contract import features
-from components.evaluation import image_metrics
+from components.evaluation import metric_table
 from contract.hu import denormalize_hu, normalize_hu
 from pipeline import configs
 from pipeline.store import StoreAddress
@@ -131,27 +131,25 @@ def test_a_noisy_candidate_is_refused_and_nothing_is_pushed(gate_runs):
     assert [p.name for p in configs.serving_dir(root).iterdir()] == [Path(summaries["good"]["push"]["path"]).name]
 
 
-def test_tfma_metrics_equal_the_metric_functions_on_the_eval_slices(examples_uri, gate_runs):
-    """The Evaluator's numbers, recomputed here slice by slice without TFMA or Beam."""
+def test_the_evaluator_and_the_metric_table_agree_on_the_eval_slices(examples_uri, gate_runs):
+    """The Evaluator's numbers, recomputed here from the eval examples with the metric table
+    alone (no TFMA, no Beam), as the benchmarks compute them: every entry for the LDCT and
+    the candidate, and every comparison the gate judges."""
     _, summaries = gate_runs
-    rows = {"ldct": [], "candidate": []}
-    sse = 0.0
-    pixels = 0
+    ldct, ndct, denoised = [], [], []
     for example in read_examples(Path(examples_uri), "eval"):
         feats = example.features.feature
         height, width = feats[features.HEIGHT].int64_list.value[0], feats[features.WIDTH].int64_list.value[0]
-        ldct, ndct = (features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width)
-                      for d in features.DOSES)
-        normalised = normalize_hu(ldct)
-        denoised_norm = _blur(normalised[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
-        denoised = denormalize_hu(denoised_norm)
-        for role, image in (("ldct", ldct), ("candidate", denoised)):
-            rows[role].append((image_metrics.psnr_hu(image, ndct), image_metrics.ssim_hu(image, ndct)))
-        error, n = image_metrics.squared_error_hu(denoised, ndct)
-        sse, pixels = sse + error, pixels + n
+        low, normal = (features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width)
+                       for d in features.DOSES)
+        blurred = _blur(normalize_hu(low)[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
+        ldct.append(low), ndct.append(normal), denoised.append(denormalize_hu(blurred))
     overall = summaries["good"]["evaluation"]["overall"]
-    for role, values in rows.items():
-        assert overall[role]["psnr"] == pytest.approx(np.mean([v[0] for v in values]), abs=1e-3)
-        assert overall[role]["ssim"] == pytest.approx(np.mean([v[1] for v in values]), abs=1e-4)
-    assert overall["candidate"]["rmse_hu"] == pytest.approx(np.sqrt(sse / pixels), rel=1e-4)
-    assert overall["slices"] == len(rows["ldct"])
+    for entry in metric_table.METRICS:
+        for role, images in (("ldct", ldct), ("candidate", denoised)):
+            assert overall[role][entry.name] == pytest.approx(metric_table.score(entry, images, ndct), rel=1e-4), \
+                (role, entry.name)
+    for name, value in metric_table.gate(np.stack(denoised), np.stack(ldct), np.stack(ndct)).items():
+        expected = overall["candidate"][name] if name != "blessed" else summaries["good"]["evaluation"]["blessed"]
+        assert value == pytest.approx(expected, rel=1e-3, abs=1e-5), name
+    assert overall["slices"] == len(ldct)

@@ -217,20 +217,27 @@ GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreg
 """The departures from the paper that start the adversarial game on CT (docs/design.md §1.13):
 the small presets use them, `paper` does not."""
 
+CPU_MODEL_SIZES: dict[str, Any] = {"red_channels": 64, "wgan_channels": 16, "critic_channels": 16,
+                                   "critic_dense": 128}
+"""The other models' sizes in the CPU presets: for each, the largest size `benchmarks.model_cost`
+measured whose training step is no slower than the cycle-identity model's at the preset's batch
+and patch, natively and with oneDNN limited to AVX2 (BENCHMARKS.md, "Model family"), so that a
+preset takes about as long whichever model it trains (docs/design.md §1.9)."""
+
 _PRESETS = {
     "paper": HParams(),
     # Small enough to train visibly in a few minutes on a 2-core CPU (about 3 to 5 steps/s):
     # 1200 steps, the learning rate decaying linearly to 0 over the second half.
     "cpu-demo": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=6, steps_per_epoch=200, decay_start_epoch=3,
-        checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES,
+        checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES, **CPU_MODEL_SIZES,
     ),
     # A real model without a GPU: cpu-demo trained for 6600 steps, the rate decaying over the
     # second half; 30 minutes at the 3.6 to 3.8 steps/s measured with the game switches
     # (9000 steps, sized at 5 steps/s before them, took 40 to 42 minutes).
     "cpu-30min": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=33, steps_per_epoch=200, decay_start_epoch=16,
-        checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES,
+        checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES, **CPU_MODEL_SIZES,
     ),
     # For tests: a handful of cheap steps.
     "tiny": HParams(
@@ -254,13 +261,17 @@ def resolve(preset_name: str, overrides: Iterable[str] = ()) -> HParams:
     return with_overrides(preset(preset_name), overrides)
 
 
+def override_key(item: str) -> str:
+    """The hyperparameter a `key=value` override names."""
+    return item.partition("=")[0].strip()
+
+
 def with_overrides(hp: HParams, overrides: Iterable[str]) -> HParams:
     """Apply `key=value` strings, each value parsed with its field's type."""
     types = _field_types()
     changes: dict[str, Any] = {}
     for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
+        key, sep, text = override_key(item), *item.partition("=")[1:]
         if not sep:
             raise ValueError(f"override {item!r} is not of the form key=value")
         if key not in types:

@@ -12,7 +12,8 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluation.eval_config import GAINS, IMAGE_METRICS, LATEST_BLESSED, LDCT_PREFIX
+from components.evaluation import metric_table as table
+from components.evaluation.eval_config import LATEST_BLESSED
 from contract.features import PATIENT_ID
 from storage import files
 
@@ -30,15 +31,19 @@ def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
     return {"overall": overall, "per_patient": per_patient, "failures": _failures(evaluation_uri)}
 
 
+_CANDIDATE_NAMES = {entry.name for entry in table.METRICS} | {entry.gain_name for entry in table.GATED}
+"""What a model's row holds: every table entry and each gated entry's comparison with the LDCT."""
+
+
 def _place(target: dict[str, Any], name: str, model_name: str, value: float) -> None:
     """Sort one metric into ldct / candidate / latest_blessed / gains / slices."""
     value = value if math.isfinite(value) else None
     role = LATEST_BLESSED if model_name == LATEST_BLESSED else "candidate"
     if name == "example_count":
         target.setdefault("slices", int(value))
-    elif name.startswith(LDCT_PREFIX):
-        target.setdefault("ldct", {})[name[len(LDCT_PREFIX):]] = value
-    elif name in GAINS or name in IMAGE_METRICS:
+    elif name.startswith(table.LDCT_PREFIX):
+        target.setdefault("ldct", {})[name.removeprefix(table.LDCT_PREFIX)] = value
+    elif name in _CANDIDATE_NAMES:
         target.setdefault(role, {})[name] = value
 
 

@@ -48,10 +48,10 @@ def configure(preset_name: str, overrides: Iterable[str] = ()) -> HParams:
     The keys are checked before the values, whose checks may assume the key applies."""
     overrides = list(overrides)
     chosen = hparams_lib.with_overrides(hparams_lib.preset(preset_name),
-                                        [item for item in overrides if item.partition("=")[0].strip() == "model"])
+                                        [item for item in overrides if hparams_lib.override_key(item) == "model"])
     model = model_class(chosen.model)
     for item in overrides:
-        key = item.partition("=")[0].strip()
+        key = hparams_lib.override_key(item)
         users = [name for name, other in MODELS.items() if key in other.HPARAMS]
         if key not in SHARED_HPARAMS | model.HPARAMS and users:
             raise ValueError(f"hyperparameter {key!r} does not apply to model {chosen.model!r} "
@@ -73,10 +73,11 @@ def check_memory(hp: HParams, memory: int | None = None) -> None:
     estimate (`DenoisingModel.weights_and_activations`) counts only what training cannot do
     without, so a configuration it refuses cannot fit."""
     memory = memory or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    weights, activations = model_class(hp.model).weights_and_activations(hp)
+    model = model_class(hp.model)
+    weights, activations = model.weights_and_activations(hp)
     if weights + activations > memory:
         sizes = ", ".join(f"{key}={getattr(hp, key)}" for key in _SIZES + ("batch", "patch")
-                          if key in SHARED_HPARAMS | model_class(hp.model).HPARAMS)
+                          if key in SHARED_HPARAMS | model.HPARAMS)
         raise ValueError(
             f"model {hp.model}: {sizes}: training needs at least "
             f"{_gib(weights + activations)} of memory (networks with Adam state {_gib(weights)}, "
