@@ -180,11 +180,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     preflight(hparams)  # the Trainer runs in this process
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
+    _check_pairs(data, layout, hparams)
     _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
                   beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
                   serving_dir=args.serving_dir, blessing=_blessing(args), address=_store_address(args),
                   read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt))
     return 0
+
+
+def _check_pairs(data: str, layout, hparams) -> None:
+    """A model that trains on co-located pairs, refused in one line before anything runs when
+    no patient of the data has files of both doses (a listing: no file is read)."""
+    from components.dicom_example_gen.layout import scan
+    from trainer_module.models import uses_pairs
+
+    if uses_pairs(hparams) and not scan(data, layout).patients_with_both_doses:
+        folders = f"<{'|'.join(layout.ldct_dirs)}> and <{'|'.join(layout.ndct_dirs)}>"
+        raise UserError(f"model {hparams.model} trains on co-located LDCT/NDCT pairs, but no patient under {data} "
+                        f"has files in both {folders}")
 
 
 def _blessing(args: argparse.Namespace) -> BlessingThresholds:

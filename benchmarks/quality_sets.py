@@ -54,8 +54,11 @@ def images(data: datasets.DicomSet) -> Images:
 
 
 def real_anatomy(cache: Path, size: int, seed: int) -> Images:
-    """The clinical slices scanned at low dose, resampled to `size` (one file per patient)."""
+    """The clinical slices scanned at low dose, resampled to `size`: every slice of every source
+    patient (slices that share a PatientID are one patient, never split)."""
     from pydicom.data import get_testdata_file
+
+    from simulator.sources import find_patients
 
     staging = cache / "real_anatomy_sources"
     if not staging.is_dir():
@@ -69,7 +72,8 @@ def real_anatomy(cache: Path, size: int, seed: int) -> Images:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
         partial.rename(staging)
-    data = datasets.simulated(cache, patients=len(REAL_SLICES), slices=1, size=size, seed=seed, from_dir=staging)
+    patients = len(find_patients(staging).patients)
+    data = datasets.simulated(cache, patients=patients, slices=None, size=size, seed=seed, from_dir=staging)
     return images(data)
 
 

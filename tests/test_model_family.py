@@ -17,7 +17,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from tests.conftest import PERMISSIVE_GATE  # noqa: E402
-from tests.pipeline_helpers import ctdenoise  # noqa: E402
+from simulator.dataset import simulate_dataset  # noqa: E402
+from tests.pipeline_helpers import ctdenoise, ingest  # noqa: E402
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
 from trainer_module.models import MODELS, build, configure  # noqa: E402
@@ -130,6 +131,35 @@ def test_wgan_vgg_without_usable_vgg_weights_is_refused_in_one_line_before_anyth
 
 
 @pytest.mark.slow
+def _ldct_only(root: Path) -> Path:
+    """Real simulated DICOM with every patient's NDCT folder taken away: no pair can form."""
+    simulate_dataset(root, patients=2, slices=1, size=32, seed=5, progress=None)
+    for ndct in root.glob("*/NDCT"):
+        for f in ndct.iterdir():
+            f.unlink()
+        ndct.rmdir()
+    return root
+
+
+def test_a_paired_model_on_data_without_pairs_is_refused_in_one_line_before_anything_runs(tmp_path):
+    data = _ldct_only(tmp_path / "data")
+    result = ctdenoise("run", "--data", str(data), "--root", str(tmp_path / "run"), "--set", "model=red_cnn")
+    assert result.returncode == 1 and not (tmp_path / "run").exists()
+    assert result.stderr.strip().splitlines() == [
+        f"ctdenoise: error: model red_cnn trains on co-located LDCT/NDCT pairs, but no patient under {data} has "
+        "files in both <LDCT> and <NDCT>"]
+
+
+def test_the_trainer_refuses_a_paired_model_when_its_train_split_holds_no_pair(tmp_path):
+    from trainer_module.run import fn_args, run_fn
+
+    ingest(_ldct_only(tmp_path / "data"), tmp_path / "out")
+    hp = configure("tiny", ["model=red_cnn"])
+    with pytest.raises(ValueError, match="^model red_cnn trains on co-located LDCT/NDCT pairs, and the train split "
+                                         "holds none"):
+        run_fn(fn_args(str(tmp_path / "out"), str(tmp_path / "run"), str(tmp_path / "model"), hp, eval_slices=1))
+
+
 def test_every_other_model_reaches_push_and_denoise_names_it(simulated_data, vgg_weights, tmp_path):
     """cyclegan, red_cnn and wgan_vgg, each in a run root of its own (in one, each would have to
     beat the previous one's blessed model); cycle_identity is the session's `pushed_run`."""

@@ -28,7 +28,8 @@ import contract.keras2  # noqa: F401  (before tf.keras is first touched)
 from contract.names import TENSORBOARD_DIR, split_dir
 from storage import files
 from trainer_module import hparams as hparams_lib
-from trainer_module.data import paired_eval_slices, paired_patch_batches, patch_batches, smallest_side
+from trainer_module.data import (paired_eval_slices, paired_patch_batches, paired_slices, patch_batches,
+                                 smallest_side)
 from trainer_module.hparams import HParams
 from trainer_module.export import Description, export_generator, reestimate_batch_norm
 from trainer_module.loop import fit
@@ -62,6 +63,7 @@ def run_fn(fn_args) -> DenoisingModel:
                          f"{hp.total_steps} steps (epochs × steps_per_epoch)")
     strategy = make_strategy()  # first: a multi-worker strategy must precede TensorFlow's start-up
     _check_patch_fits(fn_args.train_files, hp.patch)
+    _check_pairs(fn_args.train_files, hp)
     tf.random.set_seed(hp.seed)
     progress = _progress_printer()
     worker = this_worker()
@@ -120,6 +122,15 @@ def _check_patch_fits(train_files: list[str], patch: int) -> None:
     if patch > side:
         raise ValueError(f"patch {patch} is larger than the smallest training slice side ({side} px); "
                          f"choose --set patch={min(side, 56)} or less")
+
+
+def _check_pairs(train_files: list[str], hp: HParams) -> None:
+    """Fail before any model is built when a model that trains on pairs has none: the data may
+    hold both doses of a patient at positions that never match (the ingest report counts the
+    pairs)."""
+    if uses_pairs(hp) and not any(True for _ in paired_slices(train_files).take(1)):
+        raise ValueError(f"model {hp.model} trains on co-located LDCT/NDCT pairs, and the train split holds none "
+                         "(the ingest report counts the pairs)")
 
 
 def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:

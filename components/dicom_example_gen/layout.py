@@ -58,6 +58,14 @@ class Scan:
     def patients(self) -> set[str]:
         return {f.patient_id for f in self.found}
 
+    @property
+    def patients_with_both_doses(self) -> set[str]:
+        """Patients with files of both doses: the only ones that can yield co-located pairs."""
+        doses: dict[str, set[str]] = {}
+        for f in self.found:
+            doses.setdefault(f.patient_id, set()).add(f.dose)
+        return {patient for patient, found in doses.items() if len(found) > 1}
+
 
 def scan(root: str, layout: Layout) -> Scan:
     """Classify each file under `root` (a folder or an object-store URL) by the layout,
