@@ -6,7 +6,7 @@ their patches (`augment`, docs/design.md §1.10), scored on a real validation pa
 
 Data (each source patient is one simulated patient, `simulate --from`):
 - training: every slice of the `--real-train` patient, rescanned at doses drawn from
-  TRAIN_DOSE, ingested by the product's Beam graph;
+  datasets.REAL_TRAIN_DOSE, ingested by the product's Beam graph;
 - validation: slices of the `--real-val` patient spread over its length, at dose 0.25,
   scored against their noise-free truth and the NDCT. This patient is where the product's
   choices are made; BM3D's strength is tuned on it too (its best shot there);
@@ -25,8 +25,6 @@ import numpy as np
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
 from contract.hu import BODY_HU
 
-TRAIN_DOSE = "0.1:0.5"
-"""Tube-current modulation's range of doses; it contains the validation dose 0.25."""
 MODELS = {"unpaired": [], "paired": quality.PAIRED}
 """The paper's CycleGAN, and RED-CNN on co-located patches (the quality benchmark's two
 headline configurations)."""
@@ -43,7 +41,7 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "augment", "Augmentation on real anatomy (validation patient)")
     train = datasets.simulated(args.data, patients=1, slices=sizes["train_slices"], size=sizes["size"],
-                               seed=10, from_dir=args.real_train, dose=TRAIN_DOSE)
+                               seed=10, from_dir=args.real_train, dose=datasets.REAL_TRAIN_DOSE)
     val_set = datasets.simulated(args.data, patients=1, slices=sizes["val_slices"], size=sizes["size"],
                                  seed=11, from_dir=args.real_val)
     validation = quality_sets.images(val_set)
@@ -70,7 +68,7 @@ def main() -> None:
             per_seed[f"{model}, {switch}"] = scores
             variants[f"{model}, {switch}"] = _mean_and_spread(scores)
     bench.finish(params={"size_px": sizes["size"], "preset": sizes["preset"], "seeds": list(sizes["seeds"]),
-                         "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {TRAIN_DOSE}",
+                         "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
                          "validation": f"{Path(args.real_val).name}, {len(validation)} slices, dose {datasets.DOSE}"},
                  variants=variants, ratios=_ratios(models, per_seed, variants), notes=_notes(sizes),
                  extra={"per_seed": per_seed})

@@ -55,6 +55,31 @@ def bm3d(sigma_factor: float) -> Denoiser:
     return lambda hu: denormalize_hu(bm3d_lib.bm3d(normalize_hu(hu), sigma_psd=sigma_factor * noise_sigma(hu)))
 
 
+def noise_psd(ldct_hu: np.ndarray, ndct_hu: np.ndarray) -> np.ndarray:
+    """The shape of the noise's power spectrum from LDCT − NDCT slice pairs ([N, H, W] HU), on
+    the normalised images: the mean |FFT|² scaled to unit variance, in the `bm3d` package's
+    convention (white noise of std σ has the flat PSD σ² · H · W). FBP noise is correlated:
+    most of its power sits at middle frequencies, not spread flat as BM3D's white model assumes."""
+    noise = normalize_hu(ldct_hu) - normalize_hu(ndct_hu)
+    noise = noise - noise.mean(axis=(1, 2), keepdims=True)
+    power = np.mean(np.abs(np.fft.fft2(noise)) ** 2, axis=0)
+    height, width = power.shape
+    return power / power.mean() * height * width
+
+
+def bm3d_psd(psd: np.ndarray, sigma_factor: float) -> Denoiser:
+    """BM3D given the noise's power spectrum: `psd` (unit variance, `noise_psd`) scaled by
+    (sigma_factor × estimated sigma)², so its level follows each slice's dose."""
+    import bm3d as bm3d_lib
+
+    def run(hu: np.ndarray) -> np.ndarray:
+        if hu.shape != psd.shape:
+            raise ValueError(f"slice {hu.shape} differs from the noise spectrum's {psd.shape}")
+        return denormalize_hu(bm3d_lib.bm3d(normalize_hu(hu), sigma_psd=psd * (sigma_factor * noise_sigma(hu)) ** 2))
+
+    return run
+
+
 def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The exported generator loaded exactly as `ctdenoise denoise` loads it:
     [N, H, W, 1] float32 HU → denoised HU."""

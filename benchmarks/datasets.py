@@ -20,6 +20,9 @@ from pipeline import configs
 from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 
 DOSE = 0.25
+REAL_TRAIN_DOSE = "0.1:0.5"
+"""Doses of a real training patient's rescan, drawn per slice as tube-current modulation varies
+them along a real scan; the range contains DOSE, at which validation and test are scanned."""
 BASE_PATIENTS = 2
 """The simulator stores odd patients unsigned (intercept -1024) and even ones signed, so
 two base patients make the copies cover both conventions."""

@@ -15,8 +15,10 @@ from benchmarks import common
 from components.evaluation.metric_table import METRICS
 
 ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "model_cost_avx2",
-         "inference", "game", "quality")
+         "inference", "game", "quality_real", "quality", "augment")
 """Known results first, in this order; any other result file after them."""
+QUALITY_RESULTS = ("quality_real", "quality")
+"""Results rendered as quality tables; the README shows the first one present."""
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 """The README's performance section lies between these markers; `update_readme` rewrites it."""
 DISTURBED_CORES = 0.3
@@ -50,7 +52,7 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
              f"section of {md_link} names the CPU it ran on; the exact commands, every variant and what limits each figure "
              f"are in [{md_link}]({md_link}).", ""]
     block += _summary(results)[2:]
-    quality = next((r for r in results if r["name"] == "quality"), None)
+    quality = next((r for name in QUALITY_RESULTS for r in results if r["name"] == name), None)
     if quality:
         block += _quality_tables(quality) + [""]
         block += [f"![{figure}]({rel / figure})" for figure in quality.get("figures", [])] + [""]
@@ -68,22 +70,35 @@ _REGIONS = (*((f"{r}_rmse", f"{r.replace('_', ' ')} RMSE HU", 1) for r in ("edge
 
 
 def _quality_tables(quality: dict) -> list[str]:
-    """The quality result as tables: simulated test patients, real anatomy, QA phantom, and the
-    test patients' error by region where the result has it."""
+    """A quality result as tables: its image sets (the result's `tables`, else the phantom
+    benchmark's simulated test patients and real anatomy), the QA phantom, the test slices'
+    error by region, the spread over seeds and the rows that did not run."""
     p, variants = quality["params"], quality["variants"]
-    test = [*_FIDELITY, ("noise_std", "noise HU", 1)]
-    lines = [f"Held-out simulated patients ({p['test_slices']} slices, {p['size_px']} px, dose {p['dose']}), "
-             "scores as the quality notes define them:", ""] + _fidelity_rows(variants, "test", test)
-    lines += ["", f"Real anatomy ({p['real_slices']} clinical slices shipped with pydicom, scanned at dose "
-              f"{p['dose']} by the simulator):", ""] + _fidelity_rows(variants, "real", _FIDELITY)
-    rods = sorted({k.split("_")[-1] for v in variants.values() for k in v["qa"] if k.startswith("mtf50_")})
+    ran = {name: v for name, v in variants.items() if "not_run" not in v}
+    tables = p.get("tables") or {
+        "test": f"Held-out simulated patients ({p['test_slices']} slices, {p['size_px']} px, dose {p['dose']})",
+        "real": f"Real anatomy ({p['real_slices']} clinical slices shipped with pydicom, scanned at dose {p['dose']} "
+                "by the simulator)"}
+    lines: list[str] = []
+    for key, caption in tables.items():
+        extra = (("noise_std", "noise HU", 1),) if any("noise_std" in v.get(key, {}) for v in ran.values()) else ()
+        lines += [f"{caption}, scores as the quality notes define them:", "",
+                  *_fidelity_rows(ran, key, (*_FIDELITY, *extra)), ""]
+    rods = sorted({k.split("_")[-1] for v in ran.values() for k in v["qa"] if k.startswith("mtf50_")})
     qa = [*_QA, *((f"mtf50_{r}", f"MTF50 {r} HU rod /mm", 3) for r in rods)]
-    lines += ["", f"QA phantom (water cylinder with rods, {p['qa_scans']} scans): noise, noise texture and edge "
-              "sharpness; the NDCT row is the reference a faithful denoiser keeps:", ""] + _rows(variants, "qa", qa)
-    if all("regions" in v for v in variants.values()):
-        lines += ["", "Error against the truth by region of the truth (simulated test patients, pooled; edges: the band "
-                  "around the body's outline, which the other regions exclude; thresholds in the quality notes):",
-                  ""] + _rows(variants, "regions", _REGIONS)
+    lines += [f"QA phantom (water cylinder with rods, {p.get('qa_scans', 'its')} scans): noise, noise texture and "
+              "edge sharpness; the NDCT row is the reference a faithful denoiser keeps:", "", *_rows(ran, "qa", qa)]
+    if all("regions" in v for v in ran.values()):
+        lines += ["", "Error against the truth by region of the truth (test slices, pooled; edges: the band around the "
+                  "body's outline, which the other regions exclude; thresholds in the quality notes):",
+                  "", *_rows(ran, "regions", _REGIONS)]
+    spread = {name: v for name, v in ran.items() if "spread" in v}
+    if spread:
+        keys = list(next(iter(spread.values()))["spread"])
+        lines += ["", "Spread over seeds (largest minus smallest seed's value; the rows above are means):", "",
+                  *_rows({name: {**v, "spread": {**v["spread"], "seeds": v["seeds"]}} for name, v in spread.items()},
+                         "spread", (("seeds", "seeds", 0), *((k, k, 3) for k in keys)))]
+    lines += [f"- {name}: not run ({v['not_run']})" for name, v in variants.items() if "not_run" in v]
     return lines
 
 
@@ -174,7 +189,7 @@ def _section(r: dict, rel: Path) -> list[str]:
              f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
              f"{m.get('loadavg_1min_end')}).", "",
              "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()), ""]
-    lines += (_quality_tables(r) if r["name"] == "quality" else _table(r["variants"])) + [""]
+    lines += (_quality_tables(r) if r["name"] in QUALITY_RESULTS else _table(r["variants"])) + [""]
     for ratio in r["ratios"]:
         met = {True: "target met", False: "**target missed**", None: "no target"}[ratio["met"]]
         lines.append(f"- **{ratio['label']}: {_ratio_value(ratio)}** (target {_ratio_target(ratio)}; {met})")
