@@ -86,7 +86,7 @@ def test_the_benchmarks_score_every_entry_against_the_truth_and_the_ndct():
     assert {key for key, _, _ in render._FIDELITY} <= set(scores)
 
 
-def test_pooled_entries_pool_the_squared_error_and_the_others_average_slices():
+def test_rooted_entries_pool_the_squared_error_and_the_others_average_slices():
     reference = _stack(0)
     image = reference.copy()
     image[0] += 30.0  # one slice off by 30 HU everywhere, the others exact

@@ -56,9 +56,9 @@ class Metric:
     decimals: int
     contribution: Callable[[np.ndarray, np.ndarray], Contribution]
     """(image HU, reference HU) → this slice's (sum, count)."""
-    pooled: bool
-    """True: an RMSE pooled over slices, sqrt(Σ sum / Σ count); False: the mean of the
-    per-slice values."""
+    root: bool
+    """The figure over many slices is sqrt(Σ sum / Σ count), an RMSE pooled over every pixel,
+    rather than Σ sum / Σ count (the mean of per-slice values when each slice counts 1)."""
     gate: Gate | None = None
     change: str | None = None
     """The `BlessingThresholds` field bounding how far below the latest blessed model the
@@ -77,7 +77,7 @@ class Metric:
         """The figure from the summed contributions; NaN where no slice contributed."""
         if not count:
             return float("nan")
-        return float(np.sqrt(total / count)) if self.pooled else float(total / count)
+        return float(np.sqrt(total / count)) if self.root else float(total / count)
 
 
 def _psnr(image: np.ndarray, reference: np.ndarray) -> Contribution:
@@ -103,14 +103,14 @@ def _body_ssim(image: np.ndarray, reference: np.ndarray) -> Contribution:
 
 
 METRICS = (
-    Metric("psnr", "PSNR dB", 2, _psnr, pooled=False, gate=Gate(DIFFERENCE, "psnr_margin_db", tolerance=False),
+    Metric("psnr", "PSNR dB", 2, _psnr, root=False, gate=Gate(DIFFERENCE, "psnr_margin_db", tolerance=False),
            change="max_psnr_drop_db"),
-    Metric("ssim", "SSIM", 4, _ssim, pooled=False, gate=Gate(DIFFERENCE, "ssim_tolerance", tolerance=True),
+    Metric("ssim", "SSIM", 4, _ssim, root=False, gate=Gate(DIFFERENCE, "ssim_tolerance", tolerance=True),
            change="max_ssim_drop"),
-    Metric("rmse_hu", "RMSE HU", 1, _sse, pooled=True),
-    Metric("body_rmse_hu", "body RMSE HU", 1, _body_sse, pooled=True,
+    Metric("rmse_hu", "RMSE HU", 1, _sse, root=True),
+    Metric("body_rmse_hu", "body RMSE HU", 1, _body_sse, root=True,
            gate=Gate(REDUCTION, "body_rmse_margin", tolerance=False)),
-    Metric("body_ssim", "body SSIM", 4, _body_ssim, pooled=False,
+    Metric("body_ssim", "body SSIM", 4, _body_ssim, root=False,
            gate=Gate(DIFFERENCE, "body_ssim_tolerance", tolerance=True)),
 )
 """PSNR and SSIM on [-1, 1] images (data range 2); RMSE in HU over the whole slice and inside
