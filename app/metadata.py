@@ -6,7 +6,7 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from google.protobuf import json_format
 from ml_metadata import metadata_store
@@ -187,13 +187,14 @@ INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARE
 
 def output_artifacts(store, execution: metadata_store_pb2.Execution) -> dict[str, list[metadata_store_pb2.Artifact]]:
     """Output key → artifacts an execution produced (or reused, when cached)."""
-    return artifacts_by_key(store, execution.id, OUTPUT_EVENTS)
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in OUTPUT_EVENTS]
+    return artifacts_by_key(events, {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])})
 
 
-def artifacts_by_key(store, execution_id: int, kinds) -> dict[str, list[metadata_store_pb2.Artifact]]:
-    """Input or output key → the artifacts of an execution's events of the given kinds."""
-    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in kinds]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+def artifacts_by_key(events: Iterable[metadata_store_pb2.Event],
+                     artifacts: dict[int, metadata_store_pb2.Artifact]) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Input or output key (the first step of each event's path) → the artifacts the events
+    name, in the events' order; `artifacts` maps their ids to the artifacts."""
     grouped: dict[str, list] = {}
     for event in events:
         key = event.path.steps[0].key if event.path.steps else ""
