@@ -42,9 +42,12 @@ def test_a_red_cnn_step_trains_its_one_network_and_builds_nothing_else():
     network = model.generator.trainable_variables
     assert {id(v) for v in _step_variables(model)} == {id(v) for v in network}
     assert {id(v) for v in model.trainable_variables} == {id(v) for v in network}  # no D, no second generator
+    low, _ = _patches(model.hp, 1)
+    np.testing.assert_array_equal(model.generator(low).numpy(), low.numpy())  # starts as the identity
     before = [v.numpy() for v in network]
-    losses = model.train_step(*_patches(model.hp, 1))
-    assert set(losses) == {"mse", "lr"} and model.completed_steps == 1
+    for _ in range(2):  # the first step moves only the zeroed last layer: the rest get its gradient after
+        losses = model.train_step(*_patches(model.hp, 1))
+    assert set(losses) == {"mse", "lr"} and model.completed_steps == 2
     assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, network))  # every weight learnt
 
 

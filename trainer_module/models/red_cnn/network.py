@@ -26,8 +26,9 @@ def build_red_cnn(hp: HParams, name: str = "red_cnn") -> keras.Model:
         return keras.layers.Conv2D(channels, kernel, padding="valid", activation="relu",
                                    kernel_initializer=_initializer())(x)
 
-    def deconv(x, filters: int = channels):
-        return keras.layers.Conv2DTranspose(filters, kernel, padding="valid", kernel_initializer=_initializer())(x)
+    def deconv(x, filters: int = channels, initializer: keras.initializers.Initializer | None = None):
+        return keras.layers.Conv2DTranspose(filters, kernel, padding="valid",
+                                            kernel_initializer=initializer or _initializer())(x)
 
     image = keras.Input(shape=(None, None, 1), name="image")
     x = conv(image)
@@ -39,7 +40,7 @@ def build_red_cnn(hp: HParams, name: str = "red_cnn") -> keras.Model:
     x = keras.layers.ReLU()(deconv(x))
     x = keras.layers.ReLU()(keras.layers.Add()([deconv(x), shortcut_3]))
     x = keras.layers.ReLU()(deconv(x))
-    x = keras.layers.Activation("linear", dtype="float32")(deconv(x, 1))
+    x = keras.layers.Activation("linear", dtype="float32")(deconv(x, 1, keras.initializers.Zeros()))
     output = keras.layers.Add(dtype="float32", name="denoised")([x, image])
     return keras.Model(image, output, name=name)
 
@@ -48,7 +49,10 @@ def _initializer() -> keras.initializers.Initializer:
     """He-normal kernels, one instance per layer (a shared one would give every layer the same
     draw). The paper's N(0, 0.01) shrinks the signal by about a third per ReLU layer at 96
     channels, and to nothing at the few channels of the test presets, where whole layers then
-    get no gradient (docs/design.md §1.15)."""
+    get no gradient. The last layer, which writes the residual added to the image, starts at
+    zero instead, so the network starts as the identity: with He-normal there too the first
+    output is hundreds of HU off, and a CPU budget spends its steps unlearning that
+    (docs/design.md §1.15)."""
     return keras.initializers.HeNormal()
 
 
