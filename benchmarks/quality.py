@@ -104,8 +104,8 @@ def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
         models[name] = {"dir": run_dir / "serving_model", "preset": preset_name, "steps": hp.total_steps,
                         "overrides": " ".join(overrides) or "none", "train_minutes": round(seconds / 60, 1),
                         "final_d_accuracy": judged}
-        bench.log(f"{name}: {hp.total_steps} steps trained and exported in {seconds / 60:.1f} min; "
-                  f"final discriminator accuracy {judged}")
+        bench.log(f"{name}: {hp.total_steps} steps trained and exported in {seconds / 60:.1f} min"
+                  + (f"; final discriminator accuracy {judged}" if judged else ""))  # a model with no critic has none
     return models
 
 

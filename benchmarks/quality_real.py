@@ -3,7 +3,10 @@ choice made on a second, and all of them scored on a third set that nothing is t
 Gaussian, NLM, BM3D and BM3D given the noise's power spectrum (docs/design.md §5).
 
     python -m benchmarks.quality_real --real-train ../shared/realct/TCGA-09-2043 \
-        --real-val ../shared/realct/TCGA-E3-A3E5 --budget cpu-demo
+        --real-val ../shared/realct/TCGA-E3-A3E5 --budget cpu-demo [--models red_cnn,cyclegan]
+
+`--models` trains only the rows named (the classical rows always run), for a machine without
+the hours that every model at three seeds takes; the result says which rows did not run.
 
 Data (each source patient is one simulated patient, `simulate --from`, at SIZE px):
 - train: every slice of the `--real-train` patient rescanned at doses drawn per slice from
@@ -22,6 +25,7 @@ with the spread (largest minus smallest) beside it.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -73,13 +77,17 @@ def main() -> None:
     runs = _Runs(bench, preset, examples, scratch, sets, qa)
     for row, overrides in rows.items():
         runs.train(row, overrides, seeds if row == "red_cnn" else seeds[:1])
-    unpaired = max(UNPAIRED, key=lambda row: runs.per_seed[row][0]["val"]["psnr_truth"])
-    bench.log(f"best unpaired model on the validation patient: {unpaired}")
-    runs.train(unpaired, rows[unpaired], seeds[1:])
+    unpaired = _best_unpaired(runs, rows)
+    if unpaired is not None:
+        bench.log(f"best unpaired model on the validation patient: {unpaired}")
+        runs.train(unpaired, rows[unpaired], seeds[1:])
     per_seed, training = runs.per_seed, runs.training
     for row, scores in per_seed.items():
         variants[f"{row} ({_kind(row)}, {preset})"] = {**_mean(scores), "seeds": len(scores),
                                                         "spread": _spread(scores), "training": training[row]}
+    for row in [*PAIRED, *UNPAIRED]:
+        if row not in rows:
+            variants[f"{row} ({_kind(row)}, {preset})"] = {"not_run": "not among this run's --models"}
     if args.vgg_weights is None:
         variants[f"wgan_vgg (paired, {preset})"] = {"not_run": "no VGG19 weights file: pass --vgg-weights FILE"}
 
@@ -93,7 +101,7 @@ def main() -> None:
                 "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
                 "validation": f"{Path(args.real_val).name}, {len(sets['val'])} slices",
                 "test": f"{len(sets['test'])} clinical slices shipped with pydicom",
-                "best_unpaired_on_validation": unpaired,
+                "best_unpaired_on_validation": unpaired or "none trained (--models)",
                 "tuned": {name: {"chosen": c, "psnr_truth_by_candidate": p} for name, (c, p) in chosen.items()},
                 "tables": {"test": "Test: real anatomy nothing was tuned on (the pydicom clinical slices)",
                            "val": "Validation patient (where every choice was made)"}},
@@ -105,15 +113,33 @@ def _options(parser) -> None:
     parser.add_argument("--real-train", type=Path, required=True, help="folder of the real training patient")
     parser.add_argument("--real-val", type=Path, required=True, help="folder of the real validation patient")
     parser.add_argument("--budget", default="cpu-demo", help="training preset of every model (default cpu-demo)")
+    parser.add_argument("--models", type=_model_list, default=[*PAIRED, *UNPAIRED],
+                        help=f"comma-separated rows to train, of {', '.join([*PAIRED, *UNPAIRED])} (default all); "
+                             "the others get a row saying they were not run, and their targets are left out")
     parser.add_argument("--vgg-weights", type=Path, default=None,
                         help="VGG19 Keras weights file for wgan_vgg's perceptual loss (without it wgan_vgg is not run)")
 
 
+def _model_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - {*PAIRED, *UNPAIRED})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"takes names of {', '.join([*PAIRED, *UNPAIRED])}, got {text!r}")
+    return names
+
+
 def _rows(args) -> dict[str, list[str]]:
-    rows = {**PAIRED, **UNPAIRED}
+    rows = {name: overrides for name, overrides in {**PAIRED, **UNPAIRED}.items() if name in args.models}
     if args.vgg_weights is not None:
         rows["wgan_vgg"] = ["model=wgan_vgg", f"vgg_weights={args.vgg_weights}"]
     return rows
+
+
+def _best_unpaired(runs: "_Runs", rows: dict[str, list[str]]) -> str | None:
+    """The unpaired row with the best PSNR against the truth on the validation patient (first
+    seed), which gets the other seeds; None when this run trains no unpaired model."""
+    trained = [row for row in UNPAIRED if row in rows]
+    return max(trained, key=lambda row: runs.per_seed[row][0]["val"]["psnr_truth"]) if trained else None
 
 
 def _kind(row: str) -> str:
@@ -187,17 +213,22 @@ def _spread(runs: list[dict]) -> dict[str, float]:
     return {f"{group}.{key}": float(np.ptp([run[group][key] for run in runs])) for group, key in SPREAD}
 
 
-def _targets(variants: dict, ldct: dict, bm3d_psd: str, unpaired: str, preset: str) -> list[common.Ratio]:
-    """The issue's targets on the test slices, each higher-is-better against its bound."""
+def _targets(variants: dict, ldct: dict, bm3d_psd: str, unpaired: str | None, preset: str) -> list[common.Ratio]:
+    """The issue's targets on the test slices, each higher-is-better against its bound; those of
+    a model this run did not train are left out."""
     ndct, bm3d = variants["NDCT (reference)"], variants[bm3d_psd]
     red = variants[f"red_cnn (paired, {preset})"]
-    best = variants[f"{unpaired} (unpaired, {preset})"]
-    nps_ndct = ndct["qa"]["nps_mean_frequency"]
-    return [
+    targets = [] if "not_run" in red else [
         common.Ratio(f"red_cnn - BM3D with noise spectrum, PSNR vs truth (mean of {red['seeds']} seeds)",
                      red["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"], 1.0, "dB"),
         common.Ratio("red_cnn: MTF50 / NDCT's MTF50 (QA rods)",
                      quality_scores.mean_mtf50(red["qa"]) / quality_scores.mean_mtf50(ndct["qa"]), 0.9),
+    ]
+    if unpaired is None:
+        return targets
+    best = variants[f"{unpaired} (unpaired, {preset})"]
+    nps_ndct = ndct["qa"]["nps_mean_frequency"]
+    return targets + [
         common.Ratio(f"{unpaired} (best unpaired) - BM3D with noise spectrum, PSNR vs truth "
                      f"(mean of {best['seeds']} seeds)", best["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"],
                      -0.5, "dB"),

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from trainer_module import hparams
 from components.evaluation.metric_table import METRICS
 
 ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "model_cost_avx2",
          "inference", "game", "quality_real", "quality", "augment")
 """Known results first, in this order; any other result file after them."""
 QUALITY_RESULTS = ("quality_real", "quality")
-"""Results rendered as quality tables; the README shows the first one present."""
+"""Results rendered as quality tables (BENCHMARKS.md; the README links them)."""
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 """The README's performance section lies between these markers; `update_readme` rewrites it."""
 DISTURBED_CORES = 0.3
@@ -47,15 +48,11 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
     dates = sorted(r["date"][:10] for r in results)
     m, md_link = results[0]["machine"], os.path.relpath(md, readme.parent)
     block = [README_START,
-             f"Measured by `make bench` and sections re-run alone ({dates[0]} to {dates[-1]}, {m['cores']}-core "
-             f"{m['cpu_model']} ({m.get('cpu_flags', 'vector features not recorded')}), GPU: {m['gpu']}); each "
-             f"section of {md_link} names the CPU it ran on; the exact commands, every variant and what limits each figure "
-             f"are in [{md_link}]({md_link}).", ""]
-    block += _summary(results)[2:]
-    quality = next((r for name in QUALITY_RESULTS for r in results if r["name"] == name), None)
-    if quality:
-        block += _quality_tables(quality) + [""]
-        block += [f"![{figure}]({rel / figure})" for figure in quality.get("figures", [])] + [""]
+             f"Every target the benchmarks set, rendered from `{rel}` ({dates[0]} to {dates[-1]}), with the CPU "
+             f"each was measured on; [{md_link}]({md_link}) has the exact commands, every variant and ratio, the "
+             "quality tables and what limits each figure.", ""]
+    block += _summary(results, headline=True)[2:]
+    block += _model_choice(results)
     readme.write_text(text[:start] + "\n".join(block) + text[end:])
 
 
@@ -159,13 +156,60 @@ def _machine(results: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _summary(results: list[dict]) -> list[str]:
-    lines = ["## Summary", "", "| benchmark | comparison | value | target | |", "|---|---|---|---|---|"]
+def _summary(results: list[dict], headline: bool = False) -> list[str]:
+    """Every result's ratios against their targets; `headline` keeps only those with a target
+    and adds the CPU each was measured on (the README's table)."""
+    head = "| benchmark | comparison | value | target | |" + (" measured on |" if headline else "")
+    lines = ["## Summary", "", head, "|---" * (6 if headline else 5) + "|"]
     for r in results:
-        for ratio in r["ratios"]:
+        for ratio in (x for x in r["ratios"] if not headline or x["target"] is not None):
             value, target = _ratio_value(ratio), _ratio_target(ratio)
             verdict = {True: "met", False: "**missed**", None: ""}[ratio["met"]]
-            lines.append(f"| {r['name']} | {ratio['label']} | {value} | {target} | {verdict} |")
+            cpu = f" {_cpu(r['machine'])} |" if headline else ""
+            lines.append(f"| {r['name']} | {ratio['label']} | {value} | {target} | {verdict} |{cpu}")
+    return lines + [""]
+
+
+def _cpu(machine: dict) -> str:
+    """A CPU in a few words: its model and widest vector unit that oneDNN was allowed."""
+    flags = machine.get("cpu_flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "vector features not recorded"
+    if machine.get("onednn_max_cpu_isa", "").upper() == "AVX2" and isa == "AVX-512":
+        isa = "AVX-512, oneDNN limited to AVX2"
+    return f"{machine['cores']}-core {machine['cpu_model']} ({isa})"
+
+
+def _model_choice(results: list[dict]) -> list[str]:
+    """Which model costs what: each model at its CPU preset size, the minutes of the preset's
+    steps at model_cost's steps/s on each CPU it ran on, and where quality_real trained it, its
+    test PSNR against the truth beside BM3D given the noise spectrum."""
+    by_name = {r["name"]: r for r in results}
+    costs = [by_name[name] for name in ("model_cost", "model_cost_avx2") if name in by_name]
+    if not costs:
+        return []
+    preset = hparams.preset(costs[0]["params"]["preset"])
+    steps = preset.epochs * preset.steps_per_epoch
+    quality = by_name.get("quality_real", {}).get("variants", {})
+    bm3d = next((v for name, v in quality.items() if name.startswith("BM3D with noise spectrum")), None)
+    head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]
+    real_cpu = _cpu(by_name["quality_real"]["machine"]) if "quality_real" in by_name else "—"
+    head += [f"minutes trained in quality_real (whole run, {real_cpu})",
+             "real-anatomy test: PSNR vs truth − BM3D with noise spectrum, dB"]
+    lines = [f"Training cost of each model at the `{costs[0]['params']['preset']}` preset's size and length "
+             "(benchmarks.model_cost's steps/s on an idle machine; quality_real's minutes are each seed's training and export as that run "
+             "timed them), and its quality on real anatomy (benchmarks.quality_real):", "",
+             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label, v in costs[0]["variants"].items():
+        if label != v["model"] and "(preset" not in label:
+            continue
+        minutes = [f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—"
+                   for c in costs]
+        row = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
+        gain = ("not run: " + row["not_run"] if "not_run" in row else
+                f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} (mean of {row['seeds']} seeds)"
+                if row and bm3d else "not measured")
+        trained = ", ".join(f"{t['train_minutes']:g}" for t in row.get("training", [])) or "—"
+        lines.append(f"| `{v['model']}` | " + " | ".join(minutes) + f" | {trained} | {gain} |")
     return lines + [""]
 
 

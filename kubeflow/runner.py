@@ -21,7 +21,8 @@ from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KE
 from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
-from storage.files import fingerprint, is_remote, isdir
+from kubeflow.entrypoint import MINIO
+from storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
 from trainer_module.models import configure
 
 IMAGE_SOURCE_DIR = "/ctdenoise"
@@ -150,9 +151,9 @@ def _trainer_resources(settings: KubeflowSettings) -> ResourceSpec:
 
 
 def uses_tensorflow_io(location: str) -> bool:
-    """Whether TensorFlow reaches `location` only through tensorflow-io: s3://, and minio://
-    (read as s3:// by kubeflow/entrypoint.py)."""
-    return location.startswith(("s3://", "minio://"))
+    """Whether TensorFlow reaches `location` only through tensorflow-io: what storage.files says
+    needs it, and minio:// (read as s3:// by kubeflow/entrypoint.py)."""
+    return location.startswith(MINIO) or needs_tensorflow_io([location])
 
 
 def _fingerprint(data_root: str) -> str:
