@@ -43,6 +43,8 @@ PAIRED = {"red_cnn": quality.PAIRED, "hybrid": quality.HYBRID + quality.NO_TANH}
 UNPAIRED = {"cycle_identity": [], "cyclegan": ["model=cyclegan"]}
 """Row → overrides of the budget preset: each model of the family at its preset size
 (hparams.CPU_MODEL_SIZES), hybrid the cycle-identity CycleGAN plus the supervised term."""
+ROWS = {**PAIRED, **UNPAIRED}
+"""Every row `--models` may name, paired first."""
 PSD_TUNING = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]
 """BM3D-with-spectrum strengths: multiples of skimage's (white-noise) estimate, which
 underrates correlated noise, hence the wider range."""
@@ -85,7 +87,7 @@ def main() -> None:
     for row, scores in per_seed.items():
         variants[f"{row} ({_kind(row)}, {preset})"] = {**_mean(scores), "seeds": len(scores),
                                                         "spread": _spread(scores), "training": training[row]}
-    for row in [*PAIRED, *UNPAIRED]:
+    for row in ROWS:
         if row not in rows:
             variants[f"{row} ({_kind(row)}, {preset})"] = {"not_run": "not among this run's --models"}
     if args.vgg_weights is None:
@@ -113,8 +115,8 @@ def _options(parser) -> None:
     parser.add_argument("--real-train", type=Path, required=True, help="folder of the real training patient")
     parser.add_argument("--real-val", type=Path, required=True, help="folder of the real validation patient")
     parser.add_argument("--budget", default="cpu-demo", help="training preset of every model (default cpu-demo)")
-    parser.add_argument("--models", type=_model_list, default=[*PAIRED, *UNPAIRED],
-                        help=f"comma-separated rows to train, of {', '.join([*PAIRED, *UNPAIRED])} (default all); "
+    parser.add_argument("--models", type=_model_list, default=list(ROWS),
+                        help=f"comma-separated rows to train, of {', '.join(ROWS)} (default all); "
                              "the others get a row saying they were not run, and their targets are left out")
     parser.add_argument("--vgg-weights", type=Path, default=None,
                         help="VGG19 Keras weights file for wgan_vgg's perceptual loss (without it wgan_vgg is not run)")
@@ -122,14 +124,14 @@ def _options(parser) -> None:
 
 def _model_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(names) - {*PAIRED, *UNPAIRED})
+    unknown = sorted(set(names) - set(ROWS))
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"takes names of {', '.join([*PAIRED, *UNPAIRED])}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes names of {', '.join(ROWS)}, got {text!r}")
     return names
 
 
 def _rows(args) -> dict[str, list[str]]:
-    rows = {name: overrides for name, overrides in {**PAIRED, **UNPAIRED}.items() if name in args.models}
+    rows = {name: overrides for name, overrides in ROWS.items() if name in args.models}
     if args.vgg_weights is not None:
         rows["wgan_vgg"] = ["model=wgan_vgg", f"vgg_weights={args.vgg_weights}"]
     return rows

@@ -46,7 +46,7 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
         raise ValueError(f"{readme} has no {README_START} … {README_END} block to fill")
     rel = Path(os.path.relpath(results_dir, readme.parent))
     dates = sorted(r["date"][:10] for r in results)
-    m, md_link = results[0]["machine"], os.path.relpath(md, readme.parent)
+    md_link = os.path.relpath(md, readme.parent)
     block = [README_START,
              f"Every target the benchmarks set, rendered from `{rel}` ({dates[0]} to {dates[-1]}), with the CPU "
              f"each was measured on; [{md_link}]({md_link}) has the exact commands, every variant and ratio, the "
@@ -187,8 +187,7 @@ def _model_choice(results: list[dict]) -> list[str]:
     costs = [by_name[name] for name in ("model_cost", "model_cost_avx2") if name in by_name]
     if not costs:
         return []
-    preset = hparams.preset(costs[0]["params"]["preset"])
-    steps = preset.epochs * preset.steps_per_epoch
+    steps = hparams.preset(costs[0]["params"]["preset"]).total_steps
     quality = by_name.get("quality_real", {}).get("variants", {})
     bm3d = next((v for name, v in quality.items() if name.startswith("BM3D with noise spectrum")), None)
     head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]
