@@ -21,9 +21,10 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ctdenoise demo
 
-# Two pytest-xdist workers, one per core: most tests wait on one Python process at a time.
+# Two pytest-xdist workers, one per core: most tests wait on one Python process at a time. The 25
+# slowest tests are listed at the end, where a suite that grows slower shows first.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --no-loadscope-reorder tests
+	$(PY) -m pytest -q -n 2 --no-loadscope-reorder --durations=25 tests
 
 # Every benchmark, one after the other (about 21 min on 2 cores), then BENCHMARKS.md and README's figures.
 bench: $(STAMP)

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-import contract.keras2  # noqa: F401  (before TensorFlow is imported by any command)
+from contract import tensorflow_env  # before TensorFlow is imported by any command
 from components.evaluation.thresholds import BlessingThresholds
 from dicomio.reader import AXIAL_TOLERANCE_DEG
 from pipeline import configs
@@ -169,6 +169,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    tensorflow_env.one_thread_per_op_when_training()  # the Trainer runs in this process
     data = args.data
     if not files.isdir(data):
         raise UserError(f"data folder not found: {data}")
@@ -209,11 +210,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app import demo
     from app.lineage import format_lineage, model_lineage
     from app.metadata import open_store
-    from trainer_module.hparams import resolve
+    from trainer_module.models import configure
 
+    tensorflow_env.one_thread_per_op_when_training()
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
-    summary = _run_pipeline(data, root, "push", args.summary, hparams=resolve(configs.LOCAL_PRESET))
+    hparams = configure(configs.LOCAL_PRESET, [f"model={demo.MODEL}"])
+    summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams)
     png = demo.showcase(summary, data, root, print)
     which = "pushed model" if (summary.get("push") or {}).get("pushed") else "newest model (not pushed)"
     print(f"lineage of the {which} (`ctdenoise lineage` for all properties):")

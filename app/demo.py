@@ -1,9 +1,10 @@
 """`ctdenoise demo`: the whole product on real anatomy, start to finish.
 
 Rescan the small real CT subset that ships with the repository (`data/realct`, two patients
-from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset, then
-denoise the held-out patient's LDCT series with the pushed model (or with the candidate the
-gate refused, said so) and save a LDCT | denoised | NDCT picture of its middle slice.
+from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset and the
+paired model (`MODEL`), then denoise the held-out patient's LDCT series with the pushed model
+(or with the candidate the gate refused, said so) and save a LDCT | denoised | NDCT picture of
+its middle slice.
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ from simulator.dataset import simulate_dataset
 
 REAL_CT = Path(__file__).resolve().parents[1] / "data" / "realct"
 """Two clinical series (neck and chest, abdomen): one patient trains, the other is held out."""
+MODEL = "red_cnn"
+"""The model the demo trains (`cpu-demo` otherwise): its data pairs every LDCT slice with the
+NDCT of the same slice, for which the family's paired model is the README's choice. The default
+`cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core AVX2 CPU to pass
+the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
 DATASET = {"size": 256, "dose": "0.1:0.5", "seed": 0}
 """Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
 tube-current modulation varies it along a real scan."""

@@ -155,7 +155,7 @@ def load_model(model_dir: str) -> LoadedModel:
     """
     if not _is_model(str(model_dir)):
         raise DenoiseError(f"{model_dir}: not a SavedModel folder (no saved_model.pb)")
-    import contract.keras2  # noqa: F401  (the exported generator is a tf_keras model)
+    import contract.tensorflow_env  # noqa: F401  (the exported generator is a tf_keras model)
     import tensorflow as tf
 
     try:

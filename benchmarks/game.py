@@ -5,7 +5,7 @@ what the training switches of docs/design.md §1.13 change, at the `cpu-demo` bu
    `discriminator_loss`) trained to tell real LDCT from real NDCT patches, judged the paper's
    way (real and fake batches apart) or in one joint batch, on patches drawn anywhere or on
    the patient's soft tissue (the body line, -500 HU): held-out accuracy after 400 steps.
-2. The whole GAN through the Trainer's `run_fn`, 1200 steps, per set of switches: the
+2. The whole GAN through the Trainer's `run_fn`, the preset's steps, per set of switches: the
    discriminators' accuracy at the end, and the exported generator's in-body RMSE against the
    NDCT and PSNR against the noise-free truth on validation patients.
 
@@ -165,7 +165,8 @@ def main() -> None:
                "body_rmse_ndct_vs_ldct: the generator's in-body RMSE against the NDCT over the LDCT's (below 1 is "
                "better); psnr_truth: whole-slice PSNR against the noise-free truth (LDCT as is: "
                f"{ldct_scores['psnr_truth']:.2f} dB).",
-               "Each GAN variant is a fresh 1200-step run of the Trainer's run_fn on the same data; GAN training "
+               f"Each GAN variant is a fresh {hparams_lib.preset(sizes['preset']).total_steps}-step run of the Trainer's "
+               "run_fn on the same data; GAN training "
                "is not bit-reproducible across machines, so expect run-to-run spread."])
 
 

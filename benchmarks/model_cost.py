@@ -15,6 +15,7 @@ import gc
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 from benchmarks import common, game, quality
 
@@ -44,8 +45,11 @@ BASELINE = "paired, zeroed CycleGAN"
 MIN_STEPS, MIN_SECONDS = 5, 8.0
 
 
-def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: float) -> dict:
-    """FLOPs of one step from the traced per-replica step, then steps/s of the whole step."""
+def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: float,
+        after: Callable[[Any, Any, Any], dict] | None = None) -> dict:
+    """FLOPs of one step from the traced per-replica step, then steps/s of the whole step;
+    `after(model, a, b)`, when given, measures more on the same traced model (its result is
+    added under "after")."""
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
@@ -63,6 +67,7 @@ def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: flo
     step = lambda: [v.numpy() for v in model.train_step(a, b).values()]  # noqa: E731 (.numpy() waits)
     _, first = common.timed(step)
     rate = common.measure(step, hp.batch, min_seconds=min_seconds, min_calls=min_steps)
+    more = {"after": after(model, a, b)} if after else {}
     gc.collect()
     step_s = rate.seconds / rate.calls
     return {"model": hp.model, "gflop_per_step": round(flops / 1e9, 3),
@@ -70,7 +75,7 @@ def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: flo
             "steps_per_s": round(1.0 / step_s, 4), "step_s": round(step_s, 3),
             "achieved_gflop_per_s": round(flops / step_s / 1e9, 2), **rate.as_dict("patches"),
             "first_step_s": round(first, 1), "batch": hp.batch, "patch": hp.patch,
-            "overrides": " ".join(overrides) or "none"}
+            "overrides": " ".join(overrides) or "none", **more}
 
 
 def _options(parser) -> None:
@@ -81,7 +86,7 @@ def _options(parser) -> None:
 def main() -> None:
     args = common.parse_args("benchmarks.model_cost", __doc__, _options)
     common.quiet_tensorflow()
-    import contract.keras2  # noqa: F401  (before tf.keras is first touched)
+    import contract.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
     import tf_keras as keras
 
     preset_name, min_steps, min_seconds = ("tiny", 2, 0.5) if args.quick else (PRESET, MIN_STEPS, MIN_SECONDS)

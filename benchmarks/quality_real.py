@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
+from trainer_module import hparams
 
 SIZE, VAL_SLICES, QA_SCANS = 256, 12, 8
 SEEDS = {"train": 10, "val": 11, "test": 13, "qa": 14}
@@ -99,7 +100,8 @@ def main() -> None:
     panel = {name: test.ndct if run is None else run(test.ldct) for name, run in methods.items()}
     quality._panel(args.out / "quality_real_panel.png", {**panel, **runs.first_test_output}, test)
     bench.finish(
-        params={"size_px": SIZE, "dose": datasets.DOSE, "preset": preset, "seeds": list(seeds), "qa_scans": len(qa.ldct),
+        params={"size_px": SIZE, "dose": datasets.DOSE, "preset": preset, "steps": hparams.preset(preset).total_steps,
+                "seeds": list(seeds), "qa_scans": len(qa.ldct),
                 "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
                 "validation": f"{Path(args.real_val).name}, {len(sets['val'])} slices",
                 "test": f"{len(sets['test'])} clinical slices shipped with pydicom",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks import common, render
 
-BENCHMARKS = ("input_pipeline", "ingestion", "train_step", "model_cost", "inference", "game", "quality")
+BENCHMARKS = ("input_pipeline", "ingestion", "train_step", "model_cost", "roofline", "inference", "game", "quality")
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 (`tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`), with what a pod that
 reads and writes an S3 store or MinIO needs around it (docs/kubeflow.md):
 
-- Keras 2 is chosen before TensorFlow loads (`contract.keras2`).
+- Keras 2 is chosen before TensorFlow loads (`contract.tensorflow_env`).
 - tensorflow-io is imported when installed, so `s3://` works in TensorFlow, TFX, TFMA and
   TFDV (the endpoint comes from `S3_ENDPOINT`; `gs://` needs nothing).
 - `minio://BUCKET/KEY`, the scheme Kubeflow Pipelines gives artifacts under its default
@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-import contract.keras2  # noqa: F401  (before TensorFlow is imported)
+import contract.tensorflow_env  # noqa: F401  (before TensorFlow is imported)
 
 MINIO = "minio://"
 S3 = "s3://"

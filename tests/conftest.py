@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import contract.keras2  # noqa: F401,E402  (before TensorFlow is imported by any test)
+import contract.tensorflow_env  # noqa: F401,E402  (before TensorFlow is imported by any test)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the commands the tests run print what a user sees
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -20,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import contract.keras2  # noqa: F401,E402  (before TensorFlow)
+import contract.tensorflow_env  # noqa: F401,E402  (before TensorFlow)
 
 
 def worker(out_npz: str, argv: list[str]) -> None:

@@ -23,3 +23,41 @@ def test_soft_tissue_window_is_the_same_for_previews_and_tensorboard():
     grey = soft_tissue_window(normalize_hu_tf(tf.constant(HU))).numpy()
     np.testing.assert_array_equal(soft_tissue_uint8(np.clip(HU, HU_MIN, HU_MAX)), np.rint(grey * 255).astype(np.uint8))
     assert soft_tissue_uint8(np.array([-160.0, 240.0])).tolist() == [0, 255]
+
+
+_CONVOLVE = ("from contract import tensorflow_env; {before}import tensorflow as tf; "
+             "x = tf.ones([1, 8, 8, 4]); w = tf.ones([3, 3, 4, 4]); "
+             "print(float(tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, w, 1, 'SAME')))()))")
+
+
+def _convolve(before: str = "", **variables: str) -> str:
+    """What a fresh interpreter that imports the contract's environment (then runs `before`)
+    prints, oneDNN's log included, when it runs one convolution in a tf.function."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS")}
+    result = subprocess.run([sys.executable, "-c", _CONVOLVE.format(before=before)], capture_output=True, text=True,
+                            check=True, env={**env, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **variables})
+    return result.stdout
+
+
+def test_every_entry_points_tensorflow_runs_convolutions_on_onednn_and_a_users_choice_is_kept():
+    """TensorFlow's own default leaves oneDNN off on CPUs without AVX-512 VNNI/BF16/AMX, where
+    the training step then runs at half speed (docs/design.md §4.3)."""
+    assert ",convolution," in _convolve()
+    assert ",convolution," not in _convolve(TF_ENABLE_ONEDNN_OPTS="0")
+
+
+def test_a_training_process_on_a_small_cpu_runs_each_op_on_one_thread_and_a_users_choice_is_kept():
+    import os
+
+    from contract.tensorflow_env import SMALL_CPU_CORES
+
+    cores = len(os.sched_getaffinity(0))
+    training = "tensorflow_env.one_thread_per_op_when_training(); "
+    assert f"nthr:{1 if cores <= SMALL_CPU_CORES else cores}" in _convolve(training)
+    assert f"nthr:{cores}" in _convolve()  # inference-only commands keep TensorFlow's threads
+    assert f"nthr:{cores}" in _convolve(training, TF_NUM_INTRAOP_THREADS=str(cores))

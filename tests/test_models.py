@@ -95,7 +95,7 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
     error: fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'" here. TensorFlow's
     C++ errors are shown only in a process started with them on, hence the subprocess."""
     code = textwrap.dedent("""
-        import contract.keras2, tensorflow as tf
+        import contract.tensorflow_env, tensorflow as tf
         from trainer_module.hparams import preset
         from trainer_module.models.cycle_identity.networks import build_discriminator
         hp = preset("tiny")

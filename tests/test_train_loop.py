@@ -263,7 +263,7 @@ def test_paper_preset_is_the_spec_configuration():
 def test_the_30_minute_preset_is_cpu_demo_trained_longer():
     demo, long = preset("cpu-demo"), preset("cpu-30min")
     assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (demo.ngf, demo.nglf, demo.ndf, demo.patch, demo.batch)
-    assert long.total_steps == 6600 and long.decay_start_step == 3200
+    assert long.total_steps == 3800 and long.decay_start_step == 1800
     switches = ("d_joint_batch", "d_window", "foreground_patches", "foreground_hu", "paired", "d_lr_scale")
     assert [getattr(long, name) for name in switches] == [getattr(demo, name) for name in switches]
     assert not long.paired and preset("paper").foreground_patches == 0  # unpaired; the paper draws anywhere
@@ -302,7 +302,7 @@ def test_dict_round_trip_is_json_serialisable():
 DETERMINISM_RUN = """
 import hashlib, sys
 import numpy as np
-import contract.keras2
+import contract.tensorflow_env
 from trainer_module.models.cycle_identity.model import CycleIdentityGAN
 from trainer_module.hparams import resolve
 hp = resolve("cpu-demo", ["deterministic=true", "seed=3"])

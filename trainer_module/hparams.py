@@ -226,17 +226,18 @@ preset takes about as long whichever model it trains (docs/design.md §1.9)."""
 
 _PRESETS = {
     "paper": HParams(),
-    # Small enough to train visibly in a few minutes on a 2-core CPU (about 3 to 5 steps/s):
-    # 1200 steps, the learning rate decaying linearly to 0 over the second half.
+    # The demo's training: 700 steps, the learning rate decaying linearly to 0 over the second
+    # half, sized from the Trainer's steps/s measured on a 2-core AVX2 CPU so that `make demo`
+    # ends within 10 minutes there (docs/design.md §1.9; README, "Quickstart").
     "cpu-demo": HParams(
-        ngf=16, nglf=8, ndf=16, batch=4, epochs=6, steps_per_epoch=200, decay_start_epoch=3,
-        checkpoint_every=200, summary_every=100, log_every=50, **GAME_SWITCHES, **CPU_MODEL_SIZES,
+        ngf=16, nglf=8, ndf=16, batch=4, epochs=14, steps_per_epoch=50, decay_start_epoch=7,
+        checkpoint_every=100, summary_every=100, log_every=50, **GAME_SWITCHES, **CPU_MODEL_SIZES,
     ),
-    # A real model without a GPU: cpu-demo trained for 6600 steps, the rate decaying over the
-    # second half; 30 minutes at the 3.6 to 3.8 steps/s measured with the game switches
-    # (9000 steps, sized at 5 steps/s before them, took 40 to 42 minutes).
+    # A real model without a GPU: cpu-demo's size trained for 3800 steps, the rate decaying over
+    # the second half; sized, as cpu-demo, from the Trainer's steps/s on a 2-core AVX2 CPU for
+    # 30 minutes there (docs/design.md §1.9).
     "cpu-30min": HParams(
-        ngf=16, nglf=8, ndf=16, batch=4, epochs=33, steps_per_epoch=200, decay_start_epoch=16,
+        ngf=16, nglf=8, ndf=16, batch=4, epochs=19, steps_per_epoch=200, decay_start_epoch=9,
         checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES, **CPU_MODEL_SIZES,
     ),
     # For tests: a handful of cheap steps.

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
-import contract.keras2  # noqa: F401  (before tf.keras is first touched)
+import contract.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
 from contract.names import TENSORBOARD_DIR, split_dir
 from storage import files
 from trainer_module import hparams as hparams_lib
