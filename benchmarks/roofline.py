@@ -116,7 +116,9 @@ def _child(job: dict) -> dict[str, Any]:
     from benchmarks import model_cost
 
     peak = measure_peak()
-    overrides = [o.format(vgg=_vgg_file(Path(job["scratch"]))) for o in MODELS[job["model"]]]
+    needs_vgg = any("{vgg}" in o for o in MODELS[job["model"]])
+    vgg = _vgg_file(Path(job["scratch"])) if needs_vgg else None  # built only in the children that read it
+    overrides = [o.format(vgg=vgg) for o in MODELS[job["model"]]]
     step = model_cost.run(job["preset"], overrides, **PRESETS[job["preset"]],
                           after=profile_ops if job.get("profile") else None)
     out = {"peak_gflop_per_s": round(peak, 1), "gflop_per_step": step["gflop_per_step"],
