@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from contract import tensorflow_env  # before TensorFlow is imported by any command
+from app.pull import DOSE_ATTRIBUTE, LDCT_PATTERN, NDCT_PATTERN
 from components.evaluation.thresholds import BlessingThresholds
+from contract.names import PRODUCT, RESEARCH_LABEL, product_version
+from dicomweb_io.address import PASSWORD_VARIABLE as DICOMWEB_PASSWORD_VARIABLE, USER_VARIABLE
 from dicomio.reader import AXIAL_TOLERANCE_DEG
 from pipeline import configs
 from pipeline.store import PASSWORD_VARIABLE, StoreAddress
@@ -31,6 +34,9 @@ from storage.lock import Busy
 from trainer_module.hparams import PRESETS
 
 BLESSING = BlessingThresholds()
+NOT_BLESSED_EXIT = 3
+"""`run --require-blessed`'s exit status when the Evaluator refuses the model (1 is any other failure)."""
+_GATE_STAGE = "evaluate"
 
 
 def _quiet_libraries() -> None:
@@ -85,14 +91,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from app.denoise import denoise_series, resolve_model
+    from app.denoise import resolve_model
+    from app.pacs import denoise_location
+    from dicomweb_io.address import is_dicomweb
 
     for flag, value in (("--input", args.input), ("--out", args.out)):
-        if files.is_remote(value):
-            raise UserError(f"{flag} {value}: denoise reads and writes local folders; copy the series there first")
+        if files.is_remote(value) and not is_dicomweb(value):
+            raise UserError(f"{flag} {value}: denoise reads and writes local folders or DICOMweb "
+                            "(dicomweb+http://...); copy the series there first")
     model_dir = resolve_model(args.model, Path(args.root), _store_address(args))
     with _terminate_as_interrupt():  # prints its own progress and closing line
-        denoise_series(model_dir, Path(args.input), Path(args.out), png=args.png, batch_size=args.batch)
+        denoise_location(model_dir, args.input, args.out, png=args.png, batch_size=args.batch,
+                         research_label=not args.no_research_label)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from app.pull import pull
+
+    if files.is_remote(args.out):
+        raise UserError(f"--out {args.out}: pull writes a local folder; copy it to the bucket afterwards")
+    pull(args.source, Path(args.out), patient=args.patient or "", attribute=args.match_attribute,
+         ldct=args.ldct, ndct=args.ndct)  # prints its own progress and closing line
     return 0
 
 
@@ -115,7 +135,16 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _require_kfp() -> None:
+    """The Kubeflow commands' SDK is an optional extra: its absence is one line, not an ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("kfp") is None:
+        raise UserError("the kubeflow commands need the Kubeflow Pipelines SDK: pip install 'ctdenoise[kubeflow]'")
+
+
 def cmd_kubeflow_compile(args: argparse.Namespace) -> int:
+    _require_kfp()
     from kubeflow.runner import compile_pipeline
 
     out = compile_pipeline(_kubeflow_settings(args), Path(args.out))
@@ -124,6 +153,7 @@ def cmd_kubeflow_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_kubeflow_create(args: argparse.Namespace) -> int:
+    _require_kfp()
     import tempfile
 
     from kubeflow.deploy import deploy
@@ -151,6 +181,13 @@ def _kubeflow_settings(args: argparse.Namespace):
                             blessing=_blessing(args), latest_blessed_baseline=not args.no_baseline, **optional)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from app.report import write_report
+
+    write_report(Path(args.root), args.model, args.out, _store_address(args))  # prints its progress and path
+    return 0
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     from app import lineage
     from app.metadata import connect
@@ -173,6 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = args.data
     if not files.isdir(data):
         raise UserError(f"data folder not found: {data}")
+    if args.require_blessed and configs.STAGES.index(args.until) < configs.STAGES.index(_GATE_STAGE):
+        raise UserError(f"--require-blessed needs the gate: --until {args.until} stops before {_GATE_STAGE}")
     from components.dicom_example_gen.layout import Layout
     from dicomio.reader import ReadOptions
     from trainer_module.models import configure, preflight
@@ -182,10 +221,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
-    _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
-                  beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
-                  serving_dir=args.serving_dir, blessing=_blessing(args), address=_store_address(args),
-                  read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt))
+    summary = _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
+                            beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
+                            serving_dir=args.serving_dir, blessing=_blessing(args), address=_store_address(args),
+                            read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance,
+                                                     allow_tilt=args.allow_tilt))
+    if args.require_blessed and not (summary.get("evaluation") or {}).get("blessed"):
+        print("ctdenoise: the gate refused the model (--require-blessed)", file=sys.stderr)
+        return NOT_BLESSED_EXIT
     return 0
 
 
@@ -218,10 +261,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     hparams = configure(configs.LOCAL_PRESET, [f"model={demo.MODEL}"])
     summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams)
     png = demo.showcase(summary, data, root, print)
+    from app.report import write_report
+
+    report = write_report(root, "latest", str(root / demo.REPORT_FILE))
     which = "pushed model" if (summary.get("push") or {}).get("pushed") else "newest model (not pushed)"
     print(f"lineage of the {which} (`ctdenoise lineage` for all properties):")
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
     print(f"demo: LDCT | denoised | NDCT picture: {png}")
+    print(f"demo: report (model card, panels, curves; open it in a browser): {report}")
     return 0
 
 
@@ -324,6 +371,7 @@ def _store_address(args: argparse.Namespace) -> StoreAddress:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctdenoise", description="Low-dose CT denoising pipeline (TFX).")
+    parser.add_argument("--version", action="version", version=f"{PRODUCT} {product_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a simulated LDCT/NDCT DICOM dataset")
@@ -359,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one hyperparameter, e.g. --set epochs=2 (repeatable)")
     run.add_argument("--summary", help="write the run summary JSON here")
+    run.add_argument("--require-blessed", action="store_true",
+                     help=f"exit with status {NOT_BLESSED_EXIT} when the gate refuses the model (for CI and schedulers)")
     _add_gate_options(run)
     run.add_argument("--ldct-dir", action="append", help="low-dose folder name (repeatable; default LDCT)")
     run.add_argument("--ndct-dir", action="append", help="normal-dose folder name (repeatable; default NDCT)")
@@ -375,12 +425,30 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--model", required=True, help="SavedModel folder, or 'latest' (newest pushed under --root)")
     den.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT),
                      help="run root whose newest push 'latest' means (its ML Metadata, else RUN_ROOT/serving)")
-    den.add_argument("--input", required=True, help="folder holding the DICOM files of one CT series")
-    den.add_argument("--out", required=True, help="new folder for the derived series (must not exist or be empty)")
+    den.add_argument("--input", required=True,
+                     help="folder holding the DICOM files of one CT series, or a DICOMweb series "
+                          "dicomweb+http://HOST:PORT/PATH/studies/UID/series/UID (or a study of one CT series)")
+    den.add_argument("--out", required=True,
+                     help="new folder for the derived series (must not exist or be empty), or a DICOMweb service "
+                          "dicomweb+http://HOST:PORT/PATH (or .../studies/UID: the input's study) to store it in")
     den.add_argument("--png", action="store_true", help="also write preview/NNNN.png: LDCT | denoised")
     den.add_argument("--batch", type=int, default=4, help="slices per model call")
+    den.add_argument("--no-research-label", action="store_true",
+                     help=f"leave '{RESEARCH_LABEL}' out of SeriesDescription and ImageComments")
     _add_store_options(den)
     den.set_defaults(func=cmd_denoise)
+
+    pul = sub.add_parser("pull", help="copy CT series from a PACS (DICOMweb) into DATA/<patient>/<LDCT|NDCT>/")
+    pul.add_argument("--from", dest="source", required=True,
+                     help="DICOMweb service, study or series: dicomweb+http://HOST:PORT/PATH[/studies/UID[/series/UID]] "
+                          f"(credentials from ${USER_VARIABLE}/${DICOMWEB_PASSWORD_VARIABLE} or netrc)")
+    pul.add_argument("--out", required=True, help="data root to copy into (resumed when it holds an earlier pull)")
+    pul.add_argument("--patient", help="only this PatientID")
+    pul.add_argument("--match-attribute", default=DOSE_ATTRIBUTE, metavar="KEYWORD",
+                     help=f"series attribute the dose patterns match (default {DOSE_ATTRIBUTE})")
+    pul.add_argument("--ldct", default=LDCT_PATTERN, metavar="REGEX", help=f"low-dose pattern (default {LDCT_PATTERN})")
+    pul.add_argument("--ndct", default=NDCT_PATTERN, metavar="REGEX", help=f"normal-dose pattern (default {NDCT_PATTERN})")
+    pul.set_defaults(func=cmd_pull)
 
     lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
     lin.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT),
@@ -391,6 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--mlmd-grpc", metavar="HOST:PORT", help="query a gRPC metadata service (Kubeflow) instead")
     _add_store_options(lin)
     lin.set_defaults(func=cmd_lineage)
+
+    rep = sub.add_parser("report", help="write one self-contained HTML page about a model: card, panels, curves")
+    rep.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding the model's run")
+    rep.add_argument("--model", default="latest",
+                     help="'latest' (the newest run's model) or a Model artifact URI / pushed model folder")
+    rep.add_argument("--out", required=True, help="HTML file to write (a path or a bucket URL)")
+    _add_store_options(rep)
+    rep.set_defaults(func=cmd_report)
 
     kfp = sub.add_parser("kubeflow", help="compile for / upload to Kubeflow Pipelines 2")
     kfp_sub = kfp.add_subparsers(dest="kubeflow_command", required=True)
@@ -454,7 +530,7 @@ def _enable_object_stores(args: argparse.Namespace) -> None:
     recorded in ML Metadata) enable it on first use in storage.files."""
     values = [v for value in vars(args).values() for v in (value if isinstance(value, list) else [value])]
     if files.needs_tensorflow_io(values) and not files.enable_object_stores():
-        raise UserError("s3:// locations need tensorflow-io (pip install tensorflow-io==0.37.1)")
+        raise UserError("s3:// locations need tensorflow-io: pip install 'ctdenoise[s3]'")
 
 
 def console() -> None:

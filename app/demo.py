@@ -29,6 +29,8 @@ MODEL = "red_cnn"
 NDCT of the same slice, for which the family's paired model is the README's choice. The default
 `cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core AVX2 CPU to pass
 the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
+REPORT_FILE = "report.html"
+"""The demo's `ctdenoise report` page, in the run root."""
 DATASET = {"size": 256, "dose": "0.1:0.5", "seed": 0}
 """Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
 tube-current modulation varies it along a real scan."""

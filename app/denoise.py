@@ -12,10 +12,14 @@ bounded whatever the matrix size and the result equals denoising the whole slice
 
 Output: one CT Image Storage file per input slice (`dicomio.derived`), named 0001.dcm,
 0002.dcm, ... in the order of the sorted input files (then frame order), InstanceNumber
-matching the file number. Progress lines carry counts and paths only, never tag values.
+matching the file number, labelled research output unless `research_label` is off. Its UIDs
+follow from the input's and the model's digest, so the same series and model give the same
+derived series (what lets a PACS store that stopped half-way be completed, `app.pacs`).
+Progress lines carry counts and paths only, never tag values.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ from app.display import labelled_panels
 from contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from contract.names import (INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
                             RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
-from dicomio.derived import SourceSlice, derived_dataset, source_slices, to_ct_hu
+from dicomio.derived import Provenance, SourceSlice, derived_dataset, derived_uid, source_slices, to_ct_hu
 from dicomio.reader import DicomRejected, read_ct_file
 from pipeline import configs
 from pipeline.store import StoreAddress
@@ -68,7 +72,7 @@ class _Slice:
 
 
 def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png: bool = False,
-                   batch_size: int = 4, model_version: str = "",
+                   batch_size: int = 4, model_version: str = "", research_label: bool = True,
                    progress: Callable[[str], None] | None = print) -> DenoiseReport:
     """Denoise the CT series in `input_dir` with the SavedModel in `model_dir` (a folder or a
     bucket URL) into `out_dir`.
@@ -76,8 +80,6 @@ def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png
     `out_dir` must not exist or be empty. With `png`, `out_dir/preview/NNNN.png` shows each
     slice as LDCT | denoised in a soft-tissue window. Raises DenoiseError on bad input.
     """
-    from pydicom.uid import generate_uid
-
     say = progress or (lambda _line: None)
     start = time.monotonic()
     if batch_size < 1:
@@ -87,11 +89,11 @@ def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png
     say(f"denoise: {len(slices)} slices read from {input_dir}")
     model = load_model(model_dir)
     say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
-    series_uid = generate_uid()
-    derivation = f"ctdenoise {model.name} generator {model_version or _name(model_dir)}"
+    provenance = Provenance(model.name, model_version or _name(model_dir), model.digest, research_label)
+    series_uid = derived_uid(provenance, slices[0].source.header.get("SeriesInstanceUID", ""))
     try:
         with staged(str(out_dir)) as staging:
-            pngs = _write_series(model, slices, Path(staging), series_uid, derivation, png, batch_size, say)
+            pngs = _write_series(model, slices, Path(staging), series_uid, provenance, png, batch_size, say)
     except OSError as exc:
         raise DenoiseError(f"{out_dir}: cannot write the derived series ({_os_reason(exc)}); "
                            "nothing was written") from None
@@ -136,10 +138,12 @@ def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddre
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An exported denoiser: which model it is, what context it reads, and its HU → HU call
-    ([N, H, W, 1] float32 HU in, denoised HU out, slices larger than TILE² tile by tile)."""
+    """An exported denoiser: which model it is, a digest of its graph and weights, what context
+    it reads, and its HU → HU call ([N, H, W, 1] float32 HU in, denoised HU out, slices larger
+    than TILE² tile by tile)."""
 
     name: str
+    digest: str
     receptive_radius: int
     denoise: Callable[[np.ndarray], np.ndarray]
 
@@ -174,7 +178,19 @@ def load_model(model_dir: str) -> LoadedModel:
     def whole(hu: np.ndarray) -> np.ndarray:
         return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
-    return LoadedModel(name.numpy().decode(), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
+    return LoadedModel(name.numpy().decode(), _digest(model_dir), radius,
+                       lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
+
+
+def _digest(model_dir: str) -> str:
+    """SHA-256 of the graph and of the weights' index, which holds a CRC-32C of every weight
+    tensor: it changes with any weight, without reading the weights (megabytes) again."""
+    digest = hashlib.sha256()
+    for name in ("saved_model.pb", "variables/variables.index"):
+        path = files.join(str(model_dir), name)
+        if files.exists(path):
+            digest.update(files.read_bytes(path))
+    return digest.hexdigest()
 
 
 def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -304,14 +320,14 @@ def _read_file(input_dir: Path, path: Path) -> list[SourceSlice]:
 
 
 def _write_series(model: LoadedModel, slices: list[_Slice], folder: Path,
-                  series_uid: str, derivation: str, png: bool, batch_size: int,
+                  series_uid: str, provenance: Provenance, png: bool, batch_size: int,
                   say: Callable[[str], None]) -> list[Path]:
     """Denoise batch by batch and write each slice's DICOM (and preview); returns preview paths relative to `folder`."""
     pngs, done = [], 0
     for batch in _batches(slices, batch_size):
         hu = np.stack([s.source.record.hu for s in batch]).astype(np.float32)[..., np.newaxis]
         for item, denoised in zip(batch, to_ct_hu(model(hu)[..., 0])):
-            ds = derived_dataset(item.source, denoised, item.number, series_uid, derivation)
+            ds = derived_dataset(item.source, denoised, item.number, series_uid, provenance)
             ds.save_as(folder / f"{item.name}.dcm", enforce_file_format=True)
             if png:
                 pngs.append(_write_preview(folder, item, denoised))

@@ -1,15 +1,26 @@
-"""Pictures for people: HU images side by side in the soft-tissue window, labelled."""
+"""Pictures for people: HU images side by side in a display window (soft tissue unless
+another is asked for), labelled."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from contract.hu import soft_tissue_uint8
+from contract.hu import SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH
+
+WINDOWS = {"soft tissue": (SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0)}
+"""Display windows as (level, width) in HU: the three a radiologist switches between in CT."""
 
 
-def labelled_panels(images: dict[str, np.ndarray], labels: bool = True) -> Image.Image:
-    """HU images of one size side by side in the soft-tissue window, each labelled at its top left."""
-    panels = [soft_tissue_uint8(image) for image in images.values()]
+def window_uint8(hu: np.ndarray, window: str = "soft tissue") -> np.ndarray:
+    """HU → uint8 grey levels of `window` (below it black, above it white)."""
+    level, width = WINDOWS[window]
+    grey = (np.asarray(hu, dtype=np.float32) - (level - width / 2)) / width * 255.0
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def labelled_panels(images: dict[str, np.ndarray], labels: bool = True, window: str = "soft tissue") -> Image.Image:
+    """HU images of one size side by side in `window`, each labelled at its top left."""
+    panels = [window_uint8(image, window) for image in images.values()]
     picture = Image.fromarray(np.hstack(panels))
     if labels:
         draw = ImageDraw.Draw(picture)

@@ -63,9 +63,3 @@ def normalize_hu(hu: np.ndarray) -> np.ndarray:
 def denormalize_hu(normalised: np.ndarray) -> np.ndarray:
     """[-1, 1] → HU (float64)."""
     return hu_from_unit(np.asarray(normalised, dtype=np.float64))
-
-
-def soft_tissue_uint8(hu: np.ndarray) -> np.ndarray:
-    """HU → uint8 grey levels of the soft-tissue window (below black, above white)."""
-    grey = grey_from_hu(np.asarray(hu, dtype=np.float32)) * 255.0
-    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)

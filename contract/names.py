@@ -1,7 +1,25 @@
 """Names that the producer and the consumers of an artifact must agree on (docs/design.md §2)."""
 from __future__ import annotations
 
+import functools
 import posixpath
+from importlib import metadata
+
+PRODUCT = "ctdenoise"
+"""The distribution's name, as derived DICOM series and `ctdenoise --version` name it."""
+RESEARCH_LABEL = "not for diagnostic use"
+"""What a derived series' SeriesDescription and ImageComments say unless the user turns it off."""
+
+
+@functools.cache
+def product_version() -> str:
+    """The installed version of the distribution (pyproject's), or "unknown" when the code
+    runs from a tree that was never installed."""
+    try:
+        return metadata.version(PRODUCT)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 SERVING_SIGNATURE = "serving_default"
 """The exported generator's HU → HU signature (TF Serving's default; `ctdenoise denoise`)."""

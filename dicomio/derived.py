@@ -6,10 +6,19 @@ orientation, spacing and window moved from the functional groups to the top leve
 output is marked DERIVED with a new series and SOP Instance UID, a SourceImageSequence
 pointing at its source (and frame), and uncompressed signed 16-bit HU pixels. Tag values
 are copied, never printed.
+
+Each output also says what made it (docs/design.md §3.5): ContributingEquipmentSequence
+names ctdenoise, its version and the model's, DerivationCodeSequence codes the change as
+smoothing (DCM 113087), and unless the user turns it off, SeriesDescription and
+ImageComments say it is research output, not for diagnostic use. Its UIDs follow from the
+source's UIDs and the model's identity (`derived_uid`): denoising the same series with the
+same model again gives the same series, so a store that stopped half-way is completed by a
+retry, not duplicated.
 """
 from __future__ import annotations
 
 import copy
+import datetime
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from contract.hu import CT_CEILING_HU, CT_FLOOR_HU
+from contract.names import PRODUCT, RESEARCH_LABEL, product_version
 from dicomio.reader import CtFile, SliceRecord, frame_groups
 
 SERIES_NUMBER_OFFSET = 1000
@@ -41,6 +51,26 @@ _FLATTENED_GROUPS = (
 )
 """Functional groups whose contents (spacing, position, orientation, window, kVp) a classic
 CT Image carries at the top level."""
+_DENOISING_CODE = ("113087", "DCM", "Smoothing")
+"""DerivationCodeSequence: DICOM's Image Derivation code (CID 7203) nearest to denoising."""
+_MODIFYING_EQUIPMENT_CODE = ("109103", "DCM", "Modifying Equipment")
+"""ContributingEquipmentSequence's purpose of reference: equipment that changed the image."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made a derived series: which model of the family, its version, a digest of the
+    exported model (so that two models of one name and version give different UIDs), and
+    whether the series is labelled research output."""
+
+    model_name: str
+    model_version: str
+    model_digest: str
+    research_label: bool = True
+
+    @property
+    def derivation(self) -> str:
+        return f"{PRODUCT} {self.model_name} generator {self.model_version}"
 
 
 @dataclass(frozen=True)
@@ -71,26 +101,59 @@ def to_ct_hu(hu: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(hu), CT_FLOOR_HU, CT_CEILING_HU).astype(np.int16)
 
 
+def derived_uid(provenance: Provenance, *parts: object) -> str:
+    """A UID that depends only on the model (its digest and version) and `parts` (the
+    source's UIDs): the same input and model always give the same derived UIDs."""
+    return generate_uid(entropy_srcs=[PRODUCT, provenance.model_digest, provenance.model_version,
+                                      *map(str, parts)])
+
+
 def derived_dataset(source: SourceSlice, hu: np.ndarray, number: int, series_uid: str,
-                    derivation: str) -> Dataset:
+                    provenance: Provenance) -> Dataset:
     """A copy of the source header turned into derived single-frame CT Image `number` holding `hu`."""
     ds = copy.deepcopy(source.header)
     _flatten_groups(ds, source.groups)
     for keyword in _STALE_PIXEL_ELEMENTS:
         ds.pop(keyword, None)
-    sop_uid = generate_uid()
+    sop_uid = derived_uid(provenance, series_uid, source.header.SOPInstanceUID, source.record.frame or 0)
     ds.file_meta = ct_file_meta(sop_uid)
     ds.SourceImageSequence = [_source_reference(source)]
     ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, sop_uid, series_uid
     ds.InstanceNumber = number
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-    ds.DerivationDescription = derivation
+    ds.DerivationDescription = provenance.derivation
+    ds.DerivationCodeSequence = [_code(*_DENOISING_CODE)]
+    ds.ContributingEquipmentSequence = [*ds.get("ContributingEquipmentSequence", []),
+                                        _contributing_equipment(provenance)]
     ds.SeriesNumber = int(ds.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET
-    suffix = " denoised"
+    suffix = f" denoised, {RESEARCH_LABEL}" if provenance.research_label else " denoised"
     ds.SeriesDescription = (str(ds.get("SeriesDescription", ""))[: 64 - len(suffix)] + suffix).strip()
+    if provenance.research_label:
+        ds.ImageComments = (f"Research output of {provenance.derivation}: {RESEARCH_LABEL}. "
+                            + str(ds.get("ImageComments", ""))).strip()
+    ds.BurnedInAnnotation = "NO"
     ds.set_pixel_data(to_ct_hu(hu), "MONOCHROME2", 16, generate_instance_uid=False)
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
     return ds
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _contributing_equipment(provenance: Provenance) -> Dataset:
+    """The ContributingEquipmentSequence item for this program and model, appended to the
+    source's own items (earlier equipment that changed the images stays named)."""
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = [_code(*_MODIFYING_EQUIPMENT_CODE)]
+    item.Manufacturer = PRODUCT
+    item.ManufacturerModelName = f"{provenance.model_name} generator"[:64]
+    item.SoftwareVersions = [f"{PRODUCT} {product_version()}"[:64], f"model {provenance.model_version}"[:64]]
+    item.ContributionDateTime = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    item.ContributionDescription = f"Denoised by {provenance.derivation}"[:64]
+    return item
 
 
 def _flatten_groups(ds: Dataset, groups: list[Dataset]) -> None:

@@ -57,7 +57,7 @@ def object_store():
     yield from start_object_store()
 
 
-PUSHED_RUN_FILES = ("tests/test_pipeline_push.py", "tests/test_pipeline_train.py")
+PUSHED_RUN_FILES = ("tests/test_pipeline_push.py", "tests/test_pipeline_train.py", "tests/test_report.py")
 """The test files that read `pushed_run`: under pytest-xdist they run on one worker."""
 
 

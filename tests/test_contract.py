@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from contract.hu import HU_MAX, HU_MIN, denormalize_hu, normalize_hu, soft_tissue_uint8
+from app.display import window_uint8
+from contract.hu import HU_MAX, HU_MIN, denormalize_hu, normalize_hu
 from trainer_module.data import denormalize
 from trainer_module.data import normalize_hu as normalize_hu_tf
 from trainer_module.data import soft_tissue_window
@@ -21,8 +22,8 @@ def test_normalisation_is_the_same_in_numpy_and_tensorflow():
 
 def test_soft_tissue_window_is_the_same_for_previews_and_tensorboard():
     grey = soft_tissue_window(normalize_hu_tf(tf.constant(HU))).numpy()
-    np.testing.assert_array_equal(soft_tissue_uint8(np.clip(HU, HU_MIN, HU_MAX)), np.rint(grey * 255).astype(np.uint8))
-    assert soft_tissue_uint8(np.array([-160.0, 240.0])).tolist() == [0, 255]
+    np.testing.assert_array_equal(window_uint8(np.clip(HU, HU_MIN, HU_MAX)), np.rint(grey * 255).astype(np.uint8))
+    assert window_uint8(np.array([-160.0, 240.0])).tolist() == [0, 255]
 
 
 _CONVOLVE = ("from contract import tensorflow_env; {before}import tensorflow as tf; "

@@ -16,8 +16,9 @@ from app.denoise import DenoiseError, denoise_series, resolve_model
 from simulator.dataset import simulate_dataset
 from tests import dicom_factory
 from contract.hu import HU_MAX, HU_MIN
-from contract.names import MODEL_METADATA_FILE
-from trainer_module.export import Description, export_generator
+from contract.names import MODEL_METADATA_FILE, PRODUCT, RESEARCH_LABEL, product_version
+from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors, iod_errors
+from tests.saved_models import export_layer
 
 SHIFT = 0.1
 """Added by the shift model in normalised units: 0.1 · 3000 / 2 = 150 HU."""
@@ -25,18 +26,12 @@ KEPT = ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID", "
         "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns", "KVP")
 
 
-def _export(folder: Path, output_layer: keras.layers.Layer) -> Path:
-    image = keras.Input([None, None, 1])
-    export_generator(keras.Model(image, output_layer(image)), Description(folder.name, 0), str(folder), {"test": True})
-    return folder
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     return {
-        "identity": _export(root / "identity", keras.layers.Identity()),
-        "shift": _export(root / "shift", keras.layers.Rescaling(1.0, offset=SHIFT)),
+        "identity": export_layer(root / "identity", keras.layers.Identity()),
+        "shift": export_layer(root / "shift", keras.layers.Rescaling(1.0, offset=SHIFT)),
     }
 
 
@@ -83,7 +78,7 @@ def test_output_is_a_new_derived_series_that_keeps_patient_study_and_geometry(id
         assert ds.Modality == "CT" and ds.SOPClassUID == CTImageStorage
         assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
         assert "v7" in ds.DerivationDescription
-        assert ds.SeriesDescription == f"{src.SeriesDescription} denoised"
+        assert ds.SeriesDescription == f"{src.SeriesDescription} denoised, {RESEARCH_LABEL}"
         assert ds.SeriesNumber == src.SeriesNumber + 1000
         assert (ds.PixelRepresentation, ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (1, 16, 16, 15)
         assert (ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType) == (1, 0, "HU")
@@ -92,6 +87,53 @@ def test_output_is_a_new_derived_series_that_keeps_patient_study_and_geometry(id
             assert ds.get(keyword) == src.get(keyword), keyword
     assert "denoise: 2/3 slices" in lines and "denoise: 3/3 slices" in lines
     assert not any(str(sources[0].PatientName) in line for line in lines)
+
+
+def test_output_says_what_made_it_and_that_it_is_research_output(identity_run, series_dir):
+    report, _ = identity_run
+    for _, out in _pairs(series_dir, report.out_dir):
+        ds = pydicom.dcmread(out)
+        assert RESEARCH_LABEL in ds.ImageComments and "identity generator v7" in ds.ImageComments
+        equipment = ds.ContributingEquipmentSequence[-1]
+        assert equipment.Manufacturer == PRODUCT
+        assert list(equipment.SoftwareVersions) == [f"{PRODUCT} {product_version()}", "model v7"]
+        assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109103"
+        assert [(c.CodeValue, c.CodingSchemeDesignator) for c in ds.DerivationCodeSequence] == [("113087", "DCM")]
+
+
+def test_research_label_can_be_turned_off(models, series_dir, tmp_path):
+    report = denoise_series(models["identity"], series_dir, tmp_path / "out", research_label=False, progress=None)
+    for src, out in _pairs(series_dir, report.out_dir):
+        ds = pydicom.dcmread(out)
+        assert ds.SeriesDescription == f"{pydicom.dcmread(src).SeriesDescription} denoised"
+        assert "ImageComments" not in ds and ds.ContributingEquipmentSequence[-1].Manufacturer == PRODUCT
+
+
+def test_output_passes_dciodvfy_and_dcmtk(identity_run, series_dir):
+    report, _ = identity_run
+    for src, out in _pairs(series_dir, report.out_dir):
+        assert_no_new_iod_errors(src, out)
+        assert_dcmtk_reads(out)
+
+
+def test_dciodvfy_finds_a_missing_required_element(identity_run, tmp_path):
+    """The validator used above can fail: a derived image without its Type 1 ImageType is an error."""
+    report, _ = identity_run
+    ds = pydicom.dcmread(next(report.out_dir.glob("*.dcm")))
+    del ds.ImageType
+    ds.save_as(tmp_path / "broken.dcm")
+    assert any("ImageType" in error for error in iod_errors(tmp_path / "broken.dcm"))
+
+
+def test_same_series_and_model_give_the_same_uids_another_model_other_ones(identity_run, models, series_dir,
+                                                                           tmp_path):
+    """What lets a store into a PACS that stopped half-way be completed by running it again."""
+    report, _ = identity_run
+    again = denoise_series(models["identity"], series_dir, tmp_path / "again", model_version="v7", progress=None)
+    other = denoise_series(models["shift"], series_dir, tmp_path / "other", model_version="v7", progress=None)
+    uids = [[pydicom.dcmread(p).SOPInstanceUID for p in sorted(r.out_dir.glob("*.dcm"))] for r in (report, again, other)]
+    assert again.series_uid == report.series_uid and uids[1] == uids[0]
+    assert other.series_uid != report.series_uid and not set(uids[2]) & set(uids[0])
 
 
 def test_identity_model_returns_the_input_hu_within_the_training_window(identity_run, series_dir):
@@ -128,6 +170,7 @@ def test_compressed_input_is_decoded_and_written_uncompressed(models, series_dir
     for src, out in _pairs(series, report.out_dir):
         assert pydicom.dcmread(out).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
         np.testing.assert_array_equal(_hu(out), np.clip(_hu(src), HU_MIN, HU_MAX))
+        assert_no_new_iod_errors(src, out)
 
 
 def test_enhanced_multiframe_input_gives_one_ct_image_per_frame(models, tmp_path):
@@ -138,6 +181,8 @@ def test_enhanced_multiframe_input_gives_one_ct_image_per_frame(models, tmp_path
     outputs = [pydicom.dcmread(p) for p in sorted(report.out_dir.glob("*.dcm"))]
     assert [float(ds.ImagePositionPatient[2]) for ds in outputs] == [0.0, 3.0]
     assert [ds.SourceImageSequence[0].ReferencedFrameNumber for ds in outputs] == [1, 2]
+    for path in sorted(report.out_dir.glob("*.dcm")):
+        assert_no_new_iod_errors(source, path)
     for ds, record in zip(outputs, read_ct_slices(source, "enh.dcm")):
         assert ds.SOPClassUID == CTImageStorage and "NumberOfFrames" not in ds
         assert "PerFrameFunctionalGroupsSequence" not in ds and [float(v) for v in ds.PixelSpacing] == [0.8, 0.8]

@@ -18,6 +18,7 @@ import tf_keras as keras  # noqa: E402
 
 from tests.conftest import PERMISSIVE_GATE  # noqa: E402
 from simulator.dataset import simulate_dataset  # noqa: E402
+from tests.dicom_validators import assert_derived_series_valid  # noqa: E402
 from tests.pipeline_helpers import ctdenoise, ingest  # noqa: E402
 from trainer_module import hparams  # noqa: E402
 from trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
@@ -182,5 +183,6 @@ def test_every_other_model_reaches_push_and_denoise_names_it(simulated_data, vgg
         assert f"({model}, receptive radius" in result.stdout
         description = pydicom.dcmread(sorted(out.glob("*.dcm"))[0]).DerivationDescription
         assert description == f"ctdenoise {model} generator {summary['push']['version']}"
+        assert_derived_series_valid(simulated_data / "SIM001" / "LDCT", out)
         metadata = json.loads((Path(summary["push"]["path"]) / "ctdenoise_model.json").read_text())
         assert metadata["hparams"]["model"] == model

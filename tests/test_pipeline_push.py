@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.demo import DemoError, showcase
+from tests.dicom_validators import assert_derived_series_valid
 from tests.pipeline_helpers import ctdenoise
 
 CHAIN = ["Pusher", "Trainer", "DicomExampleGen", "HUGate", "StatisticsGen", "ExampleValidator", "ImportSchemaGen"]
@@ -58,6 +59,7 @@ def test_denoise_latest_writes_a_derived_series(pushed_run, simulated_data, tmp_
     assert ds.DerivationDescription == f"ctdenoise cycle_identity generator {summary['push']['version']}"
     assert ds.pixel_array.shape == (64, 64)
     assert "denoise: wrote 3 slices" in result.stdout
+    assert_derived_series_valid(simulated_data / "SIM001" / "LDCT", out)
 
 
 def test_lineage_reaches_from_the_pushed_model_to_the_dicom_root(pushed_run, simulated_data):

@@ -1,0 +1,16 @@
+"""Small real SavedModels in the product's export format, for the commands that load one:
+any Keras layer as the generator, exported by the Trainer's own `export_generator`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import tf_keras as keras
+
+from trainer_module.export import Description, export_generator
+
+
+def export_layer(folder: Path, output_layer: keras.layers.Layer) -> Path:
+    """`output_layer` on a one-channel image of any size, exported to `folder` under its name."""
+    image = keras.Input([None, None, 1])
+    export_generator(keras.Model(image, output_layer(image)), Description(folder.name, 0), str(folder), {"test": True})
+    return folder

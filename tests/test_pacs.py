@@ -1,0 +1,256 @@
+"""A PACS on either side of the product, for real: Debian's Orthanc with its DICOMweb plugin
+on the loopback (tests/orthanc_server.py), authentication on. `ctdenoise pull` copies its
+series into the data layout, `denoise` reads a series from it and stores the derived series
+back, and what the server holds is checked through Orthanc's own REST API."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import tf_keras as keras
+
+from app.denoise import DenoiseError
+from contract.hu import HU_MAX, HU_MIN
+from contract.names import RESEARCH_LABEL
+from app.pacs import denoise_location
+from app.pull import pull
+from dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
+from dicomweb_io.client import DicomwebError
+from simulator.dataset import simulate_dataset
+from tests import dicom_factory, orthanc_server
+from tests.conftest import PERMISSIVE_GATE
+from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors
+from tests.pipeline_helpers import ctdenoise
+from tests.saved_models import export_layer
+from tests.servers import free_port
+
+GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns",
+            "FrameOfReferenceUID", "StudyInstanceUID", "PatientID")
+
+
+@pytest.fixture(scope="module")
+def orthanc():
+    yield from orthanc_server.start_orthanc()
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    monkeypatch.setenv(USER_VARIABLE, orthanc_server.USER)
+    monkeypatch.setenv(PASSWORD_VARIABLE, orthanc_server.PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def identity_model(tmp_path_factory) -> Path:
+    return export_layer(tmp_path_factory.mktemp("models") / "identity", keras.layers.Identity())
+
+
+def _upload_patient(orthanc, root: Path, patient: str, seed: int) -> dict[str, Path]:
+    """A simulated patient (three 64² LDCT/NDCT slice pairs) stored in Orthanc; its dose folders."""
+    simulate_dataset(root, patients=1, slices=3, size=64, seed=seed, progress=None)
+    source = root / "SIM001"
+    for path in source.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.PatientID = patient
+        ds.save_as(path)
+    orthanc.upload(sorted(source.rglob("*.dcm")))
+    return {dose: source / dose for dose in ("LDCT", "NDCT")}
+
+
+def _series_url(orthanc, folder: Path) -> str:
+    ds = pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True)
+    return f"{orthanc.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+
+
+def _stored(orthanc, series_uid: str) -> list[pydicom.Dataset]:
+    """The instances of a series as Orthanc holds them, read back as files, in InstanceNumber order."""
+    record = orthanc.series_of(series_uid)
+    files = [orthanc.rest("GET", f"/instances/{i}/file").content for i in record["Instances"]]
+    datasets = [pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)) for data in files]
+    return sorted(datasets, key=lambda ds: int(ds.InstanceNumber))
+
+
+def test_addresses_parse_and_credentials_in_them_are_refused_without_echo():
+    address = parse("dicomweb+https://pacs.example:8042/dicom-web/studies/1.2.3/series/1.2.3.4")
+    assert (address.base, address.study, address.series) == ("https://pacs.example:8042/dicom-web", "1.2.3", "1.2.3.4")
+    assert str(address) == "dicomweb+https://pacs.example:8042/dicom-web/studies/1.2.3/series/1.2.3.4"
+    assert parse("dicomweb+http://h/dicom-web/").base == "http://h/dicom-web"
+    with pytest.raises(AddressError) as refused:
+        parse("dicomweb+http://admin:hunter2@h:8042/dicom-web")
+    assert "hunter2" not in str(refused.value) and USER_VARIABLE in str(refused.value)
+    for bad, reason in (("dicomweb+ftp://h/x", "dicomweb\\+http://"), ("dicomweb+http://h/x/studies/1.2/series", "at the end"),
+                        ("dicomweb+http://h/x/studies/abc", "not a DICOM UID"), ("dicomweb+http://h/x?q=1", "no query")):
+        with pytest.raises(AddressError, match=reason):
+            parse(bad)
+
+
+def test_denoise_from_the_pacs_into_the_pacs_keeps_study_and_geometry(orthanc, credentials, identity_model, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path, "PACS1", seed=1)
+    lines: list[str] = []
+    report = denoise_location(str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb,
+                              progress=lines.append)
+    stored = _stored(orthanc, report.series_uid)
+    sources = sorted((pydicom.dcmread(p) for p in doses["LDCT"].glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
+    assert len(stored) == 3 and f"denoise: derived series {report.series_uid}" in lines[-1]
+    for ds, src in zip(stored, sources):
+        assert ds.SOPInstanceUID != src.SOPInstanceUID and ds.SeriesInstanceUID != src.SeriesInstanceUID
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+        assert RESEARCH_LABEL in ds.SeriesDescription
+        for keyword in GEOMETRY:
+            assert ds.get(keyword) == src.get(keyword), keyword
+        np.testing.assert_array_equal(ds.pixel_array, np.clip(pydicom.pixels.apply_rescale(src.pixel_array, src),
+                                                              HU_MIN, HU_MAX))
+    source_record = orthanc.series_of(sources[0].SeriesInstanceUID)
+    assert orthanc.series_of(report.series_uid)["ParentStudy"] == source_record["ParentStudy"]
+    derived = tmp_path / "derived.dcm"
+    stored[0].save_as(derived)
+    assert_no_new_iod_errors(sorted(doses["LDCT"].glob("*.dcm"))[0], derived)
+    assert_dcmtk_reads(derived)
+
+
+def test_store_that_fails_half_way_says_what_is_stored_and_the_same_command_completes_it(
+        orthanc, credentials, identity_model, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path, "PACS2", seed=2)
+    url = _series_url(orthanc, doses["LDCT"])
+    orthanc.refuse_from(3)
+    try:
+        with pytest.raises(DicomwebError, match="2 of the 3 instances of derived series .* are on the server: run the "
+                                                "same command again to store the rest"):
+            denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)
+    finally:
+        orthanc.refuse_from(None)
+    lines: list[str] = []
+    report = denoise_location(str(identity_model), url, orthanc.dicomweb, progress=lines.append)
+    assert "denoise: 127.0.0.1:%d already holds 2 of the 3 instances" % orthanc.port in lines
+    assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
+    denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)  # a third time: nothing new
+    assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
+
+
+def test_bad_input_on_the_pacs_is_refused_before_anything_is_stored(orthanc, credentials, identity_model, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path, "PACS3", seed=3)
+    mr = pydicom.dcmread(sorted(doses["LDCT"].glob("*.dcm"))[1])
+    mr.SOPInstanceUID = mr.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    mr.save_as(tmp_path / "mr.dcm")
+    orthanc.upload([dicom_factory.make_non_ct(tmp_path / "mr.dcm")])
+    study = orthanc.series_of(mr.SeriesInstanceUID)["ParentStudy"]
+    before = orthanc.rest("GET", f"/studies/{study}").json()["Series"]
+    with pytest.raises(DenoiseError, match=r"not CT \(modality MR\)"):
+        denoise_location(str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb, progress=None)
+    assert orthanc.rest("GET", f"/studies/{study}").json()["Series"] == before
+
+
+def test_server_errors_are_one_line_and_never_show_the_password(orthanc, identity_model, monkeypatch, tmp_path):
+    missing = f"{orthanc.dicomweb}/studies/1.2.3/series/1.2.3.4"
+    cases = [
+        ({USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: "wrong-password"}, missing,
+         "refused the credentials \\(HTTP 401\\)"),
+        ({}, missing, f"needs credentials \\(HTTP 401\\); set {USER_VARIABLE}"),
+        ({USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: orthanc_server.PASSWORD}, missing, "no such series"),
+        ({USER_VARIABLE: orthanc_server.USER}, missing, "set both"),
+        ({}, f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web/studies/1.2/series/1.3",
+         "cannot reach the DICOMweb server \\(Connection refused\\)"),
+    ]
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for env, url, reason in cases:
+        for name in (USER_VARIABLE, PASSWORD_VARIABLE):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises((DicomwebError, DenoiseError), match=reason) as failed:
+            denoise_location(str(identity_model), url, str(tmp_path / "out"), progress=None)
+        assert "\n" not in str(failed.value) and orthanc_server.PASSWORD not in str(failed.value)
+        assert not (tmp_path / "out").exists()
+
+
+def test_credentials_from_a_netrc_file(orthanc, identity_model, monkeypatch, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path / "data", "PACS4", seed=4)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {orthanc_server.USER} password {orthanc_server.PASSWORD}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for name in (USER_VARIABLE, PASSWORD_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    report = denoise_location(str(identity_model), _series_url(orthanc, doses["NDCT"]), str(tmp_path / "out"),
+                              progress=None)
+    assert report.slices == 3 and len(list((tmp_path / "out").glob("*.dcm"))) == 3
+
+
+def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credentials, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path / "source", "PACS/5 b", seed=5)
+    scout = pydicom.dcmread(sorted(doses["NDCT"].glob("*.dcm"))[0])
+    scout.SeriesInstanceUID, scout.SOPInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    scout.file_meta.MediaStorageSOPInstanceUID = scout.SOPInstanceUID
+    scout.SeriesDescription = "Topogram"
+    scout.save_as(tmp_path / "scout.dcm")
+    orthanc.upload([tmp_path / "scout.dcm"])
+    data, lines = tmp_path / "data", []
+    report = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=lines.append)
+    assert (report.series, report.copied, report.present, report.patients) == (2, 6, 0, {"PACS_5_b"})
+    assert report.skipped == [f"series {scout.SeriesInstanceUID}: its SeriesDescription matches neither of the "
+                              "dose patterns"]
+    for dose, folder in doses.items():
+        pulled = {pydicom.dcmread(p).SOPInstanceUID: p for p in (data / "PACS_5_b" / dose).glob("*.dcm")}
+        for source in folder.glob("*.dcm"):
+            original = pydicom.dcmread(source)
+            np.testing.assert_array_equal(pydicom.dcmread(pulled[original.SOPInstanceUID]).pixel_array,
+                                          original.pixel_array)
+    assert not any("PACS" in p.name or "SIM" in p.name for p in data.rglob("*.dcm"))
+    first = sorted((data / "PACS_5_b" / "LDCT").glob("*.dcm"))[0]
+    first.unlink()
+    (first.parent / f".{first.name}.partial-1").write_bytes(b"half")  # left by a killed pull
+    again = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=None)
+    assert (again.copied, again.present) == (1, 5) and first.exists()
+    assert not list(data.rglob(".*"))
+    assert lines[-1].startswith("pull: 6 instances copied and 0 already there, 2 series of 1 patients")
+
+
+@pytest.mark.slow
+def test_round_trip_pacs_to_pipeline_to_pacs(simulated_data, tmp_path):
+    """Simulated series uploaded to a fresh Orthanc, `pull`ed, `run --until push` with `tiny`
+    (gate refusals end with --require-blessed's status), and `denoise` from Orthanc into it."""
+    server = orthanc_server.start_orthanc()
+    orthanc = next(server)
+    try:
+        _round_trip(orthanc, simulated_data, tmp_path)
+    finally:
+        server.close()
+
+
+def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
+    env = {USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: orthanc_server.PASSWORD}
+    orthanc.upload(sorted(simulated_data.rglob("*.dcm")))
+    data, root = tmp_path / "data", tmp_path / "run"
+    outputs = [ctdenoise("pull", "--from", orthanc.dicomweb, "--out", str(data), env=env)]
+    assert outputs[-1].returncode == 0, outputs[-1].stderr[-2000:]
+    for folder in simulated_data.glob("*/*"):
+        uids = {pydicom.dcmread(p).SOPInstanceUID for p in (data / folder.relative_to(simulated_data)).glob("*.dcm")}
+        assert uids == {pydicom.dcmread(p).SOPInstanceUID for p in folder.glob("*.dcm")}
+    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny", "--require-blessed")
+    outputs.append(ctdenoise(*run, *PERMISSIVE_GATE, "--summary", str(tmp_path / "s.json"), env=env))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr[-3000:]
+    assert json.loads((tmp_path / "s.json").read_text())["push"]["pushed"]
+    outputs.append(ctdenoise(*run, env=env))  # the default gate: ten tiny steps do not beat LDCT
+    assert outputs[-1].returncode == 3 and "the gate refused the model" in outputs[-1].stderr, outputs[-1].stderr[-2000:]
+    source = simulated_data / "SIM001" / "LDCT"
+    outputs.append(ctdenoise("denoise", "--model", "latest", "--root", str(root), "--input",
+                             _series_url(orthanc, source), "--out", orthanc.dicomweb, env=env))
+    assert outputs[-1].returncode == 0, outputs[-1].stderr[-2000:]
+    series_uid = outputs[-1].stdout.split("denoise: derived series ")[1].split()[0]
+    stored = _stored(orthanc, series_uid)
+    sources = sorted((pydicom.dcmread(p) for p in source.glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
+    assert len(stored) == len(sources) == 3
+    for ds, src in zip(stored, sources):
+        assert ds.SOPInstanceUID != src.SOPInstanceUID and "cycle_identity generator" in ds.DerivationDescription
+        for keyword in GEOMETRY:
+            assert ds.get(keyword) == src.get(keyword), keyword
+    derived = tmp_path / "derived.dcm"
+    stored[0].save_as(derived)
+    assert_no_new_iod_errors(sorted(source.glob("*.dcm"))[0], derived)
+    for result in outputs:
+        assert orthanc_server.PASSWORD not in result.stdout + result.stderr
+    metadata = sqlite3.connect(root / "metadata.sqlite").iterdump()
+    assert not any(orthanc_server.PASSWORD in line for line in metadata)
