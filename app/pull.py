@@ -82,9 +82,9 @@ def pull(source: str, out: Path, *, patient: str = "", attribute: str = DOSE_ATT
         report.patients.add(folder)
         report.series, report.copied, report.present = report.series + 1, report.copied + copied, report.present + present
         say(f"pull: series {index}/{len(entries)}: {copied} instances copied, {present} already there, "
-                 f"into {target}")
+            f"into {target}")
     say(f"pull: {report.copied} instances copied and {report.present} already there, {report.series} series "
-             f"of {len(report.patients)} patients in {out}; {len(report.skipped)} series skipped")
+        f"of {len(report.patients)} patients in {out}; {len(report.skipped)} series skipped")
     return report
 
 
