@@ -145,7 +145,7 @@ def _require_kfp() -> None:
 
 def cmd_kubeflow_compile(args: argparse.Namespace) -> int:
     _require_kfp()
-    from kubeflow.runner import compile_pipeline
+    from ctdenoise_kubeflow.runner import compile_pipeline
 
     out = compile_pipeline(_kubeflow_settings(args), Path(args.out))
     print(f"kubeflow: pipeline spec written to {out} (image {args.image})")
@@ -156,8 +156,8 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
     _require_kfp()
     import tempfile
 
-    from kubeflow.deploy import deploy
-    from kubeflow.runner import compile_pipeline
+    from ctdenoise_kubeflow.deploy import deploy
+    from ctdenoise_kubeflow.runner import compile_pipeline
 
     settings = _kubeflow_settings(args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +171,7 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
 
 
 def _kubeflow_settings(args: argparse.Namespace):
-    from kubeflow.runner import KubeflowSettings
+    from ctdenoise_kubeflow.runner import KubeflowSettings
 
     optional = {key: getattr(args, key) for key in ("pipeline_root", "data_root", "serving_dir") if getattr(args, key)}
     if args.beam_arg:

@@ -13,7 +13,7 @@ reads and writes an S3 store or MinIO needs around it (docs/kubeflow.md):
   AWS SDK's destructors (exit 134, tensorflow/io#2039), which would fail the step.
 
 Usage (what the compiled spec runs):
-    python -m kubeflow.entrypoint --executor_class_path CLASS --json_serialized_invocation_args '{{$}}' ...
+    python -m ctdenoise_kubeflow.entrypoint --executor_class_path CLASS --json_serialized_invocation_args '{{$}}' ...
 """
 from __future__ import annotations
 

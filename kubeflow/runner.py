@@ -21,13 +21,13 @@ from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KE
 from components.evaluation.thresholds import BlessingThresholds
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
-from kubeflow.entrypoint import MINIO
+from ctdenoise_kubeflow.entrypoint import MINIO
 from storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
 from trainer_module.models import configure
 
 IMAGE_SOURCE_DIR = "/ctdenoise"
 """Where the Dockerfiles copy this repository inside the component image."""
-ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
+ENTRYPOINT = ["python", "-m", "ctdenoise_kubeflow.entrypoint"]
 """What a KFP v2 pod runs: TFX's container entrypoint (given the executor class and the
 executor input JSON that KFP substitutes for `{{$}}`) inside our thin wrapper, which
 enables s3:// and minio:// and exits cleanly after tensorflow-io (kubeflow/entrypoint.py)."""

@@ -17,7 +17,7 @@ from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from contract import features
-from kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
+from ctdenoise_kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, read_examples
 
@@ -107,7 +107,7 @@ def test_no_baseline_leaves_out_the_resolvers_open_source_kfp_cannot_run(tmp_pat
 
 
 def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
-    from kubeflow import entrypoint
+    from ctdenoise_kubeflow import entrypoint
 
     output_file = tmp_path / "executor_output.json"
     destination = json.dumps({"filesystem": {"baseDirectory": "minio://b/serving"}})  # the Pusher's, as JSON
@@ -132,7 +132,7 @@ def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
 
 
 def test_beam_steps_run_in_threads_where_tensorflow_io_is_needed():
-    from kubeflow.runner import KubeflowSettings
+    from ctdenoise_kubeflow.runner import KubeflowSettings
 
     def mode(**locations) -> str:
         return KubeflowSettings(image=IMAGE, **locations).beam_args[0]
