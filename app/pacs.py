@@ -49,7 +49,7 @@ def denoise_location(model_dir: str, source: str, target: str, *, png: bool = Fa
         pacs.series(["Modality"], study=study)  # reachable, and the credentials accepted, before the model runs
         report = denoise_series(model_dir, input_dir, Path(work) / "derived", batch_size=batch_size,
                                 research_label=research_label, progress=progress)
-        store_series(pacs, report.out_dir, study, report.series_uid, f"{destination.base}", say)
+        store_series(pacs, report.out_dir, study, report.series_uid, destination.base, say)
     return report
 
 
