@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from contract import tensorflow_env  # before TensorFlow is imported by any command
+from contract import tensorflow_env  # noqa: F401 (before TensorFlow is imported by any command)
 from app.pull import DOSE_ATTRIBUTE, LDCT_PATTERN, NDCT_PATTERN
 from components.evaluation.thresholds import BlessingThresholds
 from contract.names import PRODUCT, RESEARCH_LABEL, product_version
@@ -206,18 +206,18 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    tensorflow_env.one_thread_per_op_when_training()  # the Trainer runs in this process
     data = args.data
-    if not files.isdir(data):
+    if not files.isdir(data):  # a file-system call: TensorFlow runs no op for it
         raise UserError(f"data folder not found: {data}")
     if args.require_blessed and configs.STAGES.index(args.until) < configs.STAGES.index(_GATE_STAGE):
         raise UserError(f"--require-blessed needs the gate: --until {args.until} stops before {_GATE_STAGE}")
     from components.dicom_example_gen.layout import Layout
     from dicomio.reader import ReadOptions
-    from trainer_module.models import configure, preflight
+    from trainer_module.models import configure, preflight, set_training_threads
 
     hparams = configure(args.preset, args.set)
-    preflight(hparams)  # the Trainer runs in this process
+    set_training_threads(hparams)  # the Trainer runs in this process; no op has run yet
+    preflight(hparams)  # may load a weights file: after the threads are set
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
@@ -253,12 +253,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app import demo
     from app.lineage import format_lineage, model_lineage
     from app.metadata import open_store
-    from trainer_module.models import configure
+    from trainer_module.models import configure, set_training_threads
 
-    tensorflow_env.one_thread_per_op_when_training()
+    hparams = configure(configs.LOCAL_PRESET, [f"model={demo.MODEL}"])
+    set_training_threads(hparams)
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
-    hparams = configure(configs.LOCAL_PRESET, [f"model={demo.MODEL}"])
     summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams)
     png = demo.showcase(summary, data, root, print)
     from app.report import write_report

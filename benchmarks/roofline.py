@@ -45,14 +45,15 @@ PRESETS = {"cpu-demo": dict(min_steps=8, min_seconds=15.0), "paper": dict(min_st
            "tiny": dict(min_steps=2, min_seconds=0.5)}
 """Timed steps after the first, per preset (a paper step takes seconds on 2 cores)."""
 SETTINGS = {
-    "the product (oneDNN; one thread per op on <= 2 cores)": {},
+    "oneDNN, one thread per op on <= 2 cores": {},
     "oneDNN, TensorFlow's threads": {"TF_NUM_INTRAOP_THREADS": "0"},
     "Eigen, TensorFlow's threads (its default on AVX2)": {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_NUM_INTRAOP_THREADS": "0"},
 }
 """Runtime settings of the default model's cpu-demo step, as environment variables of the child
-(which sets the product's own, `contract.tensorflow_env`, where they leave them unset; 0 threads
-is TensorFlow's own choice)."""
-PRODUCT, ONEDNN_THREADS, EIGEN = SETTINGS
+(which asks `contract.tensorflow_env` for one thread per op, kept where they set a count; 0
+threads is TensorFlow's own choice). The product trains each model with the faster of the first
+two (`DenoisingModel.ONE_THREAD_PER_OP`)."""
+ONE_THREAD, ONEDNN_THREADS, EIGEN = SETTINGS
 AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 AVX2_SUFFIX = ", oneDNN limited to AVX2 (emulated)"
 PEAK_SIDE, PEAK_SECONDS = 2048, 4.0
@@ -75,9 +76,9 @@ def main() -> None:
     caps = [("", {})] + ([(AVX2_SUFFIX, AVX2_CAP)] if emulate else [])
     with tempfile.TemporaryDirectory() as scratch:
         jobs = [(preset, model, setting, SETTINGS[setting]) for preset in presets for model in MODELS
-                for setting in (PRODUCT, ONEDNN_THREADS)]
+                for setting in (ONE_THREAD, ONEDNN_THREADS)]
         jobs += [(presets[0], "cycle_identity", EIGEN, SETTINGS[EIGEN])]
-        jobs += [(presets[0], "cycle_identity", setting, SETTINGS[setting]) for setting in (PRODUCT, EIGEN)] * (REPEATS - 1)
+        jobs += [(presets[0], "cycle_identity", setting, SETTINGS[setting]) for setting in (ONE_THREAD, EIGEN)] * (REPEATS - 1)
         runs: dict[str, list[dict]] = collections.defaultdict(list)
         for (preset, model, setting, env), (suffix, cap) in ((job, cap) for job in jobs for cap in caps):
             label = f"{preset}: {model}, {setting}{suffix}"
@@ -111,7 +112,7 @@ def _child(job: dict) -> dict[str, Any]:
     """In the child: the peak, then the model's step (FLOPs, steps/s), and the profile if asked."""
     from contract import tensorflow_env  # before TensorFlow
 
-    tensorflow_env.one_thread_per_op_when_training()
+    tensorflow_env.training_threads(True)
     common.quiet_tensorflow()
     from benchmarks import model_cost
 
@@ -190,15 +191,15 @@ def _vgg_file(scratch: Path) -> Path:
 def _ratios(variants: dict[str, dict], preset: str, emulate: bool) -> list[common.Ratio]:
     ratios = []
     for suffix in [""] + ([AVX2_SUFFIX] if emulate else []):
-        product = variants[f"{preset}: cycle_identity, {PRODUCT}{suffix}"]
+        product = variants[f"{preset}: cycle_identity, {ONE_THREAD}{suffix}"]
         ratios.append(common.Ratio(f"{preset} cycle_identity step, achieved / measured float32 peak{suffix}",
                                    product["of_peak"], PEAK_TARGET))
         eigen = variants[f"{preset}: cycle_identity, {EIGEN}{suffix}"]
-        ratios.append(common.Ratio(f"{preset} cycle_identity steps/s, {PRODUCT} / {EIGEN}{suffix}",
+        ratios.append(common.Ratio(f"{preset} cycle_identity steps/s, {ONE_THREAD} / {EIGEN}{suffix}",
                                    product["steps_per_s"] / eigen["steps_per_s"], SPEEDUP_TARGET))
         for model in MODELS:
-            mine, other = (variants[f"{preset}: {model}, {setting}{suffix}"] for setting in (PRODUCT, ONEDNN_THREADS))
-            ratios.append(common.Ratio(f"{preset} {model} steps/s, {PRODUCT} / {ONEDNN_THREADS}{suffix}",
+            mine, other = (variants[f"{preset}: {model}, {setting}{suffix}"] for setting in (ONE_THREAD, ONEDNN_THREADS))
+            ratios.append(common.Ratio(f"{preset} {model} steps/s, {ONE_THREAD} / {ONEDNN_THREADS}{suffix}",
                                        mine["steps_per_s"] / other["steps_per_s"], None))
     return ratios
 
@@ -208,7 +209,7 @@ def _notes(variants: dict[str, dict], preset: str) -> list[str]:
 
     cores = len(os.sched_getaffinity(0))
     threads = "one thread per op" if cores <= SMALL_CPU_CORES else "TensorFlow's own thread count"
-    notes = [f"This machine has {cores} usable cores, so the product ran {threads}.",
+    notes = [f"This machine has {cores} usable cores, so the first setting ran {threads}.",
              "FLOPs: TensorFlow's profiler (float_operation) on the traced per-replica step (forward, gradients "
              "and optimizer updates; a multiply-add counts 2). Achieved GFLOP/s: those FLOPs over the whole "
              "step's wall time (image pools, reductions and the step counter included)."]

@@ -13,8 +13,8 @@ multi-worker worker, tests, benchmarks); the component images set both variables
   runs at half the speed (BENCHMARKS.md, "Training step against the CPU's peak"). A value
   the user has set is kept.
 
-The commands that train also call `one_thread_per_op_when_training` before TensorFlow runs its
-first op (the thread pools are made then, not at import).
+The commands that train also call `training_threads` before TensorFlow runs its first op (the
+thread pools are made then, not at import).
 """
 import os
 
@@ -25,14 +25,14 @@ SMALL_CPU_CORES = 2
 """Up to this many usable cores, a training process runs each op on one thread."""
 
 
-def one_thread_per_op_when_training() -> None:
+def training_threads(one_thread_per_op: bool) -> None:
     """On a CPU of at most SMALL_CPU_CORES cores, run each op of the process on one thread
-    (`TF_NUM_INTRAOP_THREADS=1`), so that the training step's many small independent ops run
-    side by side instead of each one splitting over the cores (BENCHMARKS.md, roofline). Called
-    by the commands that train (`ctdenoise run` and `demo`, the multi-worker worker) before
-    TensorFlow runs its first op, when it reads the variable; the inference the same process
-    does after training (Evaluator, `denoise` in the demo) then also uses one thread per op.
-    A value the user has set is kept; larger CPUs keep TensorFlow's own choice, which is not
-    measured here."""
-    if len(os.sched_getaffinity(0)) <= SMALL_CPU_CORES:
+    (`TF_NUM_INTRAOP_THREADS=1`) when the model asks for it (`DenoisingModel.ONE_THREAD_PER_OP`),
+    so that the training step's many small independent ops run side by side instead of each one
+    splitting over the cores (BENCHMARKS.md, roofline). Called by the commands that train
+    (`ctdenoise run` and `demo`, the multi-worker worker) before TensorFlow runs its first op,
+    when it reads the variable; the inference the same process does after training (Evaluator,
+    `denoise` in the demo) then uses the same threads. A value the user has set is kept; larger
+    CPUs keep TensorFlow's own choice, which is not measured here."""
+    if one_thread_per_op and len(os.sched_getaffinity(0)) <= SMALL_CPU_CORES:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")

@@ -52,13 +52,21 @@ def test_every_entry_points_tensorflow_runs_convolutions_on_onednn_and_a_users_c
     assert ",convolution," not in _convolve(TF_ENABLE_ONEDNN_OPTS="0")
 
 
-def test_a_training_process_on_a_small_cpu_runs_each_op_on_one_thread_and_a_users_choice_is_kept():
+def test_training_on_a_small_cpu_runs_each_op_on_one_thread_where_the_model_asks_and_a_users_choice_is_kept():
+    """The thread rule is set after the model is chosen: choosing it must run no op, or
+    TensorFlow would have made its thread pools already."""
     import os
 
     from contract.tensorflow_env import SMALL_CPU_CORES
 
     cores = len(os.sched_getaffinity(0))
-    training = "tensorflow_env.one_thread_per_op_when_training(); "
-    assert f"nthr:{1 if cores <= SMALL_CPU_CORES else cores}" in _convolve(training)
+    one = 1 if cores <= SMALL_CPU_CORES else cores
+
+    def training(model: str) -> str:
+        return ("from trainer_module.models import configure, set_training_threads; "
+                f"set_training_threads(configure('cpu-demo', ['model={model}'])); ")
+
+    assert f"nthr:{one}" in _convolve(training("cycle_identity"))
+    assert f"nthr:{cores}" in _convolve(training("red_cnn"))  # one network: TensorFlow's threads
     assert f"nthr:{cores}" in _convolve()  # inference-only commands keep TensorFlow's threads
-    assert f"nthr:{cores}" in _convolve(training, TF_NUM_INTRAOP_THREADS=str(cores))
+    assert f"nthr:{cores}" in _convolve(training("cycle_identity"), TF_NUM_INTRAOP_THREADS=str(cores))

@@ -13,9 +13,9 @@ import argparse
 import os
 import sys
 
-from contract import tensorflow_env  # before tf.keras is first touched
+from contract import tensorflow_env  # noqa: F401 (before tf.keras is first touched)
 from trainer_module import hparams as hparams_lib
-from trainer_module.models import configure
+from trainer_module.models import configure, set_training_threads
 from trainer_module.models.base import DenoisingModel
 from trainer_module.run import fn_args, run_fn
 
@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> DenoisingModel:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
     parser.add_argument("--eval-slices", type=int, default=hparams_lib.TENSORBOARD_EVAL_SLICES, help="eval slices shown in TensorBoard")
     args = parser.parse_args(argv)
-    tensorflow_env.one_thread_per_op_when_training()
     hp = configure(args.preset, args.set)
+    set_training_threads(hp)
     return run_fn(fn_args(args.examples, args.model_run_dir, args.serving_model_dir, hp, args.eval_slices))
 
 

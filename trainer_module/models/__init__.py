@@ -12,6 +12,7 @@ from typing import Iterable, Optional
 
 import tensorflow as tf
 
+from contract import tensorflow_env
 from trainer_module import hparams as hparams_lib
 from trainer_module.hparams import SHARED_HPARAMS, HParams
 from trainer_module.models.base import DenoisingModel
@@ -34,6 +35,12 @@ def model_class(name: str) -> type[DenoisingModel]:
 def build(hp: HParams, strategy: Optional[tf.distribute.Strategy] = None) -> DenoisingModel:
     """The model `hp.model` with its training state, under `strategy`."""
     return model_class(hp.model)(hp, strategy)
+
+
+def set_training_threads(hp: HParams) -> None:
+    """The thread rule for training `hp.model` (`contract.tensorflow_env.training_threads`);
+    call it before TensorFlow runs its first op: choosing the model runs none."""
+    tensorflow_env.training_threads(model_class(hp.model).ONE_THREAD_PER_OP)
 
 
 def uses_pairs(hp: HParams) -> bool:

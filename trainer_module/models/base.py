@@ -47,6 +47,11 @@ class DenoisingModel(tf.Module):
     """Loss terms the progress line shows, in order."""
     JUDGES: ClassVar[tuple[str, ...]] = ()
     """Discriminators whose accuracy (`<name>/accuracy`) the progress line shows."""
+    ONE_THREAD_PER_OP: ClassVar[bool] = True
+    """Whether its training step runs faster with each op on one thread on a small CPU
+    (`contract.tensorflow_env.training_threads`): true where the step has many small ops that
+    can run side by side, as the GANs' two generators and discriminators do (BENCHMARKS.md,
+    roofline)."""
 
     def __init__(self, hp: HParams, strategy: Optional[tf.distribute.Strategy] = None):
         super().__init__(name=self.NAME)

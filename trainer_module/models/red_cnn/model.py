@@ -18,6 +18,9 @@ class RedCNN(DenoisingModel):
     HPARAMS = frozenset({"red_channels", "red_kernel"})
     PAIRED = True
     PROGRESS_TERMS = ("mse",)
+    ONE_THREAD_PER_OP = False
+    """One network's chain of wide convolutions has nothing to run beside each op: TensorFlow's
+    own threads train it faster (BENCHMARKS.md, roofline)."""
 
     def build_state(self, hp: HParams) -> None:
         self.G = network.build_red_cnn(hp)
