@@ -12,7 +12,6 @@ The demo itself is seed 0.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -63,7 +62,7 @@ def _run(data: Path, root: Path, preset: str, model: str, seed: int) -> dict:
     summary = root.with_name(f"{root.name}.summary.json")
     command = [sys.executable, "-m", "app.cli", "run", "--data", str(data), "--root", str(root), "--until", "push",
                "--preset", preset, "--set", f"model={model}", "--set", f"seed={seed}", "--summary", str(summary)]
-    result = subprocess.run(command, cwd=common.REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True)
+    result = subprocess.run(command, cwd=common.REPO_ROOT, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"demo_gate: seed {seed} failed:\n{result.stderr[-3000:]}")
     return json.loads(summary.read_text())

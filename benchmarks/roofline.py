@@ -2,15 +2,17 @@
 FLOPs (TensorFlow's profiler on the traced step), its achieved GFLOP/s, the machine's float32
 peak measured in the same process (a large matrix product on all cores), and their ratio;
 then the cpu-demo step of the default model under the runtime settings the profile points
-to, each against the product's, and where its time goes by op type.
+to, each against one thread per op, and where its time goes by op type.
 
 Each variant runs in its own child process, since TensorFlow reads these settings only when
 it is first imported or first runs an op:
 
-- the product: `contract.tensorflow_env` turns oneDNN's kernels on (TensorFlow's own default
-  turns them on only on CPUs with AVX-512 VNNI, AVX-512 BF16 or AMX) and, on up to two cores,
-  runs each op on one thread, so that the step's many small independent ops run side by side;
-- oneDNN with TensorFlow's own thread count (each op split over all cores);
+- oneDNN, one thread per op: `contract.tensorflow_env` turns oneDNN's kernels on (TensorFlow's
+  own default turns them on only on CPUs with AVX-512 VNNI, AVX-512 BF16 or AMX) and, on up to
+  two cores, runs each op on one thread, so that the step's many small independent ops run side
+  by side;
+- oneDNN with TensorFlow's own thread count (each op split over all cores). The product trains
+  each model with the faster of these two for it (`DenoisingModel.ONE_THREAD_PER_OP`);
 - Eigen with TensorFlow's threads: what TensorFlow runs by default on an AVX2 CPU;
 - on a CPU with AVX-512, each of these again with oneDNN limited to AVX2
   (ONEDNN_MAX_CPU_ISA=AVX2), emulating a CPU without it.
@@ -51,8 +53,7 @@ SETTINGS = {
 }
 """Runtime settings of the default model's cpu-demo step, as environment variables of the child
 (which asks `contract.tensorflow_env` for one thread per op, kept where they set a count; 0
-threads is TensorFlow's own choice). The product trains each model with the faster of the first
-two (`DenoisingModel.ONE_THREAD_PER_OP`)."""
+threads is TensorFlow's own choice)."""
 ONE_THREAD, ONEDNN_THREADS, EIGEN = SETTINGS
 AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 AVX2_SUFFIX = ", oneDNN limited to AVX2 (emulated)"
@@ -191,12 +192,12 @@ def _vgg_file(scratch: Path) -> Path:
 def _ratios(variants: dict[str, dict], preset: str, emulate: bool) -> list[common.Ratio]:
     ratios = []
     for suffix in [""] + ([AVX2_SUFFIX] if emulate else []):
-        product = variants[f"{preset}: cycle_identity, {ONE_THREAD}{suffix}"]
+        one_thread = variants[f"{preset}: cycle_identity, {ONE_THREAD}{suffix}"]
         ratios.append(common.Ratio(f"{preset} cycle_identity step, achieved / measured float32 peak{suffix}",
-                                   product["of_peak"], PEAK_TARGET))
+                                   one_thread["of_peak"], PEAK_TARGET))
         eigen = variants[f"{preset}: cycle_identity, {EIGEN}{suffix}"]
         ratios.append(common.Ratio(f"{preset} cycle_identity steps/s, {ONE_THREAD} / {EIGEN}{suffix}",
-                                   product["steps_per_s"] / eigen["steps_per_s"], SPEEDUP_TARGET))
+                                   one_thread["steps_per_s"] / eigen["steps_per_s"], SPEEDUP_TARGET))
         for model in MODELS:
             mine, other = (variants[f"{preset}: {model}, {setting}{suffix}"] for setting in (ONE_THREAD, ONEDNN_THREADS))
             ratios.append(common.Ratio(f"{preset} {model} steps/s, {ONE_THREAD} / {ONEDNN_THREADS}{suffix}",
