@@ -30,10 +30,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --out benchmarks/results
 
-# Re-resolve the lock (docs/design.md §4): resolve as for Python 3.10, install with --no-deps on 3.11.
+# Re-resolve the lock (docs/design.md §4.2): resolve as for Python 3.10 with the protobuf that 3.11
+# needs (requirements.overrides), install with --no-deps on 3.11. uv keeps the lock's versions where it can.
 lock:
-	$(UV) pip compile requirements.in --python-version 3.10 \
-		--python-platform x86_64-manylinux_2_36 -o requirements.lock
+	$(UV) pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_36 \
+		--override requirements.overrides -o requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info
