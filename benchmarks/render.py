@@ -205,7 +205,8 @@ def _model_choice(results: list[dict]) -> list[str]:
                    for c in costs]
         row = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
         gain = ("not run: " + row["not_run"] if "not_run" in row else
-                f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} (mean of {row['seeds']} seeds)"
+                f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} "
+                + (f"(mean of {row['seeds']} seeds)" if row["seeds"] > 1 else "(one seed)")
                 if row and bm3d else "not measured")
         trained = ", ".join(f"{t['train_minutes']:g}" for t in row.get("training", [])) or "—"
         lines.append(f"| `{v['model']}` | " + " | ".join(minutes) + f" | {trained} | {gain} |")
