@@ -174,6 +174,10 @@ def main() -> None:
                                    beam["slices_per_s"] / ceiling_2, TARGET))
     largest = sorted(((k, v) for k, v in stages.items() if k not in NOT_WORK), key=lambda kv: -kv[1])
     work_ms = sum(v for _, v in largest)
+    in_memory = variants.get(beam_name("uncompressed", 0), {}).get("marginal_slices_per_s")
+    if in_memory:  # the product's runner against what its own per-file work allows on 2 cores
+        ratios.append(common.Ratio("uncompressed: Beam in memory / 2-core bound of the graph's per-file work, "
+                                   "steady state", in_memory / (2000 / work_ms), TARGET))
     decode_ms = stages["pydicom dcmread + pixel_array"]
     limits.append(
         f"Per uncompressed file the graph does {work_ms:.1f} ms of single-core work in this process "
