@@ -134,7 +134,6 @@ def test_wgan_vgg_without_usable_vgg_weights_is_refused_in_one_line_before_anyth
     assert line.startswith(f"ctdenoise: error: {message}")
 
 
-@pytest.mark.slow
 def _ldct_only(root: Path) -> Path:
     """Real simulated DICOM with every patient's NDCT folder taken away: no pair can form."""
     simulate_dataset(root, patients=2, slices=1, size=32, seed=5, progress=None)
@@ -164,6 +163,7 @@ def test_the_trainer_refuses_a_paired_model_when_its_train_split_holds_no_pair(t
         run_fn(fn_args(str(tmp_path / "out"), str(tmp_path / "run"), str(tmp_path / "model"), hp, eval_slices=1))
 
 
+@pytest.mark.slow
 def test_every_other_model_reaches_push_and_denoise_names_it(simulated_data, vgg_weights, tmp_path):
     """cyclegan, red_cnn and wgan_vgg, each in a run root of its own (in one, each would have to
     beat the previous one's blessed model); cycle_identity is the session's `pushed_run`."""
