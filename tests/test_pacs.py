@@ -210,7 +210,7 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
 
 @pytest.mark.slow
 def test_round_trip_pacs_to_pipeline_to_pacs(simulated_data, tmp_path):
-    """Simulated series uploaded to a fresh Orthanc, `pull`ed, `run --until push` with `tiny`
+    """Simulated series uploaded to a fresh Orthanc, `pull`ed, `run --until push` of `red_cnn` with `tiny`
     (gate refusals end with --require-blessed's status), and `denoise` from Orthanc into it."""
     server = orthanc_server.start_orthanc()
     orthanc = next(server)
@@ -229,7 +229,8 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     for folder in simulated_data.glob("*/*"):
         uids = {pydicom.dcmread(p).SOPInstanceUID for p in (data / folder.relative_to(simulated_data)).glob("*.dcm")}
         assert uids == {pydicom.dcmread(p).SOPInstanceUID for p in folder.glob("*.dcm")}
-    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny", "--require-blessed")
+    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny", "--set", "model=red_cnn",
+           "--require-blessed")
     outputs.append(ctdenoise(*run, *PERMISSIVE_GATE, "--summary", str(tmp_path / "s.json"), env=env))
     assert outputs[-1].returncode == 0, outputs[-1].stderr[-3000:]
     assert json.loads((tmp_path / "s.json").read_text())["push"]["pushed"]
@@ -244,7 +245,7 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     sources = sorted((pydicom.dcmread(p) for p in source.glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
     assert len(stored) == len(sources) == 3
     for ds, src in zip(stored, sources):
-        assert ds.SOPInstanceUID != src.SOPInstanceUID and "cycle_identity generator" in ds.DerivationDescription
+        assert ds.SOPInstanceUID != src.SOPInstanceUID and "red_cnn generator" in ds.DerivationDescription
         for keyword in GEOMETRY:
             assert ds.get(keyword) == src.get(keyword), keyword
     derived = tmp_path / "derived.dcm"
