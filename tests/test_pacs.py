@@ -24,7 +24,7 @@ from simulator.dataset import simulate_dataset
 from tests import dicom_factory, orthanc_server
 from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors
-from tests.pipeline_helpers import ctdenoise
+from tests.pipeline_helpers import assert_denoised_by, ctdenoise
 from tests.saved_models import export_layer
 from tests.servers import free_port
 
@@ -229,11 +229,14 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     for folder in simulated_data.glob("*/*"):
         uids = {pydicom.dcmread(p).SOPInstanceUID for p in (data / folder.relative_to(simulated_data)).glob("*.dcm")}
         assert uids == {pydicom.dcmread(p).SOPInstanceUID for p in folder.glob("*.dcm")}
-    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny", "--set", "model=red_cnn",
-           "--require-blessed")
+    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny",
+           "--set", "model=red_cnn", "--require-blessed")
     outputs.append(ctdenoise(*run, *PERMISSIVE_GATE, "--summary", str(tmp_path / "s.json"), env=env))
     assert outputs[-1].returncode == 0, outputs[-1].stderr[-3000:]
-    assert json.loads((tmp_path / "s.json").read_text())["push"]["pushed"]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["push"]["pushed"]
+    model_card = json.loads((Path(summary["push"]["path"]) / "ctdenoise_model.json").read_text())
+    assert model_card["hparams"]["model"] == "red_cnn"
     outputs.append(ctdenoise(*run, env=env))  # the default gate: ten tiny steps do not beat LDCT
     assert outputs[-1].returncode == 3 and "the gate refused the model" in outputs[-1].stderr, outputs[-1].stderr[-2000:]
     source = simulated_data / "SIM001" / "LDCT"
@@ -245,7 +248,8 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     sources = sorted((pydicom.dcmread(p) for p in source.glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
     assert len(stored) == len(sources) == 3
     for ds, src in zip(stored, sources):
-        assert ds.SOPInstanceUID != src.SOPInstanceUID and "red_cnn generator" in ds.DerivationDescription
+        assert ds.SOPInstanceUID != src.SOPInstanceUID
+        assert_denoised_by("red_cnn", summary, outputs[-1].stdout, ds.DerivationDescription)
         for keyword in GEOMETRY:
             assert ds.get(keyword) == src.get(keyword), keyword
     derived = tmp_path / "derived.dcm"

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from tests.conftest import PERMISSIVE_GATE
+from tests.dicom_validators import assert_derived_series_valid
 from tests.pipeline_helpers import assert_denoised_by, ctdenoise
 
 MODEL_FILES = {"saved_model.pb", "fingerprint.pb", "ctdenoise_model.json", "variables/variables.index"}
@@ -35,8 +37,8 @@ def test_run_denoise_and_lineage_with_data_artifacts_and_models_in_a_bucket(obje
     pipeline_root, serving = object_store.url("local-run/pipeline"), object_store.url("local-run/serving")
     run_root = tmp_path / "run"
     result = ctdenoise("run", "--data", data, "--root", str(run_root), "--pipeline-root", pipeline_root,
-                       "--serving-dir", serving, "--until", "push", "--preset", "tiny", "--set", "model=cyclegan", *PERMISSIVE_GATE,
-                       "--summary", str(tmp_path / "summary.json"))
+                       "--serving-dir", serving, "--until", "push", "--preset", "tiny", "--set", "model=cyclegan",
+                       *PERMISSIVE_GATE, "--summary", str(tmp_path / "summary.json"))
     assert result.returncode == 0, result.stderr[-3000:]  # 134 would be tensorflow-io's exit-time abort
     summary = json.loads((tmp_path / "summary.json").read_text())
 
@@ -59,7 +61,8 @@ def test_run_denoise_and_lineage_with_data_artifacts_and_models_in_a_bucket(obje
     assert result.returncode == 0, result.stderr[-3000:]
     series = sorted(out.glob("*.dcm"))
     assert len(series) == 3
-    assert_denoised_by("cyclegan", summary, result.stdout, out)
+    assert_denoised_by("cyclegan", summary, result.stdout, pydicom.dcmread(series[0]).DerivationDescription)
+    assert_derived_series_valid(simulated_data / "SIM001" / "LDCT", out)
 
     result = ctdenoise("lineage", "--root", str(run_root), "--json")
     assert result.returncode == 0, result.stderr[-3000:]
