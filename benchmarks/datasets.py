@@ -113,10 +113,11 @@ def _copy_patient(source: Path, target: Path, base_slices: int, slices: int, syn
             ds.save_as(target / dose / f"{number:04d}.dcm", enforce_file_format=True)
 
 
-def ingest(data: DicomSet, out: Path, *, workers: int = 2) -> dict:
+def ingest(data: DicomSet, out: Path, *, workers: int = 2, threads: bool = False) -> dict:
     """The ingestion component's Beam graph on the DirectRunner, `workers` processes
-    (multi_processing), or in memory in this process for workers=0 (the product default);
-    returns the ingest report after checking every file was accepted."""
+    (multi_processing) or, with `threads`, threads of this process (multi_threading), or in
+    memory in this process for workers=0 (the product default); returns the ingest report
+    after checking every file was accepted."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -124,7 +125,8 @@ def ingest(data: DicomSet, out: Path, *, workers: int = 2) -> dict:
     from components.dicom_example_gen.layout import Layout, assign_splits, scan
 
     if workers:
-        options = PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"])
+        mode = "multi_threading" if threads else "multi_processing"
+        options = PipelineOptions([f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"])
     else:
         options = PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     found = scan(str(data.root), Layout())
