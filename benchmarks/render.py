@@ -16,7 +16,7 @@ from trainer_module import hparams
 from components.evaluation.metric_table import METRICS
 
 ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "model_cost_avx2", "roofline",
-         "inference", "game", "quality_real", "demo_gate", "quality", "augment")
+         "roofline_avx512", "inference", "game", "quality_real", "demo_gate", "quality", "augment")
 """Known results first, in this order; any other result file after them."""
 QUALITY_RESULTS = ("quality_real", "quality")
 """Results rendered as quality tables (BENCHMARKS.md; the README links them)."""
