@@ -18,7 +18,7 @@ from tfx.utils import path_utils
 
 from app.denoise import DenoiseReport, denoise_series
 from app.display import labelled_panels
-from contract.features import Z_TOLERANCE_MM
+from contract.features import at_position
 from dicomio.reader import read_ct_slices
 from simulator.dataset import simulate_dataset
 
@@ -104,8 +104,8 @@ def _side_by_side(report: DenoiseReport, series: Path, png: Path, label: str) ->
 
 def _at_z(folder: Path, z: float | None) -> np.ndarray:
     """HU of the slice at position `z` among the files of `folder`."""
-    for path in sorted(folder.glob("*.dcm")):
-        for record in read_ct_slices(path, path.name):
-            if record.z is not None and z is not None and abs(record.z - z) <= Z_TOLERANCE_MM:
-                return record.hu
-    raise DemoError(f"{folder}: no slice at z={z}")
+    records = (record for path in sorted(folder.glob("*.dcm")) for record in read_ct_slices(path, path.name))
+    found = at_position(records, z)
+    if found is None:
+        raise DemoError(f"{folder}: no slice at z={z}")
+    return found.hu

@@ -19,7 +19,7 @@ import numpy as np
 
 from app.display import WINDOWS, labelled_panels
 from app.model_card import ReportError, find_run, model_card
-from contract.features import Z_TOLERANCE_MM
+from contract.features import at_position
 from dicomio.reader import read_ct_slices
 from pipeline.store import StoreAddress
 from storage import files
@@ -66,10 +66,9 @@ def _panels(card: dict[str, Any], model_dir: str, progress: Callable[[str], None
         if not ldct:
             continue
         middle = ldct[len(ldct) // 2]
-        ndct = next((s.hu for s in _slices(root / patient / "NDCT")
-                     if s.z is not None and middle.z is not None and abs(s.z - middle.z) <= Z_TOLERANCE_MM), None)
+        ndct = at_position(_slices(root / patient / "NDCT"), middle.z)
         denoised = model(middle.hu[np.newaxis, ..., np.newaxis].astype(np.float32))[0, ..., 0]
-        images = {"LDCT": middle.hu, "denoised": denoised, **({"NDCT": ndct} if ndct is not None else {})}
+        images = {"LDCT": middle.hu, "denoised": denoised, **({"NDCT": ndct.hu} if ndct is not None else {})}
         panels[patient] = {window: _data_uri(labelled_panels(images, window=window)) for window in WINDOWS}
         progress(f"report: panels of evaluation patient {len(panels)}/{len(evaluation['patients'])}")
     return panels

@@ -6,7 +6,7 @@ row-major; a dose without an image at a position simply lacks its image features
 from __future__ import annotations
 
 import math
-from typing import Optional, Protocol
+from typing import Iterable, Optional, Protocol, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,23 @@ SPLITS = ("train", "eval")
 
 Z_TOLERANCE_MM = 0.01
 """LDCT and NDCT slices of one patient pair when their z positions differ by at most this."""
+
+
+class Positioned(Protocol):
+    """A slice with its z position in mm, None where its file gives none."""
+
+    z: Optional[float]
+
+
+P = TypeVar("P", bound=Positioned)
+
+
+def at_position(slices: Iterable[P], z: Optional[float]) -> Optional[P]:
+    """The first of `slices` within Z_TOLERANCE_MM of `z`, or None. A slice without a position
+    is at no position, so it matches nothing, and nothing matches a `z` of None."""
+    if z is None:
+        return None
+    return next((s for s in slices if s.z is not None and abs(s.z - z) <= Z_TOLERANCE_MM), None)
 
 
 class SliceImage(Protocol):

@@ -46,6 +46,17 @@ def test_pairing_by_z_within_tolerance(tmp_path):
     assert not outcome.rejected and len(outcome.accepted) == 6
 
 
+def test_a_slice_is_found_at_a_position_within_tolerance_and_one_without_a_position_nowhere():
+    """The one position rule that pairing, the demo's picture and the report's panels share."""
+    from types import SimpleNamespace as Slice
+
+    slices = [Slice(z=None), Slice(z=3.0), Slice(z=6.0), Slice(z=6.008)]
+    assert features.at_position(slices, 6.005) is slices[2]  # both are within tolerance: the first
+    assert features.at_position(slices, 6.0 + 1.5 * features.Z_TOLERANCE_MM) is slices[3]
+    assert features.at_position(slices, 3.0 - 1.5 * features.Z_TOLERANCE_MM) is None
+    assert features.at_position(slices, None) is None  # not even the slice without a position
+
+
 def test_duplicate_positions_keep_the_first_file_and_reject_the_rest(tmp_path):
     slices = records(tmp_path, "LDCT", [0.0, 0.004, 3.0])
     outcome = pair_patient("P1", slices)

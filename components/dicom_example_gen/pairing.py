@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from typing import Iterable
 
 from dicomio.reader import SliceRecord
-from contract.features import DOSES, Z_TOLERANCE_MM
+from contract.features import DOSES, at_position
 
 
 @dataclass
@@ -66,7 +66,7 @@ def pair_patient(patient_id: str, slices: list[tuple[str, SliceRecord]]) -> Pati
     for dose, rec in sorted(slices, key=lambda item: (item[1].rel_path, item[1].frame or 0)):
         instance = (rec.instance, rec.frame or 0)
         first = instances.setdefault(instance, rec.rel_path) if rec.instance else rec.rel_path
-        twin = _same_position(rec, kept[dose])
+        twin = at_position(kept[dose], rec.z)
         if first != rec.rel_path:
             duplicates.setdefault(rec.rel_path, f"duplicate instance: same SOPInstanceUID as {first}")
         elif twin is None:
@@ -81,16 +81,10 @@ def pair_patient(patient_id: str, slices: list[tuple[str, SliceRecord]]) -> Pati
     return result
 
 
-def _same_position(rec: SliceRecord, kept: list[SliceRecord]) -> SliceRecord | None:
-    if rec.z is None:
-        return None
-    return next((k for k in kept if k.z is not None and abs(k.z - rec.z) <= Z_TOLERANCE_MM), None)
-
-
 def _partner(low: SliceRecord, ndct: list[SliceRecord]) -> SliceRecord | None:
     """The NDCT slice at the LDCT slice's position on the same pixel grid: slices of
     different grids never share an example (an example has one height and width)."""
-    partner = _same_position(low, ndct)
+    partner = at_position(ndct, low.z)
     return partner if partner is not None and partner.hu.shape == low.hu.shape else None
 
 
