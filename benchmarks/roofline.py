@@ -74,7 +74,8 @@ def main() -> None:
     presets = ["tiny"] if args.quick else args.presets
     emulate = "avx512f" in common.cpu_flags() and "ONEDNN_MAX_CPU_ISA" not in os.environ
     family = " on AVX-512, AVX2 emulated" if emulate else ""
-    bench = common.Benchmark(args, args.name, f"Training step against the CPU's peak (roofline{family})")
+    name = args.name or ("roofline_avx512" if emulate else "roofline")
+    bench = common.Benchmark(args, name, f"Training step against the CPU's peak (roofline{family})")
     caps = [("", {})] + ([(AVX2_SUFFIX, AVX2_CAP)] if emulate else [])
     with tempfile.TemporaryDirectory() as scratch:
         jobs = [(preset, model, setting, SETTINGS[setting]) for preset in presets for model in MODELS
@@ -253,9 +254,9 @@ def _line(v: dict) -> str:
 def _options(parser) -> None:
     parser.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["cpu-demo", "paper"],
                         help="presets to run every model at (the first also gets the runtime settings)")
-    parser.add_argument("--name", default="roofline",
-                        help="result name, e.g. roofline_avx512 for a run on an AVX-512 CPU that keeps an AVX2 "
-                             "CPU's roofline beside it")
+    parser.add_argument("--name", default=None,
+                        help="result name (default: roofline_avx512 on a CPU with AVX-512, where the run also "
+                             "limits oneDNN to AVX2, else roofline), so that each CPU family's run keeps its own file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     md = args.md or (args.out / "BENCHMARKS.md" if args.quick else common.REPO_ROOT / "BENCHMARKS.md")
 
-    started, runs = time.perf_counter(), {}
+    started, started_at, runs = time.perf_counter(), time.time(), {}
     for name in args.only:
         command = [sys.executable, "-m", f"benchmarks.{name}", "--out", str(args.out)]
         command += ["--data", str(args.data)] if args.data else []
@@ -50,9 +50,8 @@ def main() -> None:
     }, indent=1) + "\n")
     render.render(args.out, md, None if args.quick else common.REPO_ROOT / "README.md")
     print(f"=== all done in {total / 60:.1f} min; rendered {md}")
-    for name in args.only:
-        result = args.out / f"{name}.json"
-        if result.is_file():
+    for result in sorted(args.out.glob("*.json")):  # roofline names its result by CPU family
+        if result.stem != "run_all" and result.stat().st_mtime >= started_at:
             print(json.loads(result.read_text())["summary"])
     failed = [name for name, run in runs.items() if run["returncode"]]
     if failed:
