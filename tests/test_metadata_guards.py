@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 from app.metadata import BUSY_WAIT_S, MetadataError, open_store
 from pipeline import configs
 from storage.lock import Busy
+from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise
 
 
@@ -34,21 +35,23 @@ def _new_store(root: Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Another process holding `BEGIN EXCLUSIVE` on the database for the duration."""
+    """Another process holding `BEGIN EXCLUSIVE` on the database until the test lets go.
+
+    The holder waits for its stdin to close, not for a time, so that no machine is too slow for it."""
     code = textwrap.dedent(f"""
-        import sqlite3, time
+        import sqlite3, sys
         connection = sqlite3.connect({str(path)!r}, isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
         print("locked", flush=True)
-        time.sleep(600)
+        sys.stdin.read()
     """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield
     finally:
-        holder.kill()
-        holder.wait()
+        holder.stdin.close()
+        holder.wait(timeout=HANG_S)
 
 
 def test_a_locked_store_is_busy_within_a_bounded_wait_and_stays_healthy(tmp_path):
