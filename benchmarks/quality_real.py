@@ -19,9 +19,10 @@ Data (each source patient is one simulated patient, `simulate --from`, at SIZE p
   never tuned on; and the QA phantom for noise, noise texture (NPS) and sharpness (MTF50).
 
 The phantom table stays `benchmarks.quality`. Each generator is trained by the Trainer's own
-`run_fn` at the `--budget` preset; the headline models (RED-CNN and the unpaired model that
-scores best on the validation patient) for every seed of HEADLINE_SEEDS, reported as the mean
-with the spread (largest minus smallest) beside it.
+`run_fn` at the `--budget` preset; the paired models (RED-CNN, whose targets these are, and the
+hybrid that README recommends for paired data) and the unpaired model that scores best on the
+validation patient for every seed of HEADLINE_SEEDS, reported as the mean with the spread
+(largest minus smallest) beside it; the other unpaired model for the first seed only.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def main() -> None:
     rows = _rows(args)
     runs = _Runs(bench, preset, examples, scratch, sets, qa)
     for row, overrides in rows.items():
-        runs.train(row, overrides, seeds if row == "red_cnn" else seeds[:1])
+        runs.train(row, overrides, seeds if row in PAIRED else seeds[:1])
     unpaired = _best_unpaired(runs, rows)
     if unpaired is not None:
         bench.log(f"best unpaired model on the validation patient: {unpaired}")
@@ -246,8 +247,8 @@ def _targets(variants: dict, ldct: dict, bm3d_psd: str, unpaired: str | None, pr
 
 
 def _notes(preset: str, seeds) -> list[str]:
-    return [f"Models: each trained at the `{preset}` preset by the Trainer's run_fn; red_cnn and the best unpaired "
-            f"model for seeds {', '.join(map(str, seeds))} (columns are means, `spread` is the largest minus the "
+    return [f"Models: each trained at the `{preset}` preset by the Trainer's run_fn; the paired models and the best "
+            f"unpaired model for seeds {', '.join(map(str, seeds))} (columns are means, `spread` is the largest minus the "
             "smallest seed's value), the others for the first seed only.",
             "Fidelity: the product's metric table (docs/design.md §5.1) against the noise-free truth and the NDCT; "
             "regions, NPS and MTF50 as in the quality benchmark.",
