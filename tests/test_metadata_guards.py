@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +16,7 @@ from ml_metadata.proto import metadata_store_pb2
 from app.metadata import BUSY_WAIT_S, MetadataError, open_store
 from pipeline import configs
 from storage.lock import Busy
-from tests.limits import HANG_S
+from tests.holder import held
 from tests.pipeline_helpers import ctdenoise
 
 
@@ -35,23 +32,15 @@ def _new_store(root: Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Another process holding `BEGIN EXCLUSIVE` on the database until the test lets go.
-
-    The holder waits for its stdin to close, not for a time, so that no machine is too slow for it."""
-    code = textwrap.dedent(f"""
+    """Another process holding `BEGIN EXCLUSIVE` on the database until the test lets go."""
+    with held(f"""
         import sqlite3, sys
         connection = sqlite3.connect({str(path)!r}, isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
         print("locked", flush=True)
         sys.stdin.read()
-    """)
-    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    """, "locked"):
         yield
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=HANG_S)
 
 
 def test_a_locked_store_is_busy_within_a_bounded_wait_and_stays_healthy(tmp_path):

@@ -28,6 +28,7 @@ from simulator.dicom_writer import write_ct_slice
 from storage import lock, publish
 from storage.files import list_tree
 from tests import dicom_factory as f
+from tests.holder import held
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, ingest
 from trainer_module.export import export_generator
@@ -272,18 +273,15 @@ def test_an_ndct_on_another_grid_stays_unpaired_and_training_reads_both(tmp_path
 # --- 5. one run per root ------------------------------------------------------------------------
 
 def test_a_second_holder_of_a_run_root_is_refused_in_one_line(tmp_path):
-    code = textwrap.dedent(f"""
+    with held(f"""
         import sys
         from pathlib import Path
         from storage.lock import exclusive
         with exclusive(Path({str(tmp_path)!r}), "ctdenoise run"):
             print("held", flush=True)
             sys.stdin.read()  # holds on until the test lets go, however long the run takes to reach the lock
-    """)
-    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          text=True) as holder:
+    """, "held") as holder:
         try:
-            assert holder.stdout.readline().strip() == "held"
             simulate_dataset(tmp_path / "data", patients=2, slices=1, size=32, seed=4, progress=None)
             result = ctdenoise("run", "--data", str(tmp_path / "data"), "--root", str(tmp_path), "--until", "ingest")
             assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
