@@ -36,12 +36,17 @@ def _save(folder: Path, denoise: Callable[[tf.Tensor], tf.Tensor], described: bo
     return folder
 
 
-def _slow_identity(hu: tf.Tensor) -> tf.Tensor:
-    """The input, after a thousand small matrix products (tens of milliseconds a call), so
-    that a series of many slices takes long enough to be signalled while it is written."""
-    start = tf.fill([64, 64], 0.01 + 0.0 * tf.reduce_mean(hu))  # depends on the input: never folded
-    _, product = tf.while_loop(lambda i, m: i < 1000, lambda i, m: (i + 1, tf.tanh(tf.matmul(m, m))), [0, start])
-    return hu + 0.0 * tf.reduce_sum(product)
+def _held_identity(written: str, release: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The input, but once a file matching `written` exists each call waits until one matching
+    `release` does: the series stops mid-write until the test lets it go, however fast the
+    machine (a wait on files, spun in TensorFlow ops, since a SavedModel holds no Python)."""
+    def held(hu: tf.Tensor) -> tf.Tensor:
+        def waiting(i):
+            return tf.logical_and(tf.size(tf.io.matching_files(written)) > 0,
+                                  tf.size(tf.io.matching_files(release)) == 0)
+        spins = tf.while_loop(waiting, lambda i: i + 1, [0 * tf.cast(tf.reduce_mean(hu), tf.int32)])
+        return hu + 0.0 * tf.cast(spins, hu.dtype)
+    return held
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +102,9 @@ def test_an_out_name_too_long_to_stage_is_refused_before_the_model_loads(tmp_pat
 
 
 def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
-    model = _save(tmp_path / "slow", _slow_identity)
-    series = _series(tmp_path / "in", slices=40)
+    release = tmp_path / "slow" / "release"
+    model = _save(tmp_path / "slow", _held_identity(str(tmp_path / ".out.partial-*" / "0001.dcm"), str(release)))
+    series = _series(tmp_path / "in", slices=4)
     out = tmp_path / "out"
     process = subprocess.Popen(ctdenoise_cmd("denoise", "--model", str(model), "--input", str(series),
                                              "--out", str(out), "--batch", "1"),
@@ -108,6 +114,7 @@ def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
         assert time.monotonic() < deadline, "denoise never started writing"
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
+    release.touch()  # the signal is pending: the call returns and the handler runs
     _, stderr = process.communicate(timeout=HANG_S)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines()[-1] == "ctdenoise: terminated"
