@@ -26,6 +26,22 @@ from tests.servers import stop
 
 _LISTENING = re.compile(r"DevTools listening on (ws://127\.0\.0\.1:(\d+)/\S+)")
 
+# Chromium 111 and later refuse a DevTools WebSocket whose handshake carries an Origin header
+# unless the browser was started with --remote-allow-origins; the harness sends none
+# (suppress_origin) and allows none, so old and new Chromium accept it alike.
+# The machine has no network: background services would only fail their look-ups.
+_FLAGS = ("--headless", "--disable-gpu", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+          "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def connect(socket_url: str) -> websocket.WebSocket:
+    """The DevTools WebSocket, or one line that says why Chromium refused it."""
+    try:
+        return websocket.create_connection(socket_url, timeout=HANG_S, suppress_origin=True)
+    except websocket.WebSocketBadStatusException as exc:
+        raise RuntimeError(f"chromium refused the DevTools connection ({exc.status_code}): "
+                           f"{exc.resp_body[:300] if exc.resp_body else exc}") from exc
+
 
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
@@ -38,15 +54,19 @@ class Browser:
         self._log = open(self._folder / "chromium.log", "w+")
         sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium's sandbox refuses to run as root
         self._process = subprocess.Popen(
-            [binary, "--headless", "--disable-gpu", *sandbox, "--remote-debugging-address=127.0.0.1",
-             "--remote-debugging-port=0", f"--user-data-dir={self._folder / 'profile'}", "--no-first-run",
+            [binary, *_FLAGS, *sandbox, f"--user-data-dir={self._folder / 'profile'}",
              f"--window-size={width},{height}", "about:blank"],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.events: list[dict[str, Any]] = []
         self._next_id = 0
-        self._socket = websocket.create_connection(self._page_socket(), timeout=HANG_S)
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.call(f"{domain}.enable")
+        self._socket: websocket.WebSocket | None = None
+        try:
+            self._socket = connect(self._page_socket())
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                self.call(f"{domain}.enable")
+        except BaseException:
+            self.__exit__()
+            raise
 
     def _page_socket(self) -> str:
         """The page target's DevTools WebSocket, once Chromium says where it listens."""
@@ -66,21 +86,34 @@ class Browser:
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         """One DevTools command's result; events that arrive meanwhile are kept in `events`."""
         self._next_id += 1
-        self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        self._open_socket().send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         while True:
-            message = json.loads(self._socket.recv())
+            message = self._receive()
             if message.get("id") == self._next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
             self.events.append(message)
 
+    def _open_socket(self) -> websocket.WebSocket:
+        if self._socket is None:
+            raise RuntimeError("the DevTools connection is not open")
+        return self._socket
+
+    def _receive(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(self._open_socket().recv())
+        return message
+
+    def version(self) -> str:
+        """The browser's product and version, as Chromium reports it over DevTools."""
+        return str(self.call("Browser.getVersion")["product"])
+
     def open(self, url: str) -> None:
         """Navigate and return once the page's load event has fired."""
         seen = len(self.events)
         self.call("Page.navigate", url=url)
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events[seen:]):
-            self.events.append(json.loads(self._socket.recv()))
+            self.events.append(self._receive())
 
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -114,7 +147,8 @@ class Browser:
 
     def __exit__(self, *_exc: object) -> None:
         try:
-            self._socket.close()
+            if self._socket is not None:
+                self._socket.close()
         finally:
             stop(self._process)
             self._log.close()
