@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: venv demo test bench lock clean
+.PHONY: venv demo test test-fast check format bench lock clean
 
 venv: $(STAMP)
 
@@ -26,11 +26,26 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --no-loadscope-reorder --durations=25 tests
 
+# The tests not marked slow (no end-to-end runs): a few minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" --durations=10 tests
+
+# Lint, format and types: ruff and mypy, configured in pyproject.toml.
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# Apply ruff's formatting and its safe fixes.
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
 # Every benchmark, one after the other (about 21 min on 2 cores), then BENCHMARKS.md and README's figures.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --out benchmarks/results
 
-# Re-resolve the lock (docs/design.md §4.2): resolve as for Python 3.10 with the protobuf that 3.11
+# Re-resolve the lock (docs/design.md, "Lock recipe"): resolve as for Python 3.10 with the protobuf that 3.11
 # needs (requirements.overrides), install with --no-deps on 3.11. uv keeps the lock's versions where it can.
 lock:
 	$(UV) pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_36 \

@@ -8,7 +8,7 @@ import logging
 import os
 import warnings
 
-import contract.tensorflow_env  # noqa: F401  (the trainer's models are tf_keras, Keras 2)
+import ctdenoise.tensorflow_env  # noqa: F401  (the trainer's models are tf_keras, Keras 2)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 for _category in (FutureWarning, DeprecationWarning, UserWarning):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
-from contract.hu import BODY_HU
+from ctdenoise.contract.hu import BODY_HU
 
 MODELS = {"unpaired": [], "paired": quality.PAIRED}
 """The paper's CycleGAN, and RED-CNN on co-located patches (the quality benchmark's two

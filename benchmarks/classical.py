@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from contract.hu import denormalize_hu, normalize_hu
+from ctdenoise.contract.hu import denormalize_hu, normalize_hu
 
 NLM_PATCH_SIZE, NLM_PATCH_DISTANCE = 5, 6
 """skimage's documented example values; fast_mode=True."""
@@ -83,7 +83,7 @@ def bm3d_psd(psd: np.ndarray, sigma_factor: float) -> Denoiser:
 def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The exported generator loaded exactly as `ctdenoise denoise` loads it:
     [N, H, W, 1] float32 HU → denoised HU."""
-    from app.denoise import load_model
+    from ctdenoise.app.denoise import load_model
 
     return load_model(Path(model_dir))
 
@@ -91,9 +91,9 @@ def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
 def export_untrained(preset_name: str, export_dir: Path) -> Path:
     """A freshly initialised generator of a preset's architecture, exported as the Trainer
     exports: enough for speed (which does not depend on the weights)."""
-    from trainer_module.export import Description, export_generator
-    from trainer_module.hparams import preset, to_dict
-    from trainer_module.models import build
+    from ctdenoise.trainer_module.export import Description, export_generator
+    from ctdenoise.trainer_module.hparams import preset, to_dict
+    from ctdenoise.trainer_module.models import build
 
     model = build(preset(preset_name))
     export_generator(model.generator, Description.of(model), str(export_dir),

@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.optimize import isotonic_regression
 from scipy.signal.windows import tukey
 
-from contract.hu import BODY_HU
+from ctdenoise.contract.hu import BODY_HU
 
 
 def _disc(radius_px: int) -> np.ndarray:

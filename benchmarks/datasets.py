@@ -16,8 +16,8 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from pipeline import configs
-from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
+from ctdenoise.pipeline import configs
+from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 
 DOSE = 0.25
 REAL_TRAIN_DOSE = "0.1:0.5"
@@ -121,8 +121,8 @@ def ingest(data: DicomSet, out: Path, *, workers: int = 2, threads: bool = False
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components.dicom_example_gen.executor import build_ingest_pipeline, read_report
-    from components.dicom_example_gen.layout import Layout, assign_splits, scan
+    from ctdenoise.components.dicom_example_gen.executor import build_ingest_pipeline, read_report
+    from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
 
     if workers:
         mode = "multi_threading" if threads else "multi_processing"
@@ -155,7 +155,7 @@ def ingested(cache: Path, data: DicomSet) -> Path:
 
 def train_patients(data: DicomSet) -> list[str]:
     """The patients the ingestion put into the train split."""
-    from components.dicom_example_gen.layout import assign_splits
+    from ctdenoise.components.dicom_example_gen.layout import assign_splits
 
     splits = assign_splits(set(data.patients), configs.EVAL_FRACTION)
     return sorted(p for p, split in splits.items() if split == "train")

@@ -4,7 +4,7 @@ every seed, or only for the one the README shows?
     python -m benchmarks.demo_gate --out benchmarks/results
 
 For each seed of SEEDS, `ctdenoise run` (a fresh process, as a user starts it) trains the demo's
-model at the demo's preset on the demo's data (`app.demo`: the shipped TCIA subset rescanned
+model at the demo's preset on the demo's data (`ctdenoise.app.demo`: the shipped TCIA subset rescanned
 once, the neck and chest trained on, the abdomen held out) into a run root of its own, through
 the default gate, and the run summary says whether the Evaluator blessed it and by how much.
 The demo itself is seed 0.
@@ -27,8 +27,8 @@ QUICK = dict(seeds=(0,), preset="tiny")
 
 def main() -> None:
     args = common.parse_args("benchmarks.demo_gate", __doc__)
-    from app import demo
-    from pipeline.configs import LOCAL_PRESET
+    from ctdenoise.app import demo
+    from ctdenoise.pipeline.configs import LOCAL_PRESET
 
     seeds, preset = (QUICK["seeds"], QUICK["preset"]) if args.quick else (SEEDS, LOCAL_PRESET)
     bench = common.Benchmark(args, "demo_gate", f"The demo's model under the default gate, {len(seeds)} seeds")
@@ -43,7 +43,7 @@ def main() -> None:
     blessed = sum(v["blessed"] for v in variants.values())
     gains = [v["psnr_gain_db"] for v in variants.values()]
     bench.finish(
-        params={"model": demo.MODEL, "preset": preset, "seeds": list(seeds), "data": f"app.demo.DATASET {demo.DATASET}",
+        params={"model": demo.MODEL, "preset": preset, "seeds": list(seeds), "data": f"ctdenoise.app.demo.DATASET {demo.DATASET}",
                 "gate": "the default thresholds (ctdenoise run without gate options)"},
         variants=variants,
         ratios=[common.Ratio(f"{demo.MODEL}, {preset}: seeds blessed by the default gate, of {len(seeds)}",
@@ -60,7 +60,7 @@ def _run(data: Path, root: Path, preset: str, model: str, seed: int) -> dict:
     """One `ctdenoise run` to the Pusher; its run summary."""
     shutil.rmtree(root, ignore_errors=True)  # a root with a blessed model would make this run beat it
     summary = root.with_name(f"{root.name}.summary.json")
-    command = [sys.executable, "-m", "app.cli", "run", "--data", str(data), "--root", str(root), "--until", "push",
+    command = [sys.executable, "-m", "ctdenoise.app.cli", "run", "--data", str(data), "--root", str(root), "--until", "push",
                "--preset", preset, "--set", f"model={model}", "--set", f"seed={seed}", "--summary", str(summary)]
     result = subprocess.run(command, cwd=common.REPO_ROOT, capture_output=True, text=True)
     if result.returncode:

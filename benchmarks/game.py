@@ -19,8 +19,8 @@ import shutil
 import numpy as np
 
 from benchmarks import common, datasets, quality, quality_sets
-from contract.hu import BODY_HU, FOREGROUND_HU
-from trainer_module.hparams import GAME_SWITCHES
+from ctdenoise.contract.hu import BODY_HU, FOREGROUND_HU
+from ctdenoise.trainer_module.hparams import GAME_SWITCHES
 
 JOINT_FOREGROUND = "joint batch + foreground patches 0.75"
 CHOSEN = "joint batch + soft-tissue window + foreground patches 0.75 (cpu-demo)"
@@ -61,9 +61,9 @@ def discriminator_alone(train: quality_sets.Images, held_out: quality_sets.Image
     import tensorflow as tf
     import tf_keras as keras
 
-    from trainer_module.data import patch_batches
-    from trainer_module.losses import discriminator_loss, judgement
-    from trainer_module.models.cycle_identity.networks import build_discriminator
+    from ctdenoise.trainer_module.data import patch_batches
+    from ctdenoise.trainer_module.losses import discriminator_loss, judgement
+    from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator
 
     def stream(images: quality_sets.Images, dose: str, seed: int):
         return iter(_patch_stream(getattr(images, dose), scratch / f"{dose}_{seed}.gz", hp.patch, hp.batch, seed,
@@ -96,8 +96,8 @@ def _patch_stream(stack: np.ndarray, path, patch: int, batch: int, seed: int, fo
     """Patches of a HU stack through the product's patch sampler (via a TFRecord at `path`)."""
     import tensorflow as tf
 
-    from contract import features
-    from dicomio.reader import SliceRecord
+    from ctdenoise.contract import features
+    from ctdenoise.dicomio.reader import SliceRecord
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
@@ -113,7 +113,7 @@ def main() -> None:
     common.quiet_tensorflow()
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "game", "The adversarial game: discriminator accuracy and what the switches change")
-    from trainer_module import hparams as hparams_lib
+    from ctdenoise.trainer_module import hparams as hparams_lib
 
     train_set = datasets.simulated(args.data, patients=sizes["train"][0], slices=sizes["train"][1],
                                    size=sizes["size"], seed=SEEDS["train"])

@@ -26,7 +26,7 @@ The quality benchmark tunes them."""
 
 def ldct_slices(data: datasets.DicomSet, n: int) -> np.ndarray:
     """`n` LDCT slices in HU, [n, H, W, 1] float32, as `denoise` feeds the model."""
-    from dicomio.reader import read_ct_slices
+    from ctdenoise.dicomio.reader import read_ct_slices
 
     files = sorted(data.root.glob("*/LDCT/*.dcm"))[:n]
     return np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)[..., None]

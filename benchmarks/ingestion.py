@@ -23,7 +23,7 @@ from apache_beam.io.tfrecordio import _TFRecordUtil
 from isal import igzip
 
 from benchmarks import common, datasets
-from components.dicom_example_gen.gzip_tfrecord import GZIP_LEVEL, masked_crc32c
+from ctdenoise.components.dicom_example_gen.gzip_tfrecord import GZIP_LEVEL, masked_crc32c
 
 TARGET = 0.5
 PROCESSES, IN_MEMORY, THREADS = "2 processes", "in memory (product default)", "2 threads"
@@ -97,8 +97,8 @@ def stage_costs(data: datasets.DicomSet, pairs: int) -> dict[str, float]:
     stages are not done by the graph, only timed for comparison: zlib at Beam's default
     level and at level 1.
     """
-    from dicomio.reader import read_ct_slices
-    from contract.features import build_example, hu_stats
+    from ctdenoise.dicomio.reader import read_ct_slices
+    from ctdenoise.contract.features import build_example, hu_stats
 
     patient = data.root / data.patients[0]
     names = sorted(p.name for p in (patient / "LDCT").iterdir())[:pairs]

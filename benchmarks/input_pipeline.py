@@ -29,8 +29,8 @@ def seed_style(dicom_patterns: list[str], patch: int, batch: int, seed: int):
     """The seed project's pipeline, faithfully: one DICOM read per patch, in a py_function."""
     import tensorflow as tf
 
-    from dicomio.reader import read_ct_slices
-    from trainer_module.data import normalize_hu
+    from ctdenoise.dicomio.reader import read_ct_slices
+    from ctdenoise.trainer_module.data import normalize_hu
 
     def read(path: tf.Tensor) -> np.ndarray:
         name = path.numpy().decode()
@@ -60,8 +60,8 @@ def paper_step_flops() -> float:
     """
     import tensorflow as tf
 
-    from trainer_module.hparams import preset
-    from trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
+    from ctdenoise.trainer_module.hparams import preset
+    from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 
     hp = preset("paper")
     x = tf.TensorSpec([1, hp.patch, hp.patch, 1], tf.float32)
@@ -85,8 +85,8 @@ def main() -> None:
     common.quiet_tensorflow()
     import tensorflow as tf
 
-    from contract.names import split_dir
-    from trainer_module.data import patch_batches
+    from ctdenoise.contract.names import split_dir
+    from ctdenoise.trainer_module.data import patch_batches
 
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "input_pipeline", "Input pipeline: patches/s, TFRecord tf.data vs seed-style DICOM")

@@ -4,7 +4,7 @@ configuration the quality benchmark trained before the family existed (the cycle
 CycleGAN with its cycle, identity and adversarial weights at 0, which still runs F, D_A and
 D_B: game.SUPERVISED_ALONE).
 
-Each model is the product's (`trainer_module.models.build`) on random patches; the values do
+Each model is the product's (`ctdenoise.trainer_module.models.build`) on random patches; the values do
 not change the cost. WGAN-VGG runs on a VGG19 weights file of random values that this
 benchmark writes (ImageNet's cannot be downloaded here; speed does not depend on the values).
 The first call (tracing) is timed apart from the steady state.
@@ -53,8 +53,8 @@ def run(preset_name: str, overrides: list[str], min_steps: int, min_seconds: flo
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    from trainer_module.hparams import resolve
-    from trainer_module.models import build
+    from ctdenoise.trainer_module.hparams import resolve
+    from ctdenoise.trainer_module.models import build
 
     hp = resolve(preset_name, overrides)
     shape = [hp.batch, hp.patch, hp.patch, 1]
@@ -86,7 +86,7 @@ def _options(parser) -> None:
 def main() -> None:
     args = common.parse_args("benchmarks.model_cost", __doc__, _options)
     common.quiet_tensorflow()
-    import contract.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
+    import ctdenoise.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
     import tf_keras as keras
 
     preset_name, min_steps, min_seconds = ("tiny", 2, 0.5) if args.quick else (PRESET, MIN_STEPS, MIN_SECONDS)

@@ -23,8 +23,8 @@ import numpy as np
 
 from benchmarks import classical, common, datasets, quality_scores, quality_sets
 from benchmarks import ct_measures as ct
-from contract.hu import BODY_HU
-from components.dicom_example_gen.executor import read_report
+from ctdenoise.contract.hu import BODY_HU
+from ctdenoise.components.dicom_example_gen.executor import read_report
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
 """The cycle-identity CycleGAN plus the supervised term on co-located patches."""
@@ -69,7 +69,7 @@ def tune(bench: common.Benchmark, tuning: quality_sets.Images,
          methods: dict[str, tuple[Callable, list[float]]] = TUNING) -> dict[str, tuple[float, dict]]:
     """Each classical method's strength (of `methods`, all by default) with the best mean PSNR
     against the truth."""
-    from components.evaluation.image_metrics import psnr_hu
+    from ctdenoise.components.evaluation.image_metrics import psnr_hu
 
     chosen = {}
     for name, (make, candidates) in methods.items():
@@ -89,9 +89,9 @@ def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
     GenericExecutor calls it."""
     import json
 
-    from contract.names import MODEL_METADATA_FILE
-    from trainer_module.models import configure
-    from trainer_module.run import fn_args, run_fn
+    from ctdenoise.contract.names import MODEL_METADATA_FILE
+    from ctdenoise.trainer_module.models import configure
+    from ctdenoise.trainer_module.run import fn_args, run_fn
 
     models = {}
     for name, (preset_name, overrides) in generators.items():
@@ -179,7 +179,7 @@ def _methods(chosen: dict, models: dict[str, dict]) -> dict[str, Callable[[quali
 def _default_gate(output: np.ndarray, images: quality_sets.Images) -> dict[str, float | bool]:
     """The Evaluator's default blessing criteria, by the product's metric table, on the test
     patients."""
-    from components.evaluation.metric_table import gate
+    from ctdenoise.components.evaluation.metric_table import gate
 
     return gate(output, images.ldct, images.ndct)
 
@@ -221,7 +221,7 @@ def _ratios(variants: dict[str, dict], models: dict[str, dict]) -> list[common.R
 
 def _panel(path: Path, outputs: dict[str, np.ndarray], images: quality_sets.Images) -> None:
     """The same region of one test slice across all methods and the truth, soft-tissue window."""
-    from app.display import labelled_panels
+    from ctdenoise.app.display import labelled_panels
 
     index = len(images) // 2
     size = images.ldct.shape[1]
@@ -264,8 +264,8 @@ def _region(scores: dict, region: str) -> str:
 
 def _gate_note() -> str:
     """The Evaluator's default criteria, as the benchmark applies them (`_default_gate`)."""
-    from components.evaluation.metric_table import GATED
-    from components.evaluation.thresholds import BlessingThresholds
+    from ctdenoise.components.evaluation.metric_table import GATED
+    from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
     bounds = ", ".join(f"{entry.gain_name} >= {entry.gate.lower_bound(BlessingThresholds()):g}" for entry in GATED)
     return f"gate: the Evaluator's default criteria ({bounds}, all against the NDCT) computed on the test patients."

@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
-from trainer_module import hparams
+from ctdenoise.trainer_module import hparams
 
 SIZE, VAL_SLICES, QA_SCANS = 256, 12, 8
 SEEDS = {"train": 10, "val": 11, "test": 13, "qa": 14}

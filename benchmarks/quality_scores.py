@@ -3,7 +3,7 @@ against the noisy NDCT, in-body error, the error by region of the truth, noise i
 regions, and, on the QA phantom, noise texture (NPS) and edge sharpness (MTF50, 10–90 %
 rise) relative to the NDCT's.
 
-Fidelity uses the product's metric table (`components.evaluation.metric_table`);
+Fidelity uses the product's metric table (`ctdenoise.components.evaluation.metric_table`);
 the physics measures are `benchmarks.ct_measures` (docs/design.md §5).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ def fidelity(output: np.ndarray, images: Images) -> dict[str, float]:
     """Every metric of the product's table (`metric_table.METRICS`), defined and pooled over
     the slices as the Evaluator does, against the truth and against the NDCT: keys
     ``<metric>_truth`` and ``<metric>_ndct``."""
-    from components.evaluation.metric_table import METRICS, score
+    from ctdenoise.components.evaluation.metric_table import METRICS, score
 
     return {f"{entry.name}_{suffix}": score(entry, output, reference)
             for reference, suffix in ((images.truth, "truth"), (images.ndct, "ndct")) for entry in METRICS}
@@ -37,7 +37,7 @@ def region_errors(output: np.ndarray, images: Images) -> dict[str, float]:
     """Per region of the truth (`ct_measures.truth_regions`), pooled over slices: the RMSE
     and mean error (bias) in HU of the output against the truth, and the region's share of
     the slice's squared error, on HU clipped to the product's window as PSNR sees it."""
-    from contract.hu import HU_MAX, HU_MIN
+    from ctdenoise.contract.hu import HU_MAX, HU_MIN
 
     error = np.clip(output, HU_MIN, HU_MAX).astype(np.float64) - np.clip(images.truth, HU_MIN, HU_MAX)
     regions = [ct.truth_regions(truth) for truth in images.truth]

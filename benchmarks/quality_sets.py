@@ -3,7 +3,7 @@
 - simulated patients (procedural chest phantoms) for tuning and for testing, never trained on;
 - real anatomy: clinical CT slices that pydicom and pydicom-data ship (not made by this
   project), scanned at low dose by the simulator (`simulate --from`);
-- the QA phantom (a water cylinder with rods, `simulator.qa_phantom`) scanned several
+- the QA phantom (a water cylinder with rods, `ctdenoise.simulator.qa_phantom`) scanned several
   times, for noise, noise texture and edge sharpness where the geometry is known.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ class QAScans(Images):
 
 def images(data: datasets.DicomSet) -> Images:
     """Every slice of a simulated set, in file order."""
-    from dicomio.reader import read_ct_slices
+    from ctdenoise.dicomio.reader import read_ct_slices
 
     def read(folder: Path, dose: str) -> np.ndarray:
         files = sorted(folder.glob(f"*/{dose}/*.dcm"))
@@ -58,7 +58,7 @@ def real_anatomy(cache: Path, size: int, seed: int) -> Images:
     patient (slices that share a PatientID are one patient, never split)."""
     from pydicom.data import get_testdata_file
 
-    from simulator.sources import find_patients
+    from ctdenoise.simulator.sources import find_patients
 
     staging = cache / "real_anatomy_sources"
     if not staging.is_dir():
@@ -79,9 +79,9 @@ def real_anatomy(cache: Path, size: int, seed: int) -> Images:
 
 def qa_scans(size: int, scans: int, seed: int) -> QAScans:
     """The QA phantom scanned `scans` times at both doses (new noise each time)."""
-    from simulator.phantom import FOV_MM
-    from simulator.physics import scan_pair
-    from simulator.qa_phantom import qa_slice
+    from ctdenoise.simulator.phantom import FOV_MM
+    from ctdenoise.simulator.physics import scan_pair
+    from ctdenoise.simulator.qa_phantom import qa_slice
 
     spacing = FOV_MM / size
     hu, rods = qa_slice(size, spacing)

@@ -7,7 +7,7 @@ to, each against one thread per op, and where its time goes by op type.
 Each variant runs in its own child process, since TensorFlow reads these settings only when
 it is first imported or first runs an op:
 
-- oneDNN, one thread per op: `contract.tensorflow_env` turns oneDNN's kernels on (TensorFlow's
+- oneDNN, one thread per op: `ctdenoise.tensorflow_env` turns oneDNN's kernels on (TensorFlow's
   own default turns them on only on CPUs with AVX-512 VNNI, AVX-512 BF16 or AMX) and, on up to
   two cores, runs each op on one thread, so that the step's many small independent ops run side
   by side;
@@ -52,7 +52,7 @@ SETTINGS = {
     "Eigen, TensorFlow's threads (its default on AVX2)": {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_NUM_INTRAOP_THREADS": "0"},
 }
 """Runtime settings of the default model's cpu-demo step, as environment variables of the child
-(which asks `contract.tensorflow_env` for one thread per op, kept where they set a count; 0
+(which asks `ctdenoise.tensorflow_env` for one thread per op, kept where they set a count; 0
 threads is TensorFlow's own choice)."""
 ONE_THREAD, ONEDNN_THREADS, EIGEN = SETTINGS
 AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -113,7 +113,7 @@ def _spawn(job: dict, env: dict[str, str]) -> dict:
 
 def _child(job: dict) -> dict[str, Any]:
     """In the child: the peak, then the model's step (FLOPs, steps/s), and the profile if asked."""
-    from contract import tensorflow_env  # before TensorFlow
+    from ctdenoise import tensorflow_env  # before TensorFlow
 
     tensorflow_env.training_threads(True)
     common.quiet_tensorflow()
@@ -208,7 +208,7 @@ def _ratios(variants: dict[str, dict], preset: str, emulate: bool) -> list[commo
 
 
 def _notes(variants: dict[str, dict], preset: str) -> list[str]:
-    from contract.tensorflow_env import SMALL_CPU_CORES
+    from ctdenoise.tensorflow_env import SMALL_CPU_CORES
 
     cores = len(os.sched_getaffinity(0))
     threads = "one thread per op" if cores <= SMALL_CPU_CORES else "TensorFlow's own thread count"

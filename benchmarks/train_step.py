@@ -34,8 +34,8 @@ def run(preset_name: str, mode: str, min_steps: int, min_seconds: float) -> dict
     """Build a fresh cycle-identity CycleGAN for `mode`, time its first step, then the steady state."""
     import tensorflow as tf
 
-    from trainer_module.hparams import preset, with_overrides
-    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.hparams import preset, with_overrides
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
 
     hp = with_overrides(preset(preset_name), [f"jit_compile={mode == 'xla'}"])
     shape = [hp.batch, hp.patch, hp.patch, 1]

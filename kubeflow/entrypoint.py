@@ -2,7 +2,7 @@
 (`tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor`), with what a pod that
 reads and writes an S3 store or MinIO needs around it (docs/kubeflow.md):
 
-- Keras 2 is chosen before TensorFlow loads (`contract.tensorflow_env`).
+- Keras 2 is chosen before TensorFlow loads (`ctdenoise.tensorflow_env`).
 - tensorflow-io is imported when installed, so `s3://` works in TensorFlow, TFX, TFMA and
   TFDV (the endpoint comes from `S3_ENDPOINT`; `gs://` needs nothing).
 - `minio://BUCKET/KEY`, the scheme Kubeflow Pipelines gives artifacts under its default
@@ -13,7 +13,7 @@ reads and writes an S3 store or MinIO needs around it (docs/kubeflow.md):
   AWS SDK's destructors (exit 134, tensorflow/io#2039), which would fail the step.
 
 Usage (what the compiled spec runs):
-    python -m ctdenoise_kubeflow.entrypoint --executor_class_path CLASS --json_serialized_invocation_args '{{$}}' ...
+    python -m ctdenoise.kubeflow.entrypoint --executor_class_path CLASS --json_serialized_invocation_args '{{$}}' ...
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import sys
 import traceback
 from typing import Any, Callable
 
-import contract.tensorflow_env  # noqa: F401  (before TensorFlow is imported)
+import ctdenoise.tensorflow_env  # noqa: F401  (before TensorFlow is imported)
 
 MINIO = "minio://"
 S3 = "s3://"
@@ -31,7 +31,7 @@ INVOCATION_FLAG = "--json_serialized_invocation_args"
 
 def main(argv: list[str]) -> int:
     """Run TFX's entrypoint on `argv` (without the program name); the exit status."""
-    from storage import files
+    from ctdenoise.storage import files
 
     files.enable_object_stores()
     argv, output_file, renamed = _read_minio_as_s3(argv)
@@ -94,7 +94,7 @@ def _translate_json(text: str, translate: Callable[[Any], Any]) -> str:
 
 def _name_outputs_as_given(output_file: str, renamed: dict[str, str]) -> None:
     """Put the original minio:// URIs back into the executor output the launcher reads."""
-    from storage import files
+    from ctdenoise.storage import files
 
     if not output_file or not files.exists(output_file):
         return
@@ -106,7 +106,7 @@ def _name_outputs_as_given(output_file: str, renamed: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    from storage.files import exit_process
+    from ctdenoise.storage.files import exit_process
 
     status = main(sys.argv[1:])
     sys.exit(exit_process(status))

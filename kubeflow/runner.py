@@ -18,16 +18,16 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY as DEFAULT_IMAGE_KEY
 
-from components.evaluation.thresholds import BlessingThresholds
-from pipeline import configs
-from pipeline.pipeline import create_pipeline
-from ctdenoise_kubeflow.entrypoint import MINIO
-from storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
-from trainer_module.models import configure
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.pipeline import configs
+from ctdenoise.pipeline.pipeline import create_pipeline
+from ctdenoise.kubeflow.entrypoint import MINIO
+from ctdenoise.storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
+from ctdenoise.trainer_module.models import configure
 
 IMAGE_SOURCE_DIR = "/ctdenoise"
 """Where the Dockerfiles copy this repository inside the component image."""
-ENTRYPOINT = ["python", "-m", "ctdenoise_kubeflow.entrypoint"]
+ENTRYPOINT = ["python", "-m", "ctdenoise.kubeflow.entrypoint"]
 """What a KFP v2 pod runs: TFX's container entrypoint (given the executor class and the
 executor input JSON that KFP substitutes for `{{$}}`) inside our thin wrapper, which
 enables s3:// and minio:// and exits cleanly after tensorflow-io (kubeflow/entrypoint.py)."""
@@ -86,7 +86,7 @@ class KubeflowSettings:
         CTDENOISE_PIPELINE_ROOT, CTDENOISE_DATA_ROOT, CTDENOISE_SERVING_DIR, CTDENOISE_PRESET."""
         image = os.environ.get("CTDENOISE_IMAGE")
         if not image:
-            raise SystemExit("set CTDENOISE_IMAGE to the component image, e.g. ghcr.io/you/ctdenoise:0.1.0")
+            raise SystemExit("set CTDENOISE_IMAGE to the component image, e.g. ghcr.io/you/ctdenoise:0.2.0")
         names = {"trainer_image": "TRAINER_IMAGE", "storage": "STORAGE", "pipeline_root": "PIPELINE_ROOT", "data_root": "DATA_ROOT",
                  "serving_dir": "SERVING_DIR", "preset": "PRESET"}
         values = {key: os.environ[f"CTDENOISE_{var}"] for key, var in names.items() if f"CTDENOISE_{var}" in os.environ}

@@ -14,9 +14,9 @@ from typing import Callable
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import configs
-from pipeline.store import StoreAddress
-from storage import files
+from ctdenoise.pipeline import configs
+from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.storage import files
 
 RESUMABLE_OUTPUTS = {(configs.TRAINER_ID, "model_run")}
 """(node, output key) folders kept: the Trainer's checkpoints, from which a re-run resumes."""

@@ -11,7 +11,7 @@ STAGES = ("ingest", "validate", "train", "evaluate", "push")
 EXAMPLE_GEN_ID, HU_GATE_ID, TRAINER_ID, EVALUATOR_ID, PUSHER_ID = (
     "DicomExampleGen", "HUGate", "Trainer", "Evaluator", "Pusher")
 BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
-"""Node ids of the pipeline's components (`pipeline.create_pipeline` sets them): ML Metadata
+"""Node ids of the pipeline's components (`ctdenoise.pipeline.pipeline.create_pipeline` sets them): ML Metadata
 records each execution under its node id, and the run summary, resume and Kubeflow's
 per-component images find them by it."""
 

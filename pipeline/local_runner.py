@@ -9,15 +9,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 from tfx import v1 as tfx
 from tfx.utils import dependency_utils
 
-from components.dicom_example_gen.layout import Layout
-from components.evaluation.thresholds import BlessingThresholds
-from dicomio.reader import ReadOptions
-from pipeline import abandoned, configs
-from pipeline.pipeline import create_pipeline
-from pipeline.store import StoreAddress
-from storage.files import absolute, fingerprint
-from storage.lock import exclusive
-from trainer_module.hparams import HParams
+from ctdenoise.components.dicom_example_gen.layout import Layout
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.dicomio.reader import ReadOptions
+from ctdenoise.pipeline import abandoned, configs
+from ctdenoise.pipeline.pipeline import create_pipeline
+from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.storage.files import absolute, fingerprint
+from ctdenoise.storage.lock import exclusive
+from ctdenoise.trainer_module.hparams import HParams
 
 
 def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
@@ -32,8 +32,8 @@ def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParam
     (default RUN_ROOT/serving) may each be a folder or an object-store URL; ML Metadata
     stays in RUN_ROOT/metadata.sqlite unless `address` names a shared database, where the
     root's runs form a pipeline of their own (pipeline.store). One run at a time per run root: a second one raises
-    `storage.lock.Busy` at once. Work a killed run left unfinished is marked abandoned
-    first (`pipeline.abandoned`).
+    `ctdenoise.storage.lock.Busy` at once. Work a killed run left unfinished is marked abandoned
+    first (`ctdenoise.pipeline.abandoned`).
     """
     pipeline_root = absolute(pipeline_root or configs.pipeline_root(run_root))
     serving_dir = absolute(serving_dir or configs.serving_dir(run_root))

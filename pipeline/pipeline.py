@@ -10,18 +10,18 @@ from typing import Any, Optional
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
-from components.dicom_example_gen.component import DicomExampleGen
-from components.dicom_example_gen.layout import Layout
-from components.evaluation.eval_config import eval_config
-from components.evaluation.thresholds import BlessingThresholds
-from components.hu_gate.checks import GateThresholds
-from components.hu_gate.component import HUGate
-from components.pusher.component import Pusher
-from components.trainer.component import Trainer
-from contract.features import validated_feature_names
-from dicomio.reader import ReadOptions
-from pipeline import configs
-from trainer_module.hparams import TENSORBOARD_EVAL_SLICES, HParams
+from ctdenoise.components.dicom_example_gen.component import DicomExampleGen
+from ctdenoise.components.dicom_example_gen.layout import Layout
+from ctdenoise.components.evaluation.eval_config import eval_config
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.components.hu_gate.checks import GateThresholds
+from ctdenoise.components.hu_gate.component import HUGate
+from ctdenoise.components.pusher.component import Pusher
+from ctdenoise.components.trainer.component import Trainer
+from ctdenoise.contract.features import validated_feature_names
+from ctdenoise.dicomio.reader import ReadOptions
+from ctdenoise.pipeline import configs
+from ctdenoise.trainer_module.hparams import TENSORBOARD_EVAL_SLICES, HParams
 
 
 def create_pipeline(

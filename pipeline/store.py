@@ -14,7 +14,7 @@ import re
 import socket
 from pathlib import Path
 
-from pipeline import configs
+from ctdenoise.pipeline import configs
 
 PASSWORD_VARIABLE = "CTDENOISE_MLMD_PASSWORD"
 """The environment variable the MySQL password is read from (never a command-line option)."""

@@ -47,6 +47,6 @@ def _kill_this_process() -> None:
 
 if __name__ == "__main__":
     on_line(sys.argv.pop(1), _kill_this_process)
-    from app.cli import console
+    from ctdenoise.app.cli import console
 
     console()  # as the `ctdenoise` console script, on the rest of sys.argv

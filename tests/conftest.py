@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import contract.tensorflow_env  # noqa: F401,E402  (before TensorFlow is imported by any test)
+import ctdenoise.tensorflow_env  # noqa: F401,E402  (before TensorFlow is imported by any test)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the commands the tests run print what a user sees
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -24,7 +24,7 @@ thresholds in test_evaluation_gate.py."""
 @pytest.fixture(scope="session")
 def simulated_data(tmp_path_factory) -> Path:
     """Three simulated patients (one held out), three 64² slice pairs each."""
-    from simulator.dataset import simulate_dataset
+    from ctdenoise.simulator.dataset import simulate_dataset
 
     root = tmp_path_factory.mktemp("simulated") / "dicom"
     simulate_dataset(root, patients=3, slices=3, size=64, seed=5, progress=None)

@@ -19,7 +19,7 @@ from pydicom.uid import (
     MRImageStorage, RLELossless, generate_uid,
 )
 
-from simulator.dicom_writer import SeriesInfo, write_ct_slice
+from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
 
 DISTINCTIVE_NAME = "Quuxbridge^Zephyrine"
 """A PatientName that must never appear in any output (PHI test)."""

@@ -6,7 +6,7 @@ worker):
     python -m tests.distributed_helpers start OUT.json STEP                 (TF_CONFIG from the environment)
     python -m tests.distributed_helpers mirrored OUT.json EXAMPLES_DIR WORK_DIR
 
-`worker` runs the product's `trainer_module.worker` (run_fn with fn_args as TFX builds them)
+`worker` runs the product's `ctdenoise.trainer_module.worker` (run_fn with fn_args as TFX builds them)
 and dumps what the test compares across workers, and in OUT.npz.temporary.json the files
 under its TMPDIR as it last reported a training step; `start` runs the loop's check that all
 workers start at the same step, first at step 0, then at STEP; `mirrored` trains with the
@@ -20,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import contract.tensorflow_env  # noqa: F401,E402  (before TensorFlow)
+import ctdenoise.tensorflow_env  # noqa: F401,E402  (before TensorFlow)
 
 
 def worker(out_npz: str, argv: list[str]) -> None:
@@ -29,7 +29,7 @@ def worker(out_npz: str, argv: list[str]) -> None:
     import numpy as np
 
     from tests.at_line import on_line
-    from trainer_module import worker as worker_main
+    from ctdenoise.trainer_module import worker as worker_main
 
     on_line("[train] step ", lambda: _list_temporary_files(out_npz + ".temporary.json"))
     gan = worker_main.main(argv)
@@ -60,10 +60,10 @@ def start(out_json: str, step: str) -> None:
     once at this worker's STEP; what it said each time."""
     import tensorflow as tf
 
-    from trainer_module import loop
-    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
-    from trainer_module.hparams import preset
-    from trainer_module.strategy import make_strategy
+    from ctdenoise.trainer_module import loop
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.hparams import preset
+    from ctdenoise.trainer_module.strategy import make_strategy
 
     strategy = make_strategy()
     gan = CycleIdentityGAN(preset("tiny"), strategy)
@@ -88,12 +88,12 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
-    from contract.names import split_dir
-    from trainer_module.data import paired_eval_slices
-    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
-    from trainer_module.hparams import preset, with_overrides
-    from trainer_module.loop import fit
-    from trainer_module.run import training_batches
+    from ctdenoise.contract.names import split_dir
+    from ctdenoise.trainer_module.data import paired_eval_slices
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.hparams import preset, with_overrides
+    from ctdenoise.trainer_module.loop import fit
+    from ctdenoise.trainer_module.run import training_batches
 
     hp = with_overrides(preset("tiny"), ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3",
                                          "summary_every=3", "log_every=3"])

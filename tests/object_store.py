@@ -6,7 +6,7 @@ tests. The environment points every client at it, and every child process inheri
 tensorflow-io (`S3_ENDPOINT`, `S3_VERIFY_SSL`), boto3 and Beam's S3 file system
 (`AWS_ENDPOINT_URL`), with throw-away credentials and no probe of the EC2 metadata service.
 Tests talk to the bucket with boto3 only, so the pytest process itself never loads
-tensorflow-io (whose exit would abort it; see storage/files.py).
+tensorflow-io (whose exit would abort it; see ctdenoise/storage/files.py).
 """
 from __future__ import annotations
 

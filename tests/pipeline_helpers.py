@@ -11,15 +11,15 @@ from pathlib import Path
 import apache_beam as beam
 import tensorflow as tf
 
-from components.dicom_example_gen.executor import build_ingest_pipeline, read_report
-from contract.names import split_dir
-from components.dicom_example_gen.layout import Layout, assign_splits, scan
+from ctdenoise.components.dicom_example_gen.executor import build_ingest_pipeline, read_report
+from ctdenoise.contract.names import split_dir
+from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
 from tests.limits import HANG_S
 
 
 def ctdenoise_cmd(*args: str) -> list[str]:
     """The `ctdenoise` command line, run with this interpreter."""
-    return [sys.executable, "-m", "app.cli", *args]
+    return [sys.executable, "-m", "ctdenoise.app.cli", *args]
 
 
 def ctdenoise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

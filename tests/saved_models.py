@@ -6,7 +6,7 @@ from pathlib import Path
 
 import tf_keras as keras
 
-from trainer_module.export import Description, export_generator
+from ctdenoise.trainer_module.export import Description, export_generator
 
 
 def export_layer(folder: Path, output_layer: keras.layers.Layer) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from contract import features
+from ctdenoise.contract import features
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, read_examples
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from benchmarks import classical
-from contract.hu import normalize_hu
+from ctdenoise.contract.hu import normalize_hu
 
 
 def _correlated(rng: np.random.Generator, count: int, size: int = 64) -> np.ndarray:

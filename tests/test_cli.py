@@ -7,9 +7,9 @@ import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
 
-from contract.features import validated_feature_names
-from pipeline import configs
-from app.cli import main
+from ctdenoise.contract.features import validated_feature_names
+from ctdenoise.pipeline import configs
+from ctdenoise.app.cli import main
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from app.display import window_uint8
-from contract.hu import HU_MAX, HU_MIN, denormalize_hu, normalize_hu
-from trainer_module.data import denormalize
-from trainer_module.data import normalize_hu as normalize_hu_tf
-from trainer_module.data import soft_tissue_window
+from ctdenoise.app.display import window_uint8
+from ctdenoise.contract.hu import HU_MAX, HU_MIN, denormalize_hu, normalize_hu
+from ctdenoise.trainer_module.data import denormalize
+from ctdenoise.trainer_module.data import normalize_hu as normalize_hu_tf
+from ctdenoise.trainer_module.data import soft_tissue_window
 
 HU = np.array([-3024, -1024, -1000, -160, 40, 240, 1000, 2000, 3071], np.float32)
 
@@ -26,7 +26,7 @@ def test_soft_tissue_window_is_the_same_for_previews_and_tensorboard():
     assert window_uint8(np.array([-160.0, 240.0])).tolist() == [0, 255]
 
 
-_CONVOLVE = ("from contract import tensorflow_env; {before}import tensorflow as tf; "
+_CONVOLVE = ("from ctdenoise import tensorflow_env; {before}import tensorflow as tf; "
              "x = tf.ones([1, 8, 8, 4]); w = tf.ones([3, 3, 4, 4]); "
              "print(float(tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, w, 1, 'SAME')))()))")
 
@@ -57,13 +57,13 @@ def test_training_on_a_small_cpu_runs_each_op_on_one_thread_where_the_model_asks
     TensorFlow would have made its thread pools already."""
     import os
 
-    from contract.tensorflow_env import SMALL_CPU_CORES
+    from ctdenoise.tensorflow_env import SMALL_CPU_CORES
 
     cores = len(os.sched_getaffinity(0))
     one = 1 if cores <= SMALL_CPU_CORES else cores
 
     def training(model: str) -> str:
-        return ("from trainer_module.models import configure, set_training_threads; "
+        return ("from ctdenoise.trainer_module.models import configure, set_training_threads; "
                 f"set_training_threads(configure('cpu-demo', ['model={model}'])); ")
 
     assert f"nthr:{one}" in _convolve(training("cycle_identity"))

@@ -1,5 +1,5 @@
 """CT image-quality measures (benchmarks/ct_measures.py) against known answers, and the QA
-phantom (simulator/qa_phantom.py) they are meant to be measured on (docs/design.md §5.3)."""
+phantom (ctdenoise/simulator/qa_phantom.py) they are meant to be measured on (docs/design.md §5.3)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 
 from benchmarks import ct_measures as cm
-from simulator.phantom import AIR_HU, FOV_MM, fov_mask, random_anatomy, render
-from simulator.physics import Scans, scan_pair
-from simulator.qa_phantom import RODS_MM, Rod, qa_slice
+from ctdenoise.simulator.phantom import AIR_HU, FOV_MM, fov_mask, random_anatomy, render
+from ctdenoise.simulator.physics import Scans, scan_pair
+from ctdenoise.simulator.qa_phantom import RODS_MM, Rod, qa_slice
 
 SIZE = 256
 PIXEL_MM = FOV_MM / SIZE

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from contract import features
-from dicomio.reader import SliceRecord
-from contract.hu import denormalize_hu
-from trainer_module import data
+from ctdenoise.contract import features
+from ctdenoise.dicomio.reader import SliceRecord
+from ctdenoise.contract.hu import denormalize_hu
+from ctdenoise.trainer_module import data
 
 SIZE, PATCH, BATCH, SLICES = 16, 8, 4, 6
 SLICE_STRIDE = 300
@@ -195,8 +195,8 @@ def test_augmented_pairs_stay_co_located(body_tfrecord):
 
 
 def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
-    from trainer_module.hparams import HParams, resolve
-    from trainer_module.run import training_batches
+    from ctdenoise.trainer_module.hparams import HParams, resolve
+    from ctdenoise.trainer_module.run import training_batches
 
     assert HParams().augment and all(resolve(name).augment for name in ("cpu-demo", "cpu-30min", "tiny"))
     settings = {"patch": 24, "batch": 64, "seed": 1, "foreground_patches": 1.0}

@@ -11,12 +11,12 @@ import tf_keras as keras
 from PIL import Image
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from dicomio.reader import read_ct_slices
-from app.denoise import DenoiseError, denoise_series, resolve_model
-from simulator.dataset import simulate_dataset
+from ctdenoise.dicomio.reader import read_ct_slices
+from ctdenoise.app.denoise import DenoiseError, denoise_series, resolve_model
+from ctdenoise.simulator.dataset import simulate_dataset
 from tests import dicom_factory
-from contract.hu import HU_MAX, HU_MIN
-from contract.names import MODEL_METADATA_FILE, PRODUCT, RESEARCH_LABEL, product_version
+from ctdenoise.contract.hu import HU_MAX, HU_MIN
+from ctdenoise.contract.names import MODEL_METADATA_FILE, PRODUCT, RESEARCH_LABEL, product_version
 from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors, iod_errors
 from tests.saved_models import export_layer
 

@@ -13,9 +13,9 @@ from typing import Callable
 import pytest
 import tensorflow as tf
 
-from app.denoise import DenoiseError, denoise_series
-from contract.names import INPUT_KEY, MODEL_NAME_VARIABLE, OUTPUT_KEY, RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE
-from storage.publish import staged, staging_name
+from ctdenoise.app.denoise import DenoiseError, denoise_series
+from ctdenoise.contract.names import INPUT_KEY, MODEL_NAME_VARIABLE, OUTPUT_KEY, RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE
+from ctdenoise.storage.publish import staged, staging_name
 from tests import dicom_factory
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise_cmd

@@ -7,8 +7,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from contract.hu import CT_FLOOR_HU
-from dicomio.reader import DicomRejected, read_ct_slices
+from ctdenoise.contract.hu import CT_FLOOR_HU
+from ctdenoise.dicomio.reader import DicomRejected, read_ct_slices
 from tests import dicom_factory as f
 
 

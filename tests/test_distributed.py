@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from contract.names import MODEL_METADATA_FILE
+from ctdenoise.contract.names import MODEL_METADATA_FILE
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ingest
 
@@ -90,7 +90,7 @@ def run_chief_and_worker(tmp_path: Path, command: Callable[[str], list[str]]) ->
 
 
 def test_the_chief_is_the_chief_task_or_else_worker_0(monkeypatch):
-    from trainer_module.strategy import this_worker
+    from ctdenoise.trainer_module.strategy import this_worker
 
     def role(cluster: dict, task_type: str, index: int) -> bool:
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}}))
@@ -110,7 +110,7 @@ def test_a_non_chief_worker_resumes_privately_from_the_chiefs_checkpoint(tmp_pat
     """Every worker must restore the same step; only the chief writes under the run's folder."""
     import tensorflow as tf
 
-    from trainer_module.resume import CHECKPOINTS, KEY_FILE, prepare_checkpoint_dir
+    from ctdenoise.trainer_module.resume import CHECKPOINTS, KEY_FILE, prepare_checkpoint_dir
 
     def interrupted_run(name: str, key: str, step: int) -> None:
         run_dir = tmp_path / "model_run" / name
@@ -140,11 +140,11 @@ def test_a_non_chief_worker_resumes_privately_from_the_chiefs_checkpoint(tmp_pat
 
 @pytest.mark.slow
 def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, tmp_path):
-    """A chief and a worker (TF_CONFIG, 127.0.0.1) run `python -m trainer_module.worker`, i.e.
+    """A chief and a worker (TF_CONFIG, 127.0.0.1) run `python -m ctdenoise.trainer_module.worker`, i.e.
     run_fn with fn_args as TFX builds them, on the `tiny` preset with one model run folder.
     The pools hold more than the 10 steps' fakes, so their fill count shows the per-replica
     batch: the global batch of 2 split over 2 replicas is 1 patch per replica and step."""
-    from trainer_module.hparams import resolve
+    from ctdenoise.trainer_module.hparams import resolve
 
     overrides = ["pool_size=50"]
     hp = resolve("tiny", overrides)
@@ -179,7 +179,7 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     # The chief's multi-worker checkpoint restores completely on one device.
     import tensorflow as tf
 
-    from trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
 
     restored = CycleIdentityGAN(hp)
     restored.checkpoint().restore(tf.train.latest_checkpoint(str(model_run / "checkpoints"))).assert_consumed()

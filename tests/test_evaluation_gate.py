@@ -16,17 +16,17 @@ import tf_keras as keras
 from scipy.ndimage import gaussian_filter
 from tfx import v1 as tfx
 
-from contract import features
-from components.evaluation import metric_table
-from contract.hu import denormalize_hu, normalize_hu
-from pipeline import configs
-from pipeline.store import StoreAddress
-from app.metadata import open_store, run_ids
-from pipeline.pipeline import build_evaluator, build_pusher
-from simulator.dataset import simulate_dataset
-from app.summary import build_summary
+from ctdenoise.contract import features
+from ctdenoise.components.evaluation import metric_table
+from ctdenoise.contract.hu import denormalize_hu, normalize_hu
+from ctdenoise.pipeline import configs
+from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.app.metadata import open_store, run_ids
+from ctdenoise.pipeline.pipeline import build_evaluator, build_pusher
+from ctdenoise.simulator.dataset import simulate_dataset
+from ctdenoise.app.summary import build_summary
 from tests.pipeline_helpers import ingest, read_examples
-from trainer_module.export import Description, export_generator
+from ctdenoise.trainer_module.export import Description, export_generator
 
 BLUR_SIGMA = 0.5
 """Pixels; on the simulated LDCT this gains about 1 dB PSNR and 0.01 SSIM."""

@@ -6,7 +6,7 @@ import os
 import apache_beam as beam
 import tensorflow as tf
 
-from components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
+from ctdenoise.components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
 
 
 def test_records_round_trip_through_tf_data_and_stdlib_gzip(tmp_path):

@@ -18,11 +18,11 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import RLELossless
 
-from components.dicom_example_gen.component import DicomExampleGen
-from components.dicom_example_gen.executor import ReadSlices, ReportFn, UnreadableInput
-from components.dicom_example_gen.layout import Layout, scan
-from components.dicom_example_gen.pairing import FileIdentity, cross_patient_duplicates
-from dicomio.reader import DicomRejected, ReadOptions, read_ct_slices
+from ctdenoise.components.dicom_example_gen.component import DicomExampleGen
+from ctdenoise.components.dicom_example_gen.executor import ReadSlices, ReportFn, UnreadableInput
+from ctdenoise.components.dicom_example_gen.layout import Layout, scan
+from ctdenoise.components.dicom_example_gen.pairing import FileIdentity, cross_patient_duplicates
+from ctdenoise.dicomio.reader import DicomRejected, ReadOptions, read_ct_slices
 from tests import dicom_factory as f
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ingest
@@ -66,7 +66,7 @@ def _read_in_bounded_process(path: Path) -> tuple[str, int]:
     code = textwrap.dedent(f"""
         import resource
         resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_BOUND_BYTES}, {MEMORY_BOUND_BYTES}))
-        from dicomio.reader import DicomRejected, read_ct_slices
+        from ctdenoise.dicomio.reader import DicomRejected, read_ct_slices
         try:
             read_ct_slices({str(path)!r}, "bomb.dcm")
             print("accepted")

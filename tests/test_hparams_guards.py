@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.pipeline_helpers import ctdenoise
-from trainer_module.hparams import MAX_SEED, preset, with_overrides
-from trainer_module.models import check_memory
-from trainer_module.models.cycle_identity.size import discriminator_weights, generator_weights
+from ctdenoise.trainer_module.hparams import MAX_SEED, preset, with_overrides
+from ctdenoise.trainer_module.models import check_memory
+from ctdenoise.trainer_module.models.cycle_identity.size import discriminator_weights, generator_weights
 
 
 @pytest.mark.parametrize("seed", [-1, MAX_SEED + 1])
@@ -19,7 +19,7 @@ def test_a_seed_outside_numpys_range_is_refused(seed):
 
 @pytest.mark.parametrize("name", ["paper", "cpu-demo", "tiny"])
 def test_the_weight_counts_are_those_of_the_built_networks(name):
-    from trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
+    from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 
     hp = with_overrides(preset(name), ["patch=120"])
     assert generator_weights(hp) == build_generator(hp, "G").count_params()

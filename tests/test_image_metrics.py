@@ -1,4 +1,4 @@
-"""components.evaluation.image_metrics agrees with skimage.metrics and behaves on edge cases."""
+"""ctdenoise.components.evaluation.image_metrics agrees with skimage.metrics and behaves on edge cases."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 skimage_metrics = pytest.importorskip("skimage.metrics")
 pytest.importorskip("tensorflow")
 
-from components.evaluation import image_metrics as im  # noqa: E402
-from contract.hu import BODY_HU, normalize_hu  # noqa: E402
+from ctdenoise.components.evaluation import image_metrics as im  # noqa: E402
+from ctdenoise.contract.hu import BODY_HU, normalize_hu  # noqa: E402
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer_module.image_pool import ImagePool  # noqa: E402
+from ctdenoise.trainer_module.image_pool import ImagePool  # noqa: E402
 
 SHAPE = [2, 2, 1]
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from contract import features
-from components.dicom_example_gen.layout import Layout, assign_splits, scan
-from components.dicom_example_gen.pairing import pair_patient
-from dicomio.reader import read_ct_slices
-from storage.files import list_tree
+from ctdenoise.contract import features
+from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
+from ctdenoise.components.dicom_example_gen.pairing import pair_patient
+from ctdenoise.dicomio.reader import read_ct_slices
+from ctdenoise.storage.files import list_tree
 from tests import dicom_factory as f
 from tests.pipeline_helpers import ingest, read_examples
 

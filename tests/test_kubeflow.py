@@ -16,8 +16,8 @@ from google.protobuf import json_format
 from kfp import components as kfp_components
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from contract import features
-from ctdenoise_kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
+from ctdenoise.contract import features
+from ctdenoise.kubeflow.runner import ENTRYPOINT, IMAGE_SOURCE_DIR
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, read_examples
 
@@ -95,7 +95,7 @@ def _executor_input(spec: dict, task: str, outputs: dict[str, Path], output_file
 
 
 def test_no_baseline_leaves_out_the_resolvers_open_source_kfp_cannot_run(tmp_path):
-    from app.cli import build_parser
+    from ctdenoise.app.cli import build_parser
 
     out = tmp_path / "spec.json"
     args = build_parser().parse_args(["kubeflow", "compile", "--image", IMAGE, "--out", str(out), "--no-baseline"])
@@ -107,7 +107,7 @@ def test_no_baseline_leaves_out_the_resolvers_open_source_kfp_cannot_run(tmp_pat
 
 
 def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
-    from ctdenoise_kubeflow import entrypoint
+    from ctdenoise.kubeflow import entrypoint
 
     output_file = tmp_path / "executor_output.json"
     destination = json.dumps({"filesystem": {"baseDirectory": "minio://b/serving"}})  # the Pusher's, as JSON
@@ -132,7 +132,7 @@ def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
 
 
 def test_beam_steps_run_in_threads_where_tensorflow_io_is_needed():
-    from ctdenoise_kubeflow.runner import KubeflowSettings
+    from ctdenoise.kubeflow.runner import KubeflowSettings
 
     def mode(**locations) -> str:
         return KubeflowSettings(image=IMAGE, **locations).beam_args[0]
@@ -178,8 +178,8 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
     resolvers find no blessed model; the second's resolve to the first run's, which the
     Evaluator then compares against (its upstream steps come from KFP's cache; the second
     run stops after the Evaluator to keep the test short)."""
-    from app.cli import build_parser
-    from components.evaluation.results import read_evaluation
+    from ctdenoise.app.cli import build_parser
+    from ctdenoise.components.evaluation.results import read_evaluation
     from tests.conftest import PERMISSIVE_GATE
     from tests.kfp_driver import Driver
 

@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer_module.losses import (  # noqa: E402
+from ctdenoise.trainer_module.losses import (  # noqa: E402
     cycle_loss,
     discriminator_loss,
     identity_loss,

@@ -13,9 +13,9 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from app.metadata import BUSY_WAIT_S, MetadataError, open_store
-from pipeline import configs
-from storage.lock import Busy
+from ctdenoise.app.metadata import BUSY_WAIT_S, MetadataError, open_store
+from ctdenoise.pipeline import configs
+from ctdenoise.storage.lock import Busy
 from tests.holder import held
 from tests.pipeline_helpers import ctdenoise
 

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from app.summary import evaluation_table
+from ctdenoise.app.summary import evaluation_table
 from benchmarks import quality_scores, render
 from benchmarks.quality_sets import Images
-from components.evaluation import metric_table as table
-from components.evaluation.image_metrics import psnr_hu
-from components.evaluation.eval_config import eval_config
-from components.evaluation.results import _place
-from components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.components.evaluation import metric_table as table
+from ctdenoise.components.evaluation.image_metrics import psnr_hu
+from ctdenoise.components.evaluation.eval_config import eval_config
+from ctdenoise.components.evaluation.results import _place
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
 
 def _configs(thresholds: BlessingThresholds = BlessingThresholds()) -> dict[str, object]:

@@ -17,13 +17,13 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from tests.conftest import PERMISSIVE_GATE  # noqa: E402
-from simulator.dataset import simulate_dataset  # noqa: E402
+from ctdenoise.simulator.dataset import simulate_dataset  # noqa: E402
 from tests.dicom_validators import assert_derived_series_valid  # noqa: E402
 from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest  # noqa: E402
-from trainer_module import hparams  # noqa: E402
-from trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
-from trainer_module.models import MODELS, build, configure  # noqa: E402
-from trainer_module.models.red_cnn.network import build_red_cnn  # noqa: E402
+from ctdenoise.trainer_module import hparams  # noqa: E402
+from ctdenoise.trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
+from ctdenoise.trainer_module.models import MODELS, build, configure  # noqa: E402
+from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn  # noqa: E402
 
 
 def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -154,7 +154,7 @@ def test_a_paired_model_on_data_without_pairs_is_refused_in_one_line_before_anyt
 
 
 def test_the_trainer_refuses_a_paired_model_when_its_train_split_holds_no_pair(tmp_path):
-    from trainer_module.run import fn_args, run_fn
+    from ctdenoise.trainer_module.run import fn_args, run_fn
 
     ingest(_ldct_only(tmp_path / "data"), tmp_path / "out")
     hp = configure("tiny", ["model=red_cnn"])

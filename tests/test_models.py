@@ -12,9 +12,9 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from tests.limits import HANG_S  # noqa: E402
-from trainer_module.hparams import preset  # noqa: E402
-from trainer_module.models.cycle_identity.networks import build_discriminator, build_generator  # noqa: E402
-from trainer_module.models.layers import LeakyReLU  # noqa: E402
+from ctdenoise.trainer_module.hparams import preset  # noqa: E402
+from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator  # noqa: E402
+from ctdenoise.trainer_module.models.layers import LeakyReLU  # noqa: E402
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -58,8 +58,8 @@ def test_generator_keeps_any_slice_size_and_stays_in_range():
 def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     """tanh(-1 + small correction) is about -0.76 (-640 HU): an untrained generator turns air
     grey with tanh and keeps it without; either way the SavedModel's HU stay in the window."""
-    from trainer_module.export import Denoiser, Description
-    from trainer_module.hparams import with_overrides
+    from ctdenoise.trainer_module.export import Denoiser, Description
+    from ctdenoise.trainer_module.hparams import with_overrides
 
     air = tf.fill([1, 32, 32, 1], -1.0)
     for tanh_output, expected in ((True, np.tanh(-1.0)), (False, -1.0)):
@@ -95,9 +95,9 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
     error: fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'" here. TensorFlow's
     C++ errors are shown only in a process started with them on, hence the subprocess."""
     code = textwrap.dedent("""
-        import contract.tensorflow_env, tensorflow as tf
-        from trainer_module.hparams import preset
-        from trainer_module.models.cycle_identity.networks import build_discriminator
+        import ctdenoise.tensorflow_env, tensorflow as tf
+        from ctdenoise.trainer_module.hparams import preset
+        from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator
         hp = preset("tiny")
         discriminator = build_discriminator(hp, "D")
 

@@ -13,14 +13,14 @@ import pydicom
 import pytest
 import tf_keras as keras
 
-from app.denoise import DenoiseError
-from contract.hu import HU_MAX, HU_MIN
-from contract.names import RESEARCH_LABEL
-from app.pacs import denoise_location
-from app.pull import pull
-from dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
-from dicomweb_io.client import DicomwebError
-from simulator.dataset import simulate_dataset
+from ctdenoise.app.denoise import DenoiseError
+from ctdenoise.contract.hu import HU_MAX, HU_MIN
+from ctdenoise.contract.names import RESEARCH_LABEL
+from ctdenoise.app.pacs import denoise_location
+from ctdenoise.app.pull import pull
+from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
+from ctdenoise.dicomweb_io.client import DicomwebError
+from ctdenoise.simulator.dataset import simulate_dataset
 from tests import dicom_factory, orthanc_server
 from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors

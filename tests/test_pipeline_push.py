@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from app.demo import DemoError, showcase
+from ctdenoise.app.demo import DemoError, showcase
 from tests.dicom_validators import assert_derived_series_valid
 from tests.pipeline_helpers import ctdenoise
 

@@ -13,8 +13,8 @@ import pydicom
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from app.metadata import latest_run_executions, open_store
-from simulator.dataset import simulate_dataset
+from ctdenoise.app.metadata import latest_run_executions, open_store
+from ctdenoise.simulator.dataset import simulate_dataset
 from tests.dicom_factory import DISTINCTIVE_NAME
 from tests.pipeline_helpers import ctdenoise
 

@@ -18,21 +18,21 @@ import pydicom
 import pytest
 import tf_keras as keras
 
-from app.denoise import DenoiseError, denoise_series, resolve_model, tiled
-from components.dicom_example_gen.layout import Layout, scan
-from components.dicom_example_gen.pairing import pair_patient
-from contract.names import MODEL_METADATA_FILE
-from dicomio.reader import DicomRejected, read_ct_slices
-from simulator.dataset import simulate_dataset
-from simulator.dicom_writer import write_ct_slice
-from storage import lock, publish
-from storage.files import list_tree
+from ctdenoise.app.denoise import DenoiseError, denoise_series, resolve_model, tiled
+from ctdenoise.components.dicom_example_gen.layout import Layout, scan
+from ctdenoise.components.dicom_example_gen.pairing import pair_patient
+from ctdenoise.contract.names import MODEL_METADATA_FILE
+from ctdenoise.dicomio.reader import DicomRejected, read_ct_slices
+from ctdenoise.simulator.dataset import simulate_dataset
+from ctdenoise.simulator.dicom_writer import write_ct_slice
+from ctdenoise.storage import lock, publish
+from ctdenoise.storage.files import list_tree
 from tests import dicom_factory as f
 from tests.holder import held
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise, ingest
-from trainer_module.export import export_generator
-from trainer_module.hparams import preset, with_overrides
+from ctdenoise.trainer_module.export import export_generator
+from ctdenoise.trainer_module.hparams import preset, with_overrides
 
 ROOT = os.geteuid() == 0
 
@@ -40,8 +40,8 @@ ROOT = os.geteuid() == 0
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A tiny generator exported as the Trainer exports it (pushes and denoising need a real one)."""
-    from trainer_module.export import Description
-    from trainer_module.models import build
+    from ctdenoise.trainer_module.export import Description
+    from ctdenoise.trainer_module.models import build
 
     folder = tmp_path_factory.mktemp("model") / "Format-Serving"
     hp = preset("tiny")
@@ -87,7 +87,7 @@ def _push(model: Path, serving: Path) -> str:
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
 
-    from components.pusher.executor import Executor
+    from ctdenoise.components.pusher.executor import Executor
 
     candidate, blessing = standard_artifacts.Model(), standard_artifacts.ModelBlessing()
     candidate.uri, blessing.uri = str(model.parent), str(model.parent / "blessing")
@@ -127,7 +127,7 @@ def test_a_killed_publish_leaves_only_a_hidden_folder_that_the_next_one_removes(
     target = tmp_path / "serving" / "123"
     code = textwrap.dedent(f"""
         import os, signal
-        from storage.publish import staged
+        from ctdenoise.storage.publish import staged
         with staged({str(target)!r}) as folder:
             open(os.path.join(folder, "half"), "w").write("x")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -177,7 +177,7 @@ def test_an_unreadable_folder_is_listed_not_lost(tmp_path):
     root = tmp_path / "data"
     _small_root(root)
     (root / "P2" / "NDCT").chmod(0)
-    code = "from storage.files import list_tree; import json, sys; print(json.dumps(list_tree(sys.argv[1]).problems))"
+    code = "from ctdenoise.storage.files import list_tree; import json, sys; print(json.dumps(list_tree(sys.argv[1]).problems))"
     try:
         result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search",
                                  "--inh-caps=-dac_override,-dac_read_search", sys.executable, "-c", code, str(root)],
@@ -195,7 +195,7 @@ def test_a_copy_refuses_a_folder_it_cannot_list_instead_of_skipping_it(tmp_path)
     (source / "variables" / "variables.index").write_text("index")
     (source / "saved_model.pb").write_text("pb")
     (source / "variables").chmod(0)
-    code = ("from storage.files import copy_tree; import sys\n"
+    code = ("from ctdenoise.storage.files import copy_tree; import sys\n"
             "try: copy_tree(sys.argv[1], sys.argv[2], last='saved_model.pb')\n"
             "except PermissionError as e: print('refused', e.filename)")
     try:
@@ -256,7 +256,7 @@ def test_one_slope_zero_slice_among_good_ones_is_rejected_at_ingestion_and_by_de
 # --- 4. slices of different grids never share an example ---------------------------------------
 
 def test_an_ndct_on_another_grid_stays_unpaired_and_training_reads_both(tmp_path):
-    from trainer_module.data import dose_slices
+    from ctdenoise.trainer_module.data import dose_slices
 
     root = tmp_path / "data"
     for patient in ("P1", "P2"):
@@ -276,7 +276,7 @@ def test_a_second_holder_of_a_run_root_is_refused_in_one_line(tmp_path):
     with held(f"""
         import sys
         from pathlib import Path
-        from storage.lock import exclusive
+        from ctdenoise.storage.lock import exclusive
         with exclusive(Path({str(tmp_path)!r}), "ctdenoise run"):
             print("held", flush=True)
             sys.stdin.read()  # holds on until the test lets go, however long the run takes to reach the lock
@@ -315,7 +315,7 @@ def test_bad_hyperparameters_fail_before_anything_runs(tmp_path, override, messa
 
 
 def test_a_patch_larger_than_the_slices_is_refused_before_training(tmp_path):
-    from trainer_module.run import fn_args, run_fn
+    from ctdenoise.trainer_module.run import fn_args, run_fn
 
     root = tmp_path / "data"
     simulate_dataset(root, patients=2, slices=1, size=32, seed=4, progress=None)
@@ -363,7 +363,7 @@ def test_an_unreachable_mysql_store_is_one_line_before_anything_runs(tmp_path, c
 # --- 7. integrity -------------------------------------------------------------------------------
 
 def _record(path: str, z: float | None, instance: str, shape=(8, 8)):
-    from dicomio.reader import SliceRecord
+    from ctdenoise.dicomio.reader import SliceRecord
 
     return SliceRecord(path, np.zeros(shape, np.int16), z, None, None, None, None, instance)
 
@@ -435,7 +435,7 @@ def test_denoising_a_4096_slice_stays_under_the_memory_bound(model, tmp_path):
     _slice(tmp_path / "big" / "1.dcm", np.full((4096, 4096), 40.0), f.series("P1", "LDCT"), z=0.0)
     code = textwrap.dedent(f"""
         import sys
-        from app.cli import main
+        from ctdenoise.app.cli import main
         code = main(["denoise", "--model", {str(model)!r}, "--input", {str(tmp_path / 'big')!r},
                      "--out", {str(tmp_path / 'out')!r}])
         # the process's own peak: getrusage's ru_maxrss carries the forking pytest worker's across exec

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pydicom
 import pytest
 
-from pipeline.store import PASSWORD_VARIABLE, StoreAddress
+from ctdenoise.pipeline.store import PASSWORD_VARIABLE, StoreAddress
 from tests.conftest import PERMISSIVE_GATE
 from tests.limits import HANG_S
 from tests.mysql_server import PASSWORD, USER, MySQLServer, start_mysql_server
@@ -166,7 +166,7 @@ def test_recovering_one_roots_killed_run_leaves_another_roots_running_execution(
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from pipeline import abandoned
+    from ctdenoise.pipeline import abandoned
 
     address = StoreAddress(mysql_server.address(DATABASE), USER, PASSWORD)
     root_a, root_b = two_roots

@@ -13,14 +13,14 @@ from pydicom.data import get_testdata_file
 from scipy.ndimage import binary_erosion
 from skimage.transform import resize
 
-from app.cli import main
-from app.demo import REAL_CT
+from ctdenoise.app.cli import main
+from ctdenoise.app.demo import REAL_CT
 
-from simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
-from simulator.dicom_writer import SeriesInfo, write_ct_slice
-from simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
-from simulator import physics
-from simulator.physics import scan_pair
+from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
+from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
+from ctdenoise.simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
+from ctdenoise.simulator import physics
+from ctdenoise.simulator.physics import scan_pair
 
 SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
 
@@ -340,7 +340,7 @@ def test_from_dir_refuses_more_patients_than_it_holds(tmp_path: Path) -> None:
 
 
 def test_the_two_clinical_series_stay_two_patients(tmp_path: Path) -> None:
-    """The demo's real subset (two TCIA patients, data/realct) through the command line."""
+    """The demo's real subset (two TCIA patients, ctdenoise/data/realct) through the command line."""
     summary = tmp_path / "simulate.json"
     assert main(["simulate", "--from", str(REAL_CT), "--out", str(tmp_path / "d"), "--dose", "0.1:0.5",
                  "--size", "32", "--slices", "2", "--summary", str(summary)]) == 0

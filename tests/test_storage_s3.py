@@ -1,4 +1,4 @@
-"""storage.files and storage.publish on a real S3 store (moto): the object-store pitfalls
+"""ctdenoise.storage.files and storage.publish on a real S3 store (moto): the object-store pitfalls
 the module exists to hide. This process loads tensorflow-io here; conftest.py ends the
 session without the exit-time abort that causes."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import files
-from storage.publish import staged
+from ctdenoise.storage import files
+from ctdenoise.storage.publish import staged
 
 
 @pytest.fixture()

@@ -17,15 +17,15 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from contract.hu import unit_from_hu  # noqa: E402
+from ctdenoise.contract.hu import unit_from_hu  # noqa: E402
 from tests.limits import HANG_S  # noqa: E402
-from trainer_module import hparams  # noqa: E402
-from trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
-from trainer_module.export import reestimate_batch_norm  # noqa: E402
-from trainer_module.models.cycle_identity.model import CycleIdentityGAN  # noqa: E402
-from trainer_module.loop import NonFiniteLossError, fit  # noqa: E402
-from trainer_module.schedule import LinearDecay  # noqa: E402
-from trainer_module.strategy import make_strategy  # noqa: E402
+from ctdenoise.trainer_module import hparams  # noqa: E402
+from ctdenoise.trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
+from ctdenoise.trainer_module.export import reestimate_batch_norm  # noqa: E402
+from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN  # noqa: E402
+from ctdenoise.trainer_module.loop import NonFiniteLossError, fit  # noqa: E402
+from ctdenoise.trainer_module.schedule import LinearDecay  # noqa: E402
+from ctdenoise.trainer_module.strategy import make_strategy  # noqa: E402
 
 STEPS = 30
 HP = with_overrides(preset("tiny"), [
@@ -302,9 +302,9 @@ def test_dict_round_trip_is_json_serialisable():
 DETERMINISM_RUN = """
 import hashlib, sys
 import numpy as np
-import contract.tensorflow_env
-from trainer_module.models.cycle_identity.model import CycleIdentityGAN
-from trainer_module.hparams import resolve
+import ctdenoise.tensorflow_env
+from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+from ctdenoise.trainer_module.hparams import resolve
 hp = resolve("cpu-demo", ["deterministic=true", "seed=3"])
 rng = np.random.default_rng(0)
 gan = CycleIdentityGAN(hp)
@@ -340,7 +340,7 @@ def test_deterministic_turns_the_memory_optimizer_off_for_the_train_step_only():
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
     from tensorflow.python.eager import context
 
-    from trainer_module.determinism import without_memory_optimizer
+    from ctdenoise.trainer_module.determinism import without_memory_optimizer
 
     def memory_optimization() -> int:
         options = context.context().function_call_options

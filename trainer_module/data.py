@@ -18,9 +18,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import tensorflow as tf
 
-from contract import features
-from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, grey_from_hu, hu_from_unit, unit_from_hu
-from storage import files as storage_files
+from ctdenoise.contract import features
+from ctdenoise.contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, grey_from_hu, hu_from_unit, unit_from_hu
+from ctdenoise.storage import files as storage_files
 
 LDCT, NDCT = features.DOSES
 

@@ -13,12 +13,12 @@ from typing import Any, Iterator
 import tensorflow as tf
 import tf_keras as keras
 
-from contract import features
-from contract.names import (EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
+from ctdenoise.contract import features
+from ctdenoise.contract.names import (EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
                             RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
-from storage import files
-from trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
-from trainer_module.models.base import DenoisingModel, infer
+from ctdenoise.storage import files
+from ctdenoise.trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
+from ctdenoise.trainer_module.models.base import DenoisingModel, infer
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN
+from ctdenoise.contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN
 
 TENSORBOARD_EVAL_SLICES = 3
 """Whole eval slices the Trainer shows in TensorBoard (PSNR and LDCT | denoised | NDCT images):

@@ -15,9 +15,9 @@ from typing import Callable, Iterator, Optional
 
 import tensorflow as tf
 
-from trainer_module.models.base import DenoisingModel
-from trainer_module.strategy import worker_count
-from trainer_module.summaries import EvalPairs, write_summaries
+from ctdenoise.trainer_module.models.base import DenoisingModel
+from ctdenoise.trainer_module.strategy import worker_count
+from ctdenoise.trainer_module.summaries import EvalPairs, write_summaries
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -4,7 +4,7 @@ TFX gives every Trainer execution a fresh Model Run directory, so a rerun after 
 would start from scratch. Each run records a key of its inputs (train files and
 hyperparameters) beside its checkpoints; a new run with the same key copies the most
 advanced sibling checkpoint into its own Model Run directory and continues from there
-(same step, same optimizer state). `storage.files` keeps this working on gs:// or s3://.
+(same step, same optimizer state). `ctdenoise.storage.files` keeps this working on gs:// or s3://.
 
 Under a multi-worker strategy every worker must resume from the same checkpoint, or their
 collectives stop matching; a worker other than the chief seeds a private folder from the
@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from storage import files
+from ctdenoise.storage import files
 
 KEY_FILE = "resume_key.txt"
 CHECKPOINTS = "checkpoints"

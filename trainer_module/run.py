@@ -24,20 +24,20 @@ from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
-import contract.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
-from contract.names import TENSORBOARD_DIR, split_dir
-from storage import files
-from trainer_module import hparams as hparams_lib
-from trainer_module.data import (paired_eval_slices, paired_patch_batches, paired_slices, patch_batches,
+import ctdenoise.tensorflow_env  # noqa: F401  (before tf.keras is first touched)
+from ctdenoise.contract.names import TENSORBOARD_DIR, split_dir
+from ctdenoise.storage import files
+from ctdenoise.trainer_module import hparams as hparams_lib
+from ctdenoise.trainer_module.data import (paired_eval_slices, paired_patch_batches, paired_slices, patch_batches,
                                  smallest_side)
-from trainer_module.hparams import HParams
-from trainer_module.export import Description, export_generator, reestimate_batch_norm
-from trainer_module.loop import fit
-from trainer_module.models import build, uses_pairs
-from trainer_module.models.base import DenoisingModel
-from trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
-from trainer_module.strategy import Worker, make_strategy, this_worker
-from trainer_module.summaries import log_exported_psnr
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.export import Description, export_generator, reestimate_batch_norm
+from ctdenoise.trainer_module.loop import fit
+from ctdenoise.trainer_module.models import build, uses_pairs
+from ctdenoise.trainer_module.models.base import DenoisingModel
+from ctdenoise.trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
+from ctdenoise.trainer_module.strategy import Worker, make_strategy, this_worker
+from ctdenoise.trainer_module.summaries import log_exported_psnr
 
 HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""

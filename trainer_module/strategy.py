@@ -11,7 +11,7 @@ from typing import Iterator
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
+from ctdenoise.trainer_module.hparams import HParams
 
 TRAINING_JOBS = ("chief", "worker")
 """The TF_CONFIG task types that train (an "evaluator" or "ps" task does not)."""

@@ -8,9 +8,9 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from contract.hu import DATA_RANGE
-from trainer_module.data import soft_tissue_window
-from trainer_module.models.base import DenoisingModel
+from ctdenoise.contract.hu import DATA_RANGE
+from ctdenoise.trainer_module.data import soft_tissue_window
+from ctdenoise.trainer_module.models.base import DenoisingModel
 
 EvalPairs = tuple[np.ndarray, np.ndarray]
 """(LDCT, NDCT) whole slices [n, H, W, 1] in [-1, 1]."""

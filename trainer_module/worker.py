@@ -4,7 +4,7 @@ with the cluster taken from TF_CONFIG. Every worker runs the same command; only 
 checkpoints, TensorBoard logs and model are kept (docs/design.md §1.10). Nothing is recorded
 in ML Metadata: this trains on more machines than one Trainer pod, it is not a pipeline step.
 
-    python -m trainer_module.worker --examples URI --model-run-dir URI --serving-model-dir URI \\
+    python -m ctdenoise.trainer_module.worker --examples URI --model-run-dir URI --serving-model-dir URI \\
         [--preset paper] [--set KEY=VALUE]... [--eval-slices N]
 """
 from __future__ import annotations
@@ -13,15 +13,15 @@ import argparse
 import os
 import sys
 
-from contract import tensorflow_env  # noqa: F401 (before tf.keras is first touched)
-from trainer_module import hparams as hparams_lib
-from trainer_module.models import configure, set_training_threads
-from trainer_module.models.base import DenoisingModel
-from trainer_module.run import fn_args, run_fn
+from ctdenoise import tensorflow_env  # noqa: F401 (before tf.keras is first touched)
+from ctdenoise.trainer_module import hparams as hparams_lib
+from ctdenoise.trainer_module.models import configure, set_training_threads
+from ctdenoise.trainer_module.models.base import DenoisingModel
+from ctdenoise.trainer_module.run import fn_args, run_fn
 
 
 def main(argv: list[str] | None = None) -> DenoisingModel:
-    parser = argparse.ArgumentParser(prog="python -m trainer_module.worker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ctdenoise.trainer_module.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", required=True, help="Examples artifact URI (holds Split-train/, Split-eval/)")
     parser.add_argument("--model-run-dir", required=True,
                         help="checkpoints and TensorBoard logs (one folder all workers reach)")
@@ -41,4 +41,4 @@ if __name__ == "__main__":
     except ValueError as exc:  # bad hyperparameters or batch: one line, as the ctdenoise command
         if os.environ.get("CTDENOISE_DEBUG"):
             raise
-        sys.exit(f"trainer_module.worker: error: {exc}")
+        sys.exit(f"ctdenoise.trainer_module.worker: error: {exc}")

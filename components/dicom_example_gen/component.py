@@ -6,9 +6,9 @@ from tfx import types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.dicom_example_gen import executor
-from components.dicom_example_gen.layout import Layout
-from dicomio.reader import ReadOptions
+from ctdenoise.components.dicom_example_gen import executor
+from ctdenoise.components.dicom_example_gen.layout import Layout
+from ctdenoise.dicomio.reader import ReadOptions
 
 
 class DicomExampleGenSpec(ComponentSpec):

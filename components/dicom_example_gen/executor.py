@@ -15,13 +15,13 @@ import apache_beam as beam
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
-from components.dicom_example_gen.layout import FoundFile, Layout, assign_splits, scan
-from components.dicom_example_gen.pairing import FileIdentity, cross_patient_duplicates, pair_patient
-from contract.features import SPLITS, build_example
-from contract.names import INGEST_REPORT_FILE, split_dir
-from dicomio.reader import DicomRejected, ReadOptions, read_ct_slices
-from storage import files
+from ctdenoise.components.dicom_example_gen.gzip_tfrecord import WriteGzipTFRecord
+from ctdenoise.components.dicom_example_gen.layout import FoundFile, Layout, assign_splits, scan
+from ctdenoise.components.dicom_example_gen.pairing import FileIdentity, cross_patient_duplicates, pair_patient
+from ctdenoise.contract.features import SPLITS, build_example
+from ctdenoise.contract.names import INGEST_REPORT_FILE, split_dir
+from ctdenoise.dicomio.reader import DicomRejected, ReadOptions, read_ct_slices
+from ctdenoise.storage import files
 
 PROGRESS_EVERY = 200
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from storage.files import list_tree
+from ctdenoise.storage.files import list_tree
 
 
 @dataclass(frozen=True)

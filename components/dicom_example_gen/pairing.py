@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Iterable
 
-from dicomio.reader import SliceRecord
-from contract.features import DOSES, at_position
+from ctdenoise.dicomio.reader import SliceRecord
+from ctdenoise.contract.features import DOSES, at_position
 
 
 @dataclass

@@ -23,11 +23,11 @@ from typing import Optional
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluation import metric_table as table
-from components.evaluation.tfma_metrics import metric_config
-from components.evaluation.thresholds import BlessingThresholds
-from contract import features as feature_contract
-from contract.names import EXAMPLES_SIGNATURE, OUTPUT_KEY
+from ctdenoise.components.evaluation import metric_table as table
+from ctdenoise.components.evaluation.tfma_metrics import metric_config
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.contract import features as feature_contract
+from ctdenoise.contract.names import EXAMPLES_SIGNATURE, OUTPUT_KEY
 
 CANDIDATE = "candidate"
 LATEST_BLESSED = "latest_blessed"

@@ -1,10 +1,10 @@
 """Image-quality metrics for CT denoising, as pure functions on NumPy arrays.
 
-Conventions (the contract's, `contract.hu`, shared with the trainer):
+Conventions (the contract's, `ctdenoise.contract.hu`, shared with the trainer):
 * HU images are truncated to the model's window [-1000, 2000] and mapped linearly to
   [-1, 1] before PSNR / SSIM, so the data range is 2.
 * RMSE is reported in raw HU (no truncation) over the whole slice and inside a body mask
-  (reference NDCT HU > `contract.hu.BODY_HU`).
+  (reference NDCT HU > `ctdenoise.contract.hu.BODY_HU`).
 * SSIM is `tf.image.ssim` (11×11 Gaussian window, σ = 1.5, K1 = 0.01, K2 = 0.03, "valid"
   filtering), over the whole slice or, body SSIM, averaged over the windows centred in the
   body mask; it agrees with `skimage.metrics.structural_similarity(..., data_range=2,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from contract.hu import BODY_HU, DATA_RANGE, normalize_hu
+from ctdenoise.contract.hu import BODY_HU, DATA_RANGE, normalize_hu
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Each metric is named once, in `METRICS`, with how one slice contributes to it, how slices
 pool into one figure, its column in the run summary and, where the blessing gate judges it,
 how the candidate must compare with the LDCT as it is. The TFMA metrics and the gate
-(`eval_config`), what `results` reads back, the summary's columns (`app.summary`) and the
+(`eval_config`), what `results` reads back, the summary's columns (`ctdenoise.app.summary`) and the
 benchmarks' scores (`benchmarks.quality_scores`) are all derived from it, so a metric added
 here reaches every one of them, and the Evaluator and the benchmarks share one definition.
 
@@ -16,8 +16,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from components.evaluation import image_metrics as im
-from components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.components.evaluation import image_metrics as im
+from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
 Contribution = tuple[float, float]
 """One slice's (sum, count) towards a metric."""
@@ -114,7 +114,7 @@ METRICS = (
            gate=Gate(DIFFERENCE, "body_ssim_tolerance", tolerance=True)),
 )
 """PSNR and SSIM on [-1, 1] images (data range 2); RMSE in HU over the whole slice and inside
-the reference's body (HU above `contract.hu.BODY_HU`); SSIM over the windows centred in that
+the reference's body (HU above `ctdenoise.contract.hu.BODY_HU`); SSIM over the windows centred in that
 body (`image_metrics`)."""
 BY_NAME = {metric.name: metric for metric in METRICS}
 GATED = tuple(metric for metric in METRICS if metric.gate is not None)

@@ -12,10 +12,10 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluation import metric_table as table
-from components.evaluation.eval_config import LATEST_BLESSED
-from contract.features import PATIENT_ID
-from storage import files
+from ctdenoise.components.evaluation import metric_table as table
+from ctdenoise.components.evaluation.eval_config import LATEST_BLESSED
+from ctdenoise.contract.features import PATIENT_ID
+from ctdenoise.storage import files
 
 
 def read_evaluation(evaluation_uri: str) -> dict[str, Any]:

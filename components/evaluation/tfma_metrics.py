@@ -8,7 +8,7 @@ The Evaluator runs the model's `from_examples` signature (`ModelSpec(signature_n
   ``features["ndct"] == np.array([b"<int16 LE bytes>"], dtype=object)``.
 
 One class, `ImageMetric`, computes every entry of the metric table
-(`components.evaluation.metric_table`): its `Preprocessor` decodes ndct/ldct and reduces the
+(`ctdenoise.components.evaluation.metric_table`): its `Preprocessor` decodes ndct/ldct and reduces the
 example to the entry's (sum, count) contribution per model BEFORE slicing fans examples out,
 and a combiner adds them up. Examples without an NDCT image (unpaired slices) contribute
 nothing.
@@ -33,9 +33,9 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types
 
-from components.evaluation import metric_table as table
-from contract import features as feature_contract
-from contract.names import OUTPUT_KEY
+from ctdenoise.components.evaluation import metric_table as table
+from ctdenoise.contract import features as feature_contract
+from ctdenoise.contract.names import OUTPUT_KEY
 
 MODULE = __name__
 REFERENCES = ("denoised", "ldct")

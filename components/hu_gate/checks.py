@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from contract.features import DOSES, stat_key
-from storage import files
+from ctdenoise.contract.features import DOSES, stat_key
+from ctdenoise.storage import files
 
 
 @dataclass(frozen=True)

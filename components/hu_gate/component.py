@@ -7,8 +7,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.hu_gate import executor
-from components.hu_gate.checks import GateThresholds
+from ctdenoise.components.hu_gate import executor
+from ctdenoise.components.hu_gate.checks import GateThresholds
 
 
 class HUGateSpec(ComponentSpec):

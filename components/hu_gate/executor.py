@@ -6,8 +6,8 @@ import json
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.hu_gate.checks import GateThresholds, failure_text, gate_problems, hu_overview, load_statistics
-from storage import files
+from ctdenoise.components.hu_gate.checks import GateThresholds, failure_text, gate_problems, hu_overview, load_statistics
+from ctdenoise.storage import files
 
 
 class HUGateError(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from components.pusher import executor
+from ctdenoise.components.pusher import executor
 
 
 class Pusher(tfx.components.Pusher):

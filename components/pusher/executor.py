@@ -1,5 +1,5 @@
 """Pusher executor: a blessed model is copied under a hidden name beside its version folder,
-loaded to check that it serves, then renamed into place (`storage.publish`).
+loaded to check that it serves, then renamed into place (`ctdenoise.storage.publish`).
 
 TFX's own Pusher copies straight into the version folder, so a full disk or a kill leaves
 a version holding a truncated saved_model.pb, which a model server watching the folder
@@ -14,9 +14,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from contract.names import EXAMPLES_SIGNATURE, MODEL_METADATA_FILE, SERVING_SIGNATURE
-from storage import files
-from storage.publish import staged
+from ctdenoise.contract.names import EXAMPLES_SIGNATURE, MODEL_METADATA_FILE, SERVING_SIGNATURE
+from ctdenoise.storage import files
+from ctdenoise.storage.publish import staged
 
 
 class PushError(RuntimeError):

@@ -1,1 +1,1 @@
-"""The Trainer component: TFX's Trainer running `trainer_module.run.run_fn`, recording the outcome."""
+"""The Trainer component: TFX's Trainer running `ctdenoise.trainer_module.run.run_fn`, recording the outcome."""

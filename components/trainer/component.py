@@ -1,16 +1,16 @@
-"""Trainer: TFX's standard Trainer running `trainer_module.run.run_fn`, built from one `HParams`."""
+"""Trainer: TFX's standard Trainer running `ctdenoise.trainer_module.run.run_fn`, built from one `HParams`."""
 from __future__ import annotations
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.types import BaseChannel
 
-from components.trainer import executor
-from trainer_module import hparams as hparams_lib
-from trainer_module.hparams import HParams
-from trainer_module.run import HPARAMS_KEY
+from ctdenoise.components.trainer import executor
+from ctdenoise.trainer_module import hparams as hparams_lib
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.run import HPARAMS_KEY
 
-RUN_FN = "trainer_module.run.run_fn"
+RUN_FN = "ctdenoise.trainer_module.run.run_fn"
 
 
 class Trainer(tfx.components.Trainer):

@@ -6,8 +6,8 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from contract.names import MODEL_METADATA_FILE
-from storage import files
+from ctdenoise.contract.names import MODEL_METADATA_FILE
+from ctdenoise.storage import files
 
 
 class Executor(trainer_executor.GenericExecutor):

@@ -12,14 +12,14 @@ from typing import Iterable, Optional
 
 import tensorflow as tf
 
-from contract import tensorflow_env
-from trainer_module import hparams as hparams_lib
-from trainer_module.hparams import SHARED_HPARAMS, HParams
-from trainer_module.models.base import DenoisingModel
-from trainer_module.models.cycle_identity.model import CycleIdentityGAN
-from trainer_module.models.cyclegan.model import CycleGAN
-from trainer_module.models.red_cnn.model import RedCNN
-from trainer_module.models.wgan_vgg.model import WganVgg
+from ctdenoise import tensorflow_env
+from ctdenoise.trainer_module import hparams as hparams_lib
+from ctdenoise.trainer_module.hparams import SHARED_HPARAMS, HParams
+from ctdenoise.trainer_module.models.base import DenoisingModel
+from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+from ctdenoise.trainer_module.models.cyclegan.model import CycleGAN
+from ctdenoise.trainer_module.models.red_cnn.model import RedCNN
+from ctdenoise.trainer_module.models.wgan_vgg.model import WganVgg
 
 MODELS: dict[str, type[DenoisingModel]] = {
     model.NAME: model for model in (CycleIdentityGAN, CycleGAN, RedCNN, WganVgg)}
@@ -38,7 +38,7 @@ def build(hp: HParams, strategy: Optional[tf.distribute.Strategy] = None) -> Den
 
 
 def set_training_threads(hp: HParams) -> None:
-    """The thread rule for training `hp.model` (`contract.tensorflow_env.training_threads`);
+    """The thread rule for training `hp.model` (`ctdenoise.tensorflow_env.training_threads`);
     call it before TensorFlow runs its first op: choosing the model runs none."""
     tensorflow_env.training_threads(model_class(hp.model).ONE_THREAD_PER_OP)
 

@@ -13,10 +13,10 @@ from typing import ClassVar, Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.determinism import without_memory_optimizer
-from trainer_module.hparams import HParams
-from trainer_module.schedule import LinearDecay
-from trainer_module.strategy import dtype_policy, uses_mixed_precision
+from ctdenoise.trainer_module.determinism import without_memory_optimizer
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.schedule import LinearDecay
+from ctdenoise.trainer_module.strategy import dtype_policy, uses_mixed_precision
 
 BYTES_PER_WEIGHT = 16
 """Memory per trainable float32 weight during training: the weight, its gradient and Adam's two moments."""
@@ -49,7 +49,7 @@ class DenoisingModel(tf.Module):
     """Discriminators whose accuracy (`<name>/accuracy`) the progress line shows."""
     ONE_THREAD_PER_OP: ClassVar[bool] = True
     """Whether its training step runs faster with each op on one thread on a small CPU
-    (`contract.tensorflow_env.training_threads`): true where the step has many small ops that
+    (`ctdenoise.tensorflow_env.training_threads`): true where the step has many small ops that
     can run side by side, as the GANs' two generators and discriminators do (BENCHMARKS.md,
     roofline)."""
 

@@ -17,10 +17,10 @@ from typing import ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.data import soft_tissue_window
-from trainer_module.hparams import HParams
-from trainer_module.image_pool import ImagePool
-from trainer_module.losses import (
+from ctdenoise.trainer_module.data import soft_tissue_window
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.image_pool import ImagePool
+from ctdenoise.trainer_module.losses import (
     cycle_loss,
     discriminator_loss,
     identity_loss,
@@ -28,10 +28,10 @@ from trainer_module.losses import (
     lsgan_generator_loss,
     supervised_loss,
 )
-from trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
-from trainer_module.models.cycle_identity import size
-from trainer_module.models.cycle_identity.networks import RECEPTIVE_RADIUS, build_discriminator, build_generator
-from trainer_module.schedule import LinearDecay
+from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
+from ctdenoise.trainer_module.models.cycle_identity import size
+from ctdenoise.trainer_module.models.cycle_identity.networks import RECEPTIVE_RADIUS, build_discriminator, build_generator
+from ctdenoise.trainer_module.schedule import LinearDecay
 
 CYCLE_HPARAMS = frozenset({
     "ngf", "nglf", "ndf", "tanh_output", "paired", "cycle_lambda", "adversarial_weight", "supervised_lambda",

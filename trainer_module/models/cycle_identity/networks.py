@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
-from trainer_module.models.layers import LeakyReLU, bn, conv, conv_layer
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models.layers import LeakyReLU, bn, conv, conv_layer
 
 RESIDUAL_MODULES = 6
 RECEPTIVE_RADIUS = 1 + 3 * RESIDUAL_MODULES + 3

@@ -2,8 +2,8 @@
 weights of each network and the generator's feature maps, for the memory check."""
 from __future__ import annotations
 
-from trainer_module.hparams import HParams
-from trainer_module.models.cycle_identity.networks import RESIDUAL_MODULES
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models.cycle_identity.networks import RESIDUAL_MODULES
 
 GENERATOR_NGF_CONVS = 2 + 3 * RESIDUAL_MODULES
 """The generator's conv_layers of ngf channels: the first, three in each residual module, and

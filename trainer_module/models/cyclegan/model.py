@@ -2,7 +2,7 @@
 term, so its step never computes F(a) or G(b)."""
 from __future__ import annotations
 
-from trainer_module.models.cycle_identity.model import CYCLE_HPARAMS, CycleIdentityGAN
+from ctdenoise.trainer_module.models.cycle_identity.model import CYCLE_HPARAMS, CycleIdentityGAN
 
 
 class CycleGAN(CycleIdentityGAN):

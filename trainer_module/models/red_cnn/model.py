@@ -5,10 +5,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
-from trainer_module.losses import mse_loss
-from trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
-from trainer_module.models.red_cnn import network
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.losses import mse_loss
+from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
+from ctdenoise.trainer_module.models.red_cnn import network
 
 
 class RedCNN(DenoisingModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
+from ctdenoise.trainer_module.hparams import HParams
 
 LAYERS = 5
 """Convolutions in the encoder, and transposed convolutions in the decoder."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
-from trainer_module.losses import mse_loss
-from trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
-from trainer_module.models.wgan_vgg import networks, vgg
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.losses import mse_loss
+from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
+from ctdenoise.trainer_module.models.wgan_vgg import networks, vgg
 
 
 class WganVgg(DenoisingModel):

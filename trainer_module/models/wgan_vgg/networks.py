@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from trainer_module.hparams import HParams
-from trainer_module.models.layers import LeakyReLU
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models.layers import LeakyReLU
 
 GENERATOR_CONVS = 8
 RECEPTIVE_RADIUS = GENERATOR_CONVS

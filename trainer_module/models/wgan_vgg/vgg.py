@@ -11,7 +11,7 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from storage import files
+from ctdenoise.storage import files
 
 FEATURE_LAYER = "block5_conv4"
 """The paper's conv5_4."""

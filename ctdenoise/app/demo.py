@@ -1,0 +1,112 @@
+"""`ctdenoise demo`: the whole product on real anatomy, start to finish.
+
+Rescan the small real CT subset that ships inside the package (`ctdenoise/data/realct`, two patients
+from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset and the
+paired model (`MODEL`), then denoise the held-out patient's LDCT series with the pushed model
+(or with the candidate the gate refused, said so) and save a LDCT | denoised | NDCT picture of
+its middle slice.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tfx.utils import path_utils
+
+from ctdenoise.app.denoise import DenoiseReport, denoise_series
+from ctdenoise.app.display import labelled_panels
+from ctdenoise.contract.features import at_position
+from ctdenoise.dicomio.reader import read_ct_slices
+from ctdenoise.simulator.dataset import simulate_dataset
+
+REAL_CT = Path(__file__).resolve().parents[1] / "data" / "realct"
+"""Two clinical series (neck and chest, abdomen): one patient trains, the other is held out.
+Package data, so an installed wheel runs the demo outside a checkout."""
+MODEL = "red_cnn"
+"""The model the demo trains (`cpu-demo` otherwise): its data pairs every LDCT slice with the
+NDCT of the same slice, for which the family's paired model is the README's choice. The default
+`cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core AVX2 CPU to pass
+the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
+REPORT_FILE = "report.html"
+"""The demo's `ctdenoise report` page, in the run root."""
+DATASET = {"size": 256, "dose": "0.1:0.5", "seed": 0}
+"""Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
+tube-current modulation varies it along a real scan."""
+
+
+class DemoError(RuntimeError):
+    """The demo could not finish; the message says why in one line."""
+
+
+def data_dir(root: Path) -> Path:
+    return root / "demo-data"
+
+
+def _made_with(root: Path) -> Path:
+    """The settings the demo data under `root` was simulated with, beside it (not inside the
+    data root, where ingestion would list it as a file outside the layout)."""
+    return root / "demo-data.json"
+
+
+def ensure_dataset(root: Path, say: Callable[[str], None]) -> Path:
+    """The demo's simulated DICOM data under `root`, written on the first run only (into a
+    staging folder renamed when complete, so an interrupted first run is not reused)."""
+    data, made = data_dir(root), _made_with(root)
+    wanted = {**DATASET, "from": REAL_CT.name}
+    if data.is_dir() and made.is_file() and json.loads(made.read_text()) == wanted:
+        say(f"demo: using the simulated data in {data}")
+        return data
+    if not REAL_CT.is_dir():
+        raise DemoError(f"the demo's real CT subset {REAL_CT} is missing: reinstall ctdenoise")
+    shutil.rmtree(data, ignore_errors=True)  # an earlier demo's data, made with other settings
+    staging = data.with_name(f".{data.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    simulate_dataset(staging, from_dir=REAL_CT, progress=say, **DATASET)
+    staging.rename(data)
+    made.write_text(json.dumps(wanted))
+    say(f"demo: simulated data ready in {data}")
+    return data
+
+
+def showcase(summary: dict[str, Any], data: Path, root: Path, say: Callable[[str], None]) -> Path:
+    """Denoise the first eval patient's LDCT series (from `data`) into `root` with the pushed
+    model, or, when the gate refused it, with the trained candidate (said so, never pushed):
+    the demo shows what came out either way. Return the path of a LDCT | denoised | NDCT PNG
+    of its middle slice."""
+    push = summary.get("push") or {}
+    if push.get("pushed"):
+        model, version, label = push["path"], push["version"], "denoised"
+    else:
+        model_uri = (summary.get("train") or {}).get("model_uri")
+        if not model_uri:
+            raise DemoError("training produced no model: see the output above")
+        model, version, label = path_utils.serving_model_dir(model_uri), "candidate (not blessed)", "not blessed"
+        say("demo: the gate refused the model, so nothing was pushed; showing the trained candidate anyway")
+    patient = sorted(summary["evaluation"]["per_patient"])[0]
+    series = data / patient
+    out = root / "demo-denoised" / patient
+    shutil.rmtree(out, ignore_errors=True)  # the demo's own output of an earlier run
+    report = denoise_series(model, series / "LDCT", out, png=False, model_version=version, progress=say)
+    return _side_by_side(report, series, root / "demo-denoised" / f"{patient}_ldct_denoised_ndct.png", label)
+
+
+def _side_by_side(report: DenoiseReport, series: Path, png: Path, label: str) -> Path:
+    """Middle slice of the series: LDCT | denoised | NDCT (same z) in a soft-tissue window;
+    `label` names the middle panel."""
+    outputs = sorted(report.out_dir.glob("*.dcm"))
+    middle = read_ct_slices(outputs[len(outputs) // 2], "denoised")[0]
+    images = {"LDCT": _at_z(series / "LDCT", middle.z), label: middle.hu, "NDCT": _at_z(series / "NDCT", middle.z)}
+    labelled_panels(images).save(png)
+    return png
+
+
+def _at_z(folder: Path, z: float | None) -> np.ndarray:
+    """HU of the slice at position `z` among the files of `folder`."""
+    records = (record for path in sorted(folder.glob("*.dcm")) for record in read_ct_slices(path, path.name))
+    found = at_position(records, z)
+    if found is None:
+        raise DemoError(f"{folder}: no slice at z={z}")
+    return found.hu

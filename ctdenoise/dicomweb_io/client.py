@@ -1,0 +1,134 @@
+"""A DICOMweb service through dicomweb-client: the searches, reads and stores the commands
+need, each failure turned into one line that names the host and never a credential.
+
+Credentials: CTDENOISE_DICOMWEB_USER and CTDENOISE_DICOMWEB_PASSWORD when set (HTTP basic),
+else whatever the user's netrc file (`~/.netrc`, or `$NETRC`) holds for the host, which
+requests reads by itself. Requests that the server answers with 408, 429, 503 or 504 are
+retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from pydicom import Dataset
+
+from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, DicomwebAddress
+TIMEOUT_S = (10.0, 300.0)
+"""Seconds to connect, and to wait for each answer (a series of large slices takes a while)."""
+RETRY_ATTEMPTS = 3
+_RETRY_WAIT_MS = 500
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_FAILED_SOP_SEQUENCE = "FailedSOPSequence"
+_PLAIN = re.compile(r"[A-Za-z0-9._-]*")
+_CREDENTIALS_HINT = (f"set {USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host")
+
+
+class DicomwebError(RuntimeError):
+    """A DICOMweb request that failed; the message is one line without credentials."""
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    """One series a QIDO-RS search found, with the attributes it was asked for."""
+
+    study: str
+    series: str
+    attributes: Dataset
+
+
+class Pacs:
+    """The DICOMweb service of `address` (its study and series parts are ignored here)."""
+
+    def __init__(self, address: DicomwebAddress):
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        session = requests.Session()
+        user, password = os.environ.get(USER_VARIABLE, ""), os.environ.get(PASSWORD_VARIABLE, "")
+        if bool(user) != bool(password):
+            raise DicomwebError(f"{address.host}: set both {USER_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
+        if user:
+            session.auth = (user, password)
+        self.host = address.host
+        self._credentials = bool(user) or _netrc_has(address.host)
+        self._client = DICOMwebClient(address.base, session=session, timeout=TIMEOUT_S)
+        self._client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=_RETRY_WAIT_MS)
+
+    def series(self, fields: Sequence[str], *, study: str = "", series: str = "",
+               patient: str = "") -> list[SeriesEntry]:
+        """The series matching the filters given, each with `fields` (keywords) filled in where the server has them.
+
+        A PatientID other than letters, digits, '.', '_' and '-' is matched here rather than by
+        the server, which then lists every series in scope (narrow it by study): some servers
+        (Orthanc's DICOMweb plugin 1.7) do not decode percent-escapes in a query, so they find
+        nothing for a value with a space, a slash or a wildcard in it."""
+        plain = patient if _PLAIN.fullmatch(patient) else ""
+        filters = {"SeriesInstanceUID": series, "PatientID": plain}
+        with self._request("search for series"):
+            found = self._client.search_for_series(study_instance_uid=study or None,
+                                                   fields=[*fields, "PatientID"] if patient else list(fields),
+                                                   search_filters={k: v for k, v in filters.items() if v},
+                                                   get_remaining=True)
+        entries = [Dataset.from_json(item) for item in found]
+        return [SeriesEntry(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), ds) for ds in entries
+                if not patient or ds.get("PatientID") == patient]
+
+    def instances(self, study: str, series: str) -> list[str]:
+        """The SOP Instance UIDs of one series (an empty list for an unknown series)."""
+        with self._request(f"search for the instances of series {series}"):
+            found = self._client.search_for_instances(study_instance_uid=study, series_instance_uid=series,
+                                                      get_remaining=True)
+        return [str(Dataset.from_json(item).SOPInstanceUID) for item in found]
+
+    def retrieve(self, study: str, series: str, instance: str) -> Dataset:
+        with self._request(f"read instance {instance}"):
+            return self._client.retrieve_instance(study, series, instance)
+
+    def store(self, datasets: Sequence[Dataset], study: str) -> None:
+        """STOW-RS `datasets` into `study`; DicomwebError if the server stored any of them not."""
+        with self._request(f"store into study {study}"):
+            answer = self._client.store_instances(list(datasets), study_instance_uid=study)
+        failed = answer.get(_FAILED_SOP_SEQUENCE) if answer is not None else None
+        if failed:
+            reasons = sorted({str(item.get("FailureReason", "?")) for item in failed})
+            raise DicomwebError(f"{self.host}: the server refused {len(failed)} of {len(datasets)} instances "
+                                f"(failure reason {', '.join(reasons)})")
+
+    @contextlib.contextmanager
+    def _request(self, what: str) -> Iterator[None]:
+        """Requests' and HTTP errors as DicomwebError, one line each."""
+        import requests
+
+        try:
+            yield
+        except requests.exceptions.HTTPError as exc:
+            raise DicomwebError(self._http_reason(what, exc.response)) from None
+        except requests.exceptions.Timeout:
+            raise DicomwebError(f"{self.host}: no answer to '{what}' within {TIMEOUT_S[1]:g} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            found = _ERRNO.search(str(exc))
+            reason = found[1].strip() if found else type(exc).__name__
+            raise DicomwebError(f"{self.host}: cannot reach the DICOMweb server ({reason})") from None
+        except requests.exceptions.RequestException as exc:
+            raise DicomwebError(f"{self.host}: {what} failed ({type(exc).__name__})") from None
+
+    def _http_reason(self, what: str, response) -> str:
+        code = response.status_code if response is not None else 0
+        if code in (401, 403):
+            refused = "refused the credentials" if self._credentials else "needs credentials"
+            return f"{self.host}: the DICOMweb server {refused} (HTTP {code}); {_CREDENTIALS_HINT}"
+        if code == 404:
+            return f"{self.host}: {what}: not found on the server (HTTP 404)"
+        reason = response.reason if response is not None else ""
+        return f"{self.host}: {what} failed with HTTP {code} {reason}".rstrip()
+
+
+def _netrc_has(host: str) -> bool:
+    """Whether the user's netrc file has an entry for `host` (as requests would use it)."""
+    from requests.utils import get_netrc_auth
+
+    return get_netrc_auth(f"http://{host}/") is not None
