@@ -1,5 +1,5 @@
 """Augmentation on real anatomy: generators trained with and without flips and 90° rotations of
-their patches (`augment`, docs/design.md §1.10), scored on a real validation patient.
+their patches (`augment`, docs/design.md, "Training mechanics"), scored on a real validation patient.
 
     python -m benchmarks.augment --real-train ../shared/realct/TCGA-09-2043 \
         --real-val ../shared/realct/TCGA-E3-A3E5
@@ -121,7 +121,7 @@ def _notes(sizes: dict) -> list[str]:
     return ["Columns are means over the seeds; *_spread is the largest minus the smallest seed's value. "
             "A difference smaller than the spreads is within run-to-run variation.",
             f"Generators: the `{sizes['preset']}` preset, with quality.PAIRED ({' '.join(quality.PAIRED)}) for paired; "
-            "fidelity by the product's metric table (docs/design.md §5.1): psnr/ssim on HU clipped to [-1000, 2000] "
+            "fidelity by the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'): psnr/ssim on HU clipped to [-1000, 2000] "
             f"scaled to [-1, 1]; body_rmse_hu pooled in HU inside the reference's body (> {BODY_HU:g} HU).",
             "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of skimage's "
             "noise estimate): a reference at its best on these slices, not a held-out score.",

@@ -1,4 +1,4 @@
-"""The measurements CT physicists judge a denoiser by (docs/design.md §5.3): noise in
+"""The measurements CT physicists judge a denoiser by (docs/design.md, "Reference, noise, texture and resolution"): noise in
 uniform regions, its texture (noise power spectrum) and spatial resolution (MTF).
 
 PSNR against a noisy reference rewards over-smoothing; these separate the two things a
@@ -38,12 +38,12 @@ EDGE_PX = 2
 
 
 def truth_regions(truth_hu: np.ndarray, body_threshold: float = BODY_HU, edge_px: int = EDGE_PX) -> dict[str, np.ndarray]:
-    """The truth split into the regions a denoiser fails in differently (docs/design.md §5.3).
+    """The truth split into the regions a denoiser fails in differently (docs/design.md, "Reference, noise, texture and resolution").
 
     'edges' are the pixels within `edge_px` of the body's outline (air to tissue, and the
     lungs' outline); the others exclude them: 'air', 'lungs' (between air and the body
     threshold), 'soft tissue' (body up to `BONE_ABOVE_HU`) and 'bone'. A generator that has to
-    jump between air and tissue (an output tanh does, §1.13) errs at the edges and in the
+    jump between air and tissue (an output tanh does, design, "Making the adversarial game start") errs at the edges and in the
     lungs while matching a filter in soft tissue; one figure for the whole slice hides that.
     """
     truth_hu = np.asarray(truth_hu)

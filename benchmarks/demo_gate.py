@@ -53,7 +53,7 @@ def main() -> None:
         notes=["Each seed is a whole `ctdenoise run --until push` in its own run root (no earlier blessed model to "
                "beat); minutes are that command's wall time on a machine that may have been shared.",
                "psnr_gain_db and body_rmse_reduction are the Evaluator's figures on the held-out abdomen "
-               "(docs/design.md §5.1), the ones its gate reads."])
+               "(docs/design.md, 'Pipeline metrics and the blessing gate'), the ones its gate reads."])
 
 
 def _run(data: Path, root: Path, preset: str, model: str, seed: int) -> dict:

@@ -1,5 +1,5 @@
 """The adversarial game: why the discriminators of the paper's CycleGAN never learn on CT, and
-what the training switches of docs/design.md §1.13 change, at the `cpu-demo` budget.
+what the training switches of docs/design.md, "Making the adversarial game start" change, at the `cpu-demo` budget.
 
 1. A discriminator alone (cpu-demo size, the product's `build_discriminator` and
    `discriminator_loss`) trained to tell real LDCT from real NDCT patches, judged the paper's

@@ -1,5 +1,5 @@
 """Quality: the generator against the LDCT, Gaussian, NLM and BM3D, measured as CT physicists
-measure denoisers (docs/design.md §5), at dose 0.25.
+measure denoisers (docs/design.md, "Measuring denoising quality"), at dose 0.25.
 
 Data, none of it trained or tuned on twice (`benchmarks.quality_sets`):
 - training: simulated patients (seed 10), ingested by the product's Beam graph;
@@ -31,7 +31,7 @@ HYBRID = ["paired=true", "supervised_lambda=10"]
 PAIRED = ["model=red_cnn"]
 """RED-CNN: one network trained on co-located patches with the MSE alone."""
 NO_TANH = ["tanh_output=false"]
-"""Chosen for hybrid training on the validation patients (docs/design.md §1.13)."""
+"""Chosen for hybrid training on the validation patients (docs/design.md, "Making the adversarial game start")."""
 
 
 def generators(budget: str) -> dict[str, tuple[str, list[str]]]:
@@ -189,7 +189,7 @@ def _named(variants: dict, prefix: str) -> str:
 
 
 def _ratios(variants: dict[str, dict], models: dict[str, dict]) -> list[common.Ratio]:
-    """The targets (docs/design.md §5.5), each as higher-is-better against its bound."""
+    """The targets, each as higher-is-better against its bound (BENCHMARKS.md's summary lists them)."""
     bm3d, ndct, ldct = _named(variants, "BM3D"), variants["NDCT (reference)"], variants["LDCT (as is)"]
     nps_ndct = ndct["qa"]["nps_mean_frequency"]
     ratios = []
@@ -277,7 +277,7 @@ def _notes(sizes: dict) -> list[str]:
             f"{sizes['train'][0]} patients × {sizes['train'][1]} slices (seed {SEEDS['train']}), split by patient; "
             f"classical strengths tuned for PSNR against the truth on {tune[0]} × {tune[1]} slices "
             f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
-            "Fidelity: the product's metric table (docs/design.md §5.1), pooled over slices as the Evaluator pools it, "
+            "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'), pooled over slices as the Evaluator pools it, "
             "against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [-1000, 2000] scaled to "
             f"[-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter inside the "
             f"reference's body (> {BODY_HU:g} HU); body_ssim over the windows centred in that body; noise_std: HU of output − truth in the truth's flat "

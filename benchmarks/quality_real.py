@@ -1,6 +1,6 @@
 """Quality on real anatomy (v3): every model of the family trained on one real patient, every
 choice made on a second, and all of them scored on a third set that nothing is tuned on, beside
-Gaussian, NLM, BM3D and BM3D given the noise's power spectrum (docs/design.md §5).
+Gaussian, NLM, BM3D and BM3D given the noise's power spectrum (docs/design.md, "Measuring denoising quality").
 
     python -m benchmarks.quality_real --real-train ../shared/realct/TCGA-09-2043 \
         --real-val ../shared/realct/TCGA-E3-A3E5 --budget cpu-demo [--models red_cnn,cyclegan]
@@ -250,7 +250,7 @@ def _notes(preset: str, seeds) -> list[str]:
     return [f"Models: each trained at the `{preset}` preset by the Trainer's run_fn; the paired models and the best "
             f"unpaired model for seeds {', '.join(map(str, seeds))} (columns are means, `spread` is the largest minus the "
             "smallest seed's value), the others for the first seed only.",
-            "Fidelity: the product's metric table (docs/design.md §5.1) against the noise-free truth and the NDCT; "
+            "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate') against the noise-free truth and the NDCT; "
             "regions, NPS and MTF50 as in the quality benchmark.",
             "BM3D with noise spectrum: the `bm3d` package given the 2-D power spectrum of the training patient's "
             "LDCT - NDCT (unit variance), scaled per slice by the strength × skimage's noise estimate; the strength "

@@ -4,7 +4,7 @@ regions, and, on the QA phantom, noise texture (NPS) and edge sharpness (MTF50, 
 rise) relative to the NDCT's.
 
 Fidelity uses the product's metric table (`ctdenoise.components.evaluation.metric_table`);
-the physics measures are `benchmarks.ct_measures` (docs/design.md §5).
+the physics measures are `benchmarks.ct_measures` (docs/design.md, "Measuring denoising quality").
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 `tf.keras` is, and whether its CPU kernels are oneDNN's. Import this module before
 TensorFlow in every entry point (the command line, the Kubeflow entrypoint, the
 multi-worker worker, tests, benchmarks); the component images set both variables too
-(docs/design.md §4.3).
+(docs/design.md, "What TensorFlow reads at import: Keras 2 and oneDNN").
 
 - Keras 2 (`TF_USE_LEGACY_KERAS=1`). TensorFlow 2.16 makes `tf.keras` Keras 3, while TFX
   1.16 and TFMA 0.47 load models through `tf.keras`; with the variable `tf.keras` resolves

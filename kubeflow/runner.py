@@ -64,7 +64,7 @@ class KubeflowSettings:
     """The accelerator's Kubernetes resource name (KFP) or Vertex type (e.g. NVIDIA_TESLA_T4)."""
     hparam_overrides: tuple[str, ...] = field(default_factory=tuple)
     blessing: BlessingThresholds = field(default_factory=BlessingThresholds)
-    """The Evaluator's gate (docs/design.md §5.1), as `ctdenoise run --margin-db ...`."""
+    """The Evaluator's gate (docs/design.md, "Pipeline metrics and the blessing gate"), as `ctdenoise run --margin-db ...`."""
     latest_blessed_baseline: bool = True
     """Compare with the latest blessed model through TFX's resolver, which Vertex AI
     Pipelines runs and open-source Kubeflow Pipelines refuses (docs/kubeflow.md)."""

@@ -4,7 +4,7 @@ shares (Kubeflow's store is MySQL), and the pipeline name that keeps run roots a
 In a root's own SQLite file the pipeline is called `configs.PIPELINE_NAME`. In a shared
 database every run root is a pipeline of its own, named after the machine and the root's
 resolved path, so that its runs, its cache, its abandoned executions and its "latest" model
-are its own (docs/design.md §3.4). The password is never part of a name, a message or a repr.
+are its own (docs/design.md, "A shared ML Metadata store (`--mlmd-mysql`)"). The password is never part of a name, a message or a repr.
 """
 from __future__ import annotations
 

@@ -47,6 +47,6 @@ def read_examples(out: Path, split: str) -> list[tf.train.Example]:
 def assert_denoised_by(model: str, summary: dict, denoise_stdout: str, derivation: str) -> None:
     """`denoise` named the pushed `model`, and a derived slice's DerivationDescription
     (`derivation`) says which generator version made it: what every model's end-to-end run
-    checks (docs/design.md §1.15)."""
+    checks (docs/design.md, "The model family")."""
     assert f"({model}, receptive radius" in denoise_stdout, denoise_stdout
     assert derivation == f"ctdenoise {model} generator {summary['push']['version']}"

@@ -47,7 +47,7 @@ def _convolve(before: str = "", **variables: str) -> str:
 
 def test_every_entry_points_tensorflow_runs_convolutions_on_onednn_and_a_users_choice_is_kept():
     """TensorFlow's own default leaves oneDNN off on CPUs without AVX-512 VNNI/BF16/AMX, where
-    the training step then runs at half speed (docs/design.md §4.3)."""
+    the training step then runs at half speed (docs/design.md, "What TensorFlow reads at import: Keras 2 and oneDNN")."""
     assert ",convolution," in _convolve()
     assert ",convolution," not in _convolve(TF_ENABLE_ONEDNN_OPTS="0")
 
@@ -74,7 +74,7 @@ def test_training_on_a_small_cpu_runs_each_op_on_one_thread_where_the_model_asks
 
 def test_protobuf_runs_its_c_implementation():
     """Every tf.Example, TFMA metric and ML Metadata call goes through protobuf; the lock pins the
-    version whose C (upb) implementation installs on Python 3.11 (docs/design.md §4.1), and a
+    version whose C (upb) implementation installs on Python 3.11 (docs/design.md, "Reference machine, TFX version and pins"), and a
     re-resolved lock that fell back to pure Python would only show as a slower suite."""
     from google.protobuf.internal import api_implementation
 

@@ -1,5 +1,5 @@
 """CT image-quality measures (benchmarks/ct_measures.py) against known answers, and the QA
-phantom (ctdenoise/simulator/qa_phantom.py) they are meant to be measured on (docs/design.md §5.3)."""
+phantom (ctdenoise/simulator/qa_phantom.py) they are meant to be measured on (docs/design.md, "Reference, noise, texture and resolution")."""
 from __future__ import annotations
 
 import numpy as np

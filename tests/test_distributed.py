@@ -1,4 +1,4 @@
-"""Training on more than one worker or replica (docs/design.md §1.10): two worker processes
+"""Training on more than one worker or replica (docs/design.md, "Training mechanics"): two worker processes
 under MultiWorkerMirroredStrategy on loopback ports run the product's run_fn in step and only
 the chief keeps anything; MirroredStrategy over two logical CPUs trains with replica-local
 image pools; which worker is the chief; where a non-chief worker resumes from.
@@ -207,7 +207,7 @@ def test_workers_that_would_start_at_different_steps_all_stop_with_one_line(tmp_
 def test_mirrored_strategy_over_two_cpus_trains_with_a_pool_per_replica(examples, tmp_path):
     """The product's CycleGAN and fit on two logical CPU devices: both replicas train and fill
     their own image pool, from different patches; a checkpoint restores every replica's pool
-    from the first replica's (docs/design.md §1.7); a batch of 3 is refused."""
+    from the first replica's (docs/design.md, "Image pool"); a batch of 3 is refused."""
     out = tmp_path / "report.json"
     result = subprocess.run(helper("mirrored", str(out), str(examples), str(tmp_path / "work")),
                             cwd=REPO, env=env_with(), capture_output=True, text=True, timeout=HANG_S)  # bounds a hang

@@ -1,6 +1,6 @@
 """DICOM input as a hostile-input probe writes it: garbage rescale, headers that declare huge
 images, non-axial and tilted planes, one patient's files under a second patient folder, and
-files that vanish while they are read (docs/design.md §2.2, §2.6). Every file is real, written
+files that vanish while they are read (docs/design.md, "HU conversion and the model window", design, "Ingestion mechanics"). Every file is real, written
 with pydicom."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The metric table is the one place an image metric is named: every entry reaches the TFMA
 metrics, the gate's thresholds, what `results` reads back, the run summary's columns and the
-benchmarks' scores (docs/design.md §5.1)."""
+benchmarks' scores (docs/design.md, "Pipeline metrics and the blessing gate")."""
 from __future__ import annotations
 
 import json

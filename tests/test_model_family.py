@@ -1,4 +1,4 @@
-"""The model family (docs/design.md §1.15): each model trains only what it uses, every model goes
+"""The model family (docs/design.md, "The model family"): each model trains only what it uses, every model goes
 through the same pipeline to a pushed SavedModel that `denoise` runs and names, and a
 hyperparameter the chosen model does not read is refused before anything runs."""
 from __future__ import annotations

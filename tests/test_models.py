@@ -1,4 +1,4 @@
-"""The networks match their papers' configurations exactly (docs/design.md §1, §1.15)."""
+"""The networks match their papers' configurations exactly (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "The model family")."""
 import os
 import subprocess
 import sys

@@ -323,7 +323,7 @@ print("STATE", digest.hexdigest())
 def test_deterministic_runs_of_one_seed_give_bit_identical_state():
     """Two processes (fresh TensorFlow runtimes, as two `ctdenoise run`s) train cpu-demo's
     networks for 6 steps with deterministic=true; every variable, optimizer slot and pool
-    image must match to the bit (docs/design.md §1.15)."""
+    image must match to the bit (docs/design.md, "The model family")."""
     import subprocess
     import sys
 

@@ -5,7 +5,7 @@ patches. Unpaired training (the paper's) samples LDCT and NDCT streams independe
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
 FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
-§1.13): most random patches of a slice are otherwise air, identical in both domains. With
+design, "Making the adversarial game start"): most random patches of a slice are otherwise air, identical in both domains. With
 `augment`, each training patch is also turned by one of the square's eight symmetries
 (flips and 90° rotations; both doses of a pair alike): anatomy seen from every side, so a
 few real patients go further. No Python runs per element, so tf.data's parallelism and

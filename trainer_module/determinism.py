@@ -1,4 +1,4 @@
-"""Bit-identical training runs for one seed on one machine (docs/design.md §1.14).
+"""Bit-identical training runs for one seed on one machine (docs/design.md, "Bit-identical runs").
 
 Seeds fix the initial weights, the patch streams and the image pools, yet two cpu-demo runs
 with one seed still drifted apart from about step 2. The cause is Grappler's memory

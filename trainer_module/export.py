@@ -3,7 +3,7 @@
 Truncation, normalisation and de-normalisation live inside the graph, so a caller
 (TF Serving, `ctdenoise denoise`, the Evaluator) feeds and receives Hounsfield units and
 never needs to know the training window. Before export the generator's BatchNorm statistics
-are re-estimated (`reestimate_batch_norm`, docs/design.md §1).
+are re-estimated (`reestimate_batch_norm`, docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ One value object (rather than loose flags) so that a run's configuration can be 
 next to its model as JSON, read back exactly, and changed from the command line with
 `key=value` overrides that are checked against the field types. `resolve` is the one way
 from a preset name and overrides to an `HParams`; it is serialised once, at the Trainer's
-boundary (docs/design.md §1).
+boundary (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ MAX_SEED = 2**32 - 1
 """The largest seed NumPy accepts (Keras seeds NumPy, Python and TensorFlow with it)."""
 @dataclass(frozen=True)
 class HParams:
-    """Hyperparameters; the defaults are the paper configuration (docs/design.md §1)."""
+    """Hyperparameters; the defaults are the paper configuration (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""
 
     model: str = "cycle_identity"
-    """Which model of the family to train (trainer_module.models; docs/design.md §1.15)."""
+    """Which model of the family to train (trainer_module.models; docs/design.md, "The model family")."""
 
     # Architecture of the CycleGANs.
     ngf: int = 128
@@ -41,7 +41,7 @@ class HParams:
     ndf: int = 64
     """Discriminator channels of the first conv (doubled by each later conv)."""
     tanh_output: bool = True
-    """End the generators with tanh, as the paper does (docs/design.md §1.13). tanh reaches -1
+    """End the generators with tanh, as the paper does (docs/design.md, "Making the adversarial game start"). tanh reaches -1
     (air) only at minus infinity, so the generator must learn a residual that jumps by about
     2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
     the output, clipped to the HU window in inference."""
@@ -81,11 +81,11 @@ class HParams:
     (above `foreground_hu`); the others anywhere (0: all anywhere, the paper). Random
     patches of a slice are mostly air, which looks the same at both doses, so the
     discriminators cannot learn from them; the patches drawn anywhere keep the generators
-    seeing air (docs/design.md §1.13)."""
+    seeing air (docs/design.md, "Making the adversarial game start")."""
     foreground_hu: float = FOREGROUND_HU
     """The patient's line for `foreground_patches`: -900 HU counts the lungs (about -850 HU)
     as patient, the Evaluator's body line -500 HU leaves them out (a stronger game, darker
-    lungs: docs/design.md §1.13). Unused while `foreground_patches` is 0."""
+    lungs: docs/design.md, "Making the adversarial game start"). Unused while `foreground_patches` is 0."""
     augment: bool = True
     """Turn each training patch by a random flip and 90° rotation (one of the square's eight
     symmetries; both doses of a pair alike). Evaluation and BatchNorm re-estimation always
@@ -107,12 +107,12 @@ class HParams:
     d_joint_batch: bool = False
     """Judge real and fake patches in one discriminator batch, so that its BatchNorm
     statistics do not erase their difference in noise level (the paper calls D on each
-    alone; docs/design.md §1.13)."""
+    alone; docs/design.md, "Making the adversarial game start")."""
     d_window: bool = False
     """Show the discriminators their patches through the soft-tissue window (W400/L40, clipped)
     instead of the model's 3000 HU window, where 30 HU of noise is 0.02 of the range: the
     adversarial terms then judge, and push, only soft tissue and fat, and leave air, lungs and
-    bone to the cycle and identity terms (docs/design.md §1.13)."""
+    bone to the cycle and identity terms (docs/design.md, "Making the adversarial game start")."""
     pool_size: int = 50
     use_pool: bool = True
     """Feed the discriminators from a history of generated images (the original never did)."""
@@ -214,7 +214,7 @@ SHARED_HPARAMS = frozenset({
 declares the others it reads (trainer_module.models)."""
 
 GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreground_patches": 0.75}
-"""The departures from the paper that start the adversarial game on CT (docs/design.md §1.13):
+"""The departures from the paper that start the adversarial game on CT (docs/design.md, "Making the adversarial game start"):
 the small presets use them, `paper` does not."""
 
 CPU_MODEL_SIZES: dict[str, Any] = {"red_channels": 64, "wgan_channels": 16, "critic_channels": 16,
@@ -222,20 +222,20 @@ CPU_MODEL_SIZES: dict[str, Any] = {"red_channels": 64, "wgan_channels": 16, "cri
 """The other models' sizes in the CPU presets: for each, the largest size `benchmarks.model_cost`
 measured whose training step is no slower than the cycle-identity model's at the preset's batch
 and patch, natively and with oneDNN limited to AVX2 (BENCHMARKS.md, "Model family"), so that a
-preset takes about as long whichever model it trains (docs/design.md §1.9)."""
+preset takes about as long whichever model it trains (docs/design.md, "Hyperparameters and presets")."""
 
 _PRESETS = {
     "paper": HParams(),
     # The demo's training: 700 steps, the learning rate decaying linearly to 0 over the second
     # half, sized from the Trainer's steps/s measured on a 2-core AVX2 CPU so that `make demo`
-    # ends within 10 minutes there (docs/design.md §1.9; README, "Quickstart").
+    # ends within 10 minutes there (docs/design.md, "Hyperparameters and presets"; README, "Quickstart").
     "cpu-demo": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=14, steps_per_epoch=50, decay_start_epoch=7,
         checkpoint_every=100, summary_every=100, log_every=50, **GAME_SWITCHES, **CPU_MODEL_SIZES,
     ),
     # A real model without a GPU: cpu-demo's size trained for 3800 steps, the rate decaying over
     # the second half; sized, as cpu-demo, from the Trainer's steps/s on a 2-core AVX2 CPU for
-    # 30 minutes there (docs/design.md §1.9).
+    # 30 minutes there (docs/design.md, "Hyperparameters and presets").
     "cpu-30min": HParams(
         ngf=16, nglf=8, ndf=16, batch=4, epochs=19, steps_per_epoch=200, decay_start_epoch=9,
         checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES, **CPU_MODEL_SIZES,

@@ -1,4 +1,4 @@
-"""Loss terms of the models (docs/design.md §1, §1.15), one short function each.
+"""Loss terms of the models (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "The model family"), one short function each.
 
 With G: LDCT(A) -> NDCT(B), F: B -> A and discriminators D_A, D_B, one step minimises
 
@@ -12,7 +12,7 @@ L1(G(b), b)) with λ = 10, γ = 5, jointly over G and F; and, separately,
 discriminator_loss for D_A (real a vs pooled F(b)) and D_B (real b vs pooled G(a)).
 Least-squares GAN: the discriminators regress 1 for real and 0 for fake. With paired
 patches a supervised term λ_sup·L1(G(a), b) can join the generators' total (off in the
-paper's unpaired method; docs/design.md §1.13). RED-CNN minimises mse_loss to the NDCT.
+paper's unpaired method; docs/design.md, "Making the adversarial game start"). RED-CNN minimises mse_loss to the NDCT.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ derives it from) and `EvalArgs.num_steps` the number of whole eval slices shown 
 TensorBoard. The outcome is written once, beside the SavedModel (`MODEL_METADATA_FILE`);
 the Trainer component records it on the Model artifact from there.
 
-Several workers (TF_CONFIG, docs/design.md §1.10) all run this same function, step for step,
+Several workers (TF_CONFIG, docs/design.md, "Training mechanics") all run this same function, step for step,
 because training, summaries, checkpointing, BatchNorm re-estimation and export all take part
 in collectives that wait for every worker. Only where they write differs: the chief writes
 the run's checkpoints, TensorBoard logs, SavedModel and metadata; every other worker writes

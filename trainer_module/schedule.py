@@ -1,4 +1,4 @@
-"""The learning-rate schedule: constant (the TF2 port), or linear decay to 0 (docs/design.md §1)."""
+"""The learning-rate schedule: constant (the TF2 port), or linear decay to 0 (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""
 from __future__ import annotations
 
 from typing import Optional

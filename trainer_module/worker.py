@@ -1,7 +1,7 @@
 """One worker of a multi-worker training job outside the pipeline, e.g. a Kubeflow TFJob
 (docs/kubeflow.md): the Trainer's own `run_fn` on an Examples artifact that ingestion wrote,
 with the cluster taken from TF_CONFIG. Every worker runs the same command; only the chief's
-checkpoints, TensorBoard logs and model are kept (docs/design.md §1.10). Nothing is recorded
+checkpoints, TensorBoard logs and model are kept (docs/design.md, "Training mechanics"). Nothing is recorded
 in ML Metadata: this trains on more machines than one Trainer pod, it is not a pipeline step.
 
     python -m ctdenoise.trainer_module.worker --examples URI --model-run-dir URI --serving-model-dir URI \\

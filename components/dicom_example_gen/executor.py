@@ -3,7 +3,7 @@
 The work is an Apache Beam pipeline (read + decode in parallel, group by patient, pair,
 write), so the DirectRunner runs it here and Dataflow/Flink/Spark can run it at scale.
 Every file under the data root ends up either accepted or in the ingest report's rejected
-list with a reason (docs/design.md §2), or, when the storage could not give a listed file
+list with a reason (docs/design.md, "Data contract"), or, when the storage could not give a listed file
 (it vanished while the run read the root), the run fails in one line and publishes nothing.
 """
 from __future__ import annotations

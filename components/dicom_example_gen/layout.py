@@ -1,6 +1,6 @@
 """Where DICOM files live under a data root, and which split each patient goes to.
 
-Default layout: ``DATA/<patient_id>/<LDCT|NDCT>/...`` (docs/design.md §2). Dose folder names and
+Default layout: ``DATA/<patient_id>/<LDCT|NDCT>/...`` (docs/design.md, "Data contract"). Dose folder names and
 the file-name pattern are configurable, so the AAPM Low Dose CT Grand Challenge layout
 (``L067/quarter_3mm/*.IMA``, ``L067/full_3mm/*.IMA``) works too.
 """

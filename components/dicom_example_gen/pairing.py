@@ -1,4 +1,4 @@
-"""Pair one patient's LDCT and NDCT slices by z position (docs/design.md §2), and find files
+"""Pair one patient's LDCT and NDCT slices by z position (docs/design.md, "Data contract"), and find files
 that repeat another patient's.
 
 Pure Python on already-decoded slices, so it is tested without Beam and runs inside the
@@ -42,7 +42,7 @@ def cross_patient_duplicates(files: Iterable[FileIdentity]) -> dict[str, str]:
     """rel_path → reason for every file whose file id or SOPInstanceUID an earlier file (in
     path order, folder by folder: P1/ before P1-copy/) of another patient has: a copy of one
     patient's images under a second patient folder would put the same images in both splits
-    (docs/design.md §2.4). Repeats within one patient are `pair_patient`'s to judge."""
+    (docs/design.md, "Splits"). Repeats within one patient are `pair_patient`'s to judge."""
     first: dict[tuple[str, str], FileIdentity] = {}
     rejected: dict[str, str] = {}
     for file in sorted(files, key=lambda f: f.rel_path.split("/")):

@@ -1,4 +1,4 @@
-"""The one table of image metrics (docs/design.md §5.1).
+"""The one table of image metrics (docs/design.md, "Pipeline metrics and the blessing gate").
 
 Each metric is named once, in `METRICS`, with how one slice contributes to it, how slices
 pool into one figure, its column in the run summary and, where the blessing gate judges it,

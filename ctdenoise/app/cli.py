@@ -1,4 +1,4 @@
-"""The `ctdenoise` command line (docs/design.md §3): its parser, and the process around a command.
+"""The `ctdenoise` command line (docs/design.md, "Command line contract"): its parser, and the process around a command.
 
 What each subcommand does is in `ctdenoise.app.commands`, which imports TensorFlow, TFX and Beam only
 inside the commands that need them, so `--help` and `simulate` start fast. Any failure ends with
@@ -53,7 +53,7 @@ def _quiet_libraries() -> None:
 
 
 def _add_gate_options(command: argparse.ArgumentParser) -> None:
-    """The Evaluator's blessing thresholds (docs/design.md §5.1), for local and Kubeflow runs."""
+    """The Evaluator's blessing thresholds (docs/design.md, "Pipeline metrics and the blessing gate"), for local and Kubeflow runs."""
     command.add_argument("--margin-db", type=float, default=BLESSING.psnr_margin_db,
                          help="PSNR gain over LDCT a model needs to be blessed and pushed "
                               f"(default {BLESSING.psnr_margin_db} dB)")
@@ -67,7 +67,7 @@ def _add_gate_options(command: argparse.ArgumentParser) -> None:
 
 
 def _add_store_options(command: argparse.ArgumentParser) -> None:
-    """A shared MySQL ML Metadata store instead of the run root's SQLite file (docs/design.md §3.4)."""
+    """A shared MySQL ML Metadata store instead of the run root's SQLite file (docs/design.md, "A shared ML Metadata store (`--mlmd-mysql`)")."""
     command.add_argument("--mlmd-mysql", metavar="HOST:PORT/DB",
                          help="ML Metadata in a shared MySQL database instead of RUN_ROOT/metadata.sqlite; "
                               "the run root (this machine and its resolved path) is a pipeline of its own there")

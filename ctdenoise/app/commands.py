@@ -1,4 +1,4 @@
-"""What each `ctdenoise` subcommand does, given its parsed arguments (docs/design.md §3).
+"""What each `ctdenoise` subcommand does, given its parsed arguments (docs/design.md, "Command line contract").
 
 `ctdenoise.app.cli` parses the command line and calls these. Heavy imports (TensorFlow, TFX, Beam)
 happen inside the commands that need them, so `--help` and `simulate` start fast. A failure

@@ -3,7 +3,7 @@
 The fields are model-card-toolkit's schema (model_details, model_parameters,
 quantitative_analysis, considerations): the toolkit itself (2.0.0) does not install beside
 this stack (it needs absl-py < 1.1 and tensorflow-model-analysis < 0.42), so its field names
-are used without it (docs/design.md §3.6).
+are used without it (docs/design.md, "The report a person reads (`ctdenoise report`)").
 """
 from __future__ import annotations
 

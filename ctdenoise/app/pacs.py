@@ -1,5 +1,5 @@
 """`ctdenoise denoise` with a PACS on either side: the input series read over WADO-RS into a
-temporary folder, the derived series stored over STOW-RS (docs/design.md §3.5).
+temporary folder, the derived series stored over STOW-RS (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)").
 
 The folder guarantees hold: the whole input is read and checked, and the destination is
 reached and accepts the credentials, before the model loads; nothing is stored until the

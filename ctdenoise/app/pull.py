@@ -1,5 +1,5 @@
 """`ctdenoise pull`: the CT series a QIDO-RS search finds on a PACS, copied into the data
-layout `run --data` reads, DATA/<patient>/<LDCT|NDCT>/ (docs/design.md §3.5).
+layout `run --data` reads, DATA/<patient>/<LDCT|NDCT>/ (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)").
 
 Which dose a series is comes from one of its attributes (SeriesDescription by default)
 matched against a low-dose and a normal-dose pattern; a series that matches neither or both,

@@ -4,7 +4,7 @@ The page holds the model card (`ctdenoise.app.model_card`), LDCT | denoised | ND
 evaluation patient's middle slice in the soft-tissue, lung and bone windows (buttons switch
 them), and the training curves from the Trainer's TensorBoard event files, drawn as inline
 SVG. Every image is a data: URI and the script is inline, so the page needs no network at
-view time and can be mailed or archived as it is (docs/design.md §3.6).
+view time and can be mailed or archived as it is (docs/design.md, "The report a person reads (`ctdenoise report`)").
 """
 from __future__ import annotations
 

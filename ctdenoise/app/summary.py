@@ -1,4 +1,4 @@
-"""The `--summary` JSON of `ctdenoise run` (docs/design.md §3): what the run recorded in ML
+"""The `--summary` JSON of `ctdenoise run` (docs/design.md, "Command line contract"): what the run recorded in ML
 Metadata and the artifacts it points to, never recomputed."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Examples feature contract (docs/design.md §2): one source of truth for every component and test.
+"""The Examples feature contract (docs/design.md, "Data contract"): one source of truth for every component and test.
 
 One tf.train.Example per (patient, slice position). HU images are int16 little-endian,
 row-major; a dose without an image at a position simply lacks its image features.

@@ -1,4 +1,4 @@
-"""Names that the producer and the consumers of an artifact must agree on (docs/design.md §2)."""
+"""Names that the producer and the consumers of an artifact must agree on (docs/design.md, "Data contract")."""
 from __future__ import annotations
 
 import functools

@@ -7,7 +7,7 @@ output is marked DERIVED with a new series and SOP Instance UID, a SourceImageSe
 pointing at its source (and frame), and uncompressed signed 16-bit HU pixels. Tag values
 are copied, never printed.
 
-Each output also says what made it (docs/design.md §3.5): ContributingEquipmentSequence
+Each output also says what made it (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)"): ContributingEquipmentSequence
 names ctdenoise, its version and the model's, DerivationCodeSequence codes the change as
 smoothing (DCM 113087), and unless the user turns it off, SeriesDescription and
 ImageComments say it is research output, not for diagnostic use. Its UIDs follow from the

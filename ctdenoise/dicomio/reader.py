@@ -5,7 +5,7 @@ Shared by the ingestion component, the simulator's ``--from`` option and ``denoi
 faster, and protected health information such as PatientName is never even decoded.
 `read_ct_file` parses the whole header once, for writing a derived series from it.
 
-What a file must be to give slices (docs/design.md §2.2): a CT image whose declared pixel
+What a file must be to give slices (docs/design.md, "HU conversion and the model window"): a CT image whose declared pixel
 data is within `ReadOptions`' size bounds (checked before any pixel buffer exists), whose
 modality LUT gives plausible HU, and whose plane is axial (gantry-tilted only when allowed).
 Anything else raises `DicomRejected` with a one-line reason.
@@ -52,7 +52,7 @@ _TAGS = [
 
 MAX_FRAME_PIXELS = 4096 * 4096
 """Largest Rows × Columns read: CT is reconstructed at 512² to 2048², and 4096 is the largest
-side the schema accepts (docs/design.md §2.5)."""
+side the schema accepts (docs/design.md, "Validation and the HU gate")."""
 MAX_DECODED_BYTES = 2**30
 """Largest decoded pixel data of one file, all frames together: 2048 frames of 512² int16."""
 HEADER_ALLOWANCE_BYTES = 2**26
@@ -315,7 +315,7 @@ def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str
 
 
 def _check_orientation(ds: Dataset, groups: list[Dataset], options: ReadOptions) -> None:
-    """Only axial slices are paired by z (docs/design.md §2.3). A gantry tilt turns the plane
+    """Only axial slices are paired by z (docs/design.md, "Examples: pairing and features"). A gantry tilt turns the plane
     about the patient's left-right (x) axis, by at most MAX_GANTRY_TILT_DEG: a plane turned
     that way is tilted, read only with `allow_tilt`, and so is an axial plane whose
     GantryDetectorTilt is recorded. Any other plane (sagittal, coronal, oblique) is refused.

@@ -1,4 +1,4 @@
-"""`ctdenoise simulate`: a paired LDCT/NDCT DICOM data set made physically (docs/design.md §2, §3).
+"""`ctdenoise simulate`: a paired LDCT/NDCT DICOM data set made physically (docs/design.md, "Data contract", design, "Command line contract").
 
 Each slice's ground truth (a procedural phantom, or a real full-dose slice with
 `from_dir`) is projected once and scanned twice, at full dose and at `dose`·I0, then

@@ -1,6 +1,6 @@
 """CT acquisition physics: one forward projection, two photon-noise draws, two FBPs.
 
-Both doses are made physically (docs/design.md §2, §3): the ground-truth HU slice is turned
+Both doses are made physically (docs/design.md, "Data contract", design, "Command line contract"): the ground-truth HU slice is turned
 into linear attenuation, projected once (`skimage.transform.radon`), and each dose
 gets its own Poisson photon counts plus Gaussian electronic noise before the log
 and a ramp-filtered back-projection (`skimage.transform.iradon`). The low-dose image

@@ -2,7 +2,7 @@
 
 The procedural anatomy (`phantom`) has no edge whose exact position and contrast are
 known, and its organs are small and textured, so resolution and noise texture cannot be
-measured cleanly on it (docs/design.md §5.3). Scanners are judged on phantoms like this
+measured cleanly on it (docs/design.md, "Reference, noise, texture and resolution"). Scanners are judged on phantoms like this
 one instead (the ACR CT accreditation phantom's module 1, Catphan's CTP404): round
 inserts of a few contrasts give edges all around their circumference for an oversampled
 edge spread function, and the water around them is uniform for noise and its power

@@ -1,4 +1,4 @@
-"""Real full-dose CT as the simulator's ground truth, one source patient at a time (docs/design.md §2).
+"""Real full-dose CT as the simulator's ground truth, one source patient at a time (docs/design.md, "Data contract").
 
 A folder given to `simulate --from` may hold several people. Mixing two of them in one
 simulated patient, or one of them in two, would let the train/eval split put one person on

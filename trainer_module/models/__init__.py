@@ -3,7 +3,7 @@
 Each folder holds one model's networks, losses and step behind `base.DenoisingModel`:
 `cycle_identity` (the paper's, the default), `cyclegan`, `red_cnn`, `wgan_vgg`. A model is chosen by one
 hyperparameter, `model`; `configure` refuses, in one line, a hyperparameter the chosen model
-does not read (docs/design.md §1.15).
+does not read (docs/design.md, "The model family").
 """
 from __future__ import annotations
 

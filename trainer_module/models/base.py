@@ -2,7 +2,7 @@
 
 `loop.fit`, resume, the TensorBoard summaries, BatchNorm re-estimation, export, the
 multi-worker worker and `denoise` use only this interface and never name a concrete model
-(docs/design.md §1.15). A model owns every piece of its training state (networks,
+(docs/design.md, "The model family"). A model owns every piece of its training state (networks,
 optimizers, the step counter, any image pools) so that one `tf.train.Checkpoint` captures it
 all and a killed run resumes at the same step with the same optimizer moments.
 """

@@ -1,2 +1,2 @@
 """The paper's cycle-identity CycleGAN (the default model): two generators, two patch
-discriminators, LSGAN, cycle and identity terms (docs/design.md §1)."""
+discriminators, LSGAN, cycle and identity terms (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""

@@ -1,4 +1,4 @@
-"""The cycle-identity CycleGAN's training state and its step (docs/design.md §1).
+"""The cycle-identity CycleGAN's training state and its step (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
 
 Four networks, three optimizers, the step counter and two image pools. One step, as in the
 paper:
@@ -137,7 +137,7 @@ class CycleIdentityGAN(DenoisingModel):
         """The discriminator's logits for real and fake patches. Called on each batch alone (the
         paper), its BatchNorm normalises real and fake by their own statistics, which erases a
         difference that is constant over a batch, such as the noise level; with
-        `d_joint_batch` it sees both in one batch (docs/design.md §1.13)."""
+        `d_joint_batch` it sees both in one batch (docs/design.md, "Making the adversarial game start")."""
         real, fake = self._d_view(real), self._d_view(fake)
         if not self.hp.d_joint_batch:
             return discriminator(real, training=True), discriminator(fake, training=True)
@@ -152,7 +152,7 @@ class CycleIdentityGAN(DenoisingModel):
 
     def _d_view(self, patches: tf.Tensor) -> tf.Tensor:
         """What the discriminators see: the patches themselves, or with `d_window` their
-        soft-tissue window mapped to [-1, 1] (docs/design.md §1.13)."""
+        soft-tissue window mapped to [-1, 1] (docs/design.md, "Making the adversarial game start")."""
         if not self.hp.d_window:
             return patches
         return soft_tissue_window(patches) * 2.0 - 1.0

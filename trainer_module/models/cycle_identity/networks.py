@@ -1,4 +1,4 @@
-"""The cycle-identity CycleGAN's networks as functional Keras models (docs/design.md §1): the
+"""The cycle-identity CycleGAN's networks as functional Keras models (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT"): the
 generators G and F and the patch discriminators D_A and D_B."""
 from __future__ import annotations
 

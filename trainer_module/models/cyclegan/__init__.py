@@ -1,2 +1,2 @@
 """The plain CycleGAN of Zhu et al. as the original applied it: the cycle-identity model
-without the identity term (docs/design.md §1.15)."""
+without the identity term (docs/design.md, "The model family")."""

@@ -1,2 +1,2 @@
 """RED-CNN (Chen et al., IEEE TMI 2017), paired: a residual encoder-decoder of five
-convolutions and five transposed convolutions trained by MSE to the NDCT (docs/design.md §1.15)."""
+convolutions and five transposed convolutions trained by MSE to the NDCT (docs/design.md, "The model family")."""

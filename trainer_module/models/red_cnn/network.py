@@ -1,4 +1,4 @@
-"""RED-CNN's one network (docs/design.md §1.15): five 'valid' convolutions, then five transposed
+"""RED-CNN's one network (docs/design.md, "The model family"): five 'valid' convolutions, then five transposed
 convolutions that restore the size, ReLU after each, and three shortcuts that add an encoder
 map to a decoder output before its ReLU: conv 4's output to deconv 1's, conv 2's to deconv
 3's, and the input image to deconv 5's. The paper's images lie in [0, 1]; ours in [-1, 1], so
@@ -52,7 +52,7 @@ def _initializer() -> keras.initializers.Initializer:
     get no gradient. The last layer, which writes the residual added to the image, starts at
     zero instead, so the network starts as the identity: with He-normal there too the first
     output is hundreds of HU off, and a CPU budget spends its steps unlearning that
-    (docs/design.md §1.15)."""
+    (docs/design.md, "The model family")."""
     return keras.initializers.HeNormal()
 
 

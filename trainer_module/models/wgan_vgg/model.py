@@ -8,7 +8,7 @@ on that batch (each with a fresh gradient-penalty interpolation), and the genera
     generator: -D(G(a)) + λ₁·MSE(VGG(G(a)), VGG(b))
 
 The paper's code drew a new batch for each critic update; here the loop feeds one batch a step
-(docs/design.md §1.15).
+(docs/design.md, "The model family").
 """
 from __future__ import annotations
 
