@@ -4,6 +4,7 @@ runs them all, `render` writes BENCHMARKS.md from their JSON results.
 TensorFlow reads these settings when it is first imported, so they are made here: every
 `python -m benchmarks.<name>` imports this package before anything else.
 """
+
 import logging
 import os
 import warnings

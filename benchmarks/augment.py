@@ -15,6 +15,7 @@ Data (each source patient is one simulated patient, `simulate --from`):
 Each generator is trained by the Trainer's own `run_fn` for every seed of SEEDS, so the
 difference is reported with its spread across seeds.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -40,10 +41,18 @@ def main() -> None:
     common.quiet_tensorflow()
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "augment", "Augmentation on real anatomy (validation patient)")
-    train = datasets.simulated(args.data, patients=1, slices=sizes["train_slices"], size=sizes["size"],
-                               seed=10, from_dir=args.real_train, dose=datasets.REAL_TRAIN_DOSE)
-    val_set = datasets.simulated(args.data, patients=1, slices=sizes["val_slices"], size=sizes["size"],
-                                 seed=11, from_dir=args.real_val)
+    train = datasets.simulated(
+        args.data,
+        patients=1,
+        slices=sizes["train_slices"],
+        size=sizes["size"],
+        seed=10,
+        from_dir=args.real_train,
+        dose=datasets.REAL_TRAIN_DOSE,
+    )
+    val_set = datasets.simulated(
+        args.data, patients=1, slices=sizes["val_slices"], size=sizes["size"], seed=11, from_dir=args.real_val
+    )
     validation = quality_sets.images(val_set)
     examples = datasets.ingested(args.data, train)
     scratch = args.out / "scratch" / "augment"
@@ -56,29 +65,42 @@ def main() -> None:
     models = {name: MODELS[name] for name in args.models}
     for model, overrides in models.items():
         for switch, values in SWITCH.items():
-            runs = {f"{model}, {switch}, seed {seed}": (sizes["preset"], [*overrides, *values, f"seed={seed}"])
-                    for seed in sizes["seeds"]}
+            runs = {
+                f"{model}, {switch}, seed {seed}": (sizes["preset"], [*overrides, *values, f"seed={seed}"])
+                for seed in sizes["seeds"]
+            }
             trained = quality.train_and_export(bench, examples, scratch, runs)
             scores = []
             for run, info in trained.items():
                 output = classical.saved_model(info["dir"])(validation.ldct[..., None])[..., 0]
                 scores.append(quality_scores.fidelity(output, validation))
-                bench.log(f"{run}: vs truth {scores[-1]['psnr_truth']:.2f} dB, "
-                          f"body RMSE vs NDCT {scores[-1]['body_rmse_hu_ndct']:.1f} HU")
+                bench.log(
+                    f"{run}: vs truth {scores[-1]['psnr_truth']:.2f} dB, "
+                    f"body RMSE vs NDCT {scores[-1]['body_rmse_hu_ndct']:.1f} HU"
+                )
             per_seed[f"{model}, {switch}"] = scores
             variants[f"{model}, {switch}"] = _mean_and_spread(scores)
-    bench.finish(params={"size_px": sizes["size"], "preset": sizes["preset"], "seeds": list(sizes["seeds"]),
-                         "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
-                         "validation": f"{Path(args.real_val).name}, {len(validation)} slices, dose {datasets.DOSE}"},
-                 variants=variants, ratios=_ratios(models, per_seed, variants), notes=_notes(sizes),
-                 extra={"per_seed": per_seed})
+    bench.finish(
+        params={
+            "size_px": sizes["size"],
+            "preset": sizes["preset"],
+            "seeds": list(sizes["seeds"]),
+            "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
+            "validation": f"{Path(args.real_val).name}, {len(validation)} slices, dose {datasets.DOSE}",
+        },
+        variants=variants,
+        ratios=_ratios(models, per_seed, variants),
+        notes=_notes(sizes),
+        extra={"per_seed": per_seed},
+    )
 
 
 def _options(parser) -> None:
     parser.add_argument("--real-train", type=Path, required=True, help="folder of the real training patient")
     parser.add_argument("--real-val", type=Path, required=True, help="folder of the real validation patient")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
-                        help="which generators to train (default all)")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=list(MODELS), help="which generators to train (default all)"
+    )
 
 
 def _references(bench: common.Benchmark, validation: quality_sets.Images) -> dict[str, np.ndarray]:
@@ -86,8 +108,11 @@ def _references(bench: common.Benchmark, validation: quality_sets.Images) -> dic
     chosen = quality.tune(bench, validation, {"BM3D": quality.TUNING["BM3D"]})
     make, _ = quality.TUNING["BM3D"]
     strength = chosen["BM3D"][0]
-    return {"LDCT (as is)": validation.ldct, "NDCT (reference)": validation.ndct,
-            f"BM3D (tuned {strength:g})": quality.apply(make(strength), validation.ldct)}
+    return {
+        "LDCT (as is)": validation.ldct,
+        "NDCT (reference)": validation.ndct,
+        f"BM3D (tuned {strength:g})": quality.apply(make(strength), validation.ldct),
+    }
 
 
 def _mean_and_spread(scores: list[dict]) -> dict[str, float]:
@@ -100,32 +125,52 @@ def _mean_and_spread(scores: list[dict]) -> dict[str, float]:
     return out
 
 
-def _ratios(models: dict[str, list[str]], per_seed: dict[str, list[dict]],
-            variants: dict[str, dict]) -> list[common.Ratio]:
+def _ratios(
+    models: dict[str, list[str]], per_seed: dict[str, list[dict]], variants: dict[str, dict]
+) -> list[common.Ratio]:
     """Augmentation's gain per model (mean over seeds), and each generator against BM3D."""
     bm3d = next(v for name, v in variants.items() if name.startswith("BM3D"))
     ratios = []
     for model in models:
         on, off = variants[f"{model}, augment"], variants[f"{model}, no augment"]
-        ratios.append(common.Ratio(f"{model}: augment - no augment, PSNR vs truth (mean of "
-                                   f"{len(per_seed[f'{model}, augment'])} seeds)",
-                                   on["psnr_truth"] - off["psnr_truth"], None, "dB"))
-        ratios.append(common.Ratio(f"{model}: no augment / augment in-body RMSE vs truth",
-                                   off["body_rmse_hu_truth"] / on["body_rmse_hu_truth"], None))
-        ratios.append(common.Ratio(f"{model}, augment: generator - BM3D, PSNR vs truth, validation patient",
-                                   on["psnr_truth"] - bm3d["psnr_truth"], None, "dB"))
+        ratios.append(
+            common.Ratio(
+                f"{model}: augment - no augment, PSNR vs truth (mean of {len(per_seed[f'{model}, augment'])} seeds)",
+                on["psnr_truth"] - off["psnr_truth"],
+                None,
+                "dB",
+            )
+        )
+        ratios.append(
+            common.Ratio(
+                f"{model}: no augment / augment in-body RMSE vs truth",
+                off["body_rmse_hu_truth"] / on["body_rmse_hu_truth"],
+                None,
+            )
+        )
+        ratios.append(
+            common.Ratio(
+                f"{model}, augment: generator - BM3D, PSNR vs truth, validation patient",
+                on["psnr_truth"] - bm3d["psnr_truth"],
+                None,
+                "dB",
+            )
+        )
     return ratios
 
 
 def _notes(sizes: dict) -> list[str]:
-    return ["Columns are means over the seeds; *_spread is the largest minus the smallest seed's value. "
-            "A difference smaller than the spreads is within run-to-run variation.",
-            f"Generators: the `{sizes['preset']}` preset, with quality.PAIRED ({' '.join(quality.PAIRED)}) for paired; "
-            "fidelity by the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'): psnr/ssim on HU clipped to [-1000, 2000] "
-            f"scaled to [-1, 1]; body_rmse_hu pooled in HU inside the reference's body (> {BODY_HU:g} HU).",
-            "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of skimage's "
-            "noise estimate): a reference at its best on these slices, not a held-out score.",
-            "Training ran in this process while the machine may have been shared: no timing is reported."]
+    return [
+        "Columns are means over the seeds; *_spread is the largest minus the smallest seed's value. "
+        "A difference smaller than the spreads is within run-to-run variation.",
+        f"Generators: the `{sizes['preset']}` preset, with quality.PAIRED ({' '.join(quality.PAIRED)}) for paired; "
+        "fidelity by the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'): "
+        "psnr/ssim on HU clipped to [-1000, 2000] "
+        f"scaled to [-1, 1]; body_rmse_hu pooled in HU inside the reference's body (> {BODY_HU:g} HU).",
+        "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of skimage's "
+        "noise estimate): a reference at its best on these slices, not a held-out score.",
+        "Training ran in this process while the machine may have been shared: no timing is reported.",
+    ]
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ Strengths are relative to the noise level skimage's `estimate_sigma` finds; `est
 assumes white noise and CT (FBP) noise is correlated, so the quality benchmark tunes the
 factor on separate slices rather than trusting the estimate.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,8 +43,16 @@ def nlm(h_factor: float) -> Denoiser:
 
     def run(hu: np.ndarray) -> np.ndarray:
         sigma = noise_sigma(hu)
-        return denormalize_hu(denoise_nl_means(normalize_hu(hu), h=h_factor * sigma, sigma=sigma, fast_mode=True,
-                                       patch_size=NLM_PATCH_SIZE, patch_distance=NLM_PATCH_DISTANCE))
+        return denormalize_hu(
+            denoise_nl_means(
+                normalize_hu(hu),
+                h=h_factor * sigma,
+                sigma=sigma,
+                fast_mode=True,
+                patch_size=NLM_PATCH_SIZE,
+                patch_distance=NLM_PATCH_DISTANCE,
+            )
+        )
 
     return run
 
@@ -96,6 +105,10 @@ def export_untrained(preset_name: str, export_dir: Path) -> Path:
     from ctdenoise.trainer_module.models import build
 
     model = build(preset(preset_name))
-    export_generator(model.generator, Description.of(model), str(export_dir),
-                     {"hparams": to_dict(preset(preset_name)), "benchmark": "untrained, for timing"})
+    export_generator(
+        model.generator,
+        Description.of(model),
+        str(export_dir),
+        {"hparams": to_dict(preset(preset_name)), "benchmark": "untrained, for timing"},
+    )
     return export_dir

@@ -5,6 +5,7 @@ The machine is small (2 cores) and may be shared, so absolute timings are noisy:
 benchmark times its compared variants one after the other in one process and reports
 their ratio, and the result records how busy the rest of the machine was meanwhile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,16 +16,18 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 
 
-def parse_args(module: str, doc: str | None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    module: str, doc: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     """--out (results folder), --quick (tiny sizes, a smoke test) and --data (the cache of
     generated DICOM data, by default OUT/data), plus the benchmark's own options."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n\n")[0])
@@ -68,8 +71,18 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
-                "amx_tile", "amx_int8")
+VECTOR_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_bf16",
+    "amx_tile",
+    "amx_int8",
+)
 """The CPU features that decide how fast TensorFlow's and oneDNN's kernels run."""
 
 
@@ -98,8 +111,14 @@ def machine_info() -> dict[str, Any]:
         "gpu": "none visible",
     }
     versions = {}
-    for name, module in (("tensorflow", "tensorflow"), ("numpy", "numpy"), ("pydicom", "pydicom"),
-                         ("apache_beam", "apache_beam"), ("scikit_image", "skimage"), ("bm3d", "bm3d")):
+    for name, module in (
+        ("tensorflow", "tensorflow"),
+        ("numpy", "numpy"),
+        ("pydicom", "pydicom"),
+        ("apache_beam", "apache_beam"),
+        ("scikit_image", "skimage"),
+        ("bm3d", "bm3d"),
+    ):
         if module in sys.modules:
             versions[name] = getattr(sys.modules[module], "__version__", "?")
     info["versions"] = versions
@@ -178,12 +197,23 @@ class Rate:
         return self.items / self.seconds if self.seconds > 0 else float("nan")
 
     def as_dict(self, unit: str) -> dict[str, float]:
-        return {f"{unit}_per_s": round(self.per_second, 3), "calls": self.calls, f"{unit}": self.items,
-                "seconds": round(self.seconds, 3), "cpu_cores": round(self.cpu_cores, 2)}
+        return {
+            f"{unit}_per_s": round(self.per_second, 3),
+            "calls": self.calls,
+            f"{unit}": self.items,
+            "seconds": round(self.seconds, 3),
+            "cpu_cores": round(self.cpu_cores, 2),
+        }
 
 
-def measure(call: Callable[[], Any], items_per_call: int, *, min_seconds: float, min_calls: int = 1,
-            max_calls: int | None = None) -> Rate:
+def measure(
+    call: Callable[[], Any],
+    items_per_call: int,
+    *,
+    min_seconds: float,
+    min_calls: int = 1,
+    max_calls: int | None = None,
+) -> Rate:
     """Call `call` repeatedly, at least `min_calls` times and for at least `min_seconds`
     (stopping at `max_calls`). Warm-up is the caller's business: it is reported apart."""
     calls = 0
@@ -265,8 +295,9 @@ class Benchmark:
 
     def finish(self, **fields: Any) -> Result:
         """Write OUT/<name>.json and print the one-line summary; returns the result."""
-        result = Result(name=self.name, title=self.title, quick=self.args.quick,
-                        command=command_line(self.args.module), **fields)
+        result = Result(
+            name=self.name, title=self.title, quick=self.args.quick, command=command_line(self.args.module), **fields
+        )
         payload = asdict(result)
         payload["ratios"] = [{**asdict(r), "met": r.met} for r in result.ratios]
         payload.update(

@@ -1,4 +1,5 @@
-"""The measurements CT physicists judge a denoiser by (docs/design.md, "Reference, noise, texture and resolution"): noise in
+"""The measurements CT physicists judge a denoiser by (docs/design.md, "Reference, noise, texture and resolution"):
+noise in
 uniform regions, its texture (noise power spectrum) and spatial resolution (MTF).
 
 PSNR against a noisy reference rewards over-smoothing; these separate the two things a
@@ -11,6 +12,7 @@ compare. Methods follow the AAPM TG-233 report (NPS from mean-subtracted ROIs, a
 and peak frequency; MTF from the edge of a round insert, oversampled by binning pixels
 by radius).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +26,7 @@ from ctdenoise.contract.hu import BODY_HU
 def _disc(radius_px: int) -> np.ndarray:
     """A disc-shaped footprint of the given radius."""
     offsets = np.arange(-radius_px, radius_px + 1)
-    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius_px ** 2
+    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius_px**2
 
 
 # --------------------------------------------------------------------------- regions
@@ -37,29 +39,42 @@ EDGE_PX = 2
 """Half-width of the edge band around the body's outline."""
 
 
-def truth_regions(truth_hu: np.ndarray, body_threshold: float = BODY_HU, edge_px: int = EDGE_PX) -> dict[str, np.ndarray]:
-    """The truth split into the regions a denoiser fails in differently (docs/design.md, "Reference, noise, texture and resolution").
+def truth_regions(
+    truth_hu: np.ndarray, body_threshold: float = BODY_HU, edge_px: int = EDGE_PX
+) -> dict[str, np.ndarray]:
+    """The truth split into the regions a denoiser fails in differently (docs/design.md, "Reference, noise, texture
+    and resolution").
 
     'edges' are the pixels within `edge_px` of the body's outline (air to tissue, and the
     lungs' outline); the others exclude them: 'air', 'lungs' (between air and the body
     threshold), 'soft tissue' (body up to `BONE_ABOVE_HU`) and 'bone'. A generator that has to
-    jump between air and tissue (an output tanh does, design, "Making the adversarial game start") errs at the edges and in the
+    jump between air and tissue (an output tanh does, design, "Making the adversarial game start") errs at the
+    edges and in the
     lungs while matching a filter in soft tissue; one figure for the whole slice hides that.
     """
     truth_hu = np.asarray(truth_hu)
     footprint = np.ones((2 * edge_px + 1,) * 2, dtype=bool)
     body = truth_hu > body_threshold
     edges = ndimage.binary_dilation(body, footprint) & ~ndimage.binary_erosion(body, footprint, border_value=1)
-    return {"air": (truth_hu < AIR_BELOW_HU) & ~edges, "edges": edges,
-            "lungs": (truth_hu >= AIR_BELOW_HU) & ~body & ~edges,
-            "soft tissue": body & (truth_hu <= BONE_ABOVE_HU) & ~edges, "bone": (truth_hu > BONE_ABOVE_HU) & ~edges}
+    return {
+        "air": (truth_hu < AIR_BELOW_HU) & ~edges,
+        "edges": edges,
+        "lungs": (truth_hu >= AIR_BELOW_HU) & ~body & ~edges,
+        "soft tissue": body & (truth_hu <= BONE_ABOVE_HU) & ~edges,
+        "bone": (truth_hu > BONE_ABOVE_HU) & ~edges,
+    }
 
 
 # --------------------------------------------------------------------------- noise
 
 
-def uniform_mask(truth_hu: np.ndarray, body_threshold: float = BODY_HU, radius_px: int = 3,
-                 max_range_hu: float = 20.0, smooth_px: float = 1.0) -> np.ndarray:
+def uniform_mask(
+    truth_hu: np.ndarray,
+    body_threshold: float = BODY_HU,
+    radius_px: int = 3,
+    max_range_hu: float = 20.0,
+    smooth_px: float = 1.0,
+) -> np.ndarray:
     """Pixels inside the body where the noise-free truth is flat, well away from any edge.
 
     A pixel qualifies when the truth is above `body_threshold` (the body; lung
@@ -83,8 +98,9 @@ def uniform_mask(truth_hu: np.ndarray, body_threshold: float = BODY_HU, radius_p
     """
     smooth = ndimage.gaussian_filter(np.asarray(truth_hu, dtype=np.float64), smooth_px)
     footprint = _disc(radius_px)
-    local_range = (ndimage.maximum_filter(smooth, footprint=footprint)
-                   - ndimage.minimum_filter(smooth, footprint=footprint))
+    local_range = ndimage.maximum_filter(smooth, footprint=footprint) - ndimage.minimum_filter(
+        smooth, footprint=footprint
+    )
     flat = (truth_hu > body_threshold) & (local_range <= max_range_hu)
     return ndimage.binary_erosion(flat, structure=footprint)
 
@@ -98,8 +114,7 @@ def noise_std(image_hu: np.ndarray, truth_hu: np.ndarray, mask: np.ndarray) -> f
     return float(np.std((np.asarray(image_hu, dtype=np.float64) - truth_hu)[mask]))
 
 
-def nps_2d(noise_hu: np.ndarray, mask: np.ndarray, roi_px: int,
-           pixel_mm: float) -> tuple[np.ndarray, np.ndarray, int]:
+def nps_2d(noise_hu: np.ndarray, mask: np.ndarray, roi_px: int, pixel_mm: float) -> tuple[np.ndarray, np.ndarray, int]:
     """The 2-D noise power spectrum (HU²·mm²) from square ROIs lying entirely in `mask`.
 
     `noise_hu` is a noise image (image − truth), or a stack [n, H, W] of them whose ROIs
@@ -115,16 +130,18 @@ def nps_2d(noise_hu: np.ndarray, mask: np.ndarray, roi_px: int,
     noise = noise.reshape(-1, height, width)
     inside = np.broadcast_to(mask, noise.shape)
     step = max(1, roi_px // 2)
-    rois = [image[r:r + roi_px, c:c + roi_px]
-            for image, region in zip(noise, inside)
-            for r in range(0, height - roi_px + 1, step)
-            for c in range(0, width - roi_px + 1, step)
-            if region[r:r + roi_px, c:c + roi_px].all()]
+    rois = [
+        image[r : r + roi_px, c : c + roi_px]
+        for image, region in zip(noise, inside, strict=True)
+        for r in range(0, height - roi_px + 1, step)
+        for c in range(0, width - roi_px + 1, step)
+        if region[r : r + roi_px, c : c + roi_px].all()
+    ]
     if not rois:
         raise ValueError(f"no {roi_px}×{roi_px} px ROI lies entirely inside the mask")
     stack = np.stack(rois)
     stack -= stack.mean(axis=(1, 2), keepdims=True)
-    power = np.abs(np.fft.fft2(stack)) ** 2 * pixel_mm ** 2 / roi_px ** 2
+    power = np.abs(np.fft.fft2(stack)) ** 2 * pixel_mm**2 / roi_px**2
     freq = np.fft.fftshift(np.fft.fftfreq(roi_px, d=pixel_mm))
     return freq, np.fft.fftshift(power.mean(axis=0)), len(rois)
 
@@ -144,8 +161,7 @@ def radial_average(freq: np.ndarray, nps2d: np.ndarray) -> tuple[np.ndarray, np.
     return np.arange(rings) * df, totals / counts
 
 
-def nps(noise_hu: np.ndarray, mask: np.ndarray, roi_px: int,
-        pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def nps(noise_hu: np.ndarray, mask: np.ndarray, roi_px: int, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """The radially averaged NPS: (frequency in cycles/mm, NPS in HU²·mm²); see `nps_2d`.
 
     The value at zero frequency is 0 (each ROI's mean is removed).
@@ -167,8 +183,9 @@ def nps_peak_frequency(freq: np.ndarray, nps_values: np.ndarray) -> float:
 # --------------------------------------------------------------------------- resolution
 
 
-def edge_spread(image_hu: np.ndarray, centre_px: tuple[float, float], radius_px: float,
-                band_px: float = 8.0, bin_px: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def edge_spread(
+    image_hu: np.ndarray, centre_px: tuple[float, float], radius_px: float, band_px: float = 8.0, bin_px: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """The oversampled edge spread function across the rim of a round insert.
 
     Every pixel within `band_px` of the circle of `radius_px` around `centre_px`
@@ -198,8 +215,7 @@ def edge_spread(image_hu: np.ndarray, centre_px: tuple[float, float], radius_px:
     return centres, esf
 
 
-def mtf_from_esf(distance_px: np.ndarray, esf: np.ndarray,
-                 pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def mtf_from_esf(distance_px: np.ndarray, esf: np.ndarray, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """The MTF from an oversampled, evenly spaced edge spread function centred on its edge.
 
     The central difference of the ESF is the line spread function; a Tukey window

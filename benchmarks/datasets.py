@@ -6,6 +6,7 @@ simulate a handful of slices and copy them with pydicom into more patients and p
 (new UIDs, shifted z). The copies are real CT Image Storage files that the ingestion
 accepts and pairs; each benchmark checks that in the ingestion report.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,28 +57,53 @@ def _mark_complete(folder: Path, params: dict) -> None:
     _complete_marker(folder).write_text(json.dumps(params))
 
 
-def simulated(cache: Path, *, patients: int, slices: int | None, size: int, seed: int,
-              from_dir: Path | None = None, dose: float | str = DOSE) -> DicomSet:
+def simulated(
+    cache: Path,
+    *,
+    patients: int,
+    slices: int | None,
+    size: int,
+    seed: int,
+    from_dir: Path | None = None,
+    dose: float | str = DOSE,
+) -> DicomSet:
     """`simulate_dataset` output with its noise-free truth, reused when an identical one is
     cached; `from_dir` scans real full-dose slices instead of phantoms (`slices` None: all of
     each source patient's), `dose` may be a range LOW:HIGH."""
-    params = {"patients": patients, "slices": slices, "size": size, "dose": dose, "seed": seed,
-              "from": str(from_dir) if from_dir else None, "truth": True}
+    params = {
+        "patients": patients,
+        "slices": slices,
+        "size": size,
+        "dose": dose,
+        "seed": seed,
+        "from": str(from_dir) if from_dir else None,
+        "truth": True,
+    }
     tag = (f"_from_{from_dir.name}" if from_dir else "") + ("" if dose == DOSE else f"_dose{dose}")
     root = cache / f"sim_p{patients}_s{slices or 'all'}_{size}px_seed{seed}{tag}"
     truth = root.with_name(root.name + ".truth")
     if not _cached(root, params):
         shutil.rmtree(truth, ignore_errors=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        simulate_dataset(root, patients=patients, slices=slices, size=size, dose=dose, seed=seed,
-                         from_dir=from_dir, truth_dir=truth, progress=None)
+        simulate_dataset(
+            root,
+            patients=patients,
+            slices=slices,
+            size=size,
+            dose=dose,
+            seed=seed,
+            from_dir=from_dir,
+            truth_dir=truth,
+            progress=None,
+        )
         _mark_complete(root, params)
     names = sorted(p.name for p in root.iterdir())
     return DicomSet(root, names, len(list(root.glob("*/*/*.dcm"))), truth)
 
 
-def replicated(cache: Path, *, size: int, patients: int, slices: int, base_slices: int = 2,
-               syntax: str | None = None) -> DicomSet:
+def replicated(
+    cache: Path, *, size: int, patients: int, slices: int, base_slices: int = 2, syntax: str | None = None
+) -> DicomSet:
     """`patients` × `slices` LDCT/NDCT pairs copied from BASE_PATIENTS × `base_slices`
     simulated ones; `syntax` (a transfer syntax UID) re-encodes the copies, e.g. JPEG 2000."""
     base = simulated(cache, patients=BASE_PATIENTS, slices=base_slices, size=size, seed=0)
@@ -133,12 +159,21 @@ def ingest(data: DicomSet, out: Path, *, workers: int = 2, threads: bool = False
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     with beam.Pipeline(options=options) as p:
-        build_ingest_pipeline(p, str(data.root), Layout(), assign_splits(found.patients, configs.EVAL_FRACTION),
-                              found.found, found.rejected, str(out))
+        build_ingest_pipeline(
+            p,
+            str(data.root),
+            Layout(),
+            assign_splits(found.patients, configs.EVAL_FRACTION),
+            found.found,
+            found.rejected,
+            str(out),
+        )
     report = read_report(str(out))
     if report["accepted"] != data.files or report["rejected"]:
-        raise RuntimeError(f"ingestion of {data.root} accepted {report['accepted']} of {data.files} files; "
-                           f"rejected {report['rejected'][:3]}")
+        raise RuntimeError(
+            f"ingestion of {data.root} accepted {report['accepted']} of {data.files} files; "
+            f"rejected {report['rejected'][:3]}"
+        )
     return report
 
 

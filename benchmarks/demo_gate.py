@@ -9,8 +9,10 @@ once, the neck and chest trained on, the abdomen held out) into a run root of it
 the default gate, and the run summary says whether the Evaluator blessed it and by how much.
 The demo itself is seed 0.
 """
+
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -36,32 +38,70 @@ def main() -> None:
     data = demo.ensure_dataset(scratch, bench.log)
     variants = {}
     for seed in seeds:
-        summary, seconds = common.timed(lambda: _run(data, scratch / f"seed-{seed}", preset, demo.MODEL, seed))
+        summary, seconds = common.timed(
+            functools.partial(_run, data, scratch / f"seed-{seed}", preset, demo.MODEL, seed)
+        )
         variants[f"{demo.MODEL}, {preset}, seed {seed}"] = row = _row(summary, seconds)
-        bench.log(f"seed {seed}: {'blessed' if row['blessed'] else 'refused'}, PSNR gain "
-                  f"{row['psnr_gain_db']:+.2f} dB, in {seconds / 60:.1f} min")
+        bench.log(
+            f"seed {seed}: {'blessed' if row['blessed'] else 'refused'}, PSNR gain "
+            f"{row['psnr_gain_db']:+.2f} dB, in {seconds / 60:.1f} min"
+        )
     blessed = sum(v["blessed"] for v in variants.values())
     gains = [v["psnr_gain_db"] for v in variants.values()]
     bench.finish(
-        params={"model": demo.MODEL, "preset": preset, "seeds": list(seeds), "data": f"ctdenoise.app.demo.DATASET {demo.DATASET}",
-                "gate": "the default thresholds (ctdenoise run without gate options)"},
+        params={
+            "model": demo.MODEL,
+            "preset": preset,
+            "seeds": list(seeds),
+            "data": f"ctdenoise.app.demo.DATASET {demo.DATASET}",
+            "gate": "the default thresholds (ctdenoise run without gate options)",
+        },
         variants=variants,
-        ratios=[common.Ratio(f"{demo.MODEL}, {preset}: seeds blessed by the default gate, of {len(seeds)}",
-                             blessed / len(seeds), 1.0),
-                common.Ratio(f"{demo.MODEL}, {preset}: Evaluator's PSNR gain over the LDCT, mean of {len(seeds)} seeds "
-                             f"(spread {max(gains) - min(gains):.2f} dB)", float(np.mean(gains)), None, "dB")],
-        notes=["Each seed is a whole `ctdenoise run --until push` in its own run root (no earlier blessed model to "
-               "beat); minutes are that command's wall time on a machine that may have been shared.",
-               "psnr_gain_db and body_rmse_reduction are the Evaluator's figures on the held-out abdomen "
-               "(docs/design.md, 'Pipeline metrics and the blessing gate'), the ones its gate reads."])
+        ratios=[
+            common.Ratio(
+                f"{demo.MODEL}, {preset}: seeds blessed by the default gate, of {len(seeds)}", blessed / len(seeds), 1.0
+            ),
+            common.Ratio(
+                f"{demo.MODEL}, {preset}: Evaluator's PSNR gain over the LDCT, mean of {len(seeds)} seeds "
+                f"(spread {max(gains) - min(gains):.2f} dB)",
+                float(np.mean(gains)),
+                None,
+                "dB",
+            ),
+        ],
+        notes=[
+            "Each seed is a whole `ctdenoise run --until push` in its own run root (no earlier blessed model to "
+            "beat); minutes are that command's wall time on a machine that may have been shared.",
+            "psnr_gain_db and body_rmse_reduction are the Evaluator's figures on the held-out abdomen "
+            "(docs/design.md, 'Pipeline metrics and the blessing gate'), the ones its gate reads.",
+        ],
+    )
 
 
 def _run(data: Path, root: Path, preset: str, model: str, seed: int) -> dict:
     """One `ctdenoise run` to the Pusher; its run summary."""
     shutil.rmtree(root, ignore_errors=True)  # a root with a blessed model would make this run beat it
     summary = root.with_name(f"{root.name}.summary.json")
-    command = [sys.executable, "-m", "ctdenoise.app.cli", "run", "--data", str(data), "--root", str(root), "--until", "push",
-               "--preset", preset, "--set", f"model={model}", "--set", f"seed={seed}", "--summary", str(summary)]
+    command = [
+        sys.executable,
+        "-m",
+        "ctdenoise.app.cli",
+        "run",
+        "--data",
+        str(data),
+        "--root",
+        str(root),
+        "--until",
+        "push",
+        "--preset",
+        preset,
+        "--set",
+        f"model={model}",
+        "--set",
+        f"seed={seed}",
+        "--summary",
+        str(summary),
+    ]
     result = subprocess.run(command, cwd=common.REPO_ROOT, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"demo_gate: seed {seed} failed:\n{result.stderr[-3000:]}")
@@ -71,12 +111,18 @@ def _run(data: Path, root: Path, preset: str, model: str, seed: int) -> dict:
 def _row(summary: dict, seconds: float) -> dict:
     evaluation = summary["evaluation"]
     candidate = evaluation["overall"]["candidate"]
-    return {"blessed": bool(evaluation["blessed"]), "pushed": bool((summary.get("push") or {}).get("pushed")),
-            "psnr_gain_db": candidate["psnr_gain"], "body_rmse_reduction": candidate["body_rmse_reduction"],
-            "psnr_db": candidate["psnr"], "ldct_psnr_db": evaluation["overall"]["ldct"]["psnr"],
-            "failures": "; ".join(map(str, evaluation.get("failures") or [])) or "none",
-            "train_steps": summary["train"]["steps"], "train_seconds": round(summary["train"]["seconds"], 1),
-            "minutes": round(seconds / 60, 1)}
+    return {
+        "blessed": bool(evaluation["blessed"]),
+        "pushed": bool((summary.get("push") or {}).get("pushed")),
+        "psnr_gain_db": candidate["psnr_gain"],
+        "body_rmse_reduction": candidate["body_rmse_reduction"],
+        "psnr_db": candidate["psnr"],
+        "ldct_psnr_db": evaluation["overall"]["ldct"]["psnr"],
+        "failures": "; ".join(map(str, evaluation.get("failures") or [])) or "none",
+        "train_steps": summary["train"]["steps"],
+        "train_seconds": round(summary["train"]["seconds"], 1),
+        "minutes": round(seconds / 60, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Speed does not depend on the weights, so freshly initialised generators of the c
 and paper architectures are exported with the Trainer's `export_generator`. The first call
 of a loaded model (graph optimisation, memory allocation) is timed apart.
 """
+
 from __future__ import annotations
 
 import resource
@@ -32,15 +33,19 @@ def ldct_slices(data: datasets.DicomSet, n: int) -> np.ndarray:
     return np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)[..., None]
 
 
-def time_model(bench: common.Benchmark, name: str, model_dir, batch: np.ndarray, min_seconds: float,
-               min_calls: int) -> dict:
+def time_model(
+    bench: common.Benchmark, name: str, model_dir, batch: np.ndarray, min_seconds: float, min_calls: int
+) -> dict:
     model = classical.saved_model(model_dir)
     model(batch[:1, :64, :64])  # instantiate the signature's function on a small input
     _, first = common.timed(lambda: model(batch))
     rate = common.measure(lambda: model(batch), len(batch), min_seconds=min_seconds, min_calls=min_calls)
     bench.log(f"{name}: {rate.per_second:.2f} slices/s (first full batch {first:.1f} s)")
-    return {"first_batch_s": round(first, 2), **rate.as_dict("slices"),
-            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    return {
+        "first_batch_s": round(first, 2),
+        **rate.as_dict("slices"),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
 
 
 def time_classic(bench: common.Benchmark, name: str, denoise: classical.Denoiser, slices: np.ndarray) -> dict:
@@ -62,28 +67,46 @@ def main() -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
     variants = {}
-    for preset_name, min_seconds, min_calls in (("cpu-demo", sizes["model_s"], 3), ("paper", 0.0, sizes["paper_calls"])):
+    for preset_name, min_seconds, min_calls in (
+        ("cpu-demo", sizes["model_s"], 3),
+        ("paper", 0.0, sizes["paper_calls"]),
+    ):
         model_dir = classical.export_untrained(preset_name, scratch / preset_name)
         variants[f"generator {preset_name} (SavedModel, batch {BATCH})"] = time_model(
-            bench, preset_name, model_dir, slices, min_seconds, min_calls)
-    for name, denoise in (("NLM (skimage, fast mode)", classical.nlm(NLM_H)),
-                          ("BM3D (bm3d package)", classical.bm3d(BM3D_SIGMA))):
+            bench, preset_name, model_dir, slices, min_seconds, min_calls
+        )
+    for name, denoise in (
+        ("NLM (skimage, fast mode)", classical.nlm(NLM_H)),
+        ("BM3D (bm3d package)", classical.bm3d(BM3D_SIGMA)),
+    ):
         n = sizes["classic_slices"][name.split()[0]]
         variants[name] = time_classic(bench, name, denoise, slices[:n])
 
     rate = {name: v["slices_per_s"] for name, v in variants.items()}
-    demo, paper = rate[f"generator cpu-demo (SavedModel, batch {BATCH})"], rate[f"generator paper (SavedModel, batch {BATCH})"]
+    demo, paper = (
+        rate[f"generator cpu-demo (SavedModel, batch {BATCH})"],
+        rate[f"generator paper (SavedModel, batch {BATCH})"],
+    )
     bm3d, nlm = rate["BM3D (bm3d package)"], rate["NLM (skimage, fast mode)"]
     bench.finish(
-        params={"size_px": sizes["size"], "batch": BATCH, "nlm_h_factor": NLM_H, "bm3d_sigma_factor": BM3D_SIGMA,
-                "nlm_patch": [classical.NLM_PATCH_SIZE, classical.NLM_PATCH_DISTANCE]},
+        params={
+            "size_px": sizes["size"],
+            "batch": BATCH,
+            "nlm_h_factor": NLM_H,
+            "bm3d_sigma_factor": BM3D_SIGMA,
+            "nlm_patch": [classical.NLM_PATCH_SIZE, classical.NLM_PATCH_DISTANCE],
+        },
         variants=variants,
-        ratios=[common.Ratio("generator cpu-demo / BM3D slices/s", demo / bm3d, TARGET),
-                common.Ratio("generator paper / BM3D slices/s", paper / bm3d, None),
-                common.Ratio("generator cpu-demo / NLM slices/s", demo / nlm, None)],
-        notes=["CPU only: no GPU was available to this session, so there are no GPU inference figures.",
-               "NLM and BM3D run one slice at a time in one process (NLM is single-threaded; BM3D's "
-               "transforms may use more threads); the generator batches 4 slices and TensorFlow uses every core."],
+        ratios=[
+            common.Ratio("generator cpu-demo / BM3D slices/s", demo / bm3d, TARGET),
+            common.Ratio("generator paper / BM3D slices/s", paper / bm3d, None),
+            common.Ratio("generator cpu-demo / NLM slices/s", demo / nlm, None),
+        ],
+        notes=[
+            "CPU only: no GPU was available to this session, so there are no GPU inference figures.",
+            "NLM and BM3D run one slice at a time in one process (NLM is single-threaded; BM3D's "
+            "transforms may use more threads); the generator batches 4 slices and TensorFlow uses every core.",
+        ],
     )
 
 

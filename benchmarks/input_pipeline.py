@@ -7,6 +7,7 @@ in Python under the GIL; ours parses TFRecords in the graph and caches the decod
 so after the first epoch it only crops. The first batch (which waits for the shuffle
 buffer, i.e. the whole first epoch here) is timed apart from the steady state.
 """
+
 from __future__ import annotations
 
 import glob
@@ -65,8 +66,7 @@ def paper_step_flops() -> float:
 
     hp = preset("paper")
     x = tf.TensorSpec([1, hp.patch, hp.patch, 1], tf.float32)
-    per_patch = sum(6 * _forward_flops(model, x)
-                    for model in (build_generator(hp, "G"), build_discriminator(hp, "D")))
+    per_patch = sum(6 * _forward_flops(model, x) for model in (build_generator(hp, "G"), build_discriminator(hp, "D")))
     return 3.0 * per_patch * hp.batch
 
 
@@ -75,15 +75,17 @@ def _forward_flops(model, spec) -> float:
     from tensorflow.python.profiler import model_analyzer, option_builder
 
     graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
-    options = option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation()
-                                                  ).with_empty_output().build()
+    options = (
+        option_builder.ProfileOptionBuilder(option_builder.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
 def main() -> None:
     args = common.parse_args("benchmarks.input_pipeline", __doc__)
     common.quiet_tensorflow()
-    import tensorflow as tf
 
     from ctdenoise.contract.names import split_dir
     from ctdenoise.trainer_module.data import patch_batches
@@ -106,13 +108,15 @@ def main() -> None:
     variants = {}
     for name, build in pipelines.items():
         batches = iter(build())
-        _, first = common.timed(lambda: next(batches))
+        _, first = common.timed(batches.__next__)
         next(batches)  # one more: the prefetch and AUTOTUNE threads are running
-        rate = common.measure(lambda: next(batches), BATCH, min_seconds=sizes["steady_s"], min_calls=5)
+        rate = common.measure(batches.__next__, BATCH, min_seconds=sizes["steady_s"], min_calls=5)
         variants[name] = {"first_batch_s": round(first, 2), **rate.as_dict("patches")}
         bench.log(f"{name}: {rate.per_second:,.0f} patches/s steady, first batch after {first:.1f} s")
 
-    ours, seed = (variants[k]["patches_per_s"] for k in ("ours (TFRecord, cached)", "seed-style (DICOM via py_function)"))
+    ours, seed = (
+        variants[k]["patches_per_s"] for k in ("ours (TFRecord, cached)", "seed-style (DICOM via py_function)")
+    )
     step_flops = paper_step_flops()
     demand = GPU_TFLOPS * 1e12 / step_flops * BATCH
     keeps_up = {name: v["patches_per_s"] >= demand for name, v in variants.items()}
@@ -121,10 +125,13 @@ def main() -> None:
         f"GPU demand (assumed, not measured): one paper-preset step is {step_flops / 1e12:.2f} TFLOP "
         f"(profiler FLOP count, forward + 2x backward); at an assumed {GPU_TFLOPS:g} TFLOP/s sustained "
         f"mixed precision a modern GPU would run {demand / BATCH:.1f} steps/s = {demand:,.0f} patches/s.",
-        *(f"{name}: {v['patches_per_s']:,.0f} patches/s on this machine's 2 cores "
-          f"{'keeps up with' if keeps_up[name] else 'does NOT keep up with'} that demand "
-          f"({v['patches_per_s'] / demand:.1f}x); it would feed a GPU sustaining up to "
-          f"{v['patches_per_s'] / BATCH * step_flops / 1e12:,.0f} TFLOP/s." for name, v in variants.items()),
+        *(
+            f"{name}: {v['patches_per_s']:,.0f} patches/s on this machine's 2 cores "
+            f"{'keeps up with' if keeps_up[name] else 'does NOT keep up with'} that demand "
+            f"({v['patches_per_s'] / demand:.1f}x); it would feed a GPU sustaining up to "
+            f"{v['patches_per_s'] / BATCH * step_flops / 1e12:,.0f} TFLOP/s."
+            for name, v in variants.items()
+        ),
         "The cache is what makes the TFRecord pipeline fast: without it every patch costs parsing and "
         "decompressing a GZIP example holding both doses, which is slower than reading one uncompressed "
         f"DICOM file. The cache holds the decoded float32 slices of one dose, {cache_mib:,.0f} MiB here "
@@ -133,13 +140,23 @@ def main() -> None:
         "whole first epoch) to be decoded; that one-off cost is the first_batch_s column.",
     ]
     bench.finish(
-        params={"size_px": sizes["size"], "patch": PATCH, "batch": BATCH, "train_slices": n_slices,
-                "train_patients": len(patients), "dose": datasets.DOSE},
+        params={
+            "size_px": sizes["size"],
+            "patch": PATCH,
+            "batch": BATCH,
+            "train_slices": n_slices,
+            "train_patients": len(patients),
+            "dose": datasets.DOSE,
+        },
         variants=variants,
         ratios=[common.Ratio("ours / seed-style patches/s (steady state)", ours / seed, TARGET)],
         notes=notes,
-        extra={"paper_step_tflop": step_flops / 1e12, "assumed_gpu_tflops": GPU_TFLOPS,
-               "gpu_demand_patches_per_s": demand, "keeps_up": keeps_up},
+        extra={
+            "paper_step_tflop": step_flops / 1e12,
+            "assumed_gpu_tflops": GPU_TFLOPS,
+            "gpu_demand_patches_per_s": demand,
+            "keeps_up": keeps_up,
+        },
     )
 
 

@@ -13,18 +13,20 @@ Data, none of it trained or tuned on twice (`benchmarks.quality_sets`):
 Each generator is trained by the Trainer's own `run_fn` (patch streams, CycleGAN, fit,
 BatchNorm re-estimation, export) and run as `ctdenoise denoise` runs the SavedModel.
 """
+
 from __future__ import annotations
 
+import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality_scores, quality_sets
 from benchmarks import ct_measures as ct
-from ctdenoise.contract.hu import BODY_HU
 from ctdenoise.components.dicom_example_gen.executor import read_report
+from ctdenoise.contract.hu import BODY_HU
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
 """The cycle-identity CycleGAN plus the supervised term on co-located patches."""
@@ -65,16 +67,19 @@ def apply(denoise: Callable[[np.ndarray], np.ndarray], stack: np.ndarray) -> np.
     return np.stack([denoise(image) for image in stack]).astype(np.float32)
 
 
-def tune(bench: common.Benchmark, tuning: quality_sets.Images,
-         methods: dict[str, tuple[Callable, list[float]]] = TUNING) -> dict[str, tuple[float, dict]]:
+def tune(
+    bench: common.Benchmark, tuning: quality_sets.Images, methods: dict[str, tuple[Callable, list[float]]] = TUNING
+) -> dict[str, tuple[float, dict]]:
     """Each classical method's strength (of `methods`, all by default) with the best mean PSNR
     against the truth."""
     from ctdenoise.components.evaluation.image_metrics import psnr_hu
 
     chosen = {}
     for name, (make, candidates) in methods.items():
-        psnr = {c: float(np.mean([psnr_hu(o, t) for o, t in zip(apply(make(c), tuning.ldct), tuning.truth)]))
-                for c in candidates}
+        psnr = {
+            c: float(np.mean([psnr_hu(o, t) for o, t in zip(apply(make(c), tuning.ldct), tuning.truth, strict=True)]))
+            for c in candidates
+        }
         best = max(psnr, key=psnr.get)
         chosen[name] = (best, psnr)
         if best in (candidates[0], candidates[-1]):
@@ -83,8 +88,9 @@ def tune(bench: common.Benchmark, tuning: quality_sets.Images,
     return chosen
 
 
-def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
-                     generators: dict[str, tuple[str, list[str]]]) -> dict[str, dict]:
+def train_and_export(
+    bench: common.Benchmark, examples: Path, scratch: Path, generators: dict[str, tuple[str, list[str]]]
+) -> dict[str, dict]:
     """One generator per entry, trained and exported by the Trainer's own `run_fn`, as TFX's
     GenericExecutor calls it."""
     import json
@@ -98,14 +104,21 @@ def train_and_export(bench: common.Benchmark, examples: Path, scratch: Path,
         hp = configure(preset_name, overrides)
         run_dir = scratch / name.replace(", ", "_")
         args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp)
-        _, seconds = common.timed(lambda: run_fn(args))
+        _, seconds = common.timed(functools.partial(run_fn, args))
         train = json.loads((run_dir / "serving_model" / MODEL_METADATA_FILE).read_text())["train"]
         judged = {k: round(v, 3) for k, v in train["losses"].items() if k.endswith("/accuracy")}
-        models[name] = {"dir": run_dir / "serving_model", "preset": preset_name, "steps": hp.total_steps,
-                        "overrides": " ".join(overrides) or "none", "train_minutes": round(seconds / 60, 1),
-                        "final_d_accuracy": judged}
-        bench.log(f"{name}: {hp.total_steps} steps trained and exported in {seconds / 60:.1f} min"
-                  + (f"; final discriminator accuracy {judged}" if judged else ""))  # a model with no critic has none
+        models[name] = {
+            "dir": run_dir / "serving_model",
+            "preset": preset_name,
+            "steps": hp.total_steps,
+            "overrides": " ".join(overrides) or "none",
+            "train_minutes": round(seconds / 60, 1),
+            "final_d_accuracy": judged,
+        }
+        bench.log(
+            f"{name}: {hp.total_steps} steps trained and exported in {seconds / 60:.1f} min"
+            + (f"; final discriminator accuracy {judged}" if judged else "")
+        )  # a model with no critic has none
     return models
 
 
@@ -114,15 +127,19 @@ def main() -> None:
     common.quiet_tensorflow()
     sizes = QUICK if args.quick else {**FULL, "generators": generators(args.budget)}
     bench = common.Benchmark(args, "quality", "Quality against the truth and the NDCT, dose 0.25")
-    sets = {name: datasets.simulated(args.data, patients=p, slices=s, size=sizes["size"], seed=SEEDS[name])
-            for name, (p, s) in (("train", sizes["train"]), ("test", sizes["test"]), ("tune", sizes["tune"]))}
+    sets = {
+        name: datasets.simulated(args.data, patients=p, slices=s, size=sizes["size"], seed=SEEDS[name])
+        for name, (p, s) in (("train", sizes["train"]), ("test", sizes["test"]), ("tune", sizes["tune"]))
+    }
     examples = datasets.ingested(args.data, sets["train"])
     scratch = args.out / "scratch" / "quality"
     shutil.rmtree(scratch, ignore_errors=True)  # never resume from an earlier benchmark run
     models = train_and_export(bench, examples, scratch, sizes["generators"])
 
-    image_sets = {"test": quality_sets.images(sets["test"]),
-                  "real": quality_sets.real_anatomy(args.data, sizes["size"], SEEDS["real"])}
+    image_sets = {
+        "test": quality_sets.images(sets["test"]),
+        "real": quality_sets.real_anatomy(args.data, sizes["size"], SEEDS["real"]),
+    }
     qa = quality_sets.qa_scans(sizes["size"], sizes["qa_scans"], SEEDS["qa"])
     chosen = tune(bench, quality_sets.images(sets["tune"]))
     methods = _methods(chosen, models)
@@ -132,12 +149,16 @@ def main() -> None:
         outputs = {key: denoise(images) for key, images in image_sets.items()}
         outputs_test[name] = outputs["test"]
         variants[name] = {key: quality_scores.fidelity(out, image_sets[key]) for key, out in outputs.items()}
-        variants[name]["test"]["noise_std"] = quality_scores.noise_in_uniform_regions(outputs["test"], image_sets["test"])
+        variants[name]["test"]["noise_std"] = quality_scores.noise_in_uniform_regions(
+            outputs["test"], image_sets["test"]
+        )
         variants[name]["regions"] = quality_scores.region_errors(outputs["test"], image_sets["test"])
         variants[name]["qa"] = quality_scores.qa(denoise(qa), qa)
         variants[name]["gate"] = _default_gate(outputs["test"], image_sets["test"])
-        bench.log(f"{name}: vs truth {variants[name]['test']['psnr_truth']:.2f} dB, "
-                  f"body RMSE vs NDCT {variants[name]['test']['body_rmse_hu_ndct']:.1f} HU")
+        bench.log(
+            f"{name}: vs truth {variants[name]['test']['psnr_truth']:.2f} dB, "
+            f"body RMSE vs NDCT {variants[name]['test']['body_rmse_hu_ndct']:.1f} HU"
+        )
     for name, model in models.items():
         variants[f"generator, {name}"]["training"] = {k: v for k, v in model.items() if k != "dir"}
     for name, (strength, _) in chosen.items():
@@ -147,29 +168,44 @@ def main() -> None:
     ratios = _ratios(variants, models)
     bench.finish(
         limits=_limits(variants, models) if any(r.met is False for r in ratios) else [],
-        params={"size_px": sizes["size"], "dose": datasets.DOSE, "test_slices": len(image_sets["test"]),
-                "real_slices": len(image_sets["real"]), "qa_scans": sizes["qa_scans"], "seeds": SEEDS,
-                "train_patients": sizes["train"][0], "train_slices_per_patient": sizes["train"][1],
-                "train_split_examples": read_report(str(examples))["examples"]["train"],
-                "real_anatomy": ", ".join(quality_sets.REAL_SLICES),
-                "tuned": {name: {"chosen": c, "psnr_truth_by_candidate": p} for name, (c, p) in chosen.items()}},
-        variants=variants, ratios=ratios, figures=["quality_panel.png"],
-        notes=_notes(sizes))
+        params={
+            "size_px": sizes["size"],
+            "dose": datasets.DOSE,
+            "test_slices": len(image_sets["test"]),
+            "real_slices": len(image_sets["real"]),
+            "qa_scans": sizes["qa_scans"],
+            "seeds": SEEDS,
+            "train_patients": sizes["train"][0],
+            "train_slices_per_patient": sizes["train"][1],
+            "train_split_examples": read_report(str(examples))["examples"]["train"],
+            "real_anatomy": ", ".join(quality_sets.REAL_SLICES),
+            "tuned": {name: {"chosen": c, "psnr_truth_by_candidate": p} for name, (c, p) in chosen.items()},
+        },
+        variants=variants,
+        ratios=ratios,
+        figures=["quality_panel.png"],
+        notes=_notes(sizes),
+    )
 
 
 def _options(parser) -> None:
-    parser.add_argument("--budget", default="cpu-30min", help="preset of the longer-trained generators "
-                        "(default cpu-30min; cpu-demo gives a shorter run of the same comparison)")
+    parser.add_argument(
+        "--budget",
+        default="cpu-30min",
+        help="preset of the longer-trained generators "
+        "(default cpu-30min; cpu-demo gives a shorter run of the same comparison)",
+    )
 
 
 def _methods(chosen: dict, models: dict[str, dict]) -> dict[str, Callable[[quality_sets.Images], np.ndarray]]:
     """Method name → function from an image set (or a stack) to its denoised LDCT."""
+
     def on_ldct(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[quality_sets.Images], np.ndarray]:
         return lambda images: fn(images.ldct)
 
     methods = {"LDCT (as is)": on_ldct(lambda stack: stack), "NDCT (reference)": lambda images: images.ndct}
     for name, (make, _) in TUNING.items():
-        methods[f"{name} (tuned {chosen[name][0]:g})"] = on_ldct(lambda stack, d=make(chosen[name][0]): apply(d, stack))
+        methods[f"{name} (tuned {chosen[name][0]:g})"] = on_ldct(functools.partial(apply, make(chosen[name][0])))
     for name, model in models.items():
         serve = classical.saved_model(model["dir"])
         methods[f"generator, {name}"] = on_ldct(lambda stack, s=serve: s(stack[..., None])[..., 0])
@@ -197,25 +233,57 @@ def _ratios(variants: dict[str, dict], models: dict[str, dict]) -> list[common.R
         ours = variants[f"generator, {name}"]
         budget = name.split(", ")[-1]
         if name.startswith("unpaired") and budget in ("cpu-demo", "tiny"):
-            ratios.append(common.Ratio(f"{name}: LDCT / generator in-body RMSE vs NDCT",
-                                       ldct["test"]["body_rmse_hu_ndct"] / ours["test"]["body_rmse_hu_ndct"], 1.25))
-            ratios.append(common.Ratio(f"{name}: default gate blesses it (1 = yes)", float(ours["gate"]["blessed"]), 1.0))
+            ratios.append(
+                common.Ratio(
+                    f"{name}: LDCT / generator in-body RMSE vs NDCT",
+                    ldct["test"]["body_rmse_hu_ndct"] / ours["test"]["body_rmse_hu_ndct"],
+                    1.25,
+                )
+            )
+            ratios.append(
+                common.Ratio(f"{name}: default gate blesses it (1 = yes)", float(ours["gate"]["blessed"]), 1.0)
+            )
         elif name.startswith("unpaired"):
             for key, where in (("test", "simulated"), ("real", "real anatomy")):
-                ratios.append(common.Ratio(f"{name}: generator - BM3D, PSNR vs truth, {where}",
-                                           ours[key]["psnr_truth"] - variants[bm3d][key]["psnr_truth"], 0.0, "dB"))
-            ratios.append(common.Ratio(f"{name}: NDCT - generator, PSNR vs truth (the bound a CycleGAN aims at)",
-                                       ndct["test"]["psnr_truth"] - ours["test"]["psnr_truth"], None, "dB"))
+                ratios.append(
+                    common.Ratio(
+                        f"{name}: generator - BM3D, PSNR vs truth, {where}",
+                        ours[key]["psnr_truth"] - variants[bm3d][key]["psnr_truth"],
+                        0.0,
+                        "dB",
+                    )
+                )
+            ratios.append(
+                common.Ratio(
+                    f"{name}: NDCT - generator, PSNR vs truth (the bound a CycleGAN aims at)",
+                    ndct["test"]["psnr_truth"] - ours["test"]["psnr_truth"],
+                    None,
+                    "dB",
+                )
+            )
             closer = abs(variants[bm3d]["qa"]["nps_mean_frequency"] / nps_ndct - 1) - abs(
-                ours["qa"]["nps_mean_frequency"] / nps_ndct - 1)
-            ratios.append(common.Ratio(f"{name}: NPS mean frequency, BM3D's distance to NDCT's - ours",
-                                       closer, 0.0, "(relative)"))
-            ratios.append(common.Ratio(f"{name}: MTF50 / NDCT's MTF50 (QA rods)",
-                                       quality_scores.mean_mtf50(ours["qa"]) / quality_scores.mean_mtf50(ndct["qa"]), 0.9))
+                ours["qa"]["nps_mean_frequency"] / nps_ndct - 1
+            )
+            ratios.append(
+                common.Ratio(f"{name}: NPS mean frequency, BM3D's distance to NDCT's - ours", closer, 0.0, "(relative)")
+            )
+            ratios.append(
+                common.Ratio(
+                    f"{name}: MTF50 / NDCT's MTF50 (QA rods)",
+                    quality_scores.mean_mtf50(ours["qa"]) / quality_scores.mean_mtf50(ndct["qa"]),
+                    0.9,
+                )
+            )
         else:
             for key, where in (("test", "simulated"), ("real", "real anatomy")):
-                ratios.append(common.Ratio(f"{name}: generator - BM3D, PSNR vs truth, {where}",
-                                           ours[key]["psnr_truth"] - variants[bm3d][key]["psnr_truth"], 1.0, "dB"))
+                ratios.append(
+                    common.Ratio(
+                        f"{name}: generator - BM3D, PSNR vs truth, {where}",
+                        ours[key]["psnr_truth"] - variants[bm3d][key]["psnr_truth"],
+                        1.0,
+                        "dB",
+                    )
+                )
     return ratios
 
 
@@ -235,20 +303,24 @@ def _panel(path: Path, outputs: dict[str, np.ndarray], images: quality_sets.Imag
 def _limits(variants: dict[str, dict], models: dict[str, dict]) -> list[str]:
     """What the measurements say where a target was missed."""
     bm3d, ndct = _named(variants, "BM3D"), variants["NDCT (reference)"]
-    lines = [f"The NDCT itself scores {ndct['test']['psnr_truth']:.2f} dB against the truth and BM3D "
-             f"{variants[bm3d]['test']['psnr_truth']:.2f} dB: an unpaired CycleGAN learns to make NDCT-like images, "
-             "NDCT noise included, so the NDCT's score bounds what it aims at, while the supervised term pulls "
-             "towards the noise-free image."]
+    lines = [
+        f"The NDCT itself scores {ndct['test']['psnr_truth']:.2f} dB against the truth and BM3D "
+        f"{variants[bm3d]['test']['psnr_truth']:.2f} dB: an unpaired CycleGAN learns to make NDCT-like images, "
+        "NDCT noise included, so the NDCT's score bounds what it aims at, while the supervised term pulls "
+        "towards the noise-free image."
+    ]
     for name, model in models.items():
         ours = variants[f"generator, {name}"]
-        lines.append(f"{name}: {model['steps']} steps in {model['train_minutes']} min, final discriminator accuracy "
-                     f"{model['final_d_accuracy']}; vs truth {ours['test']['psnr_truth']:.2f} dB, NPS mean frequency "
-                     f"{ours['qa']['nps_mean_frequency']:.3f} cycles/mm (NDCT {ndct['qa']['nps_mean_frequency']:.3f}), "
-                     f"MTF50 {quality_scores.mean_mtf50(ours['qa']):.3f} (NDCT {quality_scores.mean_mtf50(ndct['qa']):.3f}) "
-                     f"cycles/mm; against the truth, RMSE {_region(ours, 'edges')} at the body's edges, "
-                     f"{_region(ours, 'soft_tissue')} in soft tissue and {_region(ours, 'lungs')} in the lungs "
-                     f"(BM3D: {_rmse(variants[bm3d], 'edges')}, {_rmse(variants[bm3d], 'soft_tissue')} and "
-                     f"{_rmse(variants[bm3d], 'lungs')} HU).")
+        lines.append(
+            f"{name}: {model['steps']} steps in {model['train_minutes']} min, final discriminator accuracy "
+            f"{model['final_d_accuracy']}; vs truth {ours['test']['psnr_truth']:.2f} dB, NPS mean frequency "
+            f"{ours['qa']['nps_mean_frequency']:.3f} cycles/mm (NDCT {ndct['qa']['nps_mean_frequency']:.3f}), "
+            f"MTF50 {quality_scores.mean_mtf50(ours['qa']):.3f} (NDCT {quality_scores.mean_mtf50(ndct['qa']):.3f}) "
+            f"cycles/mm; against the truth, RMSE {_region(ours, 'edges')} at the body's edges, "
+            f"{_region(ours, 'soft_tissue')} in soft tissue and {_region(ours, 'lungs')} in the lungs "
+            f"(BM3D: {_rmse(variants[bm3d], 'edges')}, {_rmse(variants[bm3d], 'soft_tissue')} and "
+            f"{_rmse(variants[bm3d], 'lungs')} HU)."
+        )
     return lines
 
 
@@ -273,21 +345,25 @@ def _gate_note() -> str:
 
 def _notes(sizes: dict) -> list[str]:
     test, tune = sizes["test"], sizes["tune"]
-    return [f"Test: {test[0]} held-out simulated patients × {test[1]} slices (seed {SEEDS['test']}); training: "
-            f"{sizes['train'][0]} patients × {sizes['train'][1]} slices (seed {SEEDS['train']}), split by patient; "
-            f"classical strengths tuned for PSNR against the truth on {tune[0]} × {tune[1]} slices "
-            f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
-            "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'), pooled over slices as the Evaluator pools it, "
-            "against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [-1000, 2000] scaled to "
-            f"[-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter inside the "
-            f"reference's body (> {BODY_HU:g} HU); body_ssim over the windows centred in that body; noise_std: HU of output − truth in the truth's flat "
-            "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "
-            f"test slices, by region of the truth (edges within {ct.EDGE_PX} px of the body's outline, air < "
-            f"{ct.AIR_BELOW_HU:g} HU, lungs, soft tissue up to {ct.BONE_ABOVE_HU:g} HU, bone); qa: water noise, NPS "
-            "mean frequency (cycles/mm, TG-233 normalisation, 32-px ROIs over all scans), MTF50 (cycles/mm) and "
-            "10–90 % edge rise (mm) of each rod's edge profile averaged over all scans.",
-            _gate_note(),
-            "Training ran in this process while the machine may have been shared: training minutes are indicative."]
+    return [
+        f"Test: {test[0]} held-out simulated patients × {test[1]} slices (seed {SEEDS['test']}); training: "
+        f"{sizes['train'][0]} patients × {sizes['train'][1]} slices (seed {SEEDS['train']}), split by patient; "
+        f"classical strengths tuned for PSNR against the truth on {tune[0]} × {tune[1]} slices "
+        f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
+        "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'), "
+        "pooled over slices as the Evaluator pools it, "
+        "against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [-1000, 2000] scaled to "
+        f"[-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter inside the "
+        f"reference's body (> {BODY_HU:g} HU); body_ssim over the windows centred in that body; "
+        "noise_std: HU of output − truth in the truth's flat "
+        "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "
+        f"test slices, by region of the truth (edges within {ct.EDGE_PX} px of the body's outline, air < "
+        f"{ct.AIR_BELOW_HU:g} HU, lungs, soft tissue up to {ct.BONE_ABOVE_HU:g} HU, bone); qa: water noise, NPS "
+        "mean frequency (cycles/mm, TG-233 normalisation, 32-px ROIs over all scans), MTF50 (cycles/mm) and "
+        "10–90 % edge rise (mm) of each rod's edge profile averaged over all scans.",
+        _gate_note(),
+        "Training ran in this process while the machine may have been shared: training minutes are indicative.",
+    ]
 
 
 if __name__ == "__main__":

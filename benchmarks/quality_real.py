@@ -24,12 +24,14 @@ hybrid that README recommends for paired data) and the unpaired model that score
 validation patient for every seed of HEADLINE_SEEDS, reported as the mean with the spread
 (largest minus smallest) beside it; the other unpaired model for the first seed only.
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -59,10 +61,23 @@ def main() -> None:
     quick = args.quick
     preset = QUICK["preset"] if quick else args.budget
     bench = common.Benchmark(args, "quality_real", f"Quality on real anatomy, dose {datasets.DOSE} ({preset})")
-    train = datasets.simulated(args.data, patients=1, slices=QUICK["train_slices"] if quick else None, size=SIZE,
-                               seed=SEEDS["train"], from_dir=args.real_train, dose=datasets.REAL_TRAIN_DOSE)
-    val = datasets.simulated(args.data, patients=1, slices=QUICK["val_slices"] if quick else VAL_SLICES, size=SIZE,
-                             seed=SEEDS["val"], from_dir=args.real_val)
+    train = datasets.simulated(
+        args.data,
+        patients=1,
+        slices=QUICK["train_slices"] if quick else None,
+        size=SIZE,
+        seed=SEEDS["train"],
+        from_dir=args.real_train,
+        dose=datasets.REAL_TRAIN_DOSE,
+    )
+    val = datasets.simulated(
+        args.data,
+        patients=1,
+        slices=QUICK["val_slices"] if quick else VAL_SLICES,
+        size=SIZE,
+        seed=SEEDS["val"],
+        from_dir=args.real_val,
+    )
     sets = {"val": quality_sets.images(val), "test": quality_sets.real_anatomy(args.data, SIZE, SEEDS["test"])}
     qa = quality_sets.qa_scans(SIZE, QUICK["qa_scans"] if quick else QA_SCANS, SEEDS["qa"])
     train_images = quality_sets.images(train)
@@ -87,8 +102,12 @@ def main() -> None:
         runs.train(unpaired, rows[unpaired], seeds[1:])
     per_seed, training = runs.per_seed, runs.training
     for row, scores in per_seed.items():
-        variants[f"{row} ({_kind(row)}, {preset})"] = {**_mean(scores), "seeds": len(scores),
-                                                        "spread": _spread(scores), "training": training[row]}
+        variants[f"{row} ({_kind(row)}, {preset})"] = {
+            **_mean(scores),
+            "seeds": len(scores),
+            "spread": _spread(scores),
+            "training": training[row],
+        }
     for row in ROWS:
         if row not in rows:
             variants[f"{row} ({_kind(row)}, {preset})"] = {"not_run": "not among this run's --models"}
@@ -101,28 +120,48 @@ def main() -> None:
     panel = {name: test.ndct if run is None else run(test.ldct) for name, run in methods.items()}
     quality._panel(args.out / "quality_real_panel.png", {**panel, **runs.first_test_output}, test)
     bench.finish(
-        params={"size_px": SIZE, "dose": datasets.DOSE, "preset": preset, "steps": hparams.preset(preset).total_steps,
-                "seeds": list(seeds), "qa_scans": len(qa.ldct),
-                "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
-                "validation": f"{Path(args.real_val).name}, {len(sets['val'])} slices",
-                "test": f"{len(sets['test'])} clinical slices shipped with pydicom",
-                "best_unpaired_on_validation": unpaired or "none trained (--models)",
-                "tuned": {name: {"chosen": c, "psnr_truth_by_candidate": p} for name, (c, p) in chosen.items()},
-                "tables": {"test": "Test: real anatomy nothing was tuned on (the pydicom clinical slices)",
-                           "val": "Validation patient (where every choice was made)"}},
-        variants=variants, ratios=_targets(variants, ldct, bm3d_psd, unpaired, preset), figures=["quality_real_panel.png"],
-        notes=_notes(preset, seeds), extra={"per_seed": per_seed})
+        params={
+            "size_px": SIZE,
+            "dose": datasets.DOSE,
+            "preset": preset,
+            "steps": hparams.preset(preset).total_steps,
+            "seeds": list(seeds),
+            "qa_scans": len(qa.ldct),
+            "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
+            "validation": f"{Path(args.real_val).name}, {len(sets['val'])} slices",
+            "test": f"{len(sets['test'])} clinical slices shipped with pydicom",
+            "best_unpaired_on_validation": unpaired or "none trained (--models)",
+            "tuned": {name: {"chosen": c, "psnr_truth_by_candidate": p} for name, (c, p) in chosen.items()},
+            "tables": {
+                "test": "Test: real anatomy nothing was tuned on (the pydicom clinical slices)",
+                "val": "Validation patient (where every choice was made)",
+            },
+        },
+        variants=variants,
+        ratios=_targets(variants, ldct, bm3d_psd, unpaired, preset),
+        figures=["quality_real_panel.png"],
+        notes=_notes(preset, seeds),
+        extra={"per_seed": per_seed},
+    )
 
 
 def _options(parser) -> None:
     parser.add_argument("--real-train", type=Path, required=True, help="folder of the real training patient")
     parser.add_argument("--real-val", type=Path, required=True, help="folder of the real validation patient")
     parser.add_argument("--budget", default="cpu-demo", help="training preset of every model (default cpu-demo)")
-    parser.add_argument("--models", type=_model_list, default=list(ROWS),
-                        help=f"comma-separated rows to train, of {', '.join(ROWS)} (default all); "
-                             "the others get a row saying they were not run, and their targets are left out")
-    parser.add_argument("--vgg-weights", type=Path, default=None,
-                        help="VGG19 Keras weights file for wgan_vgg's perceptual loss (without it wgan_vgg is not run)")
+    parser.add_argument(
+        "--models",
+        type=_model_list,
+        default=list(ROWS),
+        help=f"comma-separated rows to train, of {', '.join(ROWS)} (default all); "
+        "the others get a row saying they were not run, and their targets are left out",
+    )
+    parser.add_argument(
+        "--vgg-weights",
+        type=Path,
+        default=None,
+        help="VGG19 Keras weights file for wgan_vgg's perceptual loss (without it wgan_vgg is not run)",
+    )
 
 
 def _model_list(text: str) -> list[str]:
@@ -140,7 +179,7 @@ def _rows(args) -> dict[str, list[str]]:
     return rows
 
 
-def _best_unpaired(runs: "_Runs", rows: dict[str, list[str]]) -> str | None:
+def _best_unpaired(runs: _Runs, rows: dict[str, list[str]]) -> str | None:
     """The unpaired row with the best PSNR against the truth on the validation patient (first
     seed), which gets the other seeds; None when this run trains no unpaired model."""
     trained = [row for row in UNPAIRED if row in rows]
@@ -156,7 +195,7 @@ def _classical_methods(chosen: dict, tuning: dict) -> dict[str, Callable[[np.nda
     the NDCT of the set it is given, see `_scores`)."""
     methods: dict[str, Callable] = {"LDCT (as is)": lambda stack: stack, "NDCT (reference)": None}
     for name, (make, _) in tuning.items():
-        methods[f"{name} (tuned {chosen[name][0]:g})"] = lambda stack, d=make(chosen[name][0]): quality.apply(d, stack)
+        methods[f"{name} (tuned {chosen[name][0]:g})"] = functools.partial(quality.apply, make(chosen[name][0]))
     return methods
 
 
@@ -175,10 +214,23 @@ class _Runs:
     """Trains rows seed by seed and keeps each run's scores, its training record, and each
     row's first test output (for the panel)."""
 
-    def __init__(self, bench: common.Benchmark, preset: str, examples: Path, scratch: Path,
-                 sets: dict[str, quality_sets.Images], qa: quality_sets.QAScans):
+    def __init__(
+        self,
+        bench: common.Benchmark,
+        preset: str,
+        examples: Path,
+        scratch: Path,
+        sets: dict[str, quality_sets.Images],
+        qa: quality_sets.QAScans,
+    ):
         self.bench, self.preset, self.examples, self.scratch, self.sets, self.qa = (
-            bench, preset, examples, scratch, sets, qa)
+            bench,
+            preset,
+            examples,
+            scratch,
+            sets,
+            qa,
+        )
         self.per_seed: dict[str, list[dict]] = {}
         self.training: dict[str, list[dict]] = {}
         self.first_test_output: dict[str, np.ndarray] = {}
@@ -192,8 +244,10 @@ class _Runs:
             self.per_seed.setdefault(row, []).append(scores)
             self.training.setdefault(row, []).append({k: v for k, v in info.items() if k not in ("dir", "overrides")})
             self.first_test_output.setdefault(row, denoise(self.sets["test"].ldct))
-            self.bench.log(f"{name}: test vs truth {scores['test']['psnr_truth']:.2f} dB, validation "
-                           f"{scores['val']['psnr_truth']:.2f} dB")
+            self.bench.log(
+                f"{name}: test vs truth {scores['test']['psnr_truth']:.2f} dB, validation "
+                f"{scores['val']['psnr_truth']:.2f} dB"
+            )
 
 
 def _flat(scores: dict) -> dict[tuple[str, str], float]:
@@ -223,39 +277,63 @@ def _targets(variants: dict, ldct: dict, bm3d_psd: str, unpaired: str | None, pr
     a model this run did not train are left out."""
     ndct, bm3d = variants["NDCT (reference)"], variants[bm3d_psd]
     red = variants[f"red_cnn (paired, {preset})"]
-    targets = [] if "not_run" in red else [
-        common.Ratio(f"red_cnn - BM3D with noise spectrum, PSNR vs truth (mean of {red['seeds']} seeds)",
-                     red["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"], 1.0, "dB"),
-        common.Ratio("red_cnn: MTF50 / NDCT's MTF50 (QA rods)",
-                     quality_scores.mean_mtf50(red["qa"]) / quality_scores.mean_mtf50(ndct["qa"]), 0.9),
-    ]
+    targets = (
+        []
+        if "not_run" in red
+        else [
+            common.Ratio(
+                f"red_cnn - BM3D with noise spectrum, PSNR vs truth (mean of {red['seeds']} seeds)",
+                red["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"],
+                1.0,
+                "dB",
+            ),
+            common.Ratio(
+                "red_cnn: MTF50 / NDCT's MTF50 (QA rods)",
+                quality_scores.mean_mtf50(red["qa"]) / quality_scores.mean_mtf50(ndct["qa"]),
+                0.9,
+            ),
+        ]
+    )
     if unpaired is None:
         return targets
     best = variants[f"{unpaired} (unpaired, {preset})"]
     nps_ndct = ndct["qa"]["nps_mean_frequency"]
     return targets + [
-        common.Ratio(f"{unpaired} (best unpaired) - BM3D with noise spectrum, PSNR vs truth "
-                     f"(mean of {best['seeds']} seeds)", best["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"],
-                     -0.5, "dB"),
-        common.Ratio(f"{unpaired}: 1 - |NPS mean frequency / NDCT's - 1| (within 10 %: at least 0.9)",
-                     1 - abs(best["qa"]["nps_mean_frequency"] / nps_ndct - 1), 0.9),
-        common.Ratio(f"{unpaired}: LDCT / model in-body RMSE vs truth (at most 0.8x the LDCT's: at least 1.25)",
-                     ldct["test"]["body_rmse_hu_truth"] / best["test"]["body_rmse_hu_truth"], 1.25),
-        common.Ratio(f"{unpaired}: share of seeds the default gate blesses on the test slices",
-                     best["gate"]["blessed"], None),
+        common.Ratio(
+            f"{unpaired} (best unpaired) - BM3D with noise spectrum, PSNR vs truth (mean of {best['seeds']} seeds)",
+            best["test"]["psnr_truth"] - bm3d["test"]["psnr_truth"],
+            -0.5,
+            "dB",
+        ),
+        common.Ratio(
+            f"{unpaired}: 1 - |NPS mean frequency / NDCT's - 1| (within 10 %: at least 0.9)",
+            1 - abs(best["qa"]["nps_mean_frequency"] / nps_ndct - 1),
+            0.9,
+        ),
+        common.Ratio(
+            f"{unpaired}: LDCT / model in-body RMSE vs truth (at most 0.8x the LDCT's: at least 1.25)",
+            ldct["test"]["body_rmse_hu_truth"] / best["test"]["body_rmse_hu_truth"],
+            1.25,
+        ),
+        common.Ratio(
+            f"{unpaired}: share of seeds the default gate blesses on the test slices", best["gate"]["blessed"], None
+        ),
     ]
 
 
 def _notes(preset: str, seeds) -> list[str]:
-    return [f"Models: each trained at the `{preset}` preset by the Trainer's run_fn; the paired models and the best "
-            f"unpaired model for seeds {', '.join(map(str, seeds))} (columns are means, `spread` is the largest minus the "
-            "smallest seed's value), the others for the first seed only.",
-            "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate') against the noise-free truth and the NDCT; "
-            "regions, NPS and MTF50 as in the quality benchmark.",
-            "BM3D with noise spectrum: the `bm3d` package given the 2-D power spectrum of the training patient's "
-            "LDCT - NDCT (unit variance), scaled per slice by the strength × skimage's noise estimate; the strength "
-            "of every classical method is the one with the best PSNR against the truth on the validation patient.",
-            "Training ran in this process while the machine may have been shared: training minutes are indicative."]
+    return [
+        f"Models: each trained at the `{preset}` preset by the Trainer's run_fn; the paired models and the best "
+        f"unpaired model for seeds {', '.join(map(str, seeds))} (columns are means, `spread` is the largest minus the "
+        "smallest seed's value), the others for the first seed only.",
+        "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate') "
+        "against the noise-free truth and the NDCT; "
+        "regions, NPS and MTF50 as in the quality benchmark.",
+        "BM3D with noise spectrum: the `bm3d` package given the 2-D power spectrum of the training patient's "
+        "LDCT - NDCT (unit variance), scaled per slice by the strength × skimage's noise estimate; the strength "
+        "of every classical method is the one with the best PSNR against the truth on the validation patient.",
+        "Training ran in this process while the machine may have been shared: training minutes are indicative.",
+    ]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ rise) relative to the NDCT's.
 Fidelity uses the product's metric table (`ctdenoise.components.evaluation.metric_table`);
 the physics measures are `benchmarks.ct_measures` (docs/design.md, "Measuring denoising quality").
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,11 @@ def fidelity(output: np.ndarray, images: Images) -> dict[str, float]:
     ``<metric>_truth`` and ``<metric>_ndct``."""
     from ctdenoise.components.evaluation.metric_table import METRICS, score
 
-    return {f"{entry.name}_{suffix}": score(entry, output, reference)
-            for reference, suffix in ((images.truth, "truth"), (images.ndct, "ndct")) for entry in METRICS}
+    return {
+        f"{entry.name}_{suffix}": score(entry, output, reference)
+        for reference, suffix in ((images.truth, "truth"), (images.ndct, "ndct"))
+        for entry in METRICS
+    }
 
 
 def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:
@@ -41,14 +45,14 @@ def region_errors(output: np.ndarray, images: Images) -> dict[str, float]:
 
     error = np.clip(output, HU_MIN, HU_MAX).astype(np.float64) - np.clip(images.truth, HU_MIN, HU_MAX)
     regions = [ct.truth_regions(truth) for truth in images.truth]
-    total = float(np.sum(error ** 2))
+    total = float(np.sum(error**2))
     scores = {}
     for name in regions[0]:
-        values = np.concatenate([e[r[name]] for e, r in zip(error, regions)])
+        values = np.concatenate([e[r[name]] for e, r in zip(error, regions, strict=True)])
         key = name.replace(" ", "_")
-        scores[f"{key}_rmse"] = float(np.sqrt(np.mean(values ** 2))) if values.size else float("nan")
+        scores[f"{key}_rmse"] = float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
         scores[f"{key}_bias"] = float(np.mean(values)) if values.size else float("nan")
-        scores[f"{key}_share"] = float(np.sum(values ** 2) / total) if total else float("nan")
+        scores[f"{key}_share"] = float(np.sum(values**2) / total) if total else float("nan")
     return scores
 
 
@@ -58,8 +62,10 @@ def qa(output: np.ndarray, scans: QAScans) -> dict[str, float]:
     mask = np.broadcast_to(ct.uniform_mask(scans.truth[0]), output.shape)
     noise = output - scans.truth
     freq, spectrum = ct.nps(noise, mask, NPS_ROI_PX, scans.pixel_mm)
-    scores = {"noise_std": ct.noise_std(output, scans.truth, mask),
-              "nps_mean_frequency": ct.nps_mean_frequency(freq, spectrum)}
+    scores = {
+        "noise_std": ct.noise_std(output, scans.truth, mask),
+        "nps_mean_frequency": ct.nps_mean_frequency(freq, spectrum),
+    }
     for rod in scans.rods:
         profiles = [ct.edge_spread(image, rod.centre_px, rod.radius_px) for image in output]
         distance, esf = profiles[0][0], np.mean([p[1] for p in profiles], axis=0)

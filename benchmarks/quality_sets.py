@@ -6,6 +6,7 @@
 - the QA phantom (a water cylinder with rods, `ctdenoise.simulator.qa_phantom`) scanned several
   times, for noise, noise texture and edge sharpness where the geometry is known.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,8 +17,14 @@ import numpy as np
 
 from benchmarks import datasets
 
-REAL_SLICES = ("693_UNCR.dcm", "explicit_VR-UN.dcm", "J2K_pixelrep_mismatch.dcm", "eCT_Supplemental.dcm",
-               "bad_sequence.dcm", "CT_small.dcm")
+REAL_SLICES = (
+    "693_UNCR.dcm",
+    "explicit_VR-UN.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "eCT_Supplemental.dcm",
+    "bad_sequence.dcm",
+    "CT_small.dcm",
+)
 """Clinical CT files of pydicom's test data (head, abdomen, head, brain, spine, spine); the
 lossy copies of 693 are left out. Each becomes one simulated patient of one slice."""
 

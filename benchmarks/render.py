@@ -3,6 +3,7 @@ benchmarks (nothing is measured here).
 
     python -m benchmarks.render --results benchmarks/results --md BENCHMARKS.md --readme README.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,11 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from ctdenoise.trainer_module import hparams
 from ctdenoise.components.evaluation.metric_table import METRICS
+from ctdenoise.trainer_module import hparams
 
-ORDER = ("input_pipeline", "ingestion", "train_step", "train_step_paper_xla", "model_cost", "model_cost_avx2", "roofline",
-         "roofline_avx512", "inference", "game", "quality_real", "demo_gate", "quality", "augment")
+ORDER = (
+    "input_pipeline",
+    "ingestion",
+    "train_step",
+    "train_step_paper_xla",
+    "model_cost",
+    "model_cost_avx2",
+    "roofline",
+    "roofline_avx512",
+    "inference",
+    "game",
+    "quality_real",
+    "demo_gate",
+    "quality",
+    "augment",
+)
 """Known results first, in this order; any other result file after them."""
 QUALITY_RESULTS = ("quality_real", "quality")
 """Results rendered as quality tables (BENCHMARKS.md; the README links them)."""
@@ -47,9 +62,12 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
         raise ValueError(f"{readme} has no {README_START} … {README_END} block to fill")
     rel = Path(os.path.relpath(results_dir, readme.parent))
     md_link = os.path.relpath(md, readme.parent)
-    block = [README_START,
-             f"Each benchmark's first target, and how many of its targets it meets, rendered from `{rel}`; "
-             f"[{md_link}]({md_link}) has every figure, its exact command and what limits it.", ""]
+    block = [
+        README_START,
+        f"Each benchmark's first target, and how many of its targets it meets, rendered from `{rel}`; "
+        f"[{md_link}]({md_link}) has every figure, its exact command and what limits it.",
+        "",
+    ]
     block += _headlines(results)
     block += _model_choice(results)
     readme.write_text(text[:start] + "\n".join(block) + text[end:])
@@ -65,19 +83,26 @@ def _headlines(results: list[dict]) -> list[str]:
         first = targeted[0]
         verdict = {True: "met", False: "**missed**", None: ""}[first["met"]]
         met = sum(1 for x in targeted if x["met"])
-        lines.append(f"| {r['name']} | {first['label']} | {_ratio_value(first)} | {_ratio_target(first)} | {verdict} "
-                     f"| {met} of {len(targeted)} | {_cpu(r['machine'])} |")
+        lines.append(
+            f"| {r['name']} | {first['label']} | {_ratio_value(first)} | {_ratio_target(first)} | {verdict} "
+            f"| {met} of {len(targeted)} | {_cpu(r['machine'])} |"
+        )
     return lines + [""]
 
 
-_FIDELITY = (*((f"{m.name}_truth", f"{m.title} vs truth", m.decimals) for m in METRICS),
-             *((f"{m.name}_ndct", f"{m.title} vs NDCT", m.decimals) for m in METRICS if m.name in ("psnr", "body_rmse_hu")))
+_FIDELITY = (
+    *((f"{m.name}_truth", f"{m.title} vs truth", m.decimals) for m in METRICS),
+    *((f"{m.name}_ndct", f"{m.title} vs NDCT", m.decimals) for m in METRICS if m.name in ("psnr", "body_rmse_hu")),
+)
 """The metric table's scores (`quality_scores.fidelity`): all against the truth, PSNR and
 in-body RMSE against the NDCT."""
 _QA = (("noise_std", "water noise HU", 1), ("nps_mean_frequency", "NPS mean freq. /mm", 3))
-_REGIONS = (*((f"{r}_rmse", f"{r.replace('_', ' ')} RMSE HU", 1) for r in ("edges", "lungs", "soft_tissue", "bone", "air")),
-            ("edges_bias", "edges bias HU", 1), ("lungs_bias", "lungs bias HU", 1),
-            ("edges_share", "edges' share of error", 2))
+_REGIONS = (
+    *((f"{r}_rmse", f"{r.replace('_', ' ')} RMSE HU", 1) for r in ("edges", "lungs", "soft_tissue", "bone", "air")),
+    ("edges_bias", "edges bias HU", 1),
+    ("lungs_bias", "lungs bias HU", 1),
+    ("edges_share", "edges' share of error", 2),
+)
 
 
 def _quality_tables(quality: dict) -> list[str]:
@@ -89,26 +114,46 @@ def _quality_tables(quality: dict) -> list[str]:
     tables = p.get("tables") or {
         "test": f"Held-out simulated patients ({p['test_slices']} slices, {p['size_px']} px, dose {p['dose']})",
         "real": f"Real anatomy ({p['real_slices']} clinical slices shipped with pydicom, scanned at dose {p['dose']} "
-                "by the simulator)"}
+        "by the simulator)",
+    }
     lines: list[str] = []
     for key, caption in tables.items():
         extra = (("noise_std", "noise HU", 1),) if any("noise_std" in v.get(key, {}) for v in ran.values()) else ()
-        lines += [f"{caption}, scores as the quality notes define them:", "",
-                  *_fidelity_rows(ran, key, (*_FIDELITY, *extra)), ""]
+        lines += [
+            f"{caption}, scores as the quality notes define them:",
+            "",
+            *_fidelity_rows(ran, key, (*_FIDELITY, *extra)),
+            "",
+        ]
     rods = sorted({k.split("_")[-1] for v in ran.values() for k in v["qa"] if k.startswith("mtf50_")})
     qa = [*_QA, *((f"mtf50_{r}", f"MTF50 {r} HU rod /mm", 3) for r in rods)]
-    lines += [f"QA phantom (water cylinder with rods, {p.get('qa_scans', 'its')} scans): noise, noise texture and "
-              "edge sharpness; the NDCT row is the reference a faithful denoiser keeps:", "", *_rows(ran, "qa", qa)]
+    lines += [
+        f"QA phantom (water cylinder with rods, {p.get('qa_scans', 'its')} scans): noise, noise texture and "
+        "edge sharpness; the NDCT row is the reference a faithful denoiser keeps:",
+        "",
+        *_rows(ran, "qa", qa),
+    ]
     if all("regions" in v for v in ran.values()):
-        lines += ["", "Error against the truth by region of the truth (test slices, pooled; edges: the band around the "
-                  "body's outline, which the other regions exclude; thresholds in the quality notes):",
-                  "", *_rows(ran, "regions", _REGIONS)]
+        lines += [
+            "",
+            "Error against the truth by region of the truth (test slices, pooled; edges: the band around the "
+            "body's outline, which the other regions exclude; thresholds in the quality notes):",
+            "",
+            *_rows(ran, "regions", _REGIONS),
+        ]
     spread = {name: v for name, v in ran.items() if "spread" in v}
     if spread:
         keys = list(next(iter(spread.values()))["spread"])
-        lines += ["", "Spread over seeds (largest minus smallest seed's value; the rows above are means):", "",
-                  *_rows({name: {**v, "spread": {**v["spread"], "seeds": v["seeds"]}} for name, v in spread.items()},
-                         "spread", (("seeds", "seeds", 0), *((k, k, 3) for k in keys)))]
+        lines += [
+            "",
+            "Spread over seeds (largest minus smallest seed's value; the rows above are means):",
+            "",
+            *_rows(
+                {name: {**v, "spread": {**v["spread"], "seeds": v["seeds"]}} for name, v in spread.items()},
+                "spread",
+                (("seeds", "seeds", 0), *((k, k, 3) for k in keys)),
+            ),
+        ]
     lines += [f"- {name}: not run ({v['not_run']})" for name, v in variants.items() if "not_run" in v]
     return lines
 
@@ -133,17 +178,24 @@ def _rows(variants: dict, key: str, columns: tuple) -> list[str]:
 
 def _document(results: list[dict], overall: dict | None, results_dir: Path, md: Path) -> list[str]:
     rel = Path(os.path.relpath(results_dir, md.parent))
-    lines = ["# Benchmarks", "",
-             f"Rendered by `python -m benchmarks.render --results {rel} --md {md.name}` from the JSON files in "
-             f"`{rel}/`; do not edit by hand. Each benchmark runs its compared variants one after the other in one "
-             "process and reports their ratio; absolute timings on a small, possibly shared machine are noisy.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Rendered by `python -m benchmarks.render --results {rel} --md {md.name}` from the JSON files in "
+        f"`{rel}/`; do not edit by hand. Each benchmark runs its compared variants one after the other in one "
+        "process and reports their ratio; absolute timings on a small, possibly shared machine are noisy.",
+        "",
+    ]
     if any(r["quick"] for r in results):
         lines += ["> **QUICK RUN (`--quick`): tiny sizes, a smoke test. These figures are not measurements.**", ""]
     if overall:
         parts = ", ".join(f"{name} {run['wall_seconds'] / 60:.1f}" for name, run in overall["benchmarks"].items())
-        lines += [f"Full command: `{overall['command']}` — wall time {overall['wall_seconds'] / 60:.1f} min "
-                  f"({parts} min), the last full run; a section dated later was re-run alone with the command "
-                  "it shows.", ""]
+        lines += [
+            f"Full command: `{overall['command']}` — wall time {overall['wall_seconds'] / 60:.1f} min "
+            f"({parts} min), the last full run; a section dated later was re-run alone with the command "
+            "it shows.",
+            "",
+        ]
     if results:
         lines += _machine(results) + _summary(results)
     for result in results:
@@ -154,19 +206,23 @@ def _document(results: list[dict], overall: dict | None, results_dir: Path, md: 
 def _machine(results: list[dict]) -> list[str]:
     m = results[0]["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
-    lines = ["## Machine", "",
-             f"- CPU: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB RAM, "
-             f"GPU: {m['gpu']}; vector features: {m.get('cpu_flags', 'not recorded')}; ONEDNN_MAX_CPU_ISA "
-             f"{m.get('onednn_max_cpu_isa', 'not recorded')}",
-             f"- Python {m['python']}, {versions}; {m['platform']}",
-             f"- Dates: {results[0]['date']} to {results[-1]['date']} (UTC)"]
+    lines = [
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB RAM, "
+        f"GPU: {m['gpu']}; vector features: {m.get('cpu_flags', 'not recorded')}; ONEDNN_MAX_CPU_ISA "
+        f"{m.get('onednn_max_cpu_isa', 'not recorded')}",
+        f"- Python {m['python']}, {versions}; {m['platform']}",
+        f"- Dates: {results[0]['date']} to {results[-1]['date']} (UTC)",
+    ]
     disturbed = [r for r in results if (r["machine"].get("other_processes_cores") or 0) > DISTURBED_CORES]
     if disturbed:
-        lines.append("- **The machine was shared during this run**: other processes kept "
-                     + ", ".join(f"{r['machine']['other_processes_cores']:.1f} cores busy during {r['name']}"
-                                 for r in disturbed)
-                     + " (average, from /proc/stat). Absolute rates are lower than on an idle machine; ratios of "
-                     "variants timed back to back are less affected, but not immune.")
+        lines.append(
+            "- **The machine was shared during this run**: other processes kept "
+            + ", ".join(f"{r['machine']['other_processes_cores']:.1f} cores busy during {r['name']}" for r in disturbed)
+            + " (average, from /proc/stat). Absolute rates are lower than on an idle machine; ratios of "
+            "variants timed back to back are less affected, but not immune."
+        )
     return lines + [""]
 
 
@@ -176,7 +232,9 @@ def _summary(results: list[dict]) -> list[str]:
     for r in results:
         for ratio in r["ratios"]:
             verdict = {True: "met", False: "**missed**", None: ""}[ratio["met"]]
-            lines.append(f"| {r['name']} | {ratio['label']} | {_ratio_value(ratio)} | {_ratio_target(ratio)} | {verdict} |")
+            lines.append(
+                f"| {r['name']} | {ratio['label']} | {_ratio_value(ratio)} | {_ratio_target(ratio)} | {verdict} |"
+            )
     return lines + [""]
 
 
@@ -202,21 +260,32 @@ def _model_choice(results: list[dict]) -> list[str]:
     bm3d = next((v for name, v in quality.items() if name.startswith("BM3D with noise spectrum")), None)
     head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]
     real_cpu = _cpu(by_name["quality_real"]["machine"]) if "quality_real" in by_name else "—"
-    head += [f"minutes trained in quality_real (whole run, {real_cpu})",
-             "real-anatomy test: PSNR vs truth − BM3D with noise spectrum, dB"]
-    lines = [f"Each model at the `{costs[0]['params']['preset']}` preset: minutes on 2 cores (model_cost's steps/s; "
-             "quality_real's own training runs) and its score on real anatomy (quality_real):", "",
-             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    head += [
+        f"minutes trained in quality_real (whole run, {real_cpu})",
+        "real-anatomy test: PSNR vs truth − BM3D with noise spectrum, dB",
+    ]
+    lines = [
+        f"Each model at the `{costs[0]['params']['preset']}` preset: minutes on 2 cores (model_cost's steps/s; "
+        "quality_real's own training runs) and its score on real anatomy (quality_real):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
     for label, v in costs[0]["variants"].items():
         if label != v["model"] and "(preset" not in label:
             continue
-        minutes = [f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—"
-                   for c in costs]
+        minutes = [
+            f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—" for c in costs
+        ]
         row = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
-        gain = ("not run: " + row["not_run"] if "not_run" in row else
-                f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} "
-                + (f"(mean of {row['seeds']} seeds)" if row["seeds"] > 1 else "(one seed)")
-                if row and bm3d else "not measured")
+        gain = (
+            "not run: " + row["not_run"]
+            if "not_run" in row
+            else f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} "
+            + (f"(mean of {row['seeds']} seeds)" if row["seeds"] > 1 else "(one seed)")
+            if row and bm3d
+            else "not measured"
+        )
         trained = ", ".join(f"{t['train_minutes']:g}" for t in row.get("training", [])) or "—"
         lines.append(f"| `{v['model']}` | " + " | ".join(minutes) + f" | {trained} | {gain} |")
     return lines + [""]
@@ -236,12 +305,17 @@ def _ratio_target(ratio: dict) -> str:
 
 def _section(r: dict, rel: Path) -> list[str]:
     m = r["machine"]
-    lines = [f"## {r['title']}", "",
-             f"`{r['command']}` — {r['date']}, {r['wall_seconds']:.0f} s on {m['cpu_model']} "
-             f"({m.get('cpu_flags', 'vector features not recorded')}); other processes busy on "
-             f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
-             f"{m.get('loadavg_1min_end')}).", "",
-             "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()), ""]
+    lines = [
+        f"## {r['title']}",
+        "",
+        f"`{r['command']}` — {r['date']}, {r['wall_seconds']:.0f} s on {m['cpu_model']} "
+        f"({m.get('cpu_flags', 'vector features not recorded')}); other processes busy on "
+        f"{m.get('other_processes_cores')} cores on average (load average {m.get('loadavg_1min_start')} → "
+        f"{m.get('loadavg_1min_end')}).",
+        "",
+        "Parameters: " + "; ".join(f"{k} = {_fmt(v)}" for k, v in r["params"].items()),
+        "",
+    ]
     lines += (_quality_tables(r) if r["name"] in QUALITY_RESULTS else _table(r["variants"])) + [""]
     for ratio in r["ratios"]:
         met = {True: "target met", False: "**target missed**", None: "no target"}[ratio["met"]]
@@ -294,8 +368,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=common.DEFAULT_OUT)
     parser.add_argument("--md", type=Path, default=common.REPO_ROOT / "BENCHMARKS.md")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="also rewrite this README's performance section (e.g. README.md)")
+    parser.add_argument(
+        "--readme", type=Path, default=None, help="also rewrite this README's performance section (e.g. README.md)"
+    )
     args = parser.parse_args()
     render(args.results, args.md, args.readme)
     print(f"wrote {args.md}" + (f" and {args.readme}'s performance section" if args.readme else ""))

@@ -21,6 +21,7 @@ The models are the product's (`benchmarks.model_cost.run`, random patches; WGAN-
 weights file of random values that this benchmark writes). Where the time goes comes from the
 profiler's trace of a few steps: each op type's time, summed over the threads that ran it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,18 @@ PEAK_TARGET = 0.4
 """The cpu-demo step's achieved GFLOP/s as a share of the measured float32 peak."""
 SPEEDUP_TARGET = 2.0
 """The cpu-demo step's steps/s against TensorFlow's default kernels on an AVX2 CPU (Eigen)."""
-MODELS = {"cycle_identity": [], "cyclegan": ["model=cyclegan"], "red_cnn": ["model=red_cnn"],
-          "wgan_vgg": ["model=wgan_vgg", "vgg_weights={vgg}"]}
+MODELS = {
+    "cycle_identity": [],
+    "cyclegan": ["model=cyclegan"],
+    "red_cnn": ["model=red_cnn"],
+    "wgan_vgg": ["model=wgan_vgg", "vgg_weights={vgg}"],
+}
 """Each model of the family at a preset's own sizes; {vgg} becomes the random VGG19 file."""
-PRESETS = {"cpu-demo": dict(min_steps=8, min_seconds=15.0), "paper": dict(min_steps=2, min_seconds=0.0),
-           "tiny": dict(min_steps=2, min_seconds=0.5)}
+PRESETS = {
+    "cpu-demo": dict(min_steps=8, min_seconds=15.0),
+    "paper": dict(min_steps=2, min_seconds=0.0),
+    "tiny": dict(min_steps=2, min_seconds=0.5),
+}
 """Timed steps after the first, per preset (a paper step takes seconds on 2 cores)."""
 SETTINGS = {
     "oneDNN, one thread per op on <= 2 cores": {},
@@ -78,23 +86,34 @@ def main() -> None:
     bench = common.Benchmark(args, name, f"Training step against the CPU's peak (roofline{family})")
     caps = [("", {})] + ([(AVX2_SUFFIX, AVX2_CAP)] if emulate else [])
     with tempfile.TemporaryDirectory() as scratch:
-        jobs = [(preset, model, setting, SETTINGS[setting]) for preset in presets for model in MODELS
-                for setting in (ONE_THREAD, ONEDNN_THREADS)]
+        jobs = [
+            (preset, model, setting, SETTINGS[setting])
+            for preset in presets
+            for model in MODELS
+            for setting in (ONE_THREAD, ONEDNN_THREADS)
+        ]
         jobs += [(presets[0], "cycle_identity", EIGEN, SETTINGS[EIGEN])]
-        jobs += [(presets[0], "cycle_identity", setting, SETTINGS[setting]) for setting in (ONE_THREAD, EIGEN)] * (REPEATS - 1)
+        jobs += [(presets[0], "cycle_identity", setting, SETTINGS[setting]) for setting in (ONE_THREAD, EIGEN)] * (
+            REPEATS - 1
+        )
         runs: dict[str, list[dict]] = collections.defaultdict(list)
         for (preset, model, setting, env), (suffix, cap) in ((job, cap) for job in jobs for cap in caps):
             label = f"{preset}: {model}, {setting}{suffix}"
             profile = preset == presets[0] and model == "cycle_identity" and not runs[label]
-            runs[label].append(_spawn(dict(preset=preset, model=model, scratch=scratch, profile=profile),
-                                      {**env, **cap}))
+            runs[label].append(
+                _spawn(dict(preset=preset, model=model, scratch=scratch, profile=profile), {**env, **cap})
+            )
             bench.log(f"{label}: {_line(runs[label][-1])}")
     variants = {label: _mean(children) for label, children in runs.items()}
     bench.finish(
-        params={"presets": presets, "models": MODELS, "settings": SETTINGS,
-                "peak": f"float32 {PEAK_SIDE}x{PEAK_SIDE} matrix products, one per core side by side, for "
-                        f"{PEAK_SECONDS:g} s, in the same process as the step",
-                "data": "random patches of the preset's batch and patch size"},
+        params={
+            "presets": presets,
+            "models": MODELS,
+            "settings": SETTINGS,
+            "peak": f"float32 {PEAK_SIDE}x{PEAK_SIDE} matrix products, one per core side by side, for "
+            f"{PEAK_SECONDS:g} s, in the same process as the step",
+            "data": "random patches of the preset's batch and patch size",
+        },
         variants={label: _flat(v) for label, v in variants.items()},
         ratios=_ratios(variants, presets[0], emulate),
         notes=_notes(variants, presets[0]),
@@ -107,8 +126,10 @@ def _spawn(job: dict, env: dict[str, str]) -> dict:
     result = subprocess.run(command, cwd=common.REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"roofline: the child {job} with {env} failed:\n{result.stderr[-3000:]}")
-    return {**json.loads(result.stdout.strip().splitlines()[-1]), "env": " ".join(f"{k}={v}" for k, v in env.items())
-            or "none"}
+    return {
+        **json.loads(result.stdout.strip().splitlines()[-1]),
+        "env": " ".join(f"{k}={v}" for k, v in env.items()) or "none",
+    }
 
 
 def _child(job: dict) -> dict[str, Any]:
@@ -123,12 +144,20 @@ def _child(job: dict) -> dict[str, Any]:
     needs_vgg = any("{vgg}" in o for o in MODELS[job["model"]])
     vgg = _vgg_file(Path(job["scratch"])) if needs_vgg else None  # built only in the children that read it
     overrides = [o.format(vgg=vgg) for o in MODELS[job["model"]]]
-    step = model_cost.run(job["preset"], overrides, **PRESETS[job["preset"]],
-                          after=profile_ops if job.get("profile") else None)
-    out = {"peak_gflop_per_s": round(peak, 1), "gflop_per_step": step["gflop_per_step"],
-           "steps_per_s": step["steps_per_s"], "achieved_gflop_per_s": step["achieved_gflop_per_s"],
-           "of_peak": round(step["achieved_gflop_per_s"] / peak, 3), "cpu_cores": step["cpu_cores"],
-           "first_step_s": step["first_step_s"], "batch": step["batch"], "patch": step["patch"]}
+    step = model_cost.run(
+        job["preset"], overrides, **PRESETS[job["preset"]], after=profile_ops if job.get("profile") else None
+    )
+    out = {
+        "peak_gflop_per_s": round(peak, 1),
+        "gflop_per_step": step["gflop_per_step"],
+        "steps_per_s": step["steps_per_s"],
+        "achieved_gflop_per_s": step["achieved_gflop_per_s"],
+        "of_peak": round(step["achieved_gflop_per_s"] / peak, 3),
+        "cpu_cores": step["cpu_cores"],
+        "first_step_s": step["first_step_s"],
+        "batch": step["batch"],
+        "patch": step["patch"],
+    }
     if job.get("profile"):
         out["time_by_op"] = step["after"]
     return out
@@ -195,15 +224,32 @@ def _ratios(variants: dict[str, dict], preset: str, emulate: bool) -> list[commo
     ratios = []
     for suffix in [""] + ([AVX2_SUFFIX] if emulate else []):
         one_thread = variants[f"{preset}: cycle_identity, {ONE_THREAD}{suffix}"]
-        ratios.append(common.Ratio(f"{preset} cycle_identity step, achieved / measured float32 peak{suffix}",
-                                   one_thread["of_peak"], PEAK_TARGET))
+        ratios.append(
+            common.Ratio(
+                f"{preset} cycle_identity step, achieved / measured float32 peak{suffix}",
+                one_thread["of_peak"],
+                PEAK_TARGET,
+            )
+        )
         eigen = variants[f"{preset}: cycle_identity, {EIGEN}{suffix}"]
-        ratios.append(common.Ratio(f"{preset} cycle_identity steps/s, {ONE_THREAD} / {EIGEN}{suffix}",
-                                   one_thread["steps_per_s"] / eigen["steps_per_s"], SPEEDUP_TARGET))
+        ratios.append(
+            common.Ratio(
+                f"{preset} cycle_identity steps/s, {ONE_THREAD} / {EIGEN}{suffix}",
+                one_thread["steps_per_s"] / eigen["steps_per_s"],
+                SPEEDUP_TARGET,
+            )
+        )
         for model in MODELS:
-            mine, other = (variants[f"{preset}: {model}, {setting}{suffix}"] for setting in (ONE_THREAD, ONEDNN_THREADS))
-            ratios.append(common.Ratio(f"{preset} {model} steps/s, {ONE_THREAD} / {ONEDNN_THREADS}{suffix}",
-                                       mine["steps_per_s"] / other["steps_per_s"], None))
+            mine, other = (
+                variants[f"{preset}: {model}, {setting}{suffix}"] for setting in (ONE_THREAD, ONEDNN_THREADS)
+            )
+            ratios.append(
+                common.Ratio(
+                    f"{preset} {model} steps/s, {ONE_THREAD} / {ONEDNN_THREADS}{suffix}",
+                    mine["steps_per_s"] / other["steps_per_s"],
+                    None,
+                )
+            )
     return ratios
 
 
@@ -212,21 +258,27 @@ def _notes(variants: dict[str, dict], preset: str) -> list[str]:
 
     cores = len(os.sched_getaffinity(0))
     threads = "one thread per op" if cores <= SMALL_CPU_CORES else "TensorFlow's own thread count"
-    notes = [f"This machine has {cores} usable cores, so the first setting ran {threads}.",
-             "FLOPs: TensorFlow's profiler (float_operation) on the traced per-replica step (forward, gradients "
-             "and optimizer updates; a multiply-add counts 2). Achieved GFLOP/s: those FLOPs over the whole "
-             "step's wall time (image pools, reductions and the step counter included)."]
+    notes = [
+        f"This machine has {cores} usable cores, so the first setting ran {threads}.",
+        "FLOPs: TensorFlow's profiler (float_operation) on the traced per-replica step (forward, gradients "
+        "and optimizer updates; a multiply-add counts 2). Achieved GFLOP/s: those FLOPs over the whole "
+        "step's wall time (image pools, reductions and the step counter included).",
+    ]
     above = [label for label, v in variants.items() if v["of_peak"] > 1]
     if above:
-        notes.append(f"Above the measured peak: {', '.join(above)}. The peak is what TensorFlow's matrix product "
-                     "reaches here, not the CPU's theoretical one, and oneDNN's convolutions with many channels "
-                     "(VGG19's 64 to 512) can beat it; a FLOP count of the traced graph may also include ops that "
-                     "Grappler prunes before they run.")
+        notes.append(
+            f"Above the measured peak: {', '.join(above)}. The peak is what TensorFlow's matrix product "
+            "reaches here, not the CPU's theoretical one, and oneDNN's convolutions with many channels "
+            "(VGG19's 64 to 512) can beat it; a FLOP count of the traced graph may also include ops that "
+            "Grappler prunes before they run."
+        )
     for label, v in variants.items():
         if v.get("time_by_op"):
             ops = ", ".join(f"{op} {ms:g}" for op, ms in v["time_by_op"].items())
-            notes.append(f"Where the time goes, {label} (ms per step by op type, summed over threads; "
-                         f"step {1000 / v['steps_per_s']:.0f} ms of wall time): {ops}.")
+            notes.append(
+                f"Where the time goes, {label} (ms per step by op type, summed over threads; "
+                f"step {1000 / v['steps_per_s']:.0f} ms of wall time): {ops}."
+            )
     return notes
 
 
@@ -236,10 +288,16 @@ def _mean(children: list[dict]) -> dict:
     first = children[0]
     if len(children) == 1:
         return first
-    mean = {key: round(sum(c[key] for c in children) / len(children), 3)
-            for key in ("steps_per_s", "achieved_gflop_per_s", "peak_gflop_per_s", "of_peak")}
-    return {**first, **mean, "children": len(children),
-            "steps_per_s_each": " / ".join(f"{c['steps_per_s']:.3f}" for c in children)}
+    mean = {
+        key: round(sum(c[key] for c in children) / len(children), 3)
+        for key in ("steps_per_s", "achieved_gflop_per_s", "peak_gflop_per_s", "of_peak")
+    }
+    return {
+        **first,
+        **mean,
+        "children": len(children),
+        "steps_per_s_each": " / ".join(f"{c['steps_per_s']:.3f}" for c in children),
+    }
 
 
 def _flat(v: dict) -> dict:
@@ -247,16 +305,26 @@ def _flat(v: dict) -> dict:
 
 
 def _line(v: dict) -> str:
-    return (f"{v['gflop_per_step']:.2f} GFLOP/step, {v['steps_per_s']:.3f} steps/s, {v['achieved_gflop_per_s']:.1f} "
-            f"of {v['peak_gflop_per_s']:.1f} GFLOP/s peak ({100 * v['of_peak']:.0f} %)")
+    return (
+        f"{v['gflop_per_step']:.2f} GFLOP/step, {v['steps_per_s']:.3f} steps/s, {v['achieved_gflop_per_s']:.1f} "
+        f"of {v['peak_gflop_per_s']:.1f} GFLOP/s peak ({100 * v['of_peak']:.0f} %)"
+    )
 
 
 def _options(parser) -> None:
-    parser.add_argument("--presets", nargs="+", choices=sorted(PRESETS), default=["cpu-demo", "paper"],
-                        help="presets to run every model at (the first also gets the runtime settings)")
-    parser.add_argument("--name", default=None,
-                        help="result name (default: roofline_avx512 on a CPU with AVX-512, where the run also "
-                             "limits oneDNN to AVX2, else roofline), so that each CPU family's run keeps its own file")
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        choices=sorted(PRESETS),
+        default=["cpu-demo", "paper"],
+        help="presets to run every model at (the first also gets the runtime settings)",
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="result name (default: roofline_avx512 on a CPU with AVX-512, where the run also "
+        "limits oneDNN to AVX2, else roofline), so that each CPU family's run keeps its own file",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
 
 

@@ -7,6 +7,7 @@ One process per benchmark keeps TensorFlow state (eager mode, XLA caches, memory
 one benchmark out of the next; inside each, the compared variants share one process.
 Generated data is cached in OUT/data (or --data), so a second run skips simulation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test of every benchmark")
     parser.add_argument("--data", type=Path, default=None, help="cache of generated data (default OUT/data)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
-    parser.add_argument("--md", type=Path, default=None,
-                        help="where to render (default BENCHMARKS.md at the repository root; OUT/BENCHMARKS.md with --quick)")
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=None,
+        help="where to render (default BENCHMARKS.md at the repository root; OUT/BENCHMARKS.md with --quick)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     md = args.md or (args.out / "BENCHMARKS.md" if args.quick else common.REPO_ROOT / "BENCHMARKS.md")
@@ -44,10 +49,19 @@ def main() -> None:
         runs[name] = {"returncode": code, "wall_seconds": round(time.perf_counter() - t0, 1)}
         print(f"=== {name}: exit {code} after {runs[name]['wall_seconds']:.0f} s", flush=True)
     total = time.perf_counter() - started
-    (args.out / "run_all.json").write_text(json.dumps({
-        "command": common.command_line("benchmarks.run_all"), "quick": args.quick, "wall_seconds": round(total, 1),
-        "benchmarks": runs, "machine": common.machine_info(),
-    }, indent=1) + "\n")
+    (args.out / "run_all.json").write_text(
+        json.dumps(
+            {
+                "command": common.command_line("benchmarks.run_all"),
+                "quick": args.quick,
+                "wall_seconds": round(total, 1),
+                "benchmarks": runs,
+                "machine": common.machine_info(),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     render.render(args.out, md, None if args.quick else common.REPO_ROOT / "README.md")
     print(f"=== all done in {total / 60:.1f} min; rendered {md}")
     for result in sorted(args.out.glob("*.json")):  # roofline names its result by CPU family

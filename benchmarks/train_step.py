@@ -7,6 +7,7 @@ first call (tracing, and for XLA compilation) is timed apart from the steady sta
 reported as trace_compile_s. Eager runs the same Python through
 `tf.config.run_functions_eagerly(True)`.
 """
+
 from __future__ import annotations
 
 import gc
@@ -15,18 +16,24 @@ from benchmarks import common
 
 TARGET = 1.3
 MODES = ("eager", "function", "xla")
-STEPS = {"cpu-demo": dict(min_steps=8, min_seconds=10.0), "paper": dict(min_steps=2, min_seconds=0.0),
-         "tiny": dict(min_steps=3, min_seconds=1.0)}
+STEPS = {
+    "cpu-demo": dict(min_steps=8, min_seconds=10.0),
+    "paper": dict(min_steps=2, min_seconds=0.0),
+    "tiny": dict(min_steps=3, min_seconds=1.0),
+}
 """Timed steps after the first, per preset. A paper step costs tens of seconds on 2 cores."""
 FULL = {"cpu-demo": MODES, "paper": ("eager", "function")}
 QUICK = {"tiny": ("eager", "function")}
-"""The default plans (--quick skips XLA: even the tiny preset's step takes 3 minutes to compile). XLA compilation of the step takes 4-15 minutes on this 2-core machine
+"""The default plans (--quick skips XLA: even the tiny preset's step takes 3 minutes to compile). XLA compilation
+of the step takes 4-15 minutes on this 2-core machine
 whatever the preset, so the full run compiles it once (cpu-demo) to stay within its
 30-minute budget; the paper preset's XLA figure is a separate command (--presets paper
 --modes function xla --name train_step_paper_xla), rendered when its result exists."""
 
-WHY_XLA_LOSES = ("Where XLA's time goes on CPU was profiled once (perf and XLA's HLO dump): docs/experiments.md, "
-                 "'XLA on CPU'. This run's cpu_cores and trace_compile_s columns are its own measured part.")
+WHY_XLA_LOSES = (
+    "Where XLA's time goes on CPU was profiled once (perf and XLA's HLO dump): docs/experiments.md, "
+    "'XLA on CPU'. This run's cpu_cores and trace_compile_s columns are its own measured part."
+)
 """A pointer to the profile, not the profile: a fixed text in every run's JSON would go stale."""
 
 
@@ -50,9 +57,15 @@ def run(preset_name: str, mode: str, min_steps: int, min_seconds: float) -> dict
         tf.config.run_functions_eagerly(False)
         gc.collect()
     step_s = rate.seconds / rate.calls
-    return {"steps_per_s": round(1.0 / step_s, 4), "step_s": round(step_s, 3), **rate.as_dict("patches"),
-            "first_step_s": round(first, 1), "trace_compile_s": round(max(first - step_s, 0.0), 1),
-            "batch": hp.batch, "patch": hp.patch}
+    return {
+        "steps_per_s": round(1.0 / step_s, 4),
+        "step_s": round(step_s, 3),
+        **rate.as_dict("patches"),
+        "first_step_s": round(first, 1),
+        "trace_compile_s": round(max(first - step_s, 0.0), 1),
+        "batch": hp.batch,
+        "patch": hp.patch,
+    }
 
 
 def main() -> None:
@@ -69,20 +82,32 @@ def main() -> None:
         for mode in modes:
             results[mode] = run(preset_name, mode, **STEPS[preset_name])
             variants[f"{preset_name}: {mode}"] = results[mode]
-            bench.log(f"{preset_name} {mode}: {results[mode]['steps_per_s']:.3f} steps/s, "
-                      f"first step {results[mode]['first_step_s']:.1f} s, {results[mode]['cpu_cores']:.2f} cores busy")
+            bench.log(
+                f"{preset_name} {mode}: {results[mode]['steps_per_s']:.3f} steps/s, "
+                f"first step {results[mode]['first_step_s']:.1f} s, {results[mode]['cpu_cores']:.2f} cores busy"
+            )
         speed = {mode: r["steps_per_s"] for mode, r in results.items()}
         if {"xla", "function"} <= set(speed):
-            ratios.append(common.Ratio(f"{preset_name}: XLA / tf.function steps/s", speed["xla"] / speed["function"], TARGET))
+            ratios.append(
+                common.Ratio(f"{preset_name}: XLA / tf.function steps/s", speed["xla"] / speed["function"], TARGET)
+            )
         if {"function", "eager"} <= set(speed):
-            ratios.append(common.Ratio(f"{preset_name}: tf.function / eager steps/s", speed["function"] / speed["eager"], None))
+            ratios.append(
+                common.Ratio(f"{preset_name}: tf.function / eager steps/s", speed["function"] / speed["eager"], None)
+            )
     missed = any(r.met is False for r in ratios)
     bench.finish(
-        params={"plan": {name: list(modes) for name, modes in plan.items()},
-                "data": "random patches of the preset's batch and patch size"},
-        variants=variants, ratios=ratios, limits=[WHY_XLA_LOSES] if missed else [],
-        notes=["CPU only: no GPU was available to this session, so there are no GPU step rates "
-               "(mixed precision, which 'auto' turns on only on a GPU, was therefore off)."],
+        params={
+            "plan": {name: list(modes) for name, modes in plan.items()},
+            "data": "random patches of the preset's batch and patch size",
+        },
+        variants=variants,
+        ratios=ratios,
+        limits=[WHY_XLA_LOSES] if missed else [],
+        notes=[
+            "CPU only: no GPU was available to this session, so there are no GPU step rates "
+            "(mixed precision, which 'auto' turns on only on a GPU, was therefore off)."
+        ],
     )
 
 

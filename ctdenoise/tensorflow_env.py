@@ -16,6 +16,7 @@ multi-worker worker, tests, benchmarks); the component images set both variables
 The commands that train also call `training_threads` before TensorFlow runs its first op (the
 thread pools are made then, not at import).
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -15,12 +15,14 @@ reads and writes an S3 store or MinIO needs around it (docs/kubeflow.md):
 Usage (what the compiled spec runs):
     python -m ctdenoise.kubeflow.entrypoint --executor_class_path CLASS --json_serialized_invocation_args '{{$}}' ...
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ctdenoise.tensorflow_env  # noqa: F401  (before TensorFlow is imported)
 
@@ -44,7 +46,7 @@ def main(argv: list[str]) -> int:
         code = 0
     except SystemExit as exc:  # absl's app.run ends with sys.exit
         code = files.exit_code(exc)
-    except BaseException:  # noqa: BLE001  (reported, then the step fails with status 1)
+    except BaseException:
         traceback.print_exc()
         code = 1
     if code == 0 and renamed:
@@ -63,8 +65,8 @@ def _read_minio_as_s3(argv: list[str]) -> tuple[list[str], str, dict[str, str]]:
 
     def translate(value: Any) -> Any:
         if isinstance(value, str) and value.startswith(MINIO):
-            renamed[S3 + value[len(MINIO):]] = value
-            return S3 + value[len(MINIO):]
+            renamed[S3 + value[len(MINIO) :]] = value
+            return S3 + value[len(MINIO) :]
         if isinstance(value, str) and MINIO in value:  # a JSON parameter, such as the Pusher's destination
             return _translate_json(value, translate)
         if isinstance(value, dict):
@@ -80,7 +82,7 @@ def _read_minio_as_s3(argv: list[str]) -> tuple[list[str], str, dict[str, str]]:
     parameters = invocation.get("inputs", {}).get("parameterValues", {})
     invocation.setdefault("inputs", {})["parameterValues"] = translate(parameters) if parameters else parameters
     output_file = invocation.get("outputs", {}).get("outputFile", "")
-    return [*argv[:at], json.dumps(invocation), *argv[at + 1:]], output_file, renamed
+    return [*argv[:at], json.dumps(invocation), *argv[at + 1 :]], output_file, renamed
 
 
 def _translate_json(text: str, translate: Callable[[Any], Any]) -> str:

@@ -6,6 +6,7 @@ takes its settings from `CTDENOISE_*` environment variables (see `KubeflowSettin
 which is also how `tfx pipeline create --engine vertex --pipeline_path kubeflow/runner.py`
 runs it (that command executes the file with no arguments and keeps the JSON it writes).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,9 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY as DEFAULT_IMAGE_KEY
 
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.kubeflow.entrypoint import MINIO
 from ctdenoise.pipeline import configs
 from ctdenoise.pipeline.pipeline import create_pipeline
-from ctdenoise.kubeflow.entrypoint import MINIO
 from ctdenoise.storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
 from ctdenoise.trainer_module.models import configure
 
@@ -64,15 +65,19 @@ class KubeflowSettings:
     """The accelerator's Kubernetes resource name (KFP) or Vertex type (e.g. NVIDIA_TESLA_T4)."""
     hparam_overrides: tuple[str, ...] = field(default_factory=tuple)
     blessing: BlessingThresholds = field(default_factory=BlessingThresholds)
-    """The Evaluator's gate (docs/design.md, "Pipeline metrics and the blessing gate"), as `ctdenoise run --margin-db ...`."""
+    """The Evaluator's gate (docs/design.md, "Pipeline metrics and the blessing gate"), as `ctdenoise run
+    --margin-db ...`."""
     latest_blessed_baseline: bool = True
     """Compare with the latest blessed model through TFX's resolver, which Vertex AI
     Pipelines runs and open-source Kubeflow Pipelines refuses (docs/kubeflow.md)."""
 
     def __post_init__(self) -> None:
         base = self.storage.rstrip("/")
-        for name, default in (("pipeline_root", f"{base}/pipeline"), ("data_root", f"{base}/dicom"),
-                              ("serving_dir", f"{base}/serving")):
+        for name, default in (
+            ("pipeline_root", f"{base}/pipeline"),
+            ("data_root", f"{base}/dicom"),
+            ("serving_dir", f"{base}/serving"),
+        ):
             if not getattr(self, name):
                 object.__setattr__(self, name, default)
         if not self.beam_args:
@@ -81,14 +86,20 @@ class KubeflowSettings:
             object.__setattr__(self, "beam_args", (f"--direct_running_mode={mode}", "--direct_num_workers=0"))
 
     @classmethod
-    def from_env(cls) -> "KubeflowSettings":
+    def from_env(cls) -> KubeflowSettings:
         """CTDENOISE_IMAGE (required), CTDENOISE_TRAINER_IMAGE, CTDENOISE_STORAGE,
         CTDENOISE_PIPELINE_ROOT, CTDENOISE_DATA_ROOT, CTDENOISE_SERVING_DIR, CTDENOISE_PRESET."""
         image = os.environ.get("CTDENOISE_IMAGE")
         if not image:
             raise SystemExit("set CTDENOISE_IMAGE to the component image, e.g. ghcr.io/you/ctdenoise:0.2.0")
-        names = {"trainer_image": "TRAINER_IMAGE", "storage": "STORAGE", "pipeline_root": "PIPELINE_ROOT", "data_root": "DATA_ROOT",
-                 "serving_dir": "SERVING_DIR", "preset": "PRESET"}
+        names = {
+            "trainer_image": "TRAINER_IMAGE",
+            "storage": "STORAGE",
+            "pipeline_root": "PIPELINE_ROOT",
+            "data_root": "DATA_ROOT",
+            "serving_dir": "SERVING_DIR",
+            "preset": "PRESET",
+        }
         values = {key: os.environ[f"CTDENOISE_{var}"] for key, var in names.items() if f"CTDENOISE_{var}" in os.environ}
         return cls(image=image, **values)
 
@@ -132,7 +143,9 @@ def _runner(settings: KubeflowSettings, out_file: Path) -> kubeflow_v2_dag_runne
     images = {DEFAULT_IMAGE_KEY: settings.image, configs.TRAINER_ID: settings.trainer_image or settings.image}
     return kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            display_name=configs.PIPELINE_NAME, default_image=images, default_commands=ENTRYPOINT,
+            display_name=configs.PIPELINE_NAME,
+            default_image=images,
+            default_commands=ENTRYPOINT,
             # Schema 2.1: parameters as `parameterValues` with their input spec, which is what
             # the KFP 2 launcher provides (with 2.0 TFX's entrypoint reads a field KFP 2 leaves empty).
             use_pipeline_spec_2_1=True,

@@ -6,10 +6,11 @@ beam-temp-* files). The next run on the same root holds the root's lock, so no e
 of it can still be running: each one found is marked CANCELED with the reason, and its
 outputs under the pipeline root are removed, except what a re-run resumes from.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -23,8 +24,9 @@ RESUMABLE_OUTPUTS = {(configs.TRAINER_ID, "model_run")}
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 
 
-def recover(run_root: Path, say: Callable[[str], None], pipeline_root: str | None = None,
-            address: StoreAddress = StoreAddress()) -> list[int]:
+def recover(
+    run_root: Path, say: Callable[[str], None], pipeline_root: str | None = None, address: StoreAddress = StoreAddress()
+) -> list[int]:
     """Mark every unfinished execution of `run_root`'s pipeline abandoned and remove its
     partial outputs under `pipeline_root` (default RUN_ROOT/pipeline; it may be a bucket);
     return their ids. In a shared store only this root's pipeline is touched: another
@@ -43,10 +45,11 @@ def recover(run_root: Path, say: Callable[[str], None], pipeline_root: str | Non
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
         execution.custom_properties["abandoned"].string_value = "its run was killed before it finished"
         store.put_executions([execution])
-        removed = _remove_outputs(files.join(pipeline_root or str(configs.pipeline_root(run_root)), node),
-                                  execution.id)
-        say(f"[run] {node}: execution {execution.id} was left unfinished by a killed run; marked canceled"
-            + (f", {removed} partial output folder(s) removed" if removed else ""))
+        removed = _remove_outputs(files.join(pipeline_root or str(configs.pipeline_root(run_root)), node), execution.id)
+        say(
+            f"[run] {node}: execution {execution.id} was left unfinished by a killed run; marked canceled"
+            + (f", {removed} partial output folder(s) removed" if removed else "")
+        )
     return [e.id for e in abandoned]
 
 
@@ -70,5 +73,5 @@ def _node_names(store: metadata_store.MetadataStore, pipeline_name: str) -> dict
     for context in store.get_contexts_by_type("node"):
         if context.name.startswith(prefix):
             for execution in store.get_executions_by_context(context.id):
-                names[execution.id] = context.name[len(prefix):]
+                names[execution.id] = context.name[len(prefix) :]
     return names

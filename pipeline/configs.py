@@ -1,4 +1,5 @@
 """Pipeline constants: names, locations and defaults shared by every runner and the command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,12 @@ STAGES = ("ingest", "validate", "train", "evaluate", "push")
 """`ctdenoise run --until STAGE` runs every stage up to and including STAGE."""
 
 EXAMPLE_GEN_ID, HU_GATE_ID, TRAINER_ID, EVALUATOR_ID, PUSHER_ID = (
-    "DicomExampleGen", "HUGate", "Trainer", "Evaluator", "Pusher")
+    "DicomExampleGen",
+    "HUGate",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+)
 BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
 """Node ids of the pipeline's components (`ctdenoise.pipeline.pipeline.create_pipeline` sets them): ML Metadata
 records each execution under its node id, and the run summary, resume and Kubeflow's

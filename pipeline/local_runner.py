@@ -1,9 +1,10 @@
 """Thin local runner: the pipeline on LocalDagRunner with SQLite ML Metadata under the run root."""
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
 from tfx import v1 as tfx
@@ -20,12 +21,20 @@ from ctdenoise.storage.lock import exclusive
 from ctdenoise.trainer_module.hparams import HParams
 
 
-def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParams, layout: Layout = Layout(),
-              beam_pipeline_args: list[str] | None = None, read_options: ReadOptions = ReadOptions(),
-              blessing: BlessingThresholds = BlessingThresholds(),
-              progress: Callable[[str], None] = print,
-              pipeline_root: str | None = None, serving_dir: str | None = None,
-              address: StoreAddress = StoreAddress()) -> None:
+def run_local(
+    data_root: str | Path,
+    run_root: Path,
+    until: str,
+    hparams: HParams,
+    layout: Layout = Layout(),
+    beam_pipeline_args: list[str] | None = None,
+    read_options: ReadOptions = ReadOptions(),
+    blessing: BlessingThresholds = BlessingThresholds(),
+    progress: Callable[[str], None] = print,
+    pipeline_root: str | None = None,
+    serving_dir: str | None = None,
+    address: StoreAddress = StoreAddress(),
+) -> None:
     """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged.
 
     The data root, the pipeline root (default RUN_ROOT/pipeline) and the serving folder
@@ -39,13 +48,34 @@ def run_local(data_root: str | Path, run_root: Path, until: str, hparams: HParam
     serving_dir = absolute(serving_dir or configs.serving_dir(run_root))
     with exclusive(run_root, "ctdenoise run"):
         abandoned.recover(run_root, progress, pipeline_root, address)
-        _run(absolute(data_root), run_root, until, hparams, layout, read_options, beam_pipeline_args, blessing,
-             pipeline_root, serving_dir, address)
+        _run(
+            absolute(data_root),
+            run_root,
+            until,
+            hparams,
+            layout,
+            read_options,
+            beam_pipeline_args,
+            blessing,
+            pipeline_root,
+            serving_dir,
+            address,
+        )
 
 
-def _run(data_root: str, run_root: Path, until: str, hparams: HParams, layout: Layout, read_options: ReadOptions,
-         beam_pipeline_args: list[str] | None, blessing: BlessingThresholds, pipeline_root: str,
-         serving_dir: str, address: StoreAddress) -> None:
+def _run(
+    data_root: str,
+    run_root: Path,
+    until: str,
+    hparams: HParams,
+    layout: Layout,
+    read_options: ReadOptions,
+    beam_pipeline_args: list[str] | None,
+    blessing: BlessingThresholds,
+    pipeline_root: str,
+    serving_dir: str,
+    address: StoreAddress,
+) -> None:
     pipeline = create_pipeline(
         pipeline_name=address.pipeline_name(run_root),
         pipeline_root=pipeline_root,

@@ -3,9 +3,10 @@
 As in TFX's templates, each step is a named variable wired to the outputs of the steps
 before it; `until` then keeps the steps of the stages up to and including that one.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
@@ -39,9 +40,9 @@ def create_pipeline(
     blessing: BlessingThresholds = BlessingThresholds(),
     input_fingerprint: str = "",
     schema_file: str = str(configs.SCHEMA_FILE),
-    trainer_platform_config: Optional[Any] = None,
+    trainer_platform_config: Any | None = None,
     metadata_connection_config: Any = None,
-    beam_pipeline_args: Optional[list[str]] = None,
+    beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
     latest_blessed_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
@@ -57,24 +58,38 @@ def create_pipeline(
     if until not in configs.STAGES:
         raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(configs.STAGES)}")
 
-    example_gen = DicomExampleGen(data_root=data_root, layout=layout, eval_fraction=eval_fraction,
-                                  input_fingerprint=input_fingerprint,
-                                  read_options=read_options).with_id(configs.EXAMPLE_GEN_ID)
+    example_gen = DicomExampleGen(
+        data_root=data_root,
+        layout=layout,
+        eval_fraction=eval_fraction,
+        input_fingerprint=input_fingerprint,
+        read_options=read_options,
+    ).with_id(configs.EXAMPLE_GEN_ID)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"],
         stats_options=tfdv.StatsOptions(feature_allowlist=validated_feature_names()),
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    hu_gate = HUGate(statistics=statistics_gen.outputs["statistics"], anomalies=example_validator.outputs["anomalies"],
-                     schema=schema_gen.outputs["schema"], thresholds=gate_thresholds).with_id(configs.HU_GATE_ID)
-    trainer = Trainer(examples=example_gen.outputs["examples"], validated_schema=hu_gate.outputs["validated_schema"],
-                      hparams=hparams, eval_slices=TENSORBOARD_EVAL_SLICES).with_id(configs.TRAINER_ID)
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    hu_gate = HUGate(
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema_gen.outputs["schema"],
+        thresholds=gate_thresholds,
+    ).with_id(configs.HU_GATE_ID)
+    trainer = Trainer(
+        examples=example_gen.outputs["examples"],
+        validated_schema=hu_gate.outputs["validated_schema"],
+        hparams=hparams,
+        eval_slices=TENSORBOARD_EVAL_SLICES,
+    ).with_id(configs.TRAINER_ID)
     if trainer_platform_config is not None:
         trainer.with_platform_config(trainer_platform_config)
-    evaluation = build_evaluator(example_gen.outputs["examples"], trainer.outputs["model"], blessing,
-                                 baseline=latest_blessed_baseline)
+    evaluation = build_evaluator(
+        example_gen.outputs["examples"], trainer.outputs["model"], blessing, baseline=latest_blessed_baseline
+    )
     evaluator = evaluation[-1]
     pusher = build_pusher(trainer.outputs["model"], evaluator.outputs["blessing"], serving_dir)
 
@@ -85,7 +100,7 @@ def create_pipeline(
         "evaluate": evaluation,
         "push": [pusher],
     }
-    stages = configs.STAGES[:configs.STAGES.index(until) + 1]
+    stages = configs.STAGES[: configs.STAGES.index(until) + 1]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -102,8 +117,11 @@ def build_evaluator(examples, model, blessing: BlessingThresholds = BlessingThre
     when it beats the LDCT as it is by the PSNR margin without losing SSIM, and is no worse
     than the latest blessed model (without `baseline`: [Evaluator], and no such comparison)."""
     if not baseline:
-        return [tfx.components.Evaluator(examples=examples, model=model, example_splits=["eval"],
-                                         eval_config=eval_config(blessing)).with_id(configs.EVALUATOR_ID)]
+        return [
+            tfx.components.Evaluator(
+                examples=examples, model=model, example_splits=["eval"], eval_config=eval_config(blessing)
+            ).with_id(configs.EVALUATOR_ID)
+        ]
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

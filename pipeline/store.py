@@ -4,8 +4,10 @@ shares (Kubeflow's store is MySQL), and the pipeline name that keeps run roots a
 In a root's own SQLite file the pipeline is called `configs.PIPELINE_NAME`. In a shared
 database every run root is a pipeline of its own, named after the machine and the root's
 resolved path, so that its runs, its cache, its abandoned executions and its "latest" model
-are its own (docs/design.md, "A shared ML Metadata store (`--mlmd-mysql`)"). The password is never part of a name, a message or a repr.
+are its own (docs/design.md, "A shared ML Metadata store (`--mlmd-mysql`)"). The password is never part of a name,
+a message or a repr.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +42,10 @@ class StoreAddress:
     def host_port_database(self) -> tuple[str, int, str]:
         address, _, database = (self.mysql or "").partition("/")
         if "@" in address:  # user:password@host: the password would be on the command line and in messages
-            raise ValueError(f"--mlmd-mysql wants HOST:PORT/DATABASE without a user or password: give the user "
-                             f"with --mlmd-user and the password in ${PASSWORD_VARIABLE}")
+            raise ValueError(
+                f"--mlmd-mysql wants HOST:PORT/DATABASE without a user or password: give the user "
+                f"with --mlmd-user and the password in ${PASSWORD_VARIABLE}"
+            )
         host, port = host_port(address, "--mlmd-mysql")
         return host, port, database or DEFAULT_DATABASE
 

@@ -8,12 +8,14 @@ depend on how fast and how loaded the machine is.
 runs `ctdenoise ARGS...` in this process and kills it with SIGKILL right after it prints a
 line starting with PREFIX, as a user's `kill -9` at that instant would.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 
 class _Watched:

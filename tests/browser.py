@@ -5,6 +5,7 @@ protocol (a WebSocket on the loopback) with websocket-client.
 naming the package. Console messages, uncaught exceptions and every request the page makes
 are recorded, so a test can say that a page loads cleanly and fetches nothing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,8 +31,16 @@ _LISTENING = re.compile(r"DevTools listening on (ws://127\.0\.0\.1:(\d+)/\S+)")
 # unless the browser was started with --remote-allow-origins; the harness sends none
 # (suppress_origin) and allows none, so old and new Chromium accept it alike.
 # The machine has no network: background services would only fail their look-ups.
-_FLAGS = ("--headless", "--disable-gpu", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-          "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync")
+_FLAGS = (
+    "--headless",
+    "--disable-gpu",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def connect(socket_url: str) -> websocket.WebSocket:
@@ -39,8 +48,10 @@ def connect(socket_url: str) -> websocket.WebSocket:
     try:
         return websocket.create_connection(socket_url, timeout=HANG_S, suppress_origin=True)
     except websocket.WebSocketBadStatusException as exc:
-        raise RuntimeError(f"chromium refused the DevTools connection ({exc.status_code}): "
-                           f"{exc.resp_body[:300] if exc.resp_body else exc}") from exc
+        raise RuntimeError(
+            f"chromium refused the DevTools connection ({exc.status_code}): "
+            f"{exc.resp_body[:300] if exc.resp_body else exc}"
+        ) from exc
 
 
 class Browser:
@@ -49,14 +60,25 @@ class Browser:
     def __init__(self, width: int = 1200, height: int = 1600):
         binary = shutil.which("chromium")
         if binary is None:
-            raise RuntimeError("chromium not found: install Debian's chromium (apt-get install chromium; .ci/run does this)")
+            raise RuntimeError(
+                "chromium not found: install Debian's chromium (apt-get install chromium; .ci/run does this)"
+            )
         self._folder = Path(tempfile.mkdtemp(prefix="ctdenoise-chromium-"))
-        self._log = open(self._folder / "chromium.log", "w+")
+        self._log = open(self._folder / "chromium.log", "w+")  # noqa: SIM115  (the browser's lifetime; closed on exit)
         sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []  # Chromium's sandbox refuses to run as root
         self._process = subprocess.Popen(
-            [binary, *_FLAGS, *sandbox, f"--user-data-dir={self._folder / 'profile'}",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                binary,
+                *_FLAGS,
+                *sandbox,
+                f"--user-data-dir={self._folder / 'profile'}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.events: list[dict[str, Any]] = []
         self._next_id = 0
         self._socket: websocket.WebSocket | None = None
@@ -142,7 +164,7 @@ class Browser:
         """Every URL the page asked for, in order."""
         return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *_exc: object) -> None:

@@ -1,6 +1,7 @@
 """Shared test set-up: quiet TensorFlow start-up noise (errors still fail tests), one
 end-to-end pipeline run that the train, evaluate/push and lineage tests all read, and an
 S3 object store on the loopback (tests/object_store.py)."""
+
 import json
 import os
 import sys
@@ -9,13 +10,22 @@ from pathlib import Path
 
 import pytest
 
-import ctdenoise.tensorflow_env  # noqa: F401,E402  (before TensorFlow is imported by any test)
+import ctdenoise.tensorflow_env  # noqa: F401  (before TensorFlow is imported by any test)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the commands the tests run print what a user sees
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-PERMISSIVE_GATE = ["--margin-db", "-100", "--ssim-tolerance", "2", "--body-rmse-margin", "-100", "--body-ssim-tolerance", "2"]
+PERMISSIVE_GATE = [
+    "--margin-db",
+    "-100",
+    "--ssim-tolerance",
+    "2",
+    "--body-rmse-margin",
+    "-100",
+    "--body-ssim-tolerance",
+    "2",
+]
 """Thresholds any finite model passes: ten `tiny` steps cannot beat LDCT, and the lineage
 tests need a chain that reaches a pushed model. The gate itself is tested with real
 thresholds in test_evaluation_gate.py."""
@@ -40,9 +50,21 @@ def pushed_run(simulated_data, tmp_path_factory):
     run_root = tmp_path_factory.mktemp("pushed_run")
     temp = run_root.parent / f"{run_root.name}_tmpdir"  # what the run leaves in TMPDIR is checked
     temp.mkdir()
-    result = ctdenoise("run", "--data", str(simulated_data), "--root", str(run_root), "--until", "push",
-                       "--preset", "tiny", *PERMISSIVE_GATE, "--summary", str(run_root / "s.json"),
-                       env={"TMPDIR": str(temp)})
+    result = ctdenoise(
+        "run",
+        "--data",
+        str(simulated_data),
+        "--root",
+        str(run_root),
+        "--until",
+        "push",
+        "--preset",
+        "tiny",
+        *PERMISSIVE_GATE,
+        "--summary",
+        str(run_root / "s.json"),
+        env={"TMPDIR": str(temp)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_root, json.loads((run_root / "s.json").read_text()), result.stdout
 

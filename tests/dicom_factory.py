@@ -4,6 +4,7 @@ Uncompressed slices come from the simulator's writer; this module adds what a da
 root in the wild also holds: compressed transfer syntaxes, enhanced multi-frame CT,
 non-CT objects, files without pixel data, truncated files and junk.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -15,8 +16,14 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
-    EnhancedCTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless,
-    MRImageStorage, RLELossless, generate_uid,
+    EnhancedCTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
 )
 
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
@@ -27,10 +34,13 @@ DISTINCTIVE_NAME = "Quuxbridge^Zephyrine"
 
 def series(patient: str, dose: str, name: str = "") -> SeriesInfo:
     return SeriesInfo(
-        patient_id=patient, patient_name=name or f"SIM^{patient}",
+        patient_id=patient,
+        patient_name=name or f"SIM^{patient}",
         study_uid=generate_uid(entropy_srcs=[patient]),
-        series_uid=generate_uid(entropy_srcs=[patient, dose]), series_number=1 if dose == "LDCT" else 2,
-        series_description=dose, frame_of_reference_uid=generate_uid(entropy_srcs=[patient, "for"]),
+        series_uid=generate_uid(entropy_srcs=[patient, dose]),
+        series_number=1 if dose == "LDCT" else 2,
+        series_description=dose,
+        frame_of_reference_uid=generate_uid(entropy_srcs=[patient, "for"]),
     )
 
 
@@ -44,14 +54,23 @@ def body_hu(size: int = 32, seed: int = 0, shift: float = 0.0) -> np.ndarray:
     return hu + rng.normal(0, 10, hu.shape) + shift
 
 
-def write_slice(root: Path, patient: str, dose: str, index: int, z: float, *, name: str = "",
-                hu: np.ndarray | None = None, **kwargs) -> Path:
+def write_slice(
+    root: Path, patient: str, dose: str, index: int, z: float, *, name: str = "", hu: np.ndarray | None = None, **kwargs
+) -> Path:
     """One uncompressed CT slice at `root/patient/dose/`."""
     path = root / patient / dose / f"{index:03d}.dcm"
     path.parent.mkdir(parents=True, exist_ok=True)
     image = body_hu(seed=zlib.crc32(f"{patient}/{dose}/{index}".encode())) if hu is None else hu
-    write_ct_slice(path, image, series(patient, dose, name), instance_number=index, z_mm=z,
-                   pixel_spacing_mm=0.8, slice_thickness_mm=3.0, **kwargs)
+    write_ct_slice(
+        path,
+        image,
+        series(patient, dose, name),
+        instance_number=index,
+        z_mm=z,
+        pixel_spacing_mm=0.8,
+        slice_thickness_mm=3.0,
+        **kwargs,
+    )
     return path
 
 
@@ -70,14 +89,20 @@ def compress(path: Path, syntax: pydicom.uid.UID) -> Path:
 
 
 COMPRESSIONS = {
-    "jpeg2000": JPEG2000Lossless, "rle": RLELossless, "jpegls": JPEGLSLossless, "jpeg-lossless": JPEGLosslessSV1,
+    "jpeg2000": JPEG2000Lossless,
+    "rle": RLELossless,
+    "jpegls": JPEGLSLossless,
+    "jpeg-lossless": JPEGLosslessSV1,
 }
 
 
-def write_enhanced_ct(path: Path, frames_hu: list[np.ndarray], zs: list[float], slopes: list[float],
-                      intercepts: list[float]) -> Path:
+def write_enhanced_ct(
+    path: Path, frames_hu: list[np.ndarray], zs: list[float], slopes: list[float], intercepts: list[float]
+) -> Path:
     """An Enhanced CT multi-frame object with per-frame rescale and position."""
-    stored = np.stack([np.round((h - b) / m) for h, m, b in zip(frames_hu, slopes, intercepts)]).astype(np.int16)
+    stored = np.stack([np.round((h - b) / m) for h, m, b in zip(frames_hu, slopes, intercepts, strict=True)]).astype(
+        np.int16
+    )
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -91,7 +116,9 @@ def write_enhanced_ct(path: Path, frames_hu: list[np.ndarray], zs: list[float], 
     measures.PixelSpacing, measures.SliceThickness = [0.8, 0.8], 3.0
     shared.PixelMeasuresSequence = [measures]
     ds.SharedFunctionalGroupsSequence = [shared]
-    ds.PerFrameFunctionalGroupsSequence = [_frame_group(z, m, b) for z, m, b in zip(zs, slopes, intercepts)]
+    ds.PerFrameFunctionalGroupsSequence = [
+        _frame_group(z, m, b) for z, m, b in zip(zs, slopes, intercepts, strict=True)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path

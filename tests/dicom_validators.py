@@ -4,6 +4,7 @@ checker) and dcmtk's `dcmdump` (a second, independent DICOM parser).
 `.ci/run` installs Debian's `dicom3tools` and `dcmtk` when they are missing; without them
 these helpers fail naming the packages.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,9 @@ _MISSING = re.compile(r"Missing attribute .*Element=<(\w+)>")
 def _tool(name: str, package: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise RuntimeError(f"{name} not found: install Debian's {package} (apt-get install {package}; .ci/run does this)")
+        raise RuntimeError(
+            f"{name} not found: install Debian's {package} (apt-get install {package}; .ci/run does this)"
+        )
     return found
 
 
@@ -40,8 +43,11 @@ def assert_no_new_iod_errors(source: Path, derived: Path) -> None:
     from `derived` that `source` has nowhere, not even in a functional group, counts as the
     source's: a derived image cannot know what its source never said."""
     known = _keywords(pydicom.dcmread(source, stop_before_pixels=True))
-    added = {error for error in iod_errors(derived) - iod_errors(source)
-             if not error.startswith(_MISSING_PREFIX) or error.removeprefix(_MISSING_PREFIX) in known}
+    added = {
+        error
+        for error in iod_errors(derived) - iod_errors(source)
+        if not error.startswith(_MISSING_PREFIX) or error.removeprefix(_MISSING_PREFIX) in known
+    }
     assert not added, f"dciodvfy: {derived.name} adds {sorted(added)}"
 
 
@@ -60,7 +66,8 @@ def assert_dcmtk_reads(path: Path) -> None:
     """dcmtk parses the whole file, pixel data included, without an error or a warning."""
     result = subprocess.run([_tool("dcmdump", "dcmtk"), str(path)], capture_output=True, text=True)
     assert result.returncode == 0 and "E:" not in result.stderr and "W:" not in result.stderr, (
-        f"dcmdump {path.name}: exit {result.returncode}: {result.stderr.strip()[:500]}")
+        f"dcmdump {path.name}: exit {result.returncode}: {result.stderr.strip()[:500]}"
+    )
 
 
 def assert_derived_series_valid(source_dir: Path, derived_dir: Path) -> None:

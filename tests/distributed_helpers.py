@@ -12,6 +12,7 @@ under its TMPDIR as it last reported a training step; `start` runs the loop's ch
 workers start at the same step, first at step 0, then at STEP; `mirrored` trains with the
 product's CycleGAN and fit under MirroredStrategy over two logical CPUs and reports as JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import ctdenoise.tensorflow_env  # noqa: F401,E402  (before TensorFlow)
+import ctdenoise.tensorflow_env  # noqa: F401  (before TensorFlow)
 
 
 def worker(out_npz: str, argv: list[str]) -> None:
@@ -28,18 +29,22 @@ def worker(out_npz: str, argv: list[str]) -> None:
     replica's) and G's weights as every worker reads them."""
     import numpy as np
 
-    from tests.at_line import on_line
     from ctdenoise.trainer_module import worker as worker_main
+    from tests.at_line import on_line
 
     on_line("[train] step ", lambda: _list_temporary_files(out_npz + ".temporary.json"))
     gan = worker_main.main(argv)
     # Every worker must read: G's BatchNorm statistics are averaged across workers on read.
     weights = gan.G.get_weights()
     trainable = [v.numpy() for v in gan.G.trainable_variables]
-    np.savez(out_npz, step=gan.completed_steps, pool_a_count=int(gan.pool_A.count.numpy()),
-             pool_b_count=int(gan.pool_B.count.numpy()),
-             **{f"weight_{i}": w for i, w in enumerate(weights)},
-             **{f"trainable_{i}": w for i, w in enumerate(trainable)})
+    np.savez(
+        out_npz,
+        step=gan.completed_steps,
+        pool_a_count=int(gan.pool_A.count.numpy()),
+        pool_b_count=int(gan.pool_B.count.numpy()),
+        **{f"weight_{i}": w for i, w in enumerate(weights)},
+        **{f"trainable_{i}": w for i, w in enumerate(trainable)},
+    )
 
 
 def _list_temporary_files(out_json: str) -> None:
@@ -49,8 +54,9 @@ def _list_temporary_files(out_json: str) -> None:
     import tempfile
 
     root = tempfile.gettempdir()
-    paths = sorted(os.path.relpath(os.path.join(here, name), root) for here, _, names in os.walk(root)
-                   for name in names)
+    paths = sorted(
+        os.path.relpath(os.path.join(here, name), root) for here, _, names in os.walk(root) for name in names
+    )
     with open(out_json, "w") as f:
         json.dump(paths, f)
 
@@ -61,8 +67,8 @@ def start(out_json: str, step: str) -> None:
     import tensorflow as tf
 
     from ctdenoise.trainer_module import loop
-    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from ctdenoise.trainer_module.hparams import preset
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from ctdenoise.trainer_module.strategy import make_strategy
 
     strategy = make_strategy()
@@ -90,13 +96,14 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
 
     from ctdenoise.contract.names import split_dir
     from ctdenoise.trainer_module.data import paired_eval_slices
-    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from ctdenoise.trainer_module.hparams import preset, with_overrides
     from ctdenoise.trainer_module.loop import fit
+    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from ctdenoise.trainer_module.run import training_batches
 
-    hp = with_overrides(preset("tiny"), ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3",
-                                         "summary_every=3", "log_every=3"])
+    hp = with_overrides(
+        preset("tiny"), ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3", "summary_every=3", "log_every=3"]
+    )
     try:
         CycleIdentityGAN(with_overrides(hp, ["batch=3"]), strategy)
         refused = ""
@@ -106,8 +113,14 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
     train = [split_dir(examples, "train") + "/*.gz"]
     eval_pairs = paired_eval_slices([split_dir(examples, "eval") + "/*.gz"], 2)
     checkpoints = os.path.join(work_dir, "checkpoints")
-    result = fit(gan, training_batches(train, hp), checkpoints, os.path.join(work_dir, "logs"), eval_pairs,
-                 progress=lambda line: print(line, flush=True))
+    result = fit(
+        gan,
+        training_batches(train, hp),
+        checkpoints,
+        os.path.join(work_dir, "logs"),
+        eval_pairs,
+        progress=lambda line: print(line, flush=True),
+    )
 
     def local(pool) -> dict:
         counts = [int(v.numpy()) for v in strategy.experimental_local_results(pool.count)]
@@ -126,13 +139,13 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
         "losses": result["losses"],
         "psnr": result.get("psnr", {}),
         "pool_counts": {name: pool["counts"] for name, pool in pools.items()},
-        "pools_differ_between_replicas": {
-            name: not np.array_equal(*pool["images"]) for name, pool in pools.items()},
+        "pools_differ_between_replicas": {name: not np.array_equal(*pool["images"]) for name, pool in pools.items()},
         "restored_step": restored.completed_steps,
         "restored_pool_counts": {name: pool["counts"] for name, pool in after_restore.items()},
         "restored_pools_are_the_first_replicas": {
             name: all(np.array_equal(image, pools[name]["images"][0]) for image in pool["images"])
-            for name, pool in after_restore.items()},
+            for name, pool in after_restore.items()
+        },
     }
     with open(out_json, "w") as f:
         json.dump(report, f)
@@ -140,5 +153,6 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
 
 if __name__ == "__main__":
     command, out, *rest = sys.argv[1:]
-    {"worker": lambda: worker(out, rest), "start": lambda: start(out, *rest),
-     "mirrored": lambda: mirrored(out, *rest)}[command]()
+    {"worker": lambda: worker(out, rest), "start": lambda: start(out, *rest), "mirrored": lambda: mirrored(out, *rest)}[
+        command
+    ]()

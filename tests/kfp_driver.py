@@ -20,6 +20,7 @@ plus the producers of its input artifacts, as KFP's compiler adds them):
 What stays different from a pod: `python` is this interpreter, and paths inside the image
 (`/ctdenoise/...`) map to this checkout.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -70,9 +71,15 @@ class Driver:
 
     def graph(self) -> dict[str, set[str]]:
         """Task → the tasks it waits for: `dependentTasks` and the producers of its inputs."""
-        return {name: set(task.get("dependentTasks", [])) | {
-            ref["taskOutputArtifact"]["producerTask"] for ref in task.get("inputs", {}).get("artifacts", {}).values()
-            if "taskOutputArtifact" in ref} for name, task in self.tasks.items()}
+        return {
+            name: set(task.get("dependentTasks", []))
+            | {
+                ref["taskOutputArtifact"]["producerTask"]
+                for ref in task.get("inputs", {}).get("artifacts", {}).values()
+                if "taskOutputArtifact" in ref
+            }
+            for name, task in self.tasks.items()
+        }
 
     def order(self) -> list[str]:
         """Tasks in topological order (ties by name)."""
@@ -113,34 +120,60 @@ class Driver:
         task = self.tasks[name]
         component = self.spec["components"][task["componentRef"]["name"]]
         executor = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]
-        inputs = {key: copy.deepcopy(run.executions[ref["taskOutputArtifact"]["producerTask"]]
-                                     .outputs.get(ref["taskOutputArtifact"]["outputArtifactKey"], []))
-                  for key, ref in task.get("inputs", {}).get("artifacts", {}).items()}
+        inputs = {
+            key: copy.deepcopy(
+                run.executions[ref["taskOutputArtifact"]["producerTask"]].outputs.get(
+                    ref["taskOutputArtifact"]["outputArtifactKey"], []
+                )
+            )
+            for key, ref in task.get("inputs", {}).get("artifacts", {}).items()
+        }
         if "resolver" in executor:
             return Execution(name, "resolver", self._resolve(executor["resolver"], inputs))
-        parameters = {key: self._image_path(value["runtimeValue"]["constant"])
-                      for key, value in task.get("inputs", {}).get("parameters", {}).items()}
+        parameters = {
+            key: self._image_path(value["runtimeValue"]["constant"])
+            for key, value in task.get("inputs", {}).get("parameters", {}).items()
+        }
         container = executor["container"]
-        cache_key = hashlib.sha256(json.dumps(
-            [task["componentRef"]["name"], container["command"], container["args"], parameters,
-             {k: [a["name"] for a in v] for k, v in inputs.items()}], sort_keys=True).encode()).hexdigest()
+        cache_key = hashlib.sha256(
+            json.dumps(
+                [
+                    task["componentRef"]["name"],
+                    container["command"],
+                    container["args"],
+                    parameters,
+                    {k: [a["name"] for a in v] for k, v in inputs.items()},
+                ],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
         if task.get("cachingOptions", {}).get("enableCache"):
             for earlier in reversed(self.history):
                 hit = earlier.executions.get(name)
                 if hit is not None and hit.cache_key == cache_key and hit.kind != "resolver":
                     return Execution(name, "cached", copy.deepcopy(hit.outputs), cache_key)
         outputs = {
-            key: [{"name": f"{self.pipeline_name}/{run.run_id}/{name}/{key}", "type": definition["artifactType"],
-                   "uri": f"{self.pipeline_root}/{self.pipeline_name}/{run.run_id}/{name}/{key}", "metadata": {}}]
+            key: [
+                {
+                    "name": f"{self.pipeline_name}/{run.run_id}/{name}/{key}",
+                    "type": definition["artifactType"],
+                    "uri": f"{self.pipeline_root}/{self.pipeline_name}/{run.run_id}/{name}/{key}",
+                    "metadata": {},
+                }
+            ]
             for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()
         }
         output_file = self.workdir / run.run_id / name / "executor_output.json"
         output_file.parent.mkdir(parents=True, exist_ok=True)
         executor_input = {
-            "inputs": {"parameterValues": parameters,
-                       "artifacts": {key: {"artifacts": artifacts} for key, artifacts in inputs.items()}},
-            "outputs": {"artifacts": {key: {"artifacts": artifacts} for key, artifacts in outputs.items()},
-                        "outputFile": str(output_file)},
+            "inputs": {
+                "parameterValues": parameters,
+                "artifacts": {key: {"artifacts": artifacts} for key, artifacts in inputs.items()},
+            },
+            "outputs": {
+                "artifacts": {key: {"artifacts": artifacts} for key, artifacts in outputs.items()},
+                "outputFile": str(output_file),
+            },
         }
         command = [sys.executable if part == "python" else part for part in container["command"]]
         args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container["args"]]
@@ -149,13 +182,14 @@ class Driver:
             raise StepFailed(f"{name}: placeholders this driver does not fill: {unresolved}")
         log_file = self.workdir / run.run_id / name / "log.txt"
         with open(log_file, "w") as log:
-            result = subprocess.run(command + args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                    timeout=HANG_S)  # bounds a hang
+            result = subprocess.run(
+                command + args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd, timeout=HANG_S
+            )  # bounds a hang
         if result.returncode != 0:
             raise StepFailed(f"{name} exited with {result.returncode}:\n{log_file.read_text()[-4000:]}")
         produced = json.loads(output_file.read_text()).get("artifacts", {})
         for key, artifacts in outputs.items():  # the launcher's merge: URI and metadata from the executor
-            for mine, theirs in zip(artifacts, produced.get(key, {}).get("artifacts", [])):
+            for mine, theirs in zip(artifacts, produced.get(key, {}).get("artifacts", []), strict=False):
                 mine["uri"] = theirs.get("uri") or mine["uri"]
                 mine["metadata"].update(theirs.get("metadata", {}))
         return Execution(name, "container", outputs, cache_key)
@@ -164,7 +198,7 @@ class Driver:
         if isinstance(value, str):
             for inside, here in self.image_paths.items():
                 if value.startswith(inside + "/"):
-                    return here + value[len(inside):]
+                    return here + value[len(inside) :]
         return value
 
     # -- resolvers ----------------------------------------------------------------------------
@@ -173,9 +207,14 @@ class Driver:
         """Each output query: the newest artifact of earlier runs that matches its filter."""
         resolved = {}
         for key, query in resolver["outputArtifactQueries"].items():
-            candidates = [a for earlier in reversed(self.history) for execution in earlier.executions.values()
-                          if execution.kind == "container" for artifacts in execution.outputs.values()
-                          for a in artifacts]
+            candidates = [
+                a
+                for earlier in reversed(self.history)
+                for execution in earlier.executions.values()
+                if execution.kind == "container"
+                for artifacts in execution.outputs.values()
+                for a in artifacts
+            ]
             matches = [a for a in candidates if _matches(a, _fill(query["filter"], inputs))]
             resolved[key] = copy.deepcopy(matches[:1])
         return resolved
@@ -230,7 +269,7 @@ def _matches(artifact: dict[str, Any], query: str | None) -> bool:
         elif key == "name":
             actual = artifact["name"]
         elif key.startswith("metadata.") and key.endswith(".number_value"):
-            actual = artifact["metadata"].get(key[len("metadata."):-len(".number_value")])
+            actual = artifact["metadata"].get(key[len("metadata.") : -len(".number_value")])
             if actual is None or float(actual) != float(wanted):
                 return False
             continue

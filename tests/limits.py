@@ -6,4 +6,5 @@ reaching it means a bug, so it is far above the slowest healthy wait (the longes
 two-worker training job on a loaded 2-core machine without AVX-512), and only a hung test
 ever waits that long.
 """
+
 HANG_S = 1800

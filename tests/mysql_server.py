@@ -5,15 +5,16 @@ throw-away data folder and one user with a password, as a team's shared ML Metad
 fixture fails naming the package. The server runs in its own session and is stopped
 whatever happens to the tests.
 """
+
 from __future__ import annotations
 
 import getpass
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tests.servers import free_port, stop, wait_for_port
 
@@ -34,21 +35,29 @@ class MySQLServer:
 
     def dump(self, database: str) -> str:
         """Every row of `database`, as SQL text (mariadb-dump)."""
-        return subprocess.run([_tool("mariadb-dump"), "--no-defaults", f"--socket={self.socket}", "-uroot",
-                               "--skip-comments", database], capture_output=True, text=True, check=True).stdout
-
+        return subprocess.run(
+            [_tool("mariadb-dump"), "--no-defaults", f"--socket={self.socket}", "-uroot", "--skip-comments", database],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
 
     def databases(self) -> set[str]:
-        listed = subprocess.run([_tool("mariadb"), "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e",
-                                 "SHOW DATABASES"], capture_output=True, text=True, check=True).stdout
+        listed = subprocess.run(
+            [_tool("mariadb"), "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-e", "SHOW DATABASES"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return set(listed.split())
 
 
 def _tool(name: str) -> str:
     found = shutil.which(name, path=":".join(_SEARCH))
     if found is None:
-        raise RuntimeError(f"{name} not found: install Debian's mariadb-server (apt-get install mariadb-server; "
-                           ".ci/run does this)")
+        raise RuntimeError(
+            f"{name} not found: install Debian's mariadb-server (apt-get install mariadb-server; .ci/run does this)"
+        )
     return found
 
 
@@ -59,18 +68,44 @@ def start_mysql_server() -> Iterator[MySQLServer]:
     folder = Path(tempfile.mkdtemp(prefix="ctdenoise-mariadb-"))
     data, sock, port = folder / "data", folder / "server.sock", free_port()
     user = getpass.getuser()  # mariadbd refuses to run as root unless told to
-    log = open(folder / "server.log", "w+b")
-    subprocess.run([_tool("mariadb-install-db"), "--no-defaults", f"--datadir={data}", f"--user={user}",
-                    "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   stdout=log, stderr=subprocess.STDOUT, check=True)
-    server = subprocess.Popen([_tool("mariadbd"), "--no-defaults", f"--datadir={data}", f"--socket={sock}",
-                               f"--port={port}", "--bind-address=127.0.0.1", f"--user={user}", "--skip-log-bin",
-                               "--innodb-buffer-pool-size=64M", f"--pid-file={folder / 'server.pid'}"],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(folder / "server.log", "w+b")  # noqa: SIM115  (the server's lifetime; closed when it stops)
+    subprocess.run(
+        [
+            _tool("mariadb-install-db"),
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--user={user}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        check=True,
+    )
+    server = subprocess.Popen(
+        [
+            _tool("mariadbd"),
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--socket={sock}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--user={user}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            f"--pid-file={folder / 'server.pid'}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for_port(server, port, log, "mariadbd")
-        _sql(sock, f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
-                   f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1';")
+        _sql(
+            sock,
+            f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
+            f"GRANT ALL PRIVILEGES ON *.* TO '{USER}'@'127.0.0.1';",
+        )
         yield MySQLServer(port, sock)
     finally:
         stop(server)
@@ -79,5 +114,9 @@ def start_mysql_server() -> Iterator[MySQLServer]:
 
 
 def _sql(sock: Path, statements: str) -> None:
-    subprocess.run([_tool("mariadb"), "--no-defaults", f"--socket={sock}", "-uroot", "-e", statements],
-                   capture_output=True, text=True, check=True)
+    subprocess.run(
+        [_tool("mariadb"), "--no-defaults", f"--socket={sock}", "-uroot", "-e", statements],
+        capture_output=True,
+        text=True,
+        check=True,
+    )

@@ -8,15 +8,16 @@ tensorflow-io (`S3_ENDPOINT`, `S3_VERIFY_SSL`), boto3 and Beam's S3 file system
 Tests talk to the bucket with boto3 only, so the pytest process itself never loads
 tensorflow-io (whose exit would abort it; see ctdenoise/storage/files.py).
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tests.servers import free_port, stop, wait_for_port
 
@@ -26,10 +27,13 @@ BUCKET = "ctdenoise-test"
 def s3_environment(endpoint: str) -> dict[str, str]:
     """What TensorFlow (through tensorflow-io), boto3 and Beam need to use `endpoint`."""
     return {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "S3_ENDPOINT": endpoint, "S3_VERIFY_SSL": "0",  # tensorflow-io (the AWS C++ SDK)
+        "S3_ENDPOINT": endpoint,
+        "S3_VERIFY_SSL": "0",  # tensorflow-io (the AWS C++ SDK)
         "AWS_ENDPOINT_URL": endpoint,  # boto3, and with it Beam's S3 file system
     }
 
@@ -61,7 +65,7 @@ class ObjectStore:
         """Keys under the folder `url` (s3:// or minio:// of this bucket), relative to it."""
         prefix = self.key(url).rstrip("/") + "/"
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"][len(prefix):] for page in pages for item in page.get("Contents", []))
+        return sorted(item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", []))
 
     def read(self, url: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.key(url))["Body"].read()
@@ -80,9 +84,13 @@ def start_object_store() -> Iterator[ObjectStore]:
     environment restored."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()  # the server logs every request: a pipe nobody reads would fill and stall it
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (the server's lifetime) The server logs every request: a pipe nobody reads would fill and stall it
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     saved = {key: os.environ.get(key) for key in s3_environment(endpoint)}
     try:
         wait_for_port(server, port, log, "moto server")

@@ -9,14 +9,15 @@ and is stopped whatever happens to the tests. `rest` speaks Orthanc's own REST A
 the product never uses: what the tests check through it is independent of the product's
 DICOMweb code.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -49,8 +50,9 @@ class OrthancServer:
 
     def rest(self, method: str, path: str, **kwargs) -> requests.Response:
         """Orthanc's REST API with the test user's credentials; raises on an HTTP error."""
-        response = requests.request(method, f"http://127.0.0.1:{self.port}{path}", auth=(USER, PASSWORD),
-                                    timeout=60, **kwargs)
+        response = requests.request(
+            method, f"http://127.0.0.1:{self.port}{path}", auth=(USER, PASSWORD), timeout=60, **kwargs
+        )
         response.raise_for_status()
         return response
 
@@ -60,8 +62,9 @@ class OrthancServer:
 
     def series_of(self, series_uid: str) -> dict:
         """Orthanc's record of one series (its instances and parent study), found by UID."""
-        found = self.rest("POST", "/tools/find", json={"Level": "Series", "Query": {"SeriesInstanceUID": series_uid},
-                                                       "Expand": True}).json()
+        found = self.rest(
+            "POST", "/tools/find", json={"Level": "Series", "Query": {"SeriesInstanceUID": series_uid}, "Expand": True}
+        ).json()
         assert len(found) == 1, f"{len(found)} series with UID {series_uid}"
         return found[0]
 
@@ -76,8 +79,10 @@ class OrthancServer:
 def _binary() -> str:
     found = shutil.which("Orthanc", path="/usr/sbin:/usr/bin")
     if found is None or not _PLUGIN.exists():
-        raise RuntimeError("Orthanc or its DICOMweb plugin not found: install Debian's orthanc and orthanc-dicomweb "
-                           "(apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
+        raise RuntimeError(
+            "Orthanc or its DICOMweb plugin not found: install Debian's orthanc and orthanc-dicomweb "
+            "(apt-get install orthanc orthanc-dicomweb; .ci/run does this)"
+        )
     return found
 
 
@@ -89,15 +94,24 @@ def start_orthanc() -> Iterator[OrthancServer]:
     folder = Path(tempfile.mkdtemp(prefix="ctdenoise-orthanc-"))
     port, flag = free_port(), folder / "refuse-from"
     (folder / "filter.lua").write_text(_FILTER.format(flag=flag))
-    config = {"Name": "ctdenoise-tests", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-              "HttpPort": port, "DicomServerEnabled": False, "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
-              "LuaScripts": [str(folder / "filter.lua")], "Plugins": [str(_PLUGIN)],
-              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    config = {
+        "Name": "ctdenoise-tests",
+        "StorageDirectory": str(folder / "db"),
+        "IndexDirectory": str(folder / "db"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USER: PASSWORD},
+        "LuaScripts": [str(folder / "filter.lua")],
+        "Plugins": [str(_PLUGIN)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
     (folder / "orthanc.json").write_text(json.dumps(config))
-    log = open(folder / "server.log", "w+b")
-    server = subprocess.Popen([_binary(), str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    log = open(folder / "server.log", "w+b")  # noqa: SIM115  (the server's lifetime; closed when it stops)
+    server = subprocess.Popen(
+        [_binary(), str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for_port(server, port, log, "Orthanc")
         yield OrthancServer(port, flag)

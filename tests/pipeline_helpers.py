@@ -1,5 +1,6 @@
 """Helpers shared by the pipeline tests: run the CLI as a user would, run the ingestion
 Beam graph directly, read examples back."""
+
 from __future__ import annotations
 
 import glob
@@ -12,8 +13,8 @@ import apache_beam as beam
 import tensorflow as tf
 
 from ctdenoise.components.dicom_example_gen.executor import build_ingest_pipeline, read_report
-from ctdenoise.contract.names import split_dir
 from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
+from ctdenoise.contract.names import split_dir
 from tests.limits import HANG_S
 
 
@@ -25,8 +26,9 @@ def ctdenoise_cmd(*args: str) -> list[str]:
 def ctdenoise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`ctdenoise ARGS...` to its end, its output captured, with `env` on top of ours; HANG_S
     only bounds a hang."""
-    return subprocess.run(ctdenoise_cmd(*args), capture_output=True, text=True, timeout=HANG_S,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        ctdenoise_cmd(*args), capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **(env or {})}
+    )
 
 
 def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: float = 0.5) -> dict:
@@ -34,8 +36,9 @@ def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: floa
     found = scan(str(root), layout)
     out.mkdir(parents=True, exist_ok=True)
     with beam.Pipeline() as p:
-        build_ingest_pipeline(p, str(root), layout, assign_splits(found.patients, eval_fraction),
-                              found.found, found.rejected, str(out))
+        build_ingest_pipeline(
+            p, str(root), layout, assign_splits(found.patients, eval_fraction), found.found, found.rejected, str(out)
+        )
     return read_report(str(out))
 
 

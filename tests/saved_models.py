@@ -1,5 +1,6 @@
 """Small real SavedModels in the product's export format, for the commands that load one:
 any Keras layer as the generator, exported by the Trainer's own `export_generator`."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """What the tests' real servers (the S3 object store, MariaDB) share: a free loopback port,
 waiting until a server listens, and stopping its whole process group."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ validation verdict as the default in-process DirectRunner.
 Dataflow, Flink and Spark need a cloud project or a JVM cluster and are not run here; the
 portable runner speaks the same Job API that the Flink and Spark job servers serve.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,13 +34,30 @@ class Run:
 
 def run_until_validate(data: Path, root: Path, *beam_args: str) -> Run:
     root.mkdir(parents=True, exist_ok=True)
-    result = ctdenoise("run", "--data", str(data), "--root", str(root), "--until", "validate", "--preset", "tiny",
-                       "--summary", str(root / "s.json"), *(f"--beam-arg={arg}" for arg in beam_args))
+    result = ctdenoise(
+        "run",
+        "--data",
+        str(data),
+        "--root",
+        str(root),
+        "--until",
+        "validate",
+        "--preset",
+        "tiny",
+        "--summary",
+        str(root / "s.json"),
+        *(f"--beam-arg={arg}" for arg in beam_args),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((root / "s.json").read_text())
     uri = Path(summary["ingest"].pop("artifact_uri"))
-    examples = {split: {example.features.feature[features.SLICE_KEY].bytes_list.value[0]: example
-                        for example in read_examples(uri, split)} for split in features.SPLITS}
+    examples = {
+        split: {
+            example.features.feature[features.SLICE_KEY].bytes_list.value[0]: example
+            for example in read_examples(uri, split)
+        }
+        for split in features.SPLITS
+    }
     return Run(summary, examples)
 
 
@@ -60,8 +78,9 @@ def assert_same_outcome(run: Run, reference: Run) -> None:
 
 @pytest.mark.slow
 def test_multi_process_direct_runner_writes_the_same_examples(simulated_data, in_process, tmp_path):
-    run = run_until_validate(simulated_data, tmp_path, "--direct_running_mode=multi_processing",
-                             "--direct_num_workers=2")
+    run = run_until_validate(
+        simulated_data, tmp_path, "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+    )
     assert_same_outcome(run, in_process)
 
 
@@ -75,15 +94,30 @@ def test_portable_runner_on_a_local_job_server_writes_the_same_examples(simulate
     log_path = tmp_path / "job_server.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port),
-             "--staging_dir", str(tmp_path / "staging")], stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "apache_beam.runners.portability.local_job_service_main",
+                "--port",
+                str(port),
+                "--staging_dir",
+                str(tmp_path / "staging"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + HANG_S  # bounds a hang: the wait is for the line
         while f"Listening for beam jobs on port {port}" not in log_path.read_text(errors="replace"):
             assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.5)  # how often to look, not how long to wait
-        run = run_until_validate(simulated_data, tmp_path / "root", "--runner=PortableRunner",
-                                 f"--job_endpoint=localhost:{port}", "--environment_type=LOOPBACK")
+        run = run_until_validate(
+            simulated_data,
+            tmp_path / "root",
+            "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{port}",
+            "--environment_type=LOOPBACK",
+        )
     finally:
         server.terminate()
         try:

@@ -1,6 +1,7 @@
 """The browser harness itself: it starts this machine's Chromium, connects over DevTools and
 runs script in a page. A Chromium that changes how it accepts DevTools clients fails here, in
 one line, rather than inside a report test."""
+
 from __future__ import annotations
 
 from tests.browser import Browser

@@ -1,5 +1,6 @@
 """BM3D given the noise's power spectrum (benchmarks/classical.py): the spectrum is estimated
 in the `bm3d` package's convention, and knowing it helps BM3D on correlated noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,10 @@ def test_bm3d_given_the_spectrum_removes_more_correlated_noise_than_white_bm3d_a
     psd = classical.noise_psd(_correlated(rng, 50), np.zeros((50, 64, 64)))
     clean = np.full((64, 64), 40.0)
     noisy = clean + _correlated(rng, 1)[0]
-    errors = {name: np.sqrt(np.mean((normalize_hu(method(noisy)) - normalize_hu(clean)) ** 2))
-              for name, method in (("white", classical.bm3d(4.0)), ("psd", classical.bm3d_psd(psd, 4.0)))}
+    errors = {
+        name: np.sqrt(np.mean((normalize_hu(method(noisy)) - normalize_hu(clean)) ** 2))
+        for name, method in (("white", classical.bm3d(4.0)), ("psd", classical.bm3d_psd(psd, 4.0)))
+    }
     assert errors["psd"] < errors["white"]
 
 

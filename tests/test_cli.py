@@ -1,34 +1,46 @@
 """Command-line contract: bad input ends with one clear line and a non-zero status."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
+from ctdenoise.app.cli import main
 from ctdenoise.contract.features import validated_feature_names
 from ctdenoise.pipeline import configs
-from ctdenoise.app.cli import main
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["run", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
-    (["simulate", "--out", "{tmp}/x", "--patients", "0"], "patients"),
-    (["simulate", "--out", "{tmp}/x", "--dose", "1.5"], "dose"),
-    (["simulate", "--out", "{tmp}/x", "--dose", "0.4:0.1"], "a range LOW:HIGH within it, got 0.4:0.1"),
-    (["simulate", "--out", "{tmp}/x", "--summary", "{tmp}"], "is a folder"),
-    (["run", "--data", "{tmp}", "--axial-tolerance", "95"], "axial tolerance must be in [0, 90) degrees, got 95"),
-    (["denoise", "--model", "{tmp}/m", "--input", "s3://bucket/LDCT", "--out", "{tmp}/o"],
-     "--input s3://bucket/LDCT: denoise reads and writes local folders or DICOMweb"),
-    (["run", "--data", "{tmp}", "--until", "train", "--require-blessed"],
-     "--require-blessed needs the gate: --until train stops before evaluate"),
-    (["pull", "--from", "dicomweb+http://u:secret@127.0.0.1:1/dicom-web", "--out", "{tmp}/d"],
-     "credentials in the address are refused"),
-    (["pull", "--from", "http://127.0.0.1:1/dicom-web", "--out", "{tmp}/d"], "not a DICOMweb address"),
-    (["pull", "--from", "dicomweb+http://127.0.0.1:1/dicom-web", "--out", "{tmp}/d", "--ldct", "("],
-     "--ldct (: not a regular expression"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
+        (["simulate", "--out", "{tmp}/x", "--patients", "0"], "patients"),
+        (["simulate", "--out", "{tmp}/x", "--dose", "1.5"], "dose"),
+        (["simulate", "--out", "{tmp}/x", "--dose", "0.4:0.1"], "a range LOW:HIGH within it, got 0.4:0.1"),
+        (["simulate", "--out", "{tmp}/x", "--summary", "{tmp}"], "is a folder"),
+        (["run", "--data", "{tmp}", "--axial-tolerance", "95"], "axial tolerance must be in [0, 90) degrees, got 95"),
+        (
+            ["denoise", "--model", "{tmp}/m", "--input", "s3://bucket/LDCT", "--out", "{tmp}/o"],
+            "--input s3://bucket/LDCT: denoise reads and writes local folders or DICOMweb",
+        ),
+        (
+            ["run", "--data", "{tmp}", "--until", "train", "--require-blessed"],
+            "--require-blessed needs the gate: --until train stops before evaluate",
+        ),
+        (
+            ["pull", "--from", "dicomweb+http://u:secret@127.0.0.1:1/dicom-web", "--out", "{tmp}/d"],
+            "credentials in the address are refused",
+        ),
+        (["pull", "--from", "http://127.0.0.1:1/dicom-web", "--out", "{tmp}/d"], "not a DICOMweb address"),
+        (
+            ["pull", "--from", "dicomweb+http://127.0.0.1:1/dicom-web", "--out", "{tmp}/d", "--ldct", "("],
+            "--ldct (: not a regular expression",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_non_zero(argv, message, tmp_path, capsys):
     assert main([a.format(tmp=tmp_path) for a in argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()

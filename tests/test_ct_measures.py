@@ -1,5 +1,7 @@
 """CT image-quality measures (benchmarks/ct_measures.py) against known answers, and the QA
-phantom (ctdenoise/simulator/qa_phantom.py) they are meant to be measured on (docs/design.md, "Reference, noise, texture and resolution")."""
+phantom (ctdenoise/simulator/qa_phantom.py) they are meant to be measured on (docs/design.md, "Reference, noise,
+texture and resolution")."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +26,7 @@ def blurred_disc(sigma_px: float, size: int = 96, supersample: int = 8) -> np.nd
     pixel also integrates over its own area, a box of variance 1/12 px²)."""
     fine = (np.arange(size * supersample) + 0.5) / supersample - 0.5
     rows, cols = np.meshgrid(fine, fine, indexing="ij")
-    disc = 100.0 * ((rows - DISC_CENTRE[0]) ** 2 + (cols - DISC_CENTRE[1]) ** 2 <= DISC_RADIUS ** 2)
+    disc = 100.0 * ((rows - DISC_CENTRE[0]) ** 2 + (cols - DISC_CENTRE[1]) ** 2 <= DISC_RADIUS**2)
     blurred = ndimage.gaussian_filter(disc, sigma_px * supersample)
     return blurred.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
@@ -43,12 +45,13 @@ def qa_scan() -> tuple[np.ndarray, list[Rod], Scans]:
 
 # --- regions -------------------------------------------------------------------------------
 
+
 def discs(size: int = 96) -> np.ndarray:
     """Air around a 40 HU body of radius 30 px holding a -800 HU lung (radius 8) and a 700 HU bone (radius 5)."""
     rows, cols = np.mgrid[:size, :size]
 
     def disc(centre: tuple[int, int], radius: float) -> np.ndarray:
-        return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2
+        return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
 
     truth = np.full((size, size), -1000.0)
     truth[disc((48, 48), 30)] = 40.0
@@ -64,7 +67,7 @@ def test_truth_regions_partition_the_slice_with_edges_at_the_body_outline() -> N
     body = truth > -500
     outline = body & ~ndimage.binary_erosion(body)
     assert np.all(regions["edges"][outline]) and 8 <= regions["edges"][51].sum() <= 10  # 2 crossings, 2 px either side
-    assert regions["lungs"].any() and not regions["lungs"][40, 40 - 6:40 + 7].all()  # the lung's rim is edge
+    assert regions["lungs"].any() and not regions["lungs"][40, 40 - 6 : 40 + 7].all()  # the lung's rim is edge
     assert regions["bone"].sum() == np.sum(truth > 300)  # bone is not the body's outline
     assert np.all(truth[regions["air"]] == -1000.0) and np.all(truth[regions["soft tissue"]] == 40.0)
 
@@ -86,6 +89,7 @@ def test_region_errors_put_an_edge_error_at_the_edges() -> None:
 
 # --- noise ---------------------------------------------------------------------------------
 
+
 def test_uniform_mask_selects_organ_interiors_away_from_edges() -> None:
     anatomy = random_anatomy(np.random.default_rng(0))
     phantom = render(anatomy, SIZE, PIXEL_MM, 0.0)
@@ -95,8 +99,9 @@ def test_uniform_mask_selects_organ_interiors_away_from_edges() -> None:
     organs = (np.abs(phantom - heart.hu) < 8) | (np.abs(phantom - liver.hu) < 8)
     cores = ndimage.binary_erosion(organs, iterations=8)
     disc = ndimage.generate_binary_structure(2, 1)
-    near_range = (ndimage.maximum_filter(phantom, footprint=ndimage.iterate_structure(disc, 4))
-                  - ndimage.minimum_filter(phantom, footprint=ndimage.iterate_structure(disc, 4)))
+    near_range = ndimage.maximum_filter(phantom, footprint=ndimage.iterate_structure(disc, 4)) - ndimage.minimum_filter(
+        phantom, footprint=ndimage.iterate_structure(disc, 4)
+    )
     assert mask.sum() > 1000
     assert mask[cores].mean() > 0.75  # most of the liver and heart interiors are in (0.86)
     assert np.all(phantom[mask] > -200) and near_range[mask].max() < 30  # no tissue edge within 4 px
@@ -119,7 +124,7 @@ def test_white_noise_nps_is_flat_and_integrates_to_the_variance() -> None:
     assert nps2d.sum() * (freq[1] - freq[0]) ** 2 == pytest.approx(noise.var(), rel=0.03)
     radial_freq, radial = cm.nps(noise, mask, 32, pixel_mm)
     assert radial_freq[-1] == pytest.approx(1 / (2 * pixel_mm)) and radial[0] == pytest.approx(0, abs=1e-9)
-    assert radial[1:] == pytest.approx(np.full(16, sigma ** 2 * pixel_mm ** 2), rel=0.15)
+    assert radial[1:] == pytest.approx(np.full(16, sigma**2 * pixel_mm**2), rel=0.15)
     # flat over rings 1…16 (ring 0 is the removed mean): mean frequency 8.5 rings of 16
     assert cm.nps_mean_frequency(radial_freq, radial) == pytest.approx(8.5 / 16 * radial_freq[-1], rel=0.05)
 
@@ -142,6 +147,7 @@ def test_nps_needs_an_roi_inside_the_mask() -> None:
 
 
 # --- resolution ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sigma", [1.5, 2.0])
 def test_gaussian_blur_gives_the_gaussian_mtf50_and_edge_rise(sigma: float) -> None:
@@ -178,6 +184,7 @@ def test_edge_band_must_stay_inside_the_insert_and_the_esf_be_oversampled() -> N
 
 
 # --- QA phantom --------------------------------------------------------------------------------
+
 
 def test_qa_slice_is_a_water_cylinder_with_rods_inside_the_scan_circle() -> None:
     hu, rods = qa_slice(SIZE, PIXEL_MM)

@@ -3,13 +3,14 @@
 Each slice's HU encode where a pixel came from (slice, row, column), so a patch tells which
 slice it was cropped from and where, and its values check the normalisation exactly.
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ctdenoise.contract import features
-from ctdenoise.dicomio.reader import SliceRecord
 from ctdenoise.contract.hu import denormalize_hu
+from ctdenoise.dicomio.reader import SliceRecord
 from ctdenoise.trainer_module import data
 
 SIZE, PATCH, BATCH, SLICES = 16, 8, 4, 6
@@ -56,7 +57,7 @@ def _draws(tfrecord: str, dose: str, seed: int, batches: int) -> list[tuple[int,
             top = int(round(hu[0, 0]))
             i, offset = divmod(top, SLICE_STRIDE)
             row, col = divmod(offset, SIZE)
-            expected = _slice(i)[row:row + PATCH, col:col + PATCH]
+            expected = _slice(i)[row : row + PATCH, col : col + PATCH]
             np.testing.assert_allclose(hu, expected, atol=0.01)
             np.testing.assert_allclose(patch, (expected + 1000.0) / 3000.0 * 2.0 - 1.0, atol=1e-6)
             drawn.append((i, row, col))
@@ -73,7 +74,7 @@ def test_patches_are_normalised_crops_and_each_dose_has_only_its_own_slices(tfre
 
 def test_ldct_and_ndct_streams_are_unpaired_and_reproducible(tfrecord):
     ldct, ndct = _draws(tfrecord, "ldct", seed=1, batches=6), _draws(tfrecord, "ndct", seed=2, batches=6)
-    same_slice = sum(a[0] == b[0] for a, b in zip(ldct, ndct))
+    same_slice = sum(a[0] == b[0] for a, b in zip(ldct, ndct, strict=True))
     assert same_slice < len(ldct) / 2, "LDCT and NDCT patches must be drawn independently"
     assert _draws(tfrecord, "ldct", seed=1, batches=6) == ldct, "the same seed draws the same patches"
 
@@ -105,8 +106,11 @@ def body_tfrecord(tmp_path_factory) -> str:
             ldct = np.full((BODY_SIZE, BODY_SIZE), -1000.0)
             ldct[4:24, 4:24] = 40.0 + 16 * i + np.arange(20)[None, :]
             ndct = ldct + SLICE_OFFSET_HU
-            writer.write(features.build_example("P1", f"z{i}", {"ldct": _record(ldct), "ndct": _record(ndct)})
-                         .SerializeToString())
+            writer.write(
+                features.build_example(
+                    "P1", f"z{i}", {"ldct": _record(ldct), "ndct": _record(ndct)}
+                ).SerializeToString()
+            )
     return path
 
 
@@ -122,7 +126,9 @@ def test_foreground_patches_are_drawn_where_the_body_is_and_the_rest_anywhere(bo
     everywhere = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3)))
     always = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=1.0)))
     half = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=0.5)))
-    assert np.mean(_foreground_share(everywhere.numpy()) >= data.FOREGROUND_PATCH) < 0.1  # the square is 5 % of the positions
+    assert (
+        np.mean(_foreground_share(everywhere.numpy()) >= data.FOREGROUND_PATCH) < 0.1
+    )  # the square is 5 % of the positions
     assert np.all(_foreground_share(always.numpy()) >= data.FOREGROUND_PATCH)
     assert 0.35 < np.mean(_foreground_share(half.numpy()) >= data.FOREGROUND_PATCH) < 0.65
     again = next(iter(data.patch_batches([body_tfrecord], "ldct", patch, 256, seed=3, foreground_patches=0.5)))
@@ -150,8 +156,9 @@ def test_the_foreground_line_decides_whether_the_lungs_are_patient(tmp_path):
 
 
 def test_a_slice_without_a_foreground_patch_gives_its_most_foreground_one(body_tfrecord):
-    share = data.foreground_share(tf.constant(np.where(np.arange(48)[None, :] < 8, 0.0, -1.0) * np.ones((48, 1)), tf.float32),
-                            16).numpy()
+    share = data.foreground_share(
+        tf.constant(np.where(np.arange(48)[None, :] < 8, 0.0, -1.0) * np.ones((48, 1)), tf.float32), 16
+    ).numpy()
     assert share.shape == (33, 33) and share.max() == pytest.approx(0.5) and share[0, 0] == pytest.approx(0.5)
     big = next(iter(data.patch_batches([body_tfrecord], "ldct", 32, 16, seed=1, foreground_patches=1.0)))
     assert np.all(_foreground_share(big.numpy()) == pytest.approx(400 / 1024))  # the whole 20 × 20 square, never less
@@ -178,7 +185,7 @@ def test_augmentation_turns_each_crop_by_a_symmetry_of_the_square(tfrecord):
     again = next(iter(data.patch_batches([tfrecord], "ldct", PATCH, 256, seed=5, augment=True))).numpy()
     np.testing.assert_array_equal(turned, again)
     used = set()
-    for before, after in zip(plain, turned):
+    for before, after in zip(plain, turned, strict=True):
         matches = [k for k, image in enumerate(_symmetries(before)) if np.array_equal(image, after)]
         assert matches, "an augmented patch is not a turned copy of its crop"
         used.add(matches[0])
@@ -186,8 +193,9 @@ def test_augmentation_turns_each_crop_by_a_symmetry_of_the_square(tfrecord):
 
 
 def test_augmented_pairs_stay_co_located(body_tfrecord):
-    ldct, ndct = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0,
-                                                     augment=True)))
+    ldct, ndct = next(
+        iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0, augment=True))
+    )
     ldct_hu, ndct_hu = denormalize_hu(ldct.numpy()), denormalize_hu(ndct.numpy())
     np.testing.assert_allclose((ndct_hu - ldct_hu)[ldct_hu > -500], SLICE_OFFSET_HU, atol=0.01)
     plain, _ = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
@@ -203,7 +211,7 @@ def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
     on = next(iter(training_batches([body_tfrecord], HParams(**settings))))[0].numpy()
     off = next(iter(training_batches([body_tfrecord], HParams(**settings, augment=False))))[0].numpy()
     assert not np.array_equal(on, off)
-    for before, after in zip(off, on):
+    for before, after in zip(off, on, strict=True):
         assert any(np.array_equal(image, after) for image in _symmetries(before))
     ldct, _ = data.paired_eval_slices([body_tfrecord], 10)
     tissue = denormalize_hu(ldct[..., 0]) > -500

@@ -1,4 +1,5 @@
 """`ctdenoise denoise` on real files: a simulated series, real SavedModels, pydicom read-back."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,19 +12,30 @@ import tf_keras as keras
 from PIL import Image
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from ctdenoise.dicomio.reader import read_ct_slices
 from ctdenoise.app.denoise import DenoiseError, denoise_series, resolve_model
-from ctdenoise.simulator.dataset import simulate_dataset
-from tests import dicom_factory
 from ctdenoise.contract.hu import HU_MAX, HU_MIN
 from ctdenoise.contract.names import MODEL_METADATA_FILE, PRODUCT, RESEARCH_LABEL, product_version
+from ctdenoise.dicomio.reader import read_ct_slices
+from ctdenoise.simulator.dataset import simulate_dataset
+from tests import dicom_factory
 from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors, iod_errors
 from tests.saved_models import export_layer
 
 SHIFT = 0.1
 """Added by the shift model in normalised units: 0.1 · 3000 / 2 = 150 HU."""
-KEPT = ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID", "ImagePositionPatient",
-        "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns", "KVP")
+KEPT = (
+    "PatientID",
+    "PatientName",
+    "StudyInstanceUID",
+    "FrameOfReferenceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "Rows",
+    "Columns",
+    "KVP",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +58,9 @@ def series_dir(tmp_path_factory) -> Path:
 def identity_run(models, series_dir, tmp_path_factory):
     lines: list[str] = []
     out = tmp_path_factory.mktemp("runs") / "out"
-    report = denoise_series(models["identity"], series_dir, out, png=True, batch_size=2,
-                            model_version="v7", progress=lines.append)
+    report = denoise_series(
+        models["identity"], series_dir, out, png=True, batch_size=2, model_version="v7", progress=lines.append
+    )
     return report, lines
 
 
@@ -72,7 +85,7 @@ def test_output_is_a_new_derived_series_that_keeps_patient_study_and_geometry(id
     assert report.series_uid != sources[0].SeriesInstanceUID
     sop_uids = [ds.SOPInstanceUID for ds in outputs]
     assert len(set(sop_uids)) == 3 and not set(sop_uids) & {ds.SOPInstanceUID for ds in sources}
-    for ds, src in zip(outputs, sources):
+    for ds, src in zip(outputs, sources, strict=True):
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
         assert ds.Modality == "CT" and ds.SOPClassUID == CTImageStorage
@@ -125,13 +138,14 @@ def test_dciodvfy_finds_a_missing_required_element(identity_run, tmp_path):
     assert any("ImageType" in error for error in iod_errors(tmp_path / "broken.dcm"))
 
 
-def test_same_series_and_model_give_the_same_uids_another_model_other_ones(identity_run, models, series_dir,
-                                                                           tmp_path):
+def test_same_series_and_model_give_the_same_uids_another_model_other_ones(identity_run, models, series_dir, tmp_path):
     """What lets a store into a PACS that stopped half-way be completed by running it again."""
     report, _ = identity_run
     again = denoise_series(models["identity"], series_dir, tmp_path / "again", model_version="v7", progress=None)
     other = denoise_series(models["shift"], series_dir, tmp_path / "other", model_version="v7", progress=None)
-    uids = [[pydicom.dcmread(p).SOPInstanceUID for p in sorted(r.out_dir.glob("*.dcm"))] for r in (report, again, other)]
+    uids = [
+        [pydicom.dcmread(p).SOPInstanceUID for p in sorted(r.out_dir.glob("*.dcm"))] for r in (report, again, other)
+    ]
     assert again.series_uid == report.series_uid and uids[1] == uids[0]
     assert other.series_uid != report.series_uid and not set(uids[2]) & set(uids[0])
 
@@ -175,15 +189,16 @@ def test_compressed_input_is_decoded_and_written_uncompressed(models, series_dir
 
 def test_enhanced_multiframe_input_gives_one_ct_image_per_frame(models, tmp_path):
     frames = [dicom_factory.body_hu(32, seed=1), dicom_factory.body_hu(32, seed=2)]
-    source = dicom_factory.write_enhanced_ct(tmp_path / "P9" / "CT" / "enh.dcm", frames, zs=[0.0, 3.0],
-                                             slopes=[1.0, 2.0], intercepts=[-1024.0, 0.0])
+    source = dicom_factory.write_enhanced_ct(
+        tmp_path / "P9" / "CT" / "enh.dcm", frames, zs=[0.0, 3.0], slopes=[1.0, 2.0], intercepts=[-1024.0, 0.0]
+    )
     report = denoise_series(models["identity"], source.parent, tmp_path / "out", progress=None)
     outputs = [pydicom.dcmread(p) for p in sorted(report.out_dir.glob("*.dcm"))]
     assert [float(ds.ImagePositionPatient[2]) for ds in outputs] == [0.0, 3.0]
     assert [ds.SourceImageSequence[0].ReferencedFrameNumber for ds in outputs] == [1, 2]
     for path in sorted(report.out_dir.glob("*.dcm")):
         assert_no_new_iod_errors(source, path)
-    for ds, record in zip(outputs, read_ct_slices(source, "enh.dcm")):
+    for ds, record in zip(outputs, read_ct_slices(source, "enh.dcm"), strict=True):
         assert ds.SOPClassUID == CTImageStorage and "NumberOfFrames" not in ds
         assert "PerFrameFunctionalGroupsSequence" not in ds and [float(v) for v in ds.PixelSpacing] == [0.8, 0.8]
         np.testing.assert_array_equal(ds.pixel_array, np.clip(record.hu, HU_MIN, HU_MAX))
@@ -196,11 +211,14 @@ def test_slices_of_different_sizes_are_batched_separately(models, tmp_path):
     assert [pydicom.dcmread(p).Rows for p in sorted(report.out_dir.glob("*.dcm"))] == [32, 48, 32]
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (dicom_factory.make_non_ct, r"LDCT/0002\.dcm: not CT \(modality MR\)"),
-    (dicom_factory.truncate, r"LDCT/0002\.dcm: truncated or unreadable pixel data"),
-    (lambda path: path.write_bytes(b"not dicom"), r"LDCT/0002\.dcm: not a DICOM file"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (dicom_factory.make_non_ct, r"LDCT/0002\.dcm: not CT \(modality MR\)"),
+        (dicom_factory.truncate, r"LDCT/0002\.dcm: truncated or unreadable pixel data"),
+        (lambda path: path.write_bytes(b"not dicom"), r"LDCT/0002\.dcm: not a DICOM file"),
+    ],
+)
 def test_bad_file_refused_before_anything_is_written(models, series_dir, tmp_path, damage, reason):
     series = tmp_path / "LDCT"
     shutil.copytree(series_dir, series)

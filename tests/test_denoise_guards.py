@@ -1,20 +1,27 @@
 """`ctdenoise denoise` refuses what would publish a wrong series or leave one half-written:
 models with the product's signature names that return nonsense (real SavedModels built
 here), output names the filesystem cannot stage, and SIGTERM mid-write (a real process)."""
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import tensorflow as tf
 
 from ctdenoise.app.denoise import DenoiseError, denoise_series
-from ctdenoise.contract.names import INPUT_KEY, MODEL_NAME_VARIABLE, OUTPUT_KEY, RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE
+from ctdenoise.contract.names import (
+    INPUT_KEY,
+    MODEL_NAME_VARIABLE,
+    OUTPUT_KEY,
+    RECEPTIVE_RADIUS_VARIABLE,
+    SERVING_SIGNATURE,
+)
 from ctdenoise.storage.publish import staged, staging_name
 from tests import dicom_factory
 from tests.limits import HANG_S
@@ -40,12 +47,16 @@ def _held_identity(written: str, release: str) -> Callable[[tf.Tensor], tf.Tenso
     """The input, but once a file matching `written` exists each call waits until one matching
     `release` does: the series stops mid-write until the test lets it go, however fast the
     machine (a wait on files, spun in TensorFlow ops, since a SavedModel holds no Python)."""
+
     def held(hu: tf.Tensor) -> tf.Tensor:
         def waiting(i):
-            return tf.logical_and(tf.size(tf.io.matching_files(written)) > 0,
-                                  tf.size(tf.io.matching_files(release)) == 0)
+            return tf.logical_and(
+                tf.size(tf.io.matching_files(written)) > 0, tf.size(tf.io.matching_files(release)) == 0
+            )
+
         spins = tf.while_loop(waiting, lambda i: i + 1, [0 * tf.cast(tf.reduce_mean(hu), tf.int32)])
         return hu + 0.0 * tf.cast(spins, hu.dtype)
+
     return held
 
 
@@ -66,13 +77,19 @@ def _series(root: Path, slices: int, size: int = 64) -> Path:
     return root / "P1" / "LDCT"
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("nan", r"the model returned 8192 NaN or infinite values in 8192"),
-    ("half", r"the model returned shape 2 × 32 × 32 × 1 for input 2 × 64 × 64 × 1"),
-    ("bright", r"the model returned HU from 5000 to 5000, outside the CT scale -1024\.\.3071"),
-    ("undescribed", r"the model does not say which model it is or how far it reads \(no model_name or "
-                    r"receptive_radius\); export it again with `ctdenoise run`$"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("nan", r"the model returned 8192 NaN or infinite values in 8192"),
+        ("half", r"the model returned shape 2 × 32 × 32 × 1 for input 2 × 64 × 64 × 1"),
+        ("bright", r"the model returned HU from 5000 to 5000, outside the CT scale -1024\.\.3071"),
+        (
+            "undescribed",
+            r"the model does not say which model it is or how far it reads \(no model_name or "
+            r"receptive_radius\); export it again with `ctdenoise run`$",
+        ),
+    ],
+)
 def test_a_model_returning_nonsense_is_refused_and_nothing_is_published(wrong_models, tmp_path, name, problem):
     series = _series(tmp_path / "in", slices=3)
     with pytest.raises(DenoiseError, match=f"^{wrong_models[name]}: {problem}") as error:
@@ -92,8 +109,10 @@ def test_an_out_name_too_long_to_stage_is_refused_before_the_model_loads(tmp_pat
     extra = len(staging_name("x")) - 1
     limit = os.pathconf(tmp_path, "PC_NAME_MAX")
     out = tmp_path / ("x" * (limit - extra + 1))
-    message = rf"{out}: the folder name x{{12}}\.\.\. needs {limit + 1} bytes with its hidden staging suffix; " \
-              rf"this filesystem allows {limit}: choose a shorter name"
+    message = (
+        rf"{out}: the folder name x{{12}}\.\.\. needs {limit + 1} bytes with its hidden staging suffix; "
+        rf"this filesystem allows {limit}: choose a shorter name"
+    )
     with pytest.raises(DenoiseError, match=message):
         denoise_series(tmp_path / "no-model-here", series, out, progress=None)  # a model error would come later
     with pytest.raises(DenoiseError, match=r"no saved_model\.pb"):  # one byte shorter passes the check
@@ -106,9 +125,12 @@ def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
     model = _save(tmp_path / "slow", _held_identity(str(tmp_path / ".out.partial-*" / "0001.dcm"), str(release)))
     series = _series(tmp_path / "in", slices=4)
     out = tmp_path / "out"
-    process = subprocess.Popen(ctdenoise_cmd("denoise", "--model", str(model), "--input", str(series),
-                                             "--out", str(out), "--batch", "1"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        ctdenoise_cmd("denoise", "--model", str(model), "--input", str(series), "--out", str(out), "--batch", "1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + HANG_S
     while not list(tmp_path.glob(".out.partial-*/0001.dcm")) and process.poll() is None:
         assert time.monotonic() < deadline, "denoise never started writing"

@@ -1,4 +1,5 @@
 """HU conversion equals pydicom's modality LUT on real files of every kind we accept."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,11 +19,19 @@ def pydicom_hu(path) -> np.ndarray:
     return np.maximum(np.rint(apply_modality_lut(ds.pixel_array, ds)), CT_FLOOR_HU)
 
 
-@pytest.mark.parametrize("representation,slope,intercept", [
-    ("uint16", 1.0, -1024.0), ("int16", 1.0, 0.0), ("int16", 0.5, -1000.0), ("uint16", 2.0, -2048.0),
-])
+@pytest.mark.parametrize(
+    "representation,slope,intercept",
+    [
+        ("uint16", 1.0, -1024.0),
+        ("int16", 1.0, 0.0),
+        ("int16", 0.5, -1000.0),
+        ("uint16", 2.0, -2048.0),
+    ],
+)
 def test_hu_matches_pydicom_modality_lut(tmp_path, representation, slope, intercept):
-    path = f.write_slice(tmp_path, "P1", "LDCT", 1, 10.0, representation=representation, slope=slope, intercept=intercept)
+    path = f.write_slice(
+        tmp_path, "P1", "LDCT", 1, 10.0, representation=representation, slope=slope, intercept=intercept
+    )
     [record] = read_ct_slices(path, "P1/LDCT/001.dcm")
     assert record.hu.dtype == np.int16
     np.testing.assert_array_equal(record.hu, pydicom_hu(path))
@@ -33,8 +42,9 @@ def test_hu_matches_pydicom_modality_lut(tmp_path, representation, slope, interc
 def test_padding_value_and_values_below_ct_scale_become_the_floor(tmp_path):
     hu = f.body_hu()
     hu[:4, :4] = -3024  # outside the reconstruction circle, as many scanners write it
-    path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0, hu=hu, representation="int16",
-                         extra={"PixelPaddingValue": -2000})
+    path = f.write_slice(
+        tmp_path, "P1", "LDCT", 1, 0.0, hu=hu, representation="int16", extra={"PixelPaddingValue": -2000}
+    )
     ds = pydicom.dcmread(path)
     raw = ds.pixel_array.copy()
     raw[4:6, 4:6] = -2000
@@ -65,8 +75,13 @@ def test_real_world_jpeg2000_ct_matches_pydicom():
 
 def test_enhanced_multiframe_uses_per_frame_rescale_and_position(tmp_path):
     frames = [f.body_hu(seed=i) for i in range(3)]
-    path = f.write_enhanced_ct(tmp_path / "P1" / "LDCT" / "enh.dcm", frames, zs=[0.0, 3.0, 6.0],
-                               slopes=[1.0, 0.5, 2.0], intercepts=[-1024.0, -1000.0, 0.0])
+    path = f.write_enhanced_ct(
+        tmp_path / "P1" / "LDCT" / "enh.dcm",
+        frames,
+        zs=[0.0, 3.0, 6.0],
+        slopes=[1.0, 0.5, 2.0],
+        intercepts=[-1024.0, -1000.0, 0.0],
+    )
     records = read_ct_slices(path, "P1/LDCT/enh.dcm")
     assert [r.z for r in records] == [0.0, 3.0, 6.0]
     assert [r.frame for r in records] == [0, 1, 2]
@@ -87,12 +102,15 @@ def test_a_storage_failure_is_an_error_not_a_rejection(tmp_path):
         read_ct_slices(unreadable, "x")
 
 
-@pytest.mark.parametrize("damage,reason", [
-    (f.make_non_ct, "not CT (modality MR)"),
-    (f.strip_pixels, "no pixel data"),
-    (f.truncate, "pixel data"),
-    (lambda p: (p.write_bytes(b"hello, not dicom"), p)[1], "not a DICOM file"),
-])
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (f.make_non_ct, "not CT (modality MR)"),
+        (f.strip_pixels, "no pixel data"),
+        (f.truncate, "pixel data"),
+        (lambda p: (p.write_bytes(b"hello, not dicom"), p)[1], "not a DICOM file"),
+    ],
+)
 def test_bad_files_are_rejected_with_a_reason(tmp_path, damage, reason):
     path = damage(f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0))
     with pytest.raises(DicomRejected) as info:

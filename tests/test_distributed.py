@@ -6,6 +6,7 @@ image pools; which worker is the chief; where a non-chief worker resumes from.
 A strategy must be set up before TensorFlow starts in a process, so the training runs in
 subprocesses (tests/distributed_helpers.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -51,8 +52,12 @@ def helper(*args: str) -> list[str]:
 
 
 def env_with(**variables: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "TF_CPP_MIN_LOG_LEVEL": "2", **variables}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **variables,
+    }
 
 
 def tail(path: Path) -> str:
@@ -64,7 +69,7 @@ def run_chief_and_worker(tmp_path: Path, command: Callable[[str], list[str]]) ->
     worker on free loopback ports, TMPDIR is tmp_path/tmp-<task>, output goes to <task>.log.
     Waits for both to exit; when one fails, kills the other (it would wait for it in a
     collective forever). HANG_S bounds a hang."""
-    cluster = {name: [f"127.0.0.1:{port}"] for name, port in zip(("chief", "worker"), free_ports(2))}
+    cluster = {name: [f"127.0.0.1:{port}"] for name, port in zip(("chief", "worker"), free_ports(2), strict=True)}
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name in ("chief", "worker"):
@@ -72,8 +77,13 @@ def run_chief_and_worker(tmp_path: Path, command: Callable[[str], list[str]]) ->
             temp.mkdir()
             tf_config = json.dumps({"cluster": cluster, "task": {"type": name, "index": 0}})
             with open(tmp_path / f"{name}.log", "w") as log:
-                processes[name] = subprocess.Popen(command(name), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                                   env=env_with(TF_CONFIG=tf_config, TMPDIR=str(temp)))
+                processes[name] = subprocess.Popen(
+                    command(name),
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env_with(TF_CONFIG=tf_config, TMPDIR=str(temp)),
+                )
         deadline = time.monotonic() + HANG_S
         while any(p.poll() is None for p in processes.values()):
             failed = [n for n, p in processes.items() if p.poll() not in (None, 0)]
@@ -98,7 +108,10 @@ def test_the_chief_is_the_chief_task_or_else_worker_0(monkeypatch):
 
     with_chief = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]}
     assert [role(with_chief, "chief", 0), role(with_chief, "worker", 0), role(with_chief, "worker", 1)] == [
-        True, False, False]
+        True,
+        False,
+        False,
+    ]
     workers_only = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     assert [role(workers_only, "worker", 0), role(workers_only, "worker", 1)] == [True, False]
     assert this_worker().name == "worker-1"
@@ -149,10 +162,22 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     overrides = ["pool_size=50"]
     hp = resolve("tiny", overrides)
     model_run = tmp_path / "model_run"
-    run_chief_and_worker(tmp_path, lambda name: helper(
-        "worker", str(tmp_path / f"{name}.npz"), "--examples", str(examples), "--model-run-dir", str(model_run),
-        "--serving-model-dir", str(tmp_path / f"serving-{name}"), "--preset", "tiny",
-        *(f"--set={o}" for o in overrides)))
+    run_chief_and_worker(
+        tmp_path,
+        lambda name: helper(
+            "worker",
+            str(tmp_path / f"{name}.npz"),
+            "--examples",
+            str(examples),
+            "--model-run-dir",
+            str(model_run),
+            "--serving-model-dir",
+            str(tmp_path / f"serving-{name}"),
+            "--preset",
+            "tiny",
+            *(f"--set={o}" for o in overrides),
+        ),
+    )
 
     chief, worker = (np.load(tmp_path / f"{name}.npz") for name in ("chief", "worker"))
     assert int(chief["step"]) == int(worker["step"]) == hp.total_steps
@@ -172,8 +197,12 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     temporary = json.loads((tmp_path / "worker.npz.temporary.json").read_text())  # as the last step ended
     worker_checkpoints = [p for p in temporary if p.endswith(".index") and "/checkpoints/ckpt-" in p]
     assert worker_checkpoints, f"the worker wrote no checkpoints of its own; its TMPDIR held {temporary}"
-    left = [p.name for temp in ("tmp-worker", "tmp-chief") for p in (tmp_path / temp).iterdir()
-            if p.name.startswith("ctdenoise-")]
+    left = [
+        p.name
+        for temp in ("tmp-worker", "tmp-chief")
+        for p in (tmp_path / temp).iterdir()
+        if p.name.startswith("ctdenoise-")
+    ]
     assert left == []
 
     # The chief's multi-worker checkpoint restores completely on one device.
@@ -193,13 +222,15 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
 def test_workers_that_would_start_at_different_steps_all_stop_with_one_line(tmp_path):
     """Under MultiWorkerMirroredStrategy a worker that resumed elsewhere would hang the others
     in a collective; fit's start check makes every worker stop instead, with the same verdict."""
-    run_chief_and_worker(tmp_path, lambda name: helper(
-        "start", str(tmp_path / f"{name}.json"), "30" if name == "chief" else "20"))
+    run_chief_and_worker(
+        tmp_path, lambda name: helper("start", str(tmp_path / f"{name}.json"), "30" if name == "chief" else "20")
+    )
     chief, worker = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("chief", "worker"))
     assert chief["multi_worker"] and worker["multi_worker"]
     assert chief["said"][0] == worker["said"][0] == ""  # both at step 0: go
-    assert chief["said"][1] == ("workers resumed at different steps (this one at 30, mean 25): "
-                                "their checkpoint folders differ")
+    assert chief["said"][1] == (
+        "workers resumed at different steps (this one at 30, mean 25): their checkpoint folders differ"
+    )
     assert worker["said"][1].startswith("workers resumed at different steps (this one at 20, mean 25)")
 
 
@@ -209,8 +240,14 @@ def test_mirrored_strategy_over_two_cpus_trains_with_a_pool_per_replica(examples
     their own image pool, from different patches; a checkpoint restores every replica's pool
     from the first replica's (docs/design.md, "Image pool"); a batch of 3 is refused."""
     out = tmp_path / "report.json"
-    result = subprocess.run(helper("mirrored", str(out), str(examples), str(tmp_path / "work")),
-                            cwd=REPO, env=env_with(), capture_output=True, text=True, timeout=HANG_S)  # bounds a hang
+    result = subprocess.run(
+        helper("mirrored", str(out), str(examples), str(tmp_path / "work")),
+        cwd=REPO,
+        env=env_with(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )  # bounds a hang
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     steps = 6

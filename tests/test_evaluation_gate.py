@@ -5,6 +5,7 @@ by hand so their quality is known: a slight Gaussian blur (removes some LDCT noi
 than LDCT) and a generator that adds noise (worse). The pipeline pieces are the product's
 own `build_evaluator` and `build_pusher`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,17 +17,17 @@ import tf_keras as keras
 from scipy.ndimage import gaussian_filter
 from tfx import v1 as tfx
 
-from ctdenoise.contract import features
+from ctdenoise.app.metadata import open_store, run_ids
+from ctdenoise.app.summary import build_summary
 from ctdenoise.components.evaluation import metric_table
+from ctdenoise.contract import features
 from ctdenoise.contract.hu import denormalize_hu, normalize_hu
 from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import StoreAddress
-from ctdenoise.app.metadata import open_store, run_ids
 from ctdenoise.pipeline.pipeline import build_evaluator, build_pusher
+from ctdenoise.pipeline.store import StoreAddress
 from ctdenoise.simulator.dataset import simulate_dataset
-from ctdenoise.app.summary import build_summary
-from tests.pipeline_helpers import ingest, read_examples
 from ctdenoise.trainer_module.export import Description, export_generator
+from tests.pipeline_helpers import ingest, read_examples
 
 BLUR_SIGMA = 0.5
 """Pixels; on the simulated LDCT this gains about 1 dB PSNR and 0.01 SSIM."""
@@ -63,8 +64,12 @@ class _AddNoise(keras.layers.Layer):
 def _export(folder: Path, layer: keras.layers.Layer) -> str:
     """A Model artifact folder (SavedModel under Format-Serving, as the Trainer writes it)."""
     image = keras.Input([None, None, 1])
-    export_generator(keras.Model(image, layer(image)), Description(folder.name, 0), str(folder / "Format-Serving"),
-                     {"test": folder.name})
+    export_generator(
+        keras.Model(image, layer(image)),
+        Description(folder.name, 0),
+        str(folder / "Format-Serving"),
+        {"test": folder.name},
+    )
     return str(folder)
 
 
@@ -92,19 +97,24 @@ def gate_runs(examples_uri, tmp_path_factory):
 
 def _run_gate(examples_uri: str, model_uri: str, root: Path) -> None:
     examples = tfx.dsl.Importer(
-        source_uri=examples_uri, artifact_type=tfx.types.standard_artifacts.Examples,
+        source_uri=examples_uri,
+        artifact_type=tfx.types.standard_artifacts.Examples,
         properties={"split_names": '["train", "eval"]'},
     ).with_id("ImportExamples")
     model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model).with_id(
-        "ImportModel")
+        "ImportModel"
+    )
     evaluation = build_evaluator(examples.outputs["result"], model.outputs["result"])
-    pusher = build_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"],
-                            str(configs.serving_dir(root)))
-    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"),
-        components=[examples, model, *evaluation, pusher],
-        metadata_connection_config=StoreAddress().connection_config(root), enable_cache=False,
-    ))
+    pusher = build_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"], str(configs.serving_dir(root)))
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name=configs.PIPELINE_NAME,
+            pipeline_root=str(root / "pipeline"),
+            components=[examples, model, *evaluation, pusher],
+            metadata_connection_config=StoreAddress().connection_config(root),
+            enable_cache=False,
+        )
+    )
 
 
 def test_a_better_than_ldct_candidate_is_blessed_and_pushed(gate_runs):
@@ -140,15 +150,18 @@ def test_the_evaluator_and_the_metric_table_agree_on_the_eval_slices(examples_ur
     for example in read_examples(Path(examples_uri), "eval"):
         feats = example.features.feature
         height, width = feats[features.HEIGHT].int64_list.value[0], feats[features.WIDTH].int64_list.value[0]
-        low, normal = (features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width)
-                       for d in features.DOSES)
+        low, normal = (
+            features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width) for d in features.DOSES
+        )
         blurred = _blur(normalize_hu(low)[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
         ldct.append(low), ndct.append(normal), denoised.append(denormalize_hu(blurred))
     overall = summaries["good"]["evaluation"]["overall"]
     for entry in metric_table.METRICS:
         for role, images in (("ldct", ldct), ("candidate", denoised)):
-            assert overall[role][entry.name] == pytest.approx(metric_table.score(entry, images, ndct), rel=1e-4), \
-                (role, entry.name)
+            assert overall[role][entry.name] == pytest.approx(metric_table.score(entry, images, ndct), rel=1e-4), (
+                role,
+                entry.name,
+            )
     for name, value in metric_table.gate(np.stack(denoised), np.stack(ldct), np.stack(ndct)).items():
         expected = overall["candidate"][name] if name != "blessed" else summaries["good"]["evaluation"]["blessed"]
         assert value == pytest.approx(expected, rel=1e-3, abs=1e-5), name

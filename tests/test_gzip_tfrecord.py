@@ -1,5 +1,6 @@
 """The ingestion's TFRecord sink: ordinary gzip that tf.data and the standard library read, with
 checksums tf.data verifies (a wrong CRC is a DataLossError)."""
+
 import gzip
 import os
 

@@ -1,7 +1,9 @@
 """DICOM input as a hostile-input probe writes it: garbage rescale, headers that declare huge
 images, non-axial and tilted planes, one patient's files under a second patient folder, and
-files that vanish while they are read (docs/design.md, "HU conversion and the model window", design, "Ingestion mechanics"). Every file is real, written
+files that vanish while they are read (docs/design.md, "HU conversion and the model window", design, "Ingestion
+mechanics"). Every file is real, written
 with pydicom."""
+
 from __future__ import annotations
 
 import math
@@ -42,21 +44,35 @@ def rejection(path: Path, options: ReadOptions = ReadOptions()) -> str:
 
 # --- 1. garbage rescale ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("representation, intercept, edits, reason", [
-    ("int16", 0.0, {"RescaleIntercept": -1e6, "RescaleSlope": 1e-9}, "beyond the int16 range"),
-    ("uint16", -32768.0, {"PixelRepresentation": 1}, "PixelRepresentation"),  # unsigned data read as signed
-    ("int16", 0.0, {"RescaleSlope": -1}, "RescaleSlope is negative"),  # air would read +1000 HU
-    ("int16", 0.0, {"RescaleIntercept": -10000}, "blank slice: no pixel above -1024 HU"),
-    ("int16", 0.0, {"RescaleSlope": 1e-9}, "blank slice: every stored value reads"),
-], ids=["intercept-1e6", "signed-unsigned", "slope-1", "all-below-floor", "slope-erases"])
+
+@pytest.mark.parametrize(
+    "representation, intercept, edits, reason",
+    [
+        ("int16", 0.0, {"RescaleIntercept": -1e6, "RescaleSlope": 1e-9}, "beyond the int16 range"),
+        ("uint16", -32768.0, {"PixelRepresentation": 1}, "PixelRepresentation"),  # unsigned data read as signed
+        ("int16", 0.0, {"RescaleSlope": -1}, "RescaleSlope is negative"),  # air would read +1000 HU
+        ("int16", 0.0, {"RescaleIntercept": -10000}, "blank slice: no pixel above -1024 HU"),
+        ("int16", 0.0, {"RescaleSlope": 1e-9}, "blank slice: every stored value reads"),
+    ],
+    ids=["intercept-1e6", "signed-unsigned", "slope-1", "all-below-floor", "slope-erases"],
+)
 def test_rescale_that_gives_no_plausible_ct_is_rejected(tmp_path, representation, intercept, edits, reason):
-    path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0, representation=representation, intercept=intercept,
-                         extra={"PhotometricInterpretation": "MONOCHROME1"})
+    path = f.write_slice(
+        tmp_path,
+        "P1",
+        "LDCT",
+        1,
+        0.0,
+        representation=representation,
+        intercept=intercept,
+        extra={"PhotometricInterpretation": "MONOCHROME1"},
+    )
     assert read_ct_slices(path, "x")[0].hu.max() > 800  # the file as written is ordinary CT (bone at 900 HU)
     assert reason in rejection(f.edit(path, **edits))
 
 
 # --- 2. memory bombs ------------------------------------------------------------------------------
+
 
 def _read_in_bounded_process(path: Path) -> tuple[str, int]:
     """read_ct_slices in a child whose address space is MEMORY_BOUND_BYTES: its outcome line and
@@ -74,15 +90,24 @@ def _read_in_bounded_process(path: Path) -> tuple[str, int]:
             print("rejected:", exc.reason)
         print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
     """)
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=HANG_S,
-                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     outcome, peak_kib = result.stdout.strip().splitlines()[-2:]
     return outcome, int(peak_kib) * 1024
 
 
-@pytest.mark.parametrize("compressed, side, frames", [(True, 65535, 1), (False, 30000, 1), (True, 4096, 2000)],
-                         ids=["rle-65535", "native-30000", "rle-multiframe-4096x2000"])
+@pytest.mark.parametrize(
+    "compressed, side, frames",
+    [(True, 65535, 1), (False, 30000, 1), (True, 4096, 2000)],
+    ids=["rle-65535", "native-30000", "rle-multiframe-4096x2000"],
+)
 def test_a_header_declaring_a_huge_image_is_refused_before_any_pixel_buffer(tmp_path, compressed, side, frames):
     path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0)
     if compressed:
@@ -96,10 +121,13 @@ def test_a_header_declaring_a_huge_image_is_refused_before_any_pixel_buffer(tmp_
     assert peak < PEAK_BYTES  # the cap only makes a large allocation fail; the peak shows none was tried
 
 
-@pytest.mark.parametrize("rows, reason", [
-    (64, "truncated or unreadable pixel data (2048 bytes, the header declares 4096)"),
-    (16, "pixel data longer than declared (2048 bytes, the header declares 1024)"),
-])
+@pytest.mark.parametrize(
+    "rows, reason",
+    [
+        (64, "truncated or unreadable pixel data (2048 bytes, the header declares 4096)"),
+        (16, "pixel data longer than declared (2048 bytes, the header declares 1024)"),
+    ],
+)
 def test_native_pixel_data_must_have_the_declared_length(tmp_path, rows, reason):
     path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0)  # 32 × 32 int16: 2048 bytes
     assert rejection(f.edit(path, Rows=rows)) == reason
@@ -122,14 +150,24 @@ TILT = math.radians(20)
 TILTED = "gantry-tilted slice (20.0° from axial): tilted series are read only when allowed"
 
 
-@pytest.mark.parametrize("extra, reason", [
-    ({"ImageOrientationPatient": [0, 1, 0, 0, 0, -1]},
-     "not an axial slice: its plane is 90.0° from axial (ImageOrientationPatient)"),
-    ({"ImageOrientationPatient": [1, 0, 0, 0, math.cos(TILT), -math.sin(TILT)], "GantryDetectorTilt": 20}, TILTED),
-    ({"GantryDetectorTilt": -20}, TILTED),  # an axial plane, the tilt only recorded
-    ({"ImageOrientationPatient": [math.cos(TILT), 0, math.sin(TILT), 0, 1, 0]},  # turned about y: no gantry tilts so
-     "not an axial slice: its plane is 20.0° from axial (ImageOrientationPatient)"),
-], ids=["sagittal", "tilted-20", "tilt-recorded", "oblique-about-y"])
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        (
+            {"ImageOrientationPatient": [0, 1, 0, 0, 0, -1]},
+            "not an axial slice: its plane is 90.0° from axial (ImageOrientationPatient)",
+        ),
+        ({"ImageOrientationPatient": [1, 0, 0, 0, math.cos(TILT), -math.sin(TILT)], "GantryDetectorTilt": 20}, TILTED),
+        ({"GantryDetectorTilt": -20}, TILTED),  # an axial plane, the tilt only recorded
+        (
+            {
+                "ImageOrientationPatient": [math.cos(TILT), 0, math.sin(TILT), 0, 1, 0]
+            },  # turned about y: no gantry tilts so
+            "not an axial slice: its plane is 20.0° from axial (ImageOrientationPatient)",
+        ),
+    ],
+    ids=["sagittal", "tilted-20", "tilt-recorded", "oblique-about-y"],
+)
 def test_only_axial_slices_are_read_and_tilted_ones_only_when_allowed(tmp_path, extra, reason):
     path = f.write_slice(tmp_path, "P1", "NDCT", 1, 0.0, extra=extra)
     assert rejection(path) == reason
@@ -142,8 +180,9 @@ def test_only_axial_slices_are_read_and_tilted_ones_only_when_allowed(tmp_path, 
 
 def test_the_axial_tolerance_is_a_parameter_of_the_reader_and_of_ingestion(tmp_path):
     lean = math.radians(0.5)
-    path = f.write_slice(tmp_path, "P1", "LDCT", 1, 0.0,
-                         extra={"ImageOrientationPatient": [1, 0, 0, 0, math.cos(lean), math.sin(lean)]})
+    path = f.write_slice(
+        tmp_path, "P1", "LDCT", 1, 0.0, extra={"ImageOrientationPatient": [1, 0, 0, 0, math.cos(lean), math.sin(lean)]}
+    )
     assert len(read_ct_slices(path, "x")) == 1  # within the default 1°
     strict = ReadOptions(axial_tolerance_deg=0.1)
     assert rejection(path, strict).startswith("gantry-tilted slice (0.5° from axial)")
@@ -155,6 +194,7 @@ def test_the_axial_tolerance_is_a_parameter_of_the_reader_and_of_ingestion(tmp_p
 
 
 # --- 4. one patient's files under two patient folders ----------------------------------------------
+
 
 def _patient(root: Path, patient: str, zs: list[float]) -> list[Path]:
     return [f.write_slice(root, patient, dose, i, z) for dose in ("LDCT", "NDCT") for i, z in enumerate(zs)]
@@ -176,16 +216,19 @@ def test_links_copies_and_reused_instance_uids_across_patients_are_found(tmp_pat
     copy = tmp_path / "P3" / "LDCT" / "copy.dcm"
     copy.parent.mkdir(parents=True)
     shutil.copyfile(originals[1], copy)
-    reused = f.write_slice(tmp_path, "P2", "LDCT", 7, 0.0, hu=f.body_hu(seed=9),
-                           sop_uid=pydicom.dcmread(originals[0]).SOPInstanceUID)
+    reused = f.write_slice(
+        tmp_path, "P2", "LDCT", 7, 0.0, hu=f.body_hu(seed=9), sop_uid=pydicom.dcmread(originals[0]).SOPInstanceUID
+    )
     own = f.write_slice(tmp_path, "P2", "NDCT", 7, 0.0)
     rel = {path: path.relative_to(tmp_path).as_posix() for path in [*originals, *links, copy, reused, own]}
     identities = []
     for path, name in rel.items():
         [record] = read_ct_slices(path, name)
         identities.append(FileIdentity(name, name.split("/")[0], record.file_id, record.instance))
-    expected = {rel[link]: f"duplicate across patients: the same file as {rel[original]}"
-                for link, original in zip(links, originals)}
+    expected = {
+        rel[link]: f"duplicate across patients: the same file as {rel[original]}"
+        for link, original in zip(links, originals, strict=True)
+    }
     expected[rel[copy]] = f"duplicate across patients: the same SOPInstanceUID as {rel[originals[1]]}"
     expected[rel[reused]] = f"duplicate across patients: the same SOPInstanceUID as {rel[originals[0]]}"
     assert cross_patient_duplicates(reversed(identities)) == expected
@@ -199,18 +242,25 @@ def test_a_hard_linked_copy_of_a_patient_folder_is_rejected_at_ingestion(tmp_pat
     report = ingest(root, tmp_path / "out")
     assert report["accepted"] == 10 and report["pairs"] == 5
     first = [link.replace("P1-again/", "P1/", 1) for link in links]
-    assert report["rejected"] == [{"path": link, "reason": f"duplicate across patients: the same file as {original}"}
-                                  for link, original in zip(links, first)]
+    assert report["rejected"] == [
+        {"path": link, "reason": f"duplicate across patients: the same file as {original}"}
+        for link, original in zip(links, first, strict=True)
+    ]
 
 
 # --- 6. files that vanish while the root is read ---------------------------------------------------
+
 
 def test_a_file_that_vanished_after_listing_fails_the_run_in_one_line(tmp_path):
     paths = _patient(tmp_path, "P1", [0.0])
     found = scan(str(tmp_path), Layout()).found
     paths[0].unlink()
-    events = [out.value for file in found for out in ReadSlices(str(tmp_path)).process(file)
-              if getattr(out, "tag", None) == "events"]
+    events = [
+        out.value
+        for file in found
+        for out in ReadSlices(str(tmp_path)).process(file)
+        if getattr(out, "tag", None) == "events"
+    ]
     vanished = {"path": "P1/LDCT/000.dcm", "reason": "vanished during ingestion (listed, then not found)"}
     assert events == [("unreadable", vanished)]
     report_fn = ReportFn()

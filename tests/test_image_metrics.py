@@ -1,4 +1,5 @@
 """ctdenoise.components.evaluation.image_metrics agrees with skimage.metrics and behaves on edge cases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,11 @@ from ctdenoise.contract.hu import BODY_HU, normalize_hu  # noqa: E402
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    return float(skimage_metrics.structural_similarity(
-        a, b, data_range=2.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    return float(
+        skimage_metrics.structural_similarity(
+            a, b, data_range=2.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
 
 
 def _phantom(size: int = 96) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Image history pool: fills first, then swaps half of the time; state is checkpointed."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from ctdenoise.trainer_module.image_pool import ImagePool  # noqa: E402
+from ctdenoise.trainer_module.image_pool import ImagePool
 
 SHAPE = [2, 2, 1]
 

@@ -1,4 +1,5 @@
 """DicomExampleGen's Beam pipeline on real files: pairing, splits, rejections, HU fidelity."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from ctdenoise.contract import features
 from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
 from ctdenoise.components.dicom_example_gen.pairing import pair_patient
+from ctdenoise.contract import features
 from ctdenoise.dicomio.reader import read_ct_slices
 from ctdenoise.storage.files import list_tree
 from tests import dicom_factory as f
@@ -32,7 +33,8 @@ def test_hu_stats_percentiles_equal_numpy(low, high, shape):
     expected = np.percentile(hu.astype(np.float64), [1, 50, 99])
     assert [summary["p01"], summary["p50"], summary["p99"]] == pytest.approx(expected)
     assert (summary["mean"], summary["std"], summary["min"], summary["max"]) == pytest.approx(
-        (hu.mean(), hu.std(), hu.min(), hu.max()))
+        (hu.mean(), hu.std(), hu.min(), hu.max())
+    )
 
 
 def test_pairing_by_z_within_tolerance(tmp_path):
@@ -60,7 +62,9 @@ def test_a_slice_is_found_at_a_position_within_tolerance_and_one_without_a_posit
 def test_duplicate_positions_keep_the_first_file_and_reject_the_rest(tmp_path):
     slices = records(tmp_path, "LDCT", [0.0, 0.004, 3.0])
     outcome = pair_patient("P1", slices)
-    assert outcome.rejected == [{"path": "P1/LDCT/001.dcm", "reason": "duplicate slice position z=0.00 mm (kept P1/LDCT/000.dcm)"}]
+    assert outcome.rejected == [
+        {"path": "P1/LDCT/001.dcm", "reason": "duplicate slice position z=0.00 mm (kept P1/LDCT/000.dcm)"}
+    ]
     assert len(outcome.examples) == 2
 
 
@@ -98,18 +102,24 @@ def make_assorted_root(root: Path) -> dict[str, str]:
     for i, name in enumerate(sorted(f.COMPRESSIONS)):
         path = f.compress(f.write_slice(root, "P2", "LDCT", i, 3.0 * i), f.COMPRESSIONS[name])
         expected[path.relative_to(root).as_posix()] = "ok"
-    enhanced = f.write_enhanced_ct(root / "P2" / "NDCT" / "enhanced.dcm", [f.body_hu(seed=s) for s in range(3)],
-                                   [0.0, 3.0, 6.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    enhanced = f.write_enhanced_ct(
+        root / "P2" / "NDCT" / "enhanced.dcm",
+        [f.body_hu(seed=s) for s in range(3)],
+        [0.0, 3.0, 6.0],
+        [1.0, 1.0, 1.0],
+        [0.0, 0.0, 0.0],
+    )
     expected[enhanced.relative_to(root).as_posix()] = "ok"
     clinical = root / "P3" / "LDCT" / "clinical_j2k"  # extension-less, as many PACS exports are
     clinical.parent.mkdir(parents=True)
     clinical.write_bytes(Path(get_testdata_file("693_J2KI.dcm")).read_bytes())
     expected["P3/LDCT/clinical_j2k"] = "ok"
     broken = {
-        "non_ct": (f.make_non_ct, "not CT"), "no_pixels": (f.strip_pixels, "no pixel data"),
+        "non_ct": (f.make_non_ct, "not CT"),
+        "no_pixels": (f.strip_pixels, "no pixel data"),
         "truncated": (f.truncate, "pixel data"),
     }
-    for i, (stem, (damage, reason)) in enumerate(broken.items(), start=10):
+    for i, (damage, reason) in enumerate(broken.values(), start=10):
         path = damage(f.write_slice(root, "P3", "NDCT", i, 100.0 + i))
         expected[path.relative_to(root).as_posix()] = reason
     (root / "P3" / "NDCT" / "junk.bin").write_bytes(b"\x00junk" * 50)
@@ -146,6 +156,8 @@ def test_assorted_root_every_file_accounted_and_hu_identical(tmp_path):
                 hu = features.decode_hu(feats[features.image_key(dose)].bytes_list.value[0], h, w)
                 source = read_ct_slices(root / rel, rel)
                 assert any(np.array_equal(hu, s.hu) for s in source), rel
-                assert feats[features.stat_key(dose, "mean")].float_list.value[0] == pytest.approx(float(hu.mean()), abs=1e-3)
+                assert feats[features.stat_key(dose, "mean")].float_list.value[0] == pytest.approx(
+                    float(hu.mean()), abs=1e-3
+                )
     assert all(len(splits) == 1 for splits in by_split.values()), by_split
     assert report["pairs"] == 4 + 3  # P1: four pairs; P2: compressed LDCT z 0,3,6 meet enhanced NDCT frames

@@ -3,6 +3,7 @@ loader, every component runs on the given image (the Trainer on its GPU image), 
 ingestion component runs through the container entrypoint a KFP v2 pod runs, with the
 executor input KFP would give it, and (slow) every node of two whole runs does, driven as
 KFP's driver and launcher would, against an S3 object store."""
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,37 @@ from tests.pipeline_helpers import ctdenoise, read_examples
 
 IMAGE = "registry.example.org/ctdenoise:test"
 GPU_IMAGE = "registry.example.org/ctdenoise:test-gpu"
-NODES = {"DicomExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "HUGate", "Trainer",
-         "LatestBlessedModelResolver-model-resolver", "LatestBlessedModelResolver-model-blessing-resolver",
-         "Evaluator", "Pusher"}
+NODES = {
+    "DicomExampleGen",
+    "ImportSchemaGen",
+    "StatisticsGen",
+    "ExampleValidator",
+    "HUGate",
+    "Trainer",
+    "LatestBlessedModelResolver-model-resolver",
+    "LatestBlessedModelResolver-model-blessing-resolver",
+    "Evaluator",
+    "Pusher",
+}
 
 
 @pytest.fixture(scope="module")
 def compiled(simulated_data, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("kfp") / "ctdenoise.json"
-    result = ctdenoise("kubeflow", "compile", "--image", IMAGE, "--trainer-image", GPU_IMAGE, "--out", str(out),
-                       "--storage", "gs://bucket/ctdenoise", "--data-root", str(simulated_data))
+    result = ctdenoise(
+        "kubeflow",
+        "compile",
+        "--image",
+        IMAGE,
+        "--trainer-image",
+        GPU_IMAGE,
+        "--out",
+        str(out),
+        "--storage",
+        "gs://bucket/ctdenoise",
+        "--data-root",
+        str(simulated_data),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(out.read_text()), out
 
@@ -43,8 +65,11 @@ def test_spec_loads_with_kfp_and_every_component_runs_on_the_image(compiled):
     assert kfp_components.load_component_from_file(str(path)).name == "ctdenoise"
     assert set(spec.root.dag.tasks) == NODES
     deployment = json_format.ParseDict(spec_dict["deploymentSpec"], pipeline_spec_pb2.PipelineDeploymentConfig())
-    containers = {name.removesuffix("_executor"): executor.container
-                  for name, executor in deployment.executors.items() if executor.HasField("container")}
+    containers = {
+        name.removesuffix("_executor"): executor.container
+        for name, executor in deployment.executors.items()
+        if executor.HasField("container")
+    }
     resolvers = {name for name in NODES if name.startswith("LatestBlessedModelResolver")}
     assert set(containers) == NODES - resolvers
     for name, container in containers.items():
@@ -83,15 +108,19 @@ def test_ingestion_runs_through_the_kfp_container_entrypoint(compiled, simulated
 def _executor_input(spec: dict, task: str, outputs: dict[str, Path], output_file: Path) -> dict:
     """What the KFP v2 launcher hands a container: the task's parameter values from the
     compiled spec, output artifacts at the given local URIs, and where to write its result."""
-    parameters = {name: value["runtimeValue"]["constant"]
-                  for name, value in spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"].items()}
+    parameters = {
+        name: value["runtimeValue"]["constant"]
+        for name, value in spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"].items()
+    }
     definitions = spec["components"][task]["outputDefinitions"]["artifacts"]
     artifacts = {
         key: {"artifacts": [{"name": key, "type": definitions[key]["artifactType"], "uri": str(uri), "metadata": {}}]}
         for key, uri in outputs.items()
     }
-    return {"inputs": {"parameterValues": parameters},
-            "outputs": {"artifacts": artifacts, "outputFile": str(output_file)}}
+    return {
+        "inputs": {"parameterValues": parameters},
+        "outputs": {"artifacts": artifacts, "outputFile": str(output_file)},
+    }
 
 
 def test_no_baseline_leaves_out_the_resolvers_open_source_kfp_cannot_run(tmp_path):
@@ -111,24 +140,40 @@ def test_entrypoint_reads_minio_as_s3_and_hands_the_minio_uris_back(tmp_path):
 
     output_file = tmp_path / "executor_output.json"
     destination = json.dumps({"filesystem": {"baseDirectory": "minio://b/serving"}})  # the Pusher's, as JSON
-    invocation = {"inputs": {"parameterValues": {"data_root": "minio://b/dicom", "n": 1, "push_destination": destination,
-                                                 "note": "not JSON, about minio://"},
-                             "artifacts": {"examples": {"artifacts": [{"uri": "minio://b/p/Gen/examples"}]}}},
-                  "outputs": {"artifacts": {"model": {"artifacts": [{"uri": "minio://b/p/Trainer/model"}]}},
-                              "outputFile": str(output_file)}}
+    invocation = {
+        "inputs": {
+            "parameterValues": {
+                "data_root": "minio://b/dicom",
+                "n": 1,
+                "push_destination": destination,
+                "note": "not JSON, about minio://",
+            },
+            "artifacts": {"examples": {"artifacts": [{"uri": "minio://b/p/Gen/examples"}]}},
+        },
+        "outputs": {
+            "artifacts": {"model": {"artifacts": [{"uri": "minio://b/p/Trainer/model"}]}},
+            "outputFile": str(output_file),
+        },
+    }
     argv = ["--executor_class_path", "x.Executor", entrypoint.INVOCATION_FLAG, json.dumps(invocation), "--beam"]
     translated, out, renamed = entrypoint._read_minio_as_s3(argv)
     seen = json.loads(translated[3])
     assert seen["inputs"]["parameterValues"] == {
-        "data_root": "s3://b/dicom", "n": 1, "note": "not JSON, about minio://",
-        "push_destination": json.dumps({"filesystem": {"baseDirectory": "s3://b/serving"}})}
+        "data_root": "s3://b/dicom",
+        "n": 1,
+        "note": "not JSON, about minio://",
+        "push_destination": json.dumps({"filesystem": {"baseDirectory": "s3://b/serving"}}),
+    }
     assert seen["inputs"]["artifacts"]["examples"]["artifacts"][0]["uri"] == "s3://b/p/Gen/examples"
     assert seen["outputs"]["artifacts"]["model"]["artifacts"][0]["uri"] == "s3://b/p/Trainer/model"
     assert (translated[:3], translated[4:], out) == (argv[:3], ["--beam"], str(output_file))
-    output_file.write_text(json.dumps({"artifacts": {"model": {"artifacts": [
-        {"uri": "s3://b/p/Trainer/model", "metadata": {"a": 1}}]}}}))
+    output_file.write_text(
+        json.dumps({"artifacts": {"model": {"artifacts": [{"uri": "s3://b/p/Trainer/model", "metadata": {"a": 1}}]}}})
+    )
     entrypoint._name_outputs_as_given(out, renamed)
-    assert json.loads(output_file.read_text())["artifacts"]["model"]["artifacts"][0]["uri"] == "minio://b/p/Trainer/model"
+    assert (
+        json.loads(output_file.read_text())["artifacts"]["model"]["artifacts"][0]["uri"] == "minio://b/p/Trainer/model"
+    )
 
 
 def test_beam_steps_run_in_threads_where_tensorflow_io_is_needed():
@@ -138,8 +183,11 @@ def test_beam_steps_run_in_threads_where_tensorflow_io_is_needed():
         return KubeflowSettings(image=IMAGE, **locations).beam_args[0]
 
     assert mode(storage="gs://b") == "--direct_running_mode=multi_processing"
-    assert mode(storage="s3://b") == mode(storage="gs://b", pipeline_root="minio://mlpipeline/x") == \
-        "--direct_running_mode=multi_threading"
+    assert (
+        mode(storage="s3://b")
+        == mode(storage="gs://b", pipeline_root="minio://mlpipeline/x")
+        == "--direct_running_mode=multi_threading"
+    )
     assert KubeflowSettings(image=IMAGE, storage="s3://b", beam_args=("--runner=X",)).beam_args == ("--runner=X",)
 
 
@@ -148,11 +196,21 @@ def test_tfx_cli_vertex_engine_compiles_our_runner_file(tmp_path):
     `kubeflow` engine is broken upstream since TFX 1.16; see docs/kubeflow.md)."""
     repo = Path(__file__).resolve().parent.parent
     venv_bin = str(Path(sys.executable).parent)  # the tfx CLI looks for kfp with the `pip` on PATH
-    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{venv_bin}:{os.environ['PATH']}",
-           "CTDENOISE_IMAGE": IMAGE, "CTDENOISE_STORAGE": "gs://bucket/ct"}
-    result = subprocess.run(["tfx", "pipeline", "create", "--engine", "vertex",
-                             "--pipeline_path", str(repo / "kubeflow" / "runner.py")],
-                            cwd=repo, env=env, capture_output=True, text=True, timeout=HANG_S)  # bounds a hang
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PATH": f"{venv_bin}:{os.environ['PATH']}",
+        "CTDENOISE_IMAGE": IMAGE,
+        "CTDENOISE_STORAGE": "gs://bucket/ct",
+    }
+    result = subprocess.run(
+        ["tfx", "pipeline", "create", "--engine", "vertex", "--pipeline_path", str(repo / "kubeflow" / "runner.py")],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )  # bounds a hang
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Pipeline "ctdenoise" created successfully' in result.stdout
     job = json.loads((tmp_path / "tfx" / "vertex" / "ctdenoise" / "pipeline.json").read_text())
@@ -162,12 +220,18 @@ def test_tfx_cli_vertex_engine_compiles_our_runner_file(tmp_path):
 
 
 def test_create_against_an_unreachable_endpoint_is_one_clear_line(tmp_path):
-    result = ctdenoise("kubeflow", "create", "--endpoint", "http://127.0.0.1:9", "--image", IMAGE,
-                       "--data-root", str(tmp_path))
+    result = ctdenoise(
+        "kubeflow", "create", "--endpoint", "http://127.0.0.1:9", "--image", IMAGE, "--data-root", str(tmp_path)
+    )
     assert result.returncode == 1
     ours = [line for line in result.stderr.strip().splitlines() if line.startswith("ctdenoise")]
-    assert ours == [result.stderr.strip().splitlines()[-1]] == [  # TF's C++ start-up lines may precede it
-        "ctdenoise: error: Kubeflow Pipelines at http://127.0.0.1:9: unreachable ([Errno 111] Connection refused)"]
+    assert (
+        ours
+        == [result.stderr.strip().splitlines()[-1]]
+        == [  # TF's C++ start-up lines may precede it
+            "ctdenoise: error: Kubeflow Pipelines at http://127.0.0.1:9: unreachable ([Errno 111] Connection refused)"
+        ]
+    )
 
 
 @pytest.mark.slow
@@ -183,14 +247,29 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
     from tests.conftest import PERMISSIVE_GATE
     from tests.kfp_driver import Driver
 
-    data_root = object_store.upload_tree(simulated_data, "kfp/dicom")
+    object_store.upload_tree(simulated_data, "kfp/dicom")  # the data root `--storage` implies
     serving = object_store.url("kfp/serving")
     pipeline_root = f"minio://{object_store.bucket}/kfp/pipeline"
     spec_file = tmp_path / "ctdenoise.json"
-    args = build_parser().parse_args([  # `ctdenoise kubeflow compile`, in this process to spare a TensorFlow start-up
-        "kubeflow", "compile", "--image", IMAGE, "--out", str(spec_file), "--storage", object_store.url("kfp"),
-        "--pipeline-root", pipeline_root, "--preset", "tiny", *PERMISSIVE_GATE,
-        "--beam-arg=--direct_running_mode=in_memory", "--beam-arg=--direct_num_workers=1"])
+    args = build_parser().parse_args(
+        [  # `ctdenoise kubeflow compile`, in this process to spare a TensorFlow start-up
+            "kubeflow",
+            "compile",
+            "--image",
+            IMAGE,
+            "--out",
+            str(spec_file),
+            "--storage",
+            object_store.url("kfp"),
+            "--pipeline-root",
+            pipeline_root,
+            "--preset",
+            "tiny",
+            *PERMISSIVE_GATE,
+            "--beam-arg=--direct_running_mode=in_memory",
+            "--beam-arg=--direct_num_workers=1",
+        ]
+    )
     assert args.func(args) == 0
     spec = json.loads(spec_file.read_text())
     assert spec["defaultPipelineRoot"] == pipeline_root
@@ -202,8 +281,10 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
     kinds = {name: e.kind for name, e in first.executions.items()}
     resolvers = {name for name in NODES if name.startswith("LatestBlessedModelResolver")}
     assert kinds == {name: "resolver" if name in resolvers else "container" for name in NODES}
-    assert all(first.executions[name].outputs == {"model" if "model-resolver" in name else "model_blessing": []}
-               for name in resolvers)
+    assert all(
+        first.executions[name].outputs == {"model" if "model-resolver" in name else "model_blessing": []}
+        for name in resolvers
+    )
     [examples] = first.executions["DicomExampleGen"].outputs["examples"]
     assert examples["uri"].startswith(pipeline_root + "/")  # handed back as given, not as s3://
     assert (examples["metadata"]["accepted_files"], examples["metadata"]["pairs"]) == (18, 9)
@@ -221,8 +302,11 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
 
     second = driver.run("run-2", until="Evaluator")
     kinds = {name: e.kind for name, e in second.executions.items()}
-    assert kinds == {**{n: "cached" for n in NODES - resolvers - {"Evaluator", "Pusher"}},
-                     **{n: "resolver" for n in resolvers}, "Evaluator": "container"}
+    assert kinds == {
+        **{n: "cached" for n in NODES - resolvers - {"Evaluator", "Pusher"}},
+        **{n: "resolver" for n in resolvers},
+        "Evaluator": "container",
+    }
     [resolved] = second.executions["LatestBlessedModelResolver-model-resolver"].outputs["model"]
     assert resolved["name"] == model["name"] and resolved["uri"] == model["uri"]
     [blessing2] = second.executions["Evaluator"].outputs["blessing"]
@@ -234,4 +318,3 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
         (local / key).write_bytes(object_store.read(f"{evaluation['uri']}/{key}"))
     overall = read_evaluation(str(local))["overall"]
     assert overall["latest_blessed"]["psnr"] == pytest.approx(overall["candidate"]["psnr"])  # same model, cached
-

@@ -1,12 +1,13 @@
 """Loss terms on small tensors whose values are easy to work out by hand."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import pytest
+import tensorflow as tf
 
-from ctdenoise.trainer_module.losses import (  # noqa: E402
+from ctdenoise.trainer_module.losses import (
     cycle_loss,
     discriminator_loss,
     identity_loss,

@@ -1,13 +1,14 @@
 """The local ML Metadata store as other processes and accidents leave it: locked by a real
 SQLite writer in another process, a zero-byte file, a SQLite database of something else.
 Reading it never writes, and a lock is reported as busy, not as damage."""
+
 from __future__ import annotations
 
 import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from ml_metadata import metadata_store
@@ -33,13 +34,16 @@ def _new_store(root: Path) -> Path:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Another process holding `BEGIN EXCLUSIVE` on the database until the test lets go."""
-    with held(f"""
+    with held(
+        f"""
         import sqlite3, sys
         connection = sqlite3.connect({str(path)!r}, isolation_level=None)
         connection.execute("BEGIN EXCLUSIVE")
         print("locked", flush=True)
         sys.stdin.read()
-    """, "locked"):
+    """,
+        "locked",
+    ):
         yield
 
 
@@ -47,8 +51,11 @@ def test_a_locked_store_is_busy_within_a_bounded_wait_and_stays_healthy(tmp_path
     path = _new_store(tmp_path)
     with _locked(path):
         start = time.monotonic()
-        with pytest.raises(Busy, match=rf"^{path} is busy: another process has held it locked for more than "
-                                       rf"{BUSY_WAIT_S:g} s \(a lock, not damage: keep the file\)"):
+        with pytest.raises(
+            Busy,
+            match=rf"^{path} is busy: another process has held it locked for more than "
+            rf"{BUSY_WAIT_S:g} s \(a lock, not damage: keep the file\)",
+        ):
             open_store(tmp_path)
         assert time.monotonic() - start >= BUSY_WAIT_S  # no upper bound: the message says whose wait ended
     with contextlib.closing(sqlite3.connect(path)) as connection:
@@ -74,7 +81,8 @@ def test_lineage_refuses_an_empty_store_and_leaves_it_empty(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"ctdenoise: error: {configs.metadata_path(tmp_path)}: empty file, not an ML Metadata store: "
-        "run `ctdenoise run` first or use another --root"]
+        "run `ctdenoise run` first or use another --root"
+    ]
     assert configs.metadata_path(tmp_path).stat().st_size == 0
 
 

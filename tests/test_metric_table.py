@@ -1,6 +1,7 @@
 """The metric table is the one place an image metric is named: every entry reaches the TFMA
 metrics, the gate's thresholds, what `results` reads back, the run summary's columns and the
 benchmarks' scores (docs/design.md, "Pipeline metrics and the blessing gate")."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from ctdenoise.app.summary import evaluation_table
 from benchmarks import quality_scores, render
 from benchmarks.quality_sets import Images
+from ctdenoise.app.summary import evaluation_table
 from ctdenoise.components.evaluation import metric_table as table
-from ctdenoise.components.evaluation.image_metrics import psnr_hu
 from ctdenoise.components.evaluation.eval_config import eval_config
+from ctdenoise.components.evaluation.image_metrics import psnr_hu
 from ctdenoise.components.evaluation.results import _place
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
@@ -38,14 +39,23 @@ def test_every_entry_reaches_tfma_for_the_model_and_the_ldct_and_its_gate_compar
         assert entry.name in configs and table.LDCT_PREFIX + entry.name in configs
         if entry.gate is not None:
             assert entry.gain_name in configs
-    expected = {e.name for e in table.METRICS} | {table.LDCT_PREFIX + e.name for e in table.METRICS} | {
-        e.gain_name for e in table.GATED}
+    expected = (
+        {e.name for e in table.METRICS}
+        | {table.LDCT_PREFIX + e.name for e in table.METRICS}
+        | {e.gain_name for e in table.GATED}
+    )
     assert set(configs) == expected
 
 
 def test_every_gated_entry_gets_its_bound_from_the_thresholds():
-    thresholds = BlessingThresholds(psnr_margin_db=0.7, ssim_tolerance=0.01, body_rmse_margin=0.2,
-                                    body_ssim_tolerance=0.02, max_psnr_drop_db=0.3, max_ssim_drop=0.004)
+    thresholds = BlessingThresholds(
+        psnr_margin_db=0.7,
+        ssim_tolerance=0.01,
+        body_rmse_margin=0.2,
+        body_ssim_tolerance=0.02,
+        max_psnr_drop_db=0.3,
+        max_ssim_drop=0.004,
+    )
     configs = _configs(thresholds)
     for entry in table.GATED:
         threshold = configs[entry.gain_name].per_slice_thresholds[0].threshold

@@ -1,29 +1,30 @@
 """The model family (docs/design.md, "The model family"): each model trains only what it uses, every model goes
 through the same pipeline to a pushed SavedModel that `denoise` runs and names, and a
 hyperparameter the chosen model does not read is refused before anything runs."""
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pydicom  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import numpy as np
+import pydicom
+import pytest
+import tensorflow as tf
+import tf_keras as keras
 
-from tests.conftest import PERMISSIVE_GATE  # noqa: E402
-from ctdenoise.simulator.dataset import simulate_dataset  # noqa: E402
-from tests.dicom_validators import assert_derived_series_valid  # noqa: E402
-from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest  # noqa: E402
-from ctdenoise.trainer_module import hparams  # noqa: E402
-from ctdenoise.trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides  # noqa: E402
-from ctdenoise.trainer_module.models import MODELS, build, configure  # noqa: E402
-from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn  # noqa: E402
+from ctdenoise.simulator.dataset import simulate_dataset
+from ctdenoise.trainer_module import hparams
+from ctdenoise.trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides
+from ctdenoise.trainer_module.models import MODELS, build, configure
+from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn
+from tests.conftest import PERMISSIVE_GATE
+from tests.dicom_validators import assert_derived_series_valid
+from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest
 
 
 def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -49,13 +50,18 @@ def test_a_red_cnn_step_trains_its_one_network_and_builds_nothing_else():
     for _ in range(2):  # the first step moves only the zeroed last layer: the rest get its gradient after
         losses = model.train_step(*_patches(model.hp, 1))
     assert set(losses) == {"mse", "lr"} and model.completed_steps == 2
-    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, network))  # every weight learnt
+    # every weight learnt
+    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, network, strict=True))
 
 
 def test_the_cycle_identity_step_trains_all_four_networks_and_cyclegan_skips_the_identity_term():
     full = build(preset("tiny"))
-    four = full.G.trainable_variables + full.F.trainable_variables + full.D_A.trainable_variables \
+    four = (
+        full.G.trainable_variables
+        + full.F.trainable_variables
+        + full.D_A.trainable_variables
         + full.D_B.trainable_variables
+    )
     assert {id(v) for v in _step_variables(full)} == {id(v) for v in four}
     plain = build(with_overrides(preset("tiny"), ["model=cyclegan"]))
     losses = plain.train_step(*_patches(plain.hp, 1))
@@ -78,8 +84,9 @@ def test_every_hyperparameter_is_read_by_some_model():
     assert used == fields
 
 
-@pytest.mark.parametrize("overrides", [["model=red_cnn", "red_channels=8"], ["model=cyclegan", "cycle_lambda=3"],
-                                       ["identity_gamma=1"]])
+@pytest.mark.parametrize(
+    "overrides", [["model=red_cnn", "red_channels=8"], ["model=cyclegan", "cycle_lambda=3"], ["identity_gamma=1"]]
+)
 def test_keys_the_chosen_model_reads_are_accepted(overrides):
     hp = configure("tiny", overrides)
     assert hp.model in MODELS
@@ -103,8 +110,8 @@ def test_wgan_vgg_trains_its_generator_and_critic_on_the_given_vgg_file(vgg_weig
     losses = model.train_step(*_patches(model.hp, 1))
     assert {"g_total", "perceptual", "critic", "wasserstein", "gradient_penalty"} <= set(losses)
     # every kernel learnt (the critic's output bias cancels in D(real) - D(fake): no gradient)
-    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, trained) if "kernel" in v.name)
-    assert all(np.array_equal(old, v.numpy()) for old, v in zip(vgg_before, model.vgg.variables))  # frozen
+    assert all(not np.array_equal(old, v.numpy()) for old, v in zip(before, trained, strict=True) if "kernel" in v.name)
+    assert all(np.array_equal(old, v.numpy()) for old, v in zip(vgg_before, model.vgg.variables, strict=True))  # frozen
 
 
 def _wrong_weights(path: Path) -> Path:
@@ -114,12 +121,18 @@ def _wrong_weights(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("weights, message", [
-    (None, "model wgan_vgg needs VGG19 weights: --set vgg_weights=FILE (a Keras weights file of VGG19 without "
-           "its top; nothing is downloaded)"),
-    ("missing.h5", "vgg_weights={path}: no such file"),
-    ("other.h5", "vgg_weights={path}: not VGG19's weights without its top ("),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (
+            None,
+            "model wgan_vgg needs VGG19 weights: --set vgg_weights=FILE (a Keras weights file of VGG19 without "
+            "its top; nothing is downloaded)",
+        ),
+        ("missing.h5", "vgg_weights={path}: no such file"),
+        ("other.h5", "vgg_weights={path}: not VGG19's weights without its top ("),
+    ],
+)
 def test_wgan_vgg_without_usable_vgg_weights_is_refused_in_one_line_before_anything_runs(tmp_path, weights, message):
     sets = ["--set", "model=wgan_vgg"]
     if weights:
@@ -150,7 +163,8 @@ def test_a_paired_model_on_data_without_pairs_is_refused_in_one_line_before_anyt
     assert result.returncode == 1 and not (tmp_path / "run").exists()
     assert result.stderr.strip().splitlines() == [
         f"ctdenoise: error: model red_cnn trains on co-located LDCT/NDCT pairs, but no patient under {data} has "
-        "files in both <LDCT> and <NDCT>"]
+        "files in both <LDCT> and <NDCT>"
+    ]
 
 
 def test_the_trainer_refuses_a_paired_model_when_its_train_split_holds_no_pair(tmp_path):
@@ -158,8 +172,9 @@ def test_the_trainer_refuses_a_paired_model_when_its_train_split_holds_no_pair(t
 
     ingest(_ldct_only(tmp_path / "data"), tmp_path / "out")
     hp = configure("tiny", ["model=red_cnn"])
-    with pytest.raises(ValueError, match="^model red_cnn trains on co-located LDCT/NDCT pairs, and the train split "
-                                         "holds none"):
+    with pytest.raises(
+        ValueError, match="^model red_cnn trains on co-located LDCT/NDCT pairs, and the train split holds none"
+    ):
         run_fn(fn_args(str(tmp_path / "out"), str(tmp_path / "run"), str(tmp_path / "model"), hp, eval_slices=1))
 
 
@@ -169,14 +184,38 @@ def test_wgan_vgg_reaches_push_and_denoise_names_it(simulated_data, vgg_weights,
     cycle_identity in the session's `pushed_run`, cyclegan in tests/test_pipeline_s3.py,
     red_cnn in tests/test_pacs.py; wgan_vgg, which needs a VGG19 file, here."""
     root, summary_path, out = tmp_path / "run", tmp_path / "summary.json", tmp_path / "denoised"
-    result = ctdenoise("run", "--data", str(simulated_data), "--root", str(root), "--until", "push", "--preset", "tiny",
-                       "--set", "model=wgan_vgg", "--set", f"vgg_weights={vgg_weights}", *PERMISSIVE_GATE,
-                       "--summary", str(summary_path))
+    result = ctdenoise(
+        "run",
+        "--data",
+        str(simulated_data),
+        "--root",
+        str(root),
+        "--until",
+        "push",
+        "--preset",
+        "tiny",
+        "--set",
+        "model=wgan_vgg",
+        "--set",
+        f"vgg_weights={vgg_weights}",
+        *PERMISSIVE_GATE,
+        "--summary",
+        str(summary_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
     assert summary["push"]["pushed"], summary
-    result = ctdenoise("denoise", "--model", "latest", "--root", str(root),
-                       "--input", str(simulated_data / "SIM001" / "LDCT"), "--out", str(out))
+    result = ctdenoise(
+        "denoise",
+        "--model",
+        "latest",
+        "--root",
+        str(root),
+        "--input",
+        str(simulated_data / "SIM001" / "LDCT"),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     derivation = pydicom.dcmread(sorted(out.glob("*.dcm"))[0]).DerivationDescription
     assert_denoised_by("wgan_vgg", summary, result.stdout, derivation)

@@ -1,4 +1,6 @@
-"""The networks match their papers' configurations exactly (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "The model family")."""
+"""The networks match their papers' configurations exactly (docs/design.md, "The algorithm: cycle-identity CycleGAN
+for low-dose CT", design, "The model family")."""
+
 import os
 import subprocess
 import sys
@@ -6,15 +8,15 @@ import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
 
-from tests.limits import HANG_S  # noqa: E402
-from ctdenoise.trainer_module.hparams import preset  # noqa: E402
-from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator  # noqa: E402
-from ctdenoise.trainer_module.models.layers import LeakyReLU  # noqa: E402
+from ctdenoise.trainer_module.hparams import preset
+from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
+from ctdenoise.trainer_module.models.layers import LeakyReLU
+from tests.limits import HANG_S
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -40,8 +42,9 @@ def test_discriminator_gives_25_logits_for_a_56_pixel_patch(paper_models):
 
 
 def test_batch_norm_uses_the_original_momentum_and_epsilon(paper_models):
-    norms = [layer for model in paper_models for layer in model.layers
-             if isinstance(layer, keras.layers.BatchNormalization)]
+    norms = [
+        layer for model in paper_models for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert norms
     assert {(layer.momentum, layer.epsilon) for layer in norms} == {(0.1, 1e-5)}
 
@@ -74,8 +77,9 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_leaky_relu_has_the_keras_values_and_gradients_bit_for_bit(dtype):
-    values = np.concatenate([[-np.inf, -3.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, np.inf],
-                             np.random.default_rng(0).normal(size=1000)])
+    values = np.concatenate(
+        [[-np.inf, -3.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 2.0, np.inf], np.random.default_rng(0).normal(size=1000)]
+    )
     x = tf.constant(values, dtype)
     upstream = tf.constant(np.random.default_rng(1).normal(size=values.shape), dtype)
     results = []
@@ -110,7 +114,12 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
         gradients(tf.zeros([hp.batch, hp.patch, hp.patch, 1]))
         print("traced")
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})  # HANG_S bounds a hang
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"},
+    )  # HANG_S bounds a hang
     assert result.returncode == 0 and "traced" in result.stdout, result.stderr[-2000:]
     assert "remapper failed" not in result.stderr

@@ -2,6 +2,7 @@
 on the loopback (tests/orthanc_server.py), authentication on. `ctdenoise pull` copies its
 series into the data layout, `denoise` reads a series from it and stores the derived series
 back, and what the server holds is checked through Orthanc's own REST API."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,10 @@ import pytest
 import tf_keras as keras
 
 from ctdenoise.app.denoise import DenoiseError
-from ctdenoise.contract.hu import HU_MAX, HU_MIN
-from ctdenoise.contract.names import RESEARCH_LABEL
 from ctdenoise.app.pacs import denoise_location
 from ctdenoise.app.pull import pull
+from ctdenoise.contract.hu import HU_MAX, HU_MIN
+from ctdenoise.contract.names import RESEARCH_LABEL
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
 from ctdenoise.dicomweb_io.client import DicomwebError
 from ctdenoise.simulator.dataset import simulate_dataset
@@ -28,8 +29,17 @@ from tests.pipeline_helpers import assert_denoised_by, ctdenoise
 from tests.saved_models import export_layer
 from tests.servers import free_port
 
-GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "Rows", "Columns",
-            "FrameOfReferenceUID", "StudyInstanceUID", "PatientID")
+GEOMETRY = (
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "Rows",
+    "Columns",
+    "FrameOfReferenceUID",
+    "StudyInstanceUID",
+    "PatientID",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +91,12 @@ def test_addresses_parse_and_credentials_in_them_are_refused_without_echo():
     with pytest.raises(AddressError) as refused:
         parse("dicomweb+http://admin:hunter2@h:8042/dicom-web")
     assert "hunter2" not in str(refused.value) and USER_VARIABLE in str(refused.value)
-    for bad, reason in (("dicomweb+ftp://h/x", "dicomweb\\+http://"), ("dicomweb+http://h/x/studies/1.2/series", "at the end"),
-                        ("dicomweb+http://h/x/studies/abc", "not a DICOM UID"), ("dicomweb+http://h/x?q=1", "no query")):
+    for bad, reason in (
+        ("dicomweb+ftp://h/x", "dicomweb\\+http://"),
+        ("dicomweb+http://h/x/studies/1.2/series", "at the end"),
+        ("dicomweb+http://h/x/studies/abc", "not a DICOM UID"),
+        ("dicomweb+http://h/x?q=1", "no query"),
+    ):
         with pytest.raises(AddressError, match=reason):
             parse(bad)
 
@@ -90,19 +104,21 @@ def test_addresses_parse_and_credentials_in_them_are_refused_without_echo():
 def test_denoise_from_the_pacs_into_the_pacs_keeps_study_and_geometry(orthanc, credentials, identity_model, tmp_path):
     doses = _upload_patient(orthanc, tmp_path, "PACS1", seed=1)
     lines: list[str] = []
-    report = denoise_location(str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb,
-                              progress=lines.append)
+    report = denoise_location(
+        str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb, progress=lines.append
+    )
     stored = _stored(orthanc, report.series_uid)
     sources = sorted((pydicom.dcmread(p) for p in doses["LDCT"].glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
     assert len(stored) == 3 and f"denoise: derived series {report.series_uid}" in lines[-1]
-    for ds, src in zip(stored, sources):
+    for ds, src in zip(stored, sources, strict=True):
         assert ds.SOPInstanceUID != src.SOPInstanceUID and ds.SeriesInstanceUID != src.SeriesInstanceUID
         assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
         assert RESEARCH_LABEL in ds.SeriesDescription
         for keyword in GEOMETRY:
             assert ds.get(keyword) == src.get(keyword), keyword
-        np.testing.assert_array_equal(ds.pixel_array, np.clip(pydicom.pixels.apply_rescale(src.pixel_array, src),
-                                                              HU_MIN, HU_MAX))
+        np.testing.assert_array_equal(
+            ds.pixel_array, np.clip(pydicom.pixels.apply_rescale(src.pixel_array, src), HU_MIN, HU_MAX)
+        )
     source_record = orthanc.series_of(sources[0].SeriesInstanceUID)
     assert orthanc.series_of(report.series_uid)["ParentStudy"] == source_record["ParentStudy"]
     derived = tmp_path / "derived.dcm"
@@ -112,19 +128,23 @@ def test_denoise_from_the_pacs_into_the_pacs_keeps_study_and_geometry(orthanc, c
 
 
 def test_store_that_fails_half_way_says_what_is_stored_and_the_same_command_completes_it(
-        orthanc, credentials, identity_model, tmp_path):
+    orthanc, credentials, identity_model, tmp_path
+):
     doses = _upload_patient(orthanc, tmp_path, "PACS2", seed=2)
     url = _series_url(orthanc, doses["LDCT"])
     orthanc.refuse_from(3)
     try:
-        with pytest.raises(DicomwebError, match="2 of the 3 instances of derived series .* are on the server: run the "
-                                                "same command again to store the rest"):
+        with pytest.raises(
+            DicomwebError,
+            match="2 of the 3 instances of derived series .* are on the server: run the "
+            "same command again to store the rest",
+        ):
             denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)
     finally:
         orthanc.refuse_from(None)
     lines: list[str] = []
     report = denoise_location(str(identity_model), url, orthanc.dicomweb, progress=lines.append)
-    assert "denoise: 127.0.0.1:%d already holds 2 of the 3 instances" % orthanc.port in lines
+    assert f"denoise: 127.0.0.1:{orthanc.port} already holds 2 of the 3 instances" in lines
     assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
     denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)  # a third time: nothing new
     assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
@@ -146,13 +166,19 @@ def test_bad_input_on_the_pacs_is_refused_before_anything_is_stored(orthanc, cre
 def test_server_errors_are_one_line_and_never_show_the_password(orthanc, identity_model, monkeypatch, tmp_path):
     missing = f"{orthanc.dicomweb}/studies/1.2.3/series/1.2.3.4"
     cases = [
-        ({USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: "wrong-password"}, missing,
-         "refused the credentials \\(HTTP 401\\)"),
+        (
+            {USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: "wrong-password"},
+            missing,
+            "refused the credentials \\(HTTP 401\\)",
+        ),
         ({}, missing, f"needs credentials \\(HTTP 401\\); set {USER_VARIABLE}"),
         ({USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: orthanc_server.PASSWORD}, missing, "no such series"),
         ({USER_VARIABLE: orthanc_server.USER}, missing, "set both"),
-        ({}, f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web/studies/1.2/series/1.3",
-         "cannot reach the DICOMweb server \\(Connection refused\\)"),
+        (
+            {},
+            f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web/studies/1.2/series/1.3",
+            "cannot reach the DICOMweb server \\(Connection refused\\)",
+        ),
     ]
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     for env, url, reason in cases:
@@ -174,8 +200,9 @@ def test_credentials_from_a_netrc_file(orthanc, identity_model, monkeypatch, tmp
     monkeypatch.setenv("NETRC", str(netrc))
     for name in (USER_VARIABLE, PASSWORD_VARIABLE):
         monkeypatch.delenv(name, raising=False)
-    report = denoise_location(str(identity_model), _series_url(orthanc, doses["NDCT"]), str(tmp_path / "out"),
-                              progress=None)
+    report = denoise_location(
+        str(identity_model), _series_url(orthanc, doses["NDCT"]), str(tmp_path / "out"), progress=None
+    )
     assert report.slices == 3 and len(list((tmp_path / "out").glob("*.dcm"))) == 3
 
 
@@ -190,14 +217,16 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
     data, lines = tmp_path / "data", []
     report = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=lines.append)
     assert (report.series, report.copied, report.present, report.patients) == (2, 6, 0, {"PACS_5_b"})
-    assert report.skipped == [f"series {scout.SeriesInstanceUID}: its SeriesDescription matches neither of the "
-                              "dose patterns"]
+    assert report.skipped == [
+        f"series {scout.SeriesInstanceUID}: its SeriesDescription matches neither of the dose patterns"
+    ]
     for dose, folder in doses.items():
         pulled = {pydicom.dcmread(p).SOPInstanceUID: p for p in (data / "PACS_5_b" / dose).glob("*.dcm")}
         for source in folder.glob("*.dcm"):
             original = pydicom.dcmread(source)
-            np.testing.assert_array_equal(pydicom.dcmread(pulled[original.SOPInstanceUID]).pixel_array,
-                                          original.pixel_array)
+            np.testing.assert_array_equal(
+                pydicom.dcmread(pulled[original.SOPInstanceUID]).pixel_array, original.pixel_array
+            )
     assert not any("PACS" in p.name or "SIM" in p.name for p in data.rglob("*.dcm"))
     first = sorted((data / "PACS_5_b" / "LDCT").glob("*.dcm"))[0]
     first.unlink()
@@ -229,8 +258,20 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     for folder in simulated_data.glob("*/*"):
         uids = {pydicom.dcmread(p).SOPInstanceUID for p in (data / folder.relative_to(simulated_data)).glob("*.dcm")}
         assert uids == {pydicom.dcmread(p).SOPInstanceUID for p in folder.glob("*.dcm")}
-    run = ("run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny",
-           "--set", "model=red_cnn", "--require-blessed")
+    run = (
+        "run",
+        "--data",
+        str(data),
+        "--root",
+        str(root),
+        "--until",
+        "push",
+        "--preset",
+        "tiny",
+        "--set",
+        "model=red_cnn",
+        "--require-blessed",
+    )
     outputs.append(ctdenoise(*run, *PERMISSIVE_GATE, "--summary", str(tmp_path / "s.json"), env=env))
     assert outputs[-1].returncode == 0, outputs[-1].stderr[-3000:]
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -238,16 +279,30 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     model_card = json.loads((Path(summary["push"]["path"]) / "ctdenoise_model.json").read_text())
     assert model_card["hparams"]["model"] == "red_cnn"
     outputs.append(ctdenoise(*run, env=env))  # the default gate: ten tiny steps do not beat LDCT
-    assert outputs[-1].returncode == 3 and "the gate refused the model" in outputs[-1].stderr, outputs[-1].stderr[-2000:]
+    assert outputs[-1].returncode == 3 and "the gate refused the model" in outputs[-1].stderr, outputs[-1].stderr[
+        -2000:
+    ]
     source = simulated_data / "SIM001" / "LDCT"
-    outputs.append(ctdenoise("denoise", "--model", "latest", "--root", str(root), "--input",
-                             _series_url(orthanc, source), "--out", orthanc.dicomweb, env=env))
+    outputs.append(
+        ctdenoise(
+            "denoise",
+            "--model",
+            "latest",
+            "--root",
+            str(root),
+            "--input",
+            _series_url(orthanc, source),
+            "--out",
+            orthanc.dicomweb,
+            env=env,
+        )
+    )
     assert outputs[-1].returncode == 0, outputs[-1].stderr[-2000:]
     series_uid = outputs[-1].stdout.split("denoise: derived series ")[1].split()[0]
     stored = _stored(orthanc, series_uid)
     sources = sorted((pydicom.dcmread(p) for p in source.glob("*.dcm")), key=lambda ds: int(ds.InstanceNumber))
     assert len(stored) == len(sources) == 3
-    for ds, src in zip(stored, sources):
+    for ds, src in zip(stored, sources, strict=True):
         assert ds.SOPInstanceUID != src.SOPInstanceUID
         assert_denoised_by("red_cnn", summary, outputs[-1].stdout, ds.DerivationDescription)
         for keyword in GEOMETRY:

@@ -1,6 +1,7 @@
 """After the session's end-to-end `ctdenoise run --until push`: the evaluation and push in
 the summary, `ctdenoise denoise --model latest` on a simulated series, and lineage from the
 pushed model back to the DICOM root and from the root forward to the model."""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,18 @@ def test_summary_reports_evaluation_and_push(pushed_run):
 def test_denoise_latest_writes_a_derived_series(pushed_run, simulated_data, tmp_path):
     run_root, summary, _ = pushed_run
     out = tmp_path / "denoised"
-    result = ctdenoise("denoise", "--model", "latest", "--root", str(run_root),
-                       "--input", str(simulated_data / "SIM001" / "LDCT"), "--out", str(out), "--png")
+    result = ctdenoise(
+        "denoise",
+        "--model",
+        "latest",
+        "--root",
+        str(run_root),
+        "--input",
+        str(simulated_data / "SIM001" / "LDCT"),
+        "--out",
+        str(out),
+        "--png",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(out.glob("*.dcm"))
     assert len(files) == 3 and len(list((out / "preview").glob("*.png"))) == 3
@@ -82,8 +93,10 @@ def test_lineage_reaches_from_the_pushed_model_to_the_dicom_root(pushed_run, sim
     [blessing] = executions["Pusher"]["inputs"]["model_blessing"]
     assert blessing["properties"]["blessed"] == 1
     [schema] = executions["Trainer"]["inputs"]["schema"]
-    assert schema["properties"]["hu_gate"] == "passed" and -1100 < schema["properties"]["hu_summary"]["train"][
-        "ldct_mean_p01_hu"] < -900
+    assert (
+        schema["properties"]["hu_gate"] == "passed"
+        and -1100 < schema["properties"]["hu_summary"]["train"]["ldct_mean_p01_hu"] < -900
+    )
 
     tree_text = ctdenoise("lineage", "--root", str(run_root)).stdout
     assert str(simulated_data) in tree_text and "<- Pusher" in tree_text and "<- DicomExampleGen" in tree_text

@@ -1,6 +1,7 @@
 """End to end through the Trainer (the session's `run --until push`): the Trainer behind the
 HU gate, a SavedModel that maps HU to HU, TensorBoard scalars and images, hyperparameters in
 ML Metadata, and resume after the process is killed mid-training."""
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def test_saved_model_maps_a_512_slice_of_hu_to_hu(pushed_run):
     hu[0, 128:384, 128:384] = 40.0
     out = model.signatures["serving_default"](hu=tf.constant(hu))["denoised_hu"].numpy()
     assert out.shape == hu.shape and out.dtype == np.float32
-    assert -1000.0 <= out.min() and out.max() <= 2000.0  # HU inside the training window, not [-1, 1]
+    assert out.min() >= -1000.0 and out.max() <= 2000.0  # HU inside the training window, not [-1, 1]
     assert out.max() - out.min() > 100.0
 
 
@@ -75,14 +76,32 @@ def test_model_artifact_records_hyperparameters(pushed_run):
 
 
 def test_killed_trainer_resumes_from_its_checkpoint(simulated_data, tmp_path):
-    args = ["run", "--data", str(simulated_data), "--root", str(tmp_path), "--until", "train", *TINY,
-            "--set", "epochs=3", "--set", "checkpoint_every=5", "--set", "log_every=5"]
+    args = [
+        "run",
+        "--data",
+        str(simulated_data),
+        "--root",
+        str(tmp_path),
+        "--until",
+        "train",
+        *TINY,
+        "--set",
+        "epochs=3",
+        "--set",
+        "checkpoint_every=5",
+        "--set",
+        "log_every=5",
+    ]
     # The run kills itself as it reports step 10, just after saving that step's checkpoint
     # (tests/at_line.py); killed on the test's reading that line, it would have trained on
     # for as long as the reading took.
-    first = subprocess.run([sys.executable, "-m", "tests.at_line", "[train] step 10/30", *args],
-                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                           timeout=HANG_S)  # bounds a hang
+    first = subprocess.run(
+        [sys.executable, "-m", "tests.at_line", "[train] step 10/30", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )  # bounds a hang
     assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-3000:]
     second = ctdenoise(*args, "--summary", str(tmp_path / "s.json"))
     assert second.returncode == 0, second.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 Runs the installed `ctdenoise` command as a user would, on real files, with real SQLite ML Metadata.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -40,8 +41,17 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def good_run(data, tmp_path_factory):
     run_root = tmp_path_factory.mktemp("run")
-    result = ctdenoise("run", "--data", str(data), "--root", str(run_root), "--until", "validate",
-                       "--summary", str(run_root / "s.json"))
+    result = ctdenoise(
+        "run",
+        "--data",
+        str(data),
+        "--root",
+        str(run_root),
+        "--until",
+        "validate",
+        "--summary",
+        str(run_root / "s.json"),
+    )
     return run_root, result
 
 
@@ -84,8 +94,17 @@ def test_rescale_intercept_shifted_by_1024_is_stopped_naming_the_cause(data, tmp
     shifted = tmp_path / "shifted"
     shutil.copytree(data, shifted)
     rewrite(shifted, RescaleIntercept=lambda ds: float(ds.RescaleIntercept) + 1024)
-    result = ctdenoise("run", "--data", str(shifted), "--root", str(tmp_path / "run"), "--until", "validate",
-                       "--summary", str(tmp_path / "s.json"))
+    result = ctdenoise(
+        "run",
+        "--data",
+        str(shifted),
+        "--root",
+        str(tmp_path / "run"),
+        "--until",
+        "validate",
+        "--summary",
+        str(tmp_path / "s.json"),
+    )
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("ctdenoise: error: HU gate failed") and "RescaleIntercept off by about +1024" in error

@@ -2,6 +2,7 @@
 (tests/browser.py): the page loads with no console error and fetches nothing, its window
 buttons switch the panels, a screenshot of it is not blank, and its model card says what
 the run did."""
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,10 @@ def test_report_loads_cleanly_fetches_nothing_and_its_buttons_switch_the_windows
         assert browser.evaluate(visible) == ["soft tissue"]
         browser.evaluate("document.querySelector(\"button[data-window='lung']\").click()")
         assert browser.evaluate(visible) == ["lung"]
-        assert browser.evaluate("document.querySelector(\"button[data-window='lung']\").getAttribute('aria-pressed')") \
+        assert (
+            browser.evaluate("document.querySelector(\"button[data-window='lung']\").getAttribute('aria-pressed')")
             == "true"
+        )
         browser.evaluate("document.querySelector(\"button[data-window='bone']\").click()")
         assert browser.evaluate(visible) == ["bone"]
         assert browser.evaluate("document.querySelectorAll('svg polyline').length") >= 1
@@ -58,8 +61,12 @@ def test_model_card_says_what_the_run_did(report):
     assert set(data["train"]["patients"]) == {"SIM001", "SIM003"}
     assert data["train"]["patients"]["SIM001"] == {"ldct": 3, "ndct": 3}
     assert card["gate"] == {"blessed": True, "failures": [], "pushed": True}
-    rows = {(m["slice"], m["role"], m["type"]): m["value"] for m in card["quantitative_analysis"]["performance_metrics"]}
-    assert rows[("SIM002", "ldct", "psnr")] == pytest.approx(summary["evaluation"]["per_patient"]["SIM002"]["ldct"]["psnr"])
+    rows = {
+        (m["slice"], m["role"], m["type"]): m["value"] for m in card["quantitative_analysis"]["performance_metrics"]
+    }
+    assert rows[("SIM002", "ldct", "psnr")] == pytest.approx(
+        summary["evaluation"]["per_patient"]["SIM002"]["ldct"]["psnr"]
+    )
     assert "not for diagnostic use" in page.lower() and "Known limitations" in page
     assert "http://" not in page and "https://" not in page
 
@@ -67,14 +74,17 @@ def test_model_card_says_what_the_run_did(report):
 def test_report_without_a_run_is_one_line(tmp_path):
     result = ctdenoise("report", "--root", str(tmp_path), "--out", str(tmp_path / "r.html"))
     assert result.returncode == 1 and result.stderr.strip() == (
-        f"ctdenoise: error: {tmp_path}: no ML Metadata here; run `ctdenoise run` first")
+        f"ctdenoise: error: {tmp_path}: no ML Metadata here; run `ctdenoise run` first"
+    )
     assert not (tmp_path / "r.html").exists()
 
 
 def test_the_browser_sees_console_errors_exceptions_and_requests():
     """What the page test relies on can fail: a page that logs an error, throws and fetches is seen doing so."""
-    page = ("data:text/html,<script>console.error('broken'); fetch('http://127.0.0.1:9/x').catch(() => 0);"
-            "throw new Error('thrown')</script>")
+    page = (
+        "data:text/html,<script>console.error('broken'); fetch('http://127.0.0.1:9/x').catch(() => 0);"
+        "throw new Error('thrown')</script>"
+    )
     with Browser() as browser:
         browser.open(page)
         browser.evaluate("new Promise(done => setTimeout(done, 0))")  # let the fetch be issued

@@ -1,13 +1,15 @@
 """One ML Metadata store shared by a team: a real MariaDB server on the loopback
 (tests/mysql_server.py), two run roots running at the same time into it, lineage both ways,
 `denoise --model latest`, and a password that is refused in one line and written nowhere."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pydicom
 import pytest
@@ -43,10 +45,28 @@ def two_roots(mysql_server, simulated_data, tmp_path_factory):
     roots = [tmp_path_factory.mktemp("team_a"), tmp_path_factory.mktemp("team_b")]
     runs = {
         root: subprocess.Popen(
-            ctdenoise_cmd("run", "--data", str(simulated_data), "--root", str(root), "--until", "push",
-                          "--preset", "tiny", *PERMISSIVE_GATE, "--summary", str(root / "s.json"),
-                          "--serving-dir", str(_serving(root)), *_store_args(mysql_server)),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+            ctdenoise_cmd(
+                "run",
+                "--data",
+                str(simulated_data),
+                "--root",
+                str(root),
+                "--until",
+                "push",
+                "--preset",
+                "tiny",
+                *PERMISSIVE_GATE,
+                "--summary",
+                str(root / "s.json"),
+                "--serving-dir",
+                str(_serving(root)),
+                *_store_args(mysql_server),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+        )
         for root in roots
     }
     results = {}
@@ -94,8 +114,7 @@ def test_each_root_is_a_pipeline_of_its_own_in_the_shared_store(two_roots, mysql
     assert len(store.get_contexts_by_type("pipeline_run")) == 2
 
 
-def test_lineage_both_ways_and_denoise_latest_read_the_shared_store(two_roots, mysql_server, simulated_data,
-                                                                    tmp_path):
+def test_lineage_both_ways_and_denoise_latest_read_the_shared_store(two_roots, mysql_server, simulated_data, tmp_path):
     for root, (summary, _) in two_roots.items():
         back = ctdenoise("lineage", "--root", str(root), "--json", *_store_args(mysql_server), env=_env())
         assert back.returncode == 0, back.stderr[-2000:]
@@ -103,9 +122,19 @@ def test_lineage_both_ways_and_denoise_latest_read_the_shared_store(two_roots, m
         assert tree["type"] == "PushedModel" and tree["properties"]["pushed_destination"] == summary["push"]["path"]
 
         out = tmp_path / f"denoised-{root.name}"
-        series = ctdenoise("denoise", "--model", "latest", "--root", str(root), "--input",
-                           str(simulated_data / "SIM001" / "LDCT"), "--out", str(out), *_store_args(mysql_server),
-                           env=_env())
+        series = ctdenoise(
+            "denoise",
+            "--model",
+            "latest",
+            "--root",
+            str(root),
+            "--input",
+            str(simulated_data / "SIM001" / "LDCT"),
+            "--out",
+            str(out),
+            *_store_args(mysql_server),
+            env=_env(),
+        )
         assert series.returncode == 0, series.stderr[-2000:]
         assert f"denoise: model {summary['push']['path']} (cycle_identity, receptive radius 22 px)\n" in series.stdout
         ds = pydicom.dcmread(sorted(out.glob("*.dcm"))[0])
@@ -126,22 +155,30 @@ def test_the_password_is_written_nowhere(two_roots, mysql_server):
                 assert PASSWORD.encode() not in path.read_bytes(), path
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "--data", "DATA", "--until", "ingest"],
-    ["lineage"],
-    ["denoise", "--model", "latest", "--input", "DATA", "--out", "OUT"],
-], ids=["run", "lineage", "denoise"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--data", "DATA", "--until", "ingest"],
+        ["lineage"],
+        ["denoise", "--model", "latest", "--input", "DATA", "--out", "OUT"],
+    ],
+    ids=["run", "lineage", "denoise"],
+)
 def test_a_wrong_password_is_one_line_that_does_not_print_it(mysql_server, simulated_data, tmp_path, command):
     from ml_metadata import metadata_store
 
-    metadata_store.MetadataStore(StoreAddress(mysql_server.address(DATABASE), USER, PASSWORD).connection_config(tmp_path))
+    metadata_store.MetadataStore(
+        StoreAddress(mysql_server.address(DATABASE), USER, PASSWORD).connection_config(tmp_path)
+    )
     wrong = "not-the-" + PASSWORD
     args = [str(simulated_data) if a == "DATA" else str(tmp_path / "out") if a == "OUT" else a for a in command]
     result = ctdenoise(*args, "--root", str(tmp_path / "root"), *_store_args(mysql_server), env=_env(wrong))
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith(f"ctdenoise: error: ML Metadata at MySQL {USER}@127.0.0.1:{mysql_server.port}/{DATABASE}: "
-                           "the server refused the connection"), line
+    assert line.startswith(
+        f"ctdenoise: error: ML Metadata at MySQL {USER}@127.0.0.1:{mysql_server.port}/{DATABASE}: "
+        "the server refused the connection"
+    ), line
     assert wrong not in result.stdout + result.stderr and PASSWORD not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
     right = ctdenoise("lineage", "--root", str(tmp_path / "root"), *_store_args(mysql_server), env=_env())
@@ -151,8 +188,9 @@ def test_a_wrong_password_is_one_line_that_does_not_print_it(mysql_server, simul
 def test_read_commands_never_create_a_database_on_the_server(mysql_server, tmp_path):
     result = ctdenoise("lineage", "--root", str(tmp_path), *_store_args(mysql_server, "mistyped_db"), env=_env())
     [line] = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and line.endswith("/mistyped_db: no such database on the server (reading never "
-                                                    "creates one): check the name in --mlmd-mysql"), line
+    assert result.returncode == 1 and line.endswith(
+        "/mistyped_db: no such database on the server (reading never creates one): check the name in --mlmd-mysql"
+    ), line
     assert "mistyped_db" not in mysql_server.databases()
 
 
@@ -172,11 +210,13 @@ def test_recovering_one_roots_killed_run_leaves_another_roots_running_execution(
     root_a, root_b = two_roots
     store = metadata_store.MetadataStore(address.connection_config(root_a))
     pipeline_a = store.get_context_by_type_and_name("pipeline", address.pipeline_name(root_a))
-    running = metadata_store_pb2.Execution(type_id=store.get_execution_types()[0].id,
-                                           last_known_state=metadata_store_pb2.Execution.RUNNING)
+    running = metadata_store_pb2.Execution(
+        type_id=store.get_execution_types()[0].id, last_known_state=metadata_store_pb2.Execution.RUNNING
+    )
     [execution_id] = store.put_executions([running])
-    store.put_attributions_and_associations([], [metadata_store_pb2.Association(
-        execution_id=execution_id, context_id=pipeline_a.id)])
+    store.put_attributions_and_associations(
+        [], [metadata_store_pb2.Association(execution_id=execution_id, context_id=pipeline_a.id)]
+    )
 
     said: list[str] = []
     assert abandoned.recover(root_b, said.append, address=address) == [] and said == []

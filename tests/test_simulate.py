@@ -1,4 +1,5 @@
 """The DICOM simulator: valid files, the data contract's layout and pairing, physical noise."""
+
 from __future__ import annotations
 
 import json
@@ -7,19 +8,18 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from pydicom.data import get_testdata_file
 from scipy.ndimage import binary_erosion
 from skimage.transform import resize
 
 from ctdenoise.app.cli import main
 from ctdenoise.app.demo import REAL_CT
-
+from ctdenoise.simulator import physics
 from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
 from ctdenoise.simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
-from ctdenoise.simulator import physics
 from ctdenoise.simulator.physics import scan_pair
 
 SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
@@ -43,15 +43,28 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --- DICOM writer -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("representation, slope, intercept", [
-    ("uint16", 1.0, None), ("int16", 1.0, None), ("uint16", 0.5, None), ("int16", 2.5, -100.0)])
-def test_written_slice_is_valid_ct_and_round_trips_hu(tmp_path: Path, representation: str,
-                                                     slope: float, intercept: float | None) -> None:
+
+@pytest.mark.parametrize(
+    "representation, slope, intercept",
+    [("uint16", 1.0, None), ("int16", 1.0, None), ("uint16", 0.5, None), ("int16", 2.5, -100.0)],
+)
+def test_written_slice_is_valid_ct_and_round_trips_hu(
+    tmp_path: Path, representation: str, slope: float, intercept: float | None
+) -> None:
     hu = np.random.default_rng(0).uniform(-1024, 3000, (40, 48))
     path = tmp_path / "slice.dcm"
-    write_ct_slice(path, hu, SERIES, instance_number=2, z_mm=-4.5, pixel_spacing_mm=0.75,
-                   slice_thickness_mm=3.0, representation=representation, slope=slope,
-                   intercept=intercept)
+    write_ct_slice(
+        path,
+        hu,
+        SERIES,
+        instance_number=2,
+        z_mm=-4.5,
+        pixel_spacing_mm=0.75,
+        slice_thickness_mm=3.0,
+        representation=representation,
+        slope=slope,
+        intercept=intercept,
+    )
     ds = pydicom.dcmread(path)
     assert ds.Modality == "CT" and ds.SOPClassUID == CTImageStorage
     assert ds.file_meta.MediaStorageSOPClassUID == CTImageStorage
@@ -67,16 +80,33 @@ def test_written_slice_is_valid_ct_and_round_trips_hu(tmp_path: Path, representa
 def test_writer_clips_to_the_stored_range_and_sets_extra_keywords(tmp_path: Path) -> None:
     hu = np.array([[-3000.0, 0.0], [70000.0, 40.0]])
     path = tmp_path / "slice.dcm"
-    write_ct_slice(path, hu, SERIES, instance_number=1, z_mm=0.0, pixel_spacing_mm=1.0,
-                   slice_thickness_mm=3.0, extra={"BodyPartExamined": "CHEST"})
+    write_ct_slice(
+        path,
+        hu,
+        SERIES,
+        instance_number=1,
+        z_mm=0.0,
+        pixel_spacing_mm=1.0,
+        slice_thickness_mm=3.0,
+        extra={"BodyPartExamined": "CHEST"},
+    )
     assert _hu(path).tolist() == [[-1024.0, 0.0], [65535 - 1024.0, 40.0]]
     assert pydicom.dcmread(path).BodyPartExamined == "CHEST"
     with pytest.raises(ValueError, match="not a DICOM keyword"):
-        write_ct_slice(path, hu, SERIES, instance_number=1, z_mm=0.0, pixel_spacing_mm=1.0,
-                       slice_thickness_mm=3.0, extra={"NoSuchKeyword": 1})
+        write_ct_slice(
+            path,
+            hu,
+            SERIES,
+            instance_number=1,
+            z_mm=0.0,
+            pixel_spacing_mm=1.0,
+            slice_thickness_mm=3.0,
+            extra={"NoSuchKeyword": 1},
+        )
 
 
 # --- Data set layout, pairing, determinism ---------------------------------------------------
+
 
 def test_layout_counts_and_pairing(dataset: Path) -> None:
     assert sorted(p.name for p in dataset.iterdir()) == ["SIM001", "SIM002"]
@@ -84,8 +114,7 @@ def test_layout_counts_and_pairing(dataset: Path) -> None:
     for patient in ("SIM001", "SIM002"):
         low = [pydicom.dcmread(p) for p in sorted((dataset / patient / "LDCT").glob("*.dcm"))]
         full = [pydicom.dcmread(p) for p in sorted((dataset / patient / "NDCT").glob("*.dcm"))]
-        assert [float(d.ImagePositionPatient[2]) for d in low] == \
-               [float(d.ImagePositionPatient[2]) for d in full]
+        assert [float(d.ImagePositionPatient[2]) for d in low] == [float(d.ImagePositionPatient[2]) for d in full]
         z = [float(d.ImagePositionPatient[2]) for d in full]
         assert np.diff(z) == pytest.approx([SLICE_THICKNESS_MM] * 2)
         assert {d.StudyInstanceUID for d in low + full} == {full[0].StudyInstanceUID}
@@ -95,14 +124,12 @@ def test_layout_counts_and_pairing(dataset: Path) -> None:
         assert float(full[0].PixelSpacing[0]) == pytest.approx(FOV_MM / 64)
 
 
-def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path,
-                                                               tmp_path: Path) -> None:
+def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path, tmp_path: Path) -> None:
     lines: list[str] = []
-    report = simulate_dataset(tmp_path / "again", patients=2, slices=3, size=64, seed=7,
-                              progress=lines.append)
+    report = simulate_dataset(tmp_path / "again", patients=2, slices=3, size=64, seed=7, progress=lines.append)
     assert list(report.patients) == ["SIM001", "SIM002"] and report.files_written == 12
     assert "patient SIM002 slice 3/3" in lines[-2] and "wrote 12 files" in lines[-1]
-    for first, second in zip(_dataset_files(dataset), _dataset_files(tmp_path / "again")):
+    for first, second in zip(_dataset_files(dataset), _dataset_files(tmp_path / "again"), strict=True):
         assert first.read_bytes() == second.read_bytes()
     simulate_dataset(tmp_path / "other", patients=1, slices=1, size=64, seed=8, progress=None)
     other = pydicom.dcmread(tmp_path / "other/SIM001/NDCT/0001.dcm")
@@ -111,18 +138,21 @@ def test_same_seed_is_byte_identical_and_another_seed_differs(dataset: Path,
     assert other.SOPInstanceUID != same.SOPInstanceUID
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"patients": 0}, "patients must be at least 1"),
-    ({"slices": 0}, "slices must be at least 1"),
-    ({"size": 16}, "size must be at least 32"),
-    ({"dose": 0.0}, r"dose must be a fraction in \(0, 1\]"),
-    ({"dose": 1.5}, r"dose must be a fraction in \(0, 1\]"),
-    ({"dose": "0.5:0.1"}, r"or a range LOW:HIGH within it, got 0.5:0.1"),
-    ({"dose": "0.1:0.2:0.3"}, "one range LOW:HIGH"),
-    ({"dose": "low"}, "a range such as 0.1:0.5"),
-    ({"seed": -1}, "seed must be non-negative"),
-    ({"from_dir": Path("/no/such/folder")}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patients": 0}, "patients must be at least 1"),
+        ({"slices": 0}, "slices must be at least 1"),
+        ({"size": 16}, "size must be at least 32"),
+        ({"dose": 0.0}, r"dose must be a fraction in \(0, 1\]"),
+        ({"dose": 1.5}, r"dose must be a fraction in \(0, 1\]"),
+        ({"dose": "0.5:0.1"}, r"or a range LOW:HIGH within it, got 0.5:0.1"),
+        ({"dose": "0.1:0.2:0.3"}, "one range LOW:HIGH"),
+        ({"dose": "low"}, "a range such as 0.1:0.5"),
+        ({"seed": -1}, "seed must be non-negative"),
+        ({"from_dir": Path("/no/such/folder")}, "does not exist"),
+    ],
+)
 def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         simulate_dataset(tmp_path / "out", progress=None, **kwargs)
@@ -142,7 +172,8 @@ def test_truth_is_the_noise_free_scan_written_outside_the_data_root(dataset: Pat
         assert ours.read_bytes() == theirs.read_bytes()
     truth_files = sorted(truth_dir.glob("SIM00?/TRUTH/*.dcm"))
     assert [p.relative_to(truth_dir).as_posix() for p in truth_files] == [
-        f"SIM00{i}/TRUTH/000{n}.dcm" for i in (1, 2) for n in (1, 2, 3)]
+        f"SIM00{i}/TRUTH/000{n}.dcm" for i in (1, 2) for n in (1, 2, 3)
+    ]
     noise = {"NDCT": [], "LDCT": []}
     for path in truth_files:
         truth = pydicom.dcmread(path)
@@ -150,15 +181,19 @@ def test_truth_is_the_noise_free_scan_written_outside_the_data_root(dataset: Pat
         body = _hu(path) > -500
         for dose in noise:
             scan = pydicom.dcmread(data / path.parent.parent.name / dose / path.name)
-            assert scan.ImagePositionPatient == truth.ImagePositionPatient and scan.StudyInstanceUID == truth.StudyInstanceUID
+            assert (
+                scan.ImagePositionPatient == truth.ImagePositionPatient
+                and scan.StudyInstanceUID == truth.StudyInstanceUID
+            )
             difference = (_hu(data / path.parent.parent.name / dose / path.name) - _hu(path))[body]
             assert abs(difference.mean()) < 5
             noise[dose].append(difference.std())
     assert 5 < np.mean(noise["NDCT"]) < 40 and 1.6 < np.mean(noise["LDCT"]) / np.mean(noise["NDCT"]) < 2.6
 
 
-@pytest.mark.parametrize("truth, message", [("data/truth", "must lie outside the data folder"),
-                                            (".", "must lie outside the data folder")])
+@pytest.mark.parametrize(
+    "truth, message", [("data/truth", "must lie outside the data folder"), (".", "must lie outside the data folder")]
+)
 def test_truth_inside_or_around_the_data_root_is_refused(tmp_path: Path, truth: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         simulate_dataset(tmp_path / "data", truth_dir=tmp_path / truth, progress=None)
@@ -166,6 +201,7 @@ def test_truth_inside_or_around_the_data_root_is_refused(tmp_path: Path, truth: 
 
 
 # --- Phantom -------------------------------------------------------------------------------
+
 
 def test_phantom_has_realistic_tissues_inside_the_scan_circle() -> None:
     size = 128
@@ -184,11 +220,12 @@ def test_phantom_has_realistic_tissues_inside_the_scan_circle() -> None:
 
 # --- Physics ---------------------------------------------------------------------------------
 
+
 def _ellipse_phantom(size: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
     """A 300 x 220 mm uniform ellipse of `fill` HU in air, and a central 60 mm ROI."""
     yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) * (FOV_MM / size)
     hu = np.where((xx / 150) ** 2 + (yy / 110) ** 2 < 1, fill, -1000.0)
-    return hu, xx ** 2 + yy ** 2 < 60 ** 2
+    return hu, xx**2 + yy**2 < 60**2
 
 
 @pytest.mark.parametrize("fill", [0.0, 50.0])
@@ -230,9 +267,10 @@ def test_aec_raises_the_dose_for_a_large_patient_only() -> None:
     large = np.where((xx / 220) ** 2 + (yy / 160) ** 2 <= 1, 0.0, -1000.0)
     inner = (xx / 180) ** 2 + (yy / 120) ** 2 <= 1
     scans = scan_pair(large, spacing, 0.25, np.random.default_rng(0), noise_free=True)
-    starved = physics.reconstruct(physics.acquire(physics.project(large, spacing),
-                                                  *physics.photons(size, spacing), np.random.default_rng(0)),
-                                  physics.project(large, spacing))
+    starved = physics.reconstruct(
+        physics.acquire(physics.project(large, spacing), *physics.photons(size, spacing), np.random.default_rng(0)),
+        physics.project(large, spacing),
+    )
     assert 4 < scans.aec_gain <= physics.AEC_MAX_GAIN
     assert (scans.ndct - scans.noise_free)[inner].std() < 0.6 * (starved - scans.noise_free)[inner].std()
     phantom = render(random_anatomy(np.random.default_rng(0)), size, FOV_MM / size, 0.0)
@@ -241,9 +279,9 @@ def test_aec_raises_the_dose_for_a_large_patient_only() -> None:
 
 # --- dose range ----------------------------------------------------------------------------
 
+
 def test_a_dose_range_is_drawn_per_slice_and_recorded(tmp_path: Path) -> None:
-    report = simulate_dataset(tmp_path / "a", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5",
-                              progress=None)
+    report = simulate_dataset(tmp_path / "a", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5", progress=None)
     doses = [d for patient in report.patients.values() for d in patient.doses]
     assert len(doses) == 8 and len(set(doses)) == 8 and all(0.1 <= d <= 0.5 for d in doses)
     for name, patient in report.patients.items():
@@ -254,25 +292,25 @@ def test_a_dose_range_is_drawn_per_slice_and_recorded(tmp_path: Path) -> None:
             assert low.XRayTubeCurrent == round(full.XRayTubeCurrent * dose)
             assert low.Exposure == round(full.Exposure * dose)
             assert low.SeriesDescription == "LDCT 10%-50% dose (simulated)"
-    again = simulate_dataset(tmp_path / "b", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5",
-                             progress=None)
+    again = simulate_dataset(tmp_path / "b", patients=2, slices=4, size=32, seed=3, dose="0.1:0.5", progress=None)
     assert again.as_json()["patients"] == report.as_json()["patients"]
-    other = simulate_dataset(tmp_path / "c", patients=2, slices=4, size=32, seed=4, dose="0.1:0.5",
-                             progress=None)
+    other = simulate_dataset(tmp_path / "c", patients=2, slices=4, size=32, seed=4, dose="0.1:0.5", progress=None)
     assert other.as_json()["patients"] != report.as_json()["patients"]
 
 
 def test_a_lower_drawn_dose_is_a_noisier_slice(tmp_path: Path) -> None:
     """The drawn dose reaches the physics, not only the header: noise follows each slice's dose."""
-    report = simulate_dataset(tmp_path / "d", patients=1, slices=6, size=64, seed=1, dose="0.05:0.9",
-                              progress=None)
+    report = simulate_dataset(tmp_path / "d", patients=1, slices=6, size=64, seed=1, dose="0.05:0.9", progress=None)
     doses = report.patients["SIM001"].doses
-    noise = [np.std(_hu(tmp_path / f"d/SIM001/LDCT/{n:04d}.dcm") - _hu(tmp_path / f"d/SIM001/NDCT/{n:04d}.dcm"))
-             for n in range(1, 7)]
+    noise = [
+        np.std(_hu(tmp_path / f"d/SIM001/LDCT/{n:04d}.dcm") - _hu(tmp_path / f"d/SIM001/NDCT/{n:04d}.dcm"))
+        for n in range(1, 7)
+    ]
     assert np.corrcoef(np.log(doses), np.log(noise))[0, 1] < -0.9
 
 
 # --- --from DICOM_DIR ------------------------------------------------------------------------
+
 
 def _real_slices(folder: Path, name: str, positions: list[float], patient_id: str | None) -> None:
     """Copies of one of pydicom's clinical CT files at `positions`, as one series of a source patient."""
@@ -297,20 +335,32 @@ def test_from_dir_makes_one_simulated_patient_per_source_patient(tmp_path: Path)
     _real_slices(source / "anonymous", "CT_small.dcm", [0.0, 5.0], None)  # no PatientID: its top folder
     (source / "README.txt").write_text("not DICOM")
     lines: list[str] = []
-    report = simulate_dataset(tmp_path / "out", slices=3, size=48, seed=2, from_dir=source,
-                              truth_dir=tmp_path / "truth", progress=lines.append)
+    report = simulate_dataset(
+        tmp_path / "out",
+        slices=3,
+        size=48,
+        seed=2,
+        from_dir=source,
+        truth_dir=tmp_path / "truth",
+        progress=lines.append,
+    )
     assert list(report.patients) == ["anonymous", "PAT-1", "PAT_2_b"]
     assert {n: (p.source, len(p.doses)) for n, p in report.patients.items()} == {
-        "anonymous": ("anonymous/", 2), "PAT-1": ("head/, head-again/", 3), "PAT_2_b": ("spine/", 3)}
+        "anonymous": ("anonymous/", 2),
+        "PAT-1": ("head/, head-again/", 3),
+        "PAT_2_b": ("spine/", 3),
+    }
     assert "simulate: patient anonymous from anonymous/: 2 of 2 slices, all it has (asked for 3)" in lines
-    assert any(line.startswith("simulate: skipped 1 files of ") and "README.txt: not a DICOM file" in line
-               for line in lines)
+    assert any(
+        line.startswith("simulate: skipped 1 files of ") and "README.txt: not a DICOM file" in line for line in lines
+    )
     for name in report.patients:
         ids = {pydicom.dcmread(f).PatientID for f in (tmp_path / "out" / name).rglob("*.dcm")}
         assert ids == {name}
     # 11 slices of PAT-1 in z order (0..80, 100, 110): three spread over all of them, not the first three
-    spread = [float(pydicom.dcmread(tmp_path / f"out/PAT-1/NDCT/{n:04d}.dcm").ImagePositionPatient[2])
-              for n in (1, 2, 3)]
+    spread = [
+        float(pydicom.dcmread(tmp_path / f"out/PAT-1/NDCT/{n:04d}.dcm").ImagePositionPatient[2]) for n in (1, 2, 3)
+    ]
     assert spread == [10.0, 50.0, 100.0]
     ds = pydicom.dcmread(tmp_path / "out/PAT_2_b/LDCT/0001.dcm")
     original = pydicom.dcmread(source / "spine/001.dcm")
@@ -342,9 +392,29 @@ def test_from_dir_refuses_more_patients_than_it_holds(tmp_path: Path) -> None:
 def test_the_two_clinical_series_stay_two_patients(tmp_path: Path) -> None:
     """The demo's real subset (two TCIA patients, ctdenoise/data/realct) through the command line."""
     summary = tmp_path / "simulate.json"
-    assert main(["simulate", "--from", str(REAL_CT), "--out", str(tmp_path / "d"), "--dose", "0.1:0.5",
-                 "--size", "32", "--slices", "2", "--summary", str(summary)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--from",
+                str(REAL_CT),
+                "--out",
+                str(tmp_path / "d"),
+                "--dose",
+                "0.1:0.5",
+                "--size",
+                "32",
+                "--slices",
+                "2",
+                "--summary",
+                str(summary),
+            ]
+        )
+        == 0
+    )
     patients = json.loads(summary.read_text())["patients"]
     assert {name: p["source"] for name, p in patients.items()} == {
-        "TCGA-09-2043": "TCGA-09-2043/", "TCGA-E3-A3E5": "TCGA-E3-A3E5/"}
+        "TCGA-09-2043": "TCGA-09-2043/",
+        "TCGA-E3-A3E5": "TCGA-E3-A3E5/",
+    }
     assert all(0.1 <= d <= 0.5 for p in patients.values() for d in p["doses"])

@@ -1,6 +1,7 @@
 """ctdenoise.storage.files and storage.publish on a real S3 store (moto): the object-store pitfalls
 the module exists to hide. This process loads tensorflow-io here; conftest.py ends the
 session without the exit-time abort that causes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -114,4 +115,7 @@ def test_a_publish_copying_into_a_bucket_is_not_taken_for_abandoned(object_store
     with staged(target, commit_last="saved_model.pb") as staging:
         files.write_text(files.join(staging, "variables/variables.index"), "index")
         files.write_text(files.join(staging, "saved_model.pb"), "pb")
-    assert started and object_store.keys(files.join(s3, "serving")) == ["3/saved_model.pb", "3/variables/variables.index"]
+    assert started and object_store.keys(files.join(s3, "serving")) == [
+        "3/saved_model.pb",
+        "3/variables/variables.index",
+    ]

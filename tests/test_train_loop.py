@@ -4,33 +4,40 @@ caught, TensorBoard gets the terms; plus the hyperparameter presets and override
 Tracing the train step dominates the cost (~20 s per CycleGAN on 2 cores), so one
 module-scoped run feeds most tests.
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import shutil  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
 
-from ctdenoise.contract.hu import unit_from_hu  # noqa: E402
-from tests.limits import HANG_S  # noqa: E402
-from ctdenoise.trainer_module import hparams  # noqa: E402
-from ctdenoise.trainer_module.hparams import HParams, preset, with_overrides  # noqa: E402
-from ctdenoise.trainer_module.export import reestimate_batch_norm  # noqa: E402
-from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN  # noqa: E402
-from ctdenoise.trainer_module.loop import NonFiniteLossError, fit  # noqa: E402
-from ctdenoise.trainer_module.schedule import LinearDecay  # noqa: E402
-from ctdenoise.trainer_module.strategy import make_strategy  # noqa: E402
+from ctdenoise.contract.hu import unit_from_hu
+from ctdenoise.trainer_module import hparams
+from ctdenoise.trainer_module.export import reestimate_batch_norm
+from ctdenoise.trainer_module.hparams import HParams, preset, with_overrides
+from ctdenoise.trainer_module.loop import NonFiniteLossError, fit
+from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+from ctdenoise.trainer_module.schedule import LinearDecay
+from ctdenoise.trainer_module.strategy import make_strategy
+from tests.limits import HANG_S
 
 STEPS = 30
-HP = with_overrides(preset("tiny"), [
-    f"steps_per_epoch={STEPS}", "checkpoint_every=10", "summary_every=1", "log_every=10",
-])
+HP = with_overrides(
+    preset("tiny"),
+    [
+        f"steps_per_epoch={STEPS}",
+        "checkpoint_every=10",
+        "summary_every=1",
+        "log_every=10",
+    ],
+)
 
 
 def synthetic_ct(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,13 +57,18 @@ def datasets(hp: HParams, ldct: np.ndarray, ndct: np.ndarray) -> tuple[tf.data.D
 
 
 def weights(gan: CycleIdentityGAN) -> dict[str, list[np.ndarray]]:
-    return {name: [v.numpy() for v in model.trainable_variables]
-            for name, model in (("G", gan.G), ("F", gan.F), ("D_A", gan.D_A), ("D_B", gan.D_B))}
+    return {
+        name: [v.numpy() for v in model.trainable_variables]
+        for name, model in (("G", gan.G), ("F", gan.F), ("D_A", gan.D_A), ("D_B", gan.D_B))
+    }
 
 
 def optimizer_state(gan: CycleIdentityGAN) -> list[np.ndarray]:
-    return [v.numpy() for optimizer in (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)
-            for v in optimizer.variables]
+    return [
+        v.numpy()
+        for optimizer in (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)
+        for v in optimizer.variables
+    ]
 
 
 def scalar_events(log_dir: Path) -> dict[str, dict[int, float]]:
@@ -97,23 +109,40 @@ def run(tmp_path_factory) -> Run:
     after_one_step, step_after_one = weights(gan), gan.completed_steps
     eval_ldct, eval_ndct = synthetic_ct(2, 64, seed=1)
     messages: list[str] = []
-    result = fit(gan, tf.data.Dataset.zip((dataset_a, dataset_b)), root / "checkpoints", root / "logs",
-                 eval_pairs=(eval_ldct, eval_ndct), progress=messages.append)
-    return Run(gan, before, after_one_step, step_after_one, result, root / "checkpoints",
-               scalar_events(root / "logs"), messages)
+    result = fit(
+        gan,
+        tf.data.Dataset.zip((dataset_a, dataset_b)),
+        root / "checkpoints",
+        root / "logs",
+        eval_pairs=(eval_ldct, eval_ndct),
+        progress=messages.append,
+    )
+    return Run(
+        gan,
+        before,
+        after_one_step,
+        step_after_one,
+        result,
+        root / "checkpoints",
+        scalar_events(root / "logs"),
+        messages,
+    )
 
 
 def test_one_step_updates_all_four_models_and_counts(run):
     assert run.step_after_one == 1
     for name, initial in run.before.items():
-        changed = [not np.array_equal(x, y) for x, y in zip(initial, run.after_one_step[name])]
+        changed = [not np.array_equal(x, y) for x, y in zip(initial, run.after_one_step[name], strict=True)]
         assert all(changed), f"{name}: {changed.count(False)} variables did not move"
 
 
 def test_fit_trains_to_the_total_and_reports(run):
     assert run.result["steps"] == STEPS == run.gan.completed_steps
     judged = {f"{d}/{what}" for d in ("d_a", "d_b") for what in ("real", "fake", "accuracy")}
-    assert set(run.result["losses"]) == {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b", "lr"} | judged
+    assert (
+        set(run.result["losses"])
+        == {"g_adv_ab", "g_adv_ba", "cycle", "identity", "g_total", "d_a", "d_b", "lr"} | judged
+    )
     assert all(0.0 <= run.result["losses"][f"{d}/accuracy"] <= 1.0 for d in ("d_a", "d_b"))
     assert run.result["losses"]["lr"] == pytest.approx(HP.lr)
     assert run.result["checkpoint"].endswith(f"ckpt-{STEPS}")
@@ -153,10 +182,10 @@ def test_the_windowed_discriminator_judges_soft_tissue_only():
     differ only in air and lungs get the same logits, and no adversarial gradient reaches
     those pixels; a difference in soft tissue shows. Without it every difference shows."""
     air = np.full([HP.batch, HP.patch, HP.patch, 1], -1000.0, np.float32)
-    air[:, :, HP.patch // 2:] = 40.0  # half the patch soft tissue
+    air[:, :, HP.patch // 2 :] = 40.0  # half the patch soft tissue
     lungs, noisier = air.copy(), air.copy()
-    lungs[:, :, :HP.patch // 2] = -850.0
-    noisier[:, :, HP.patch // 2:] += np.random.default_rng(0).normal(0, 30, noisier[:, :, HP.patch // 2:].shape)
+    lungs[:, :, : HP.patch // 2] = -850.0
+    noisier[:, :, HP.patch // 2 :] += np.random.default_rng(0).normal(0, 30, noisier[:, :, HP.patch // 2 :].shape)
     real, fakes = unit_from_hu(air), [tf.constant(unit_from_hu(x)) for x in (air, lungs, noisier)]
     for window, lungs_show in ((False, True), (True, False)):
         gan = CycleIdentityGAN(with_overrides(HP, [f"d_window={window}", "d_joint_batch=true"]))
@@ -165,15 +194,16 @@ def test_the_windowed_discriminator_judges_soft_tissue_only():
         with tf.GradientTape() as tape:
             tape.watch(fakes[1])
             judged = gan._judge_fake(gan.D_B, real, fakes[1])
-        in_lungs = tape.gradient(judged, fakes[1]).numpy()[:, :, :HP.patch // 2]
+        in_lungs = tape.gradient(judged, fakes[1]).numpy()[:, :, : HP.patch // 2]
         assert bool(np.any(in_lungs != 0)) is lungs_show
 
 
 def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
     with pytest.raises(ValueError, match="supervised_lambda needs paired patches"):
         with_overrides(HP, ["supervised_lambda=10"])
-    supervised_only = with_overrides(HP, ["paired=true", "supervised_lambda=10", "adversarial_weight=0",
-                                          "cycle_lambda=0", "identity_gamma=0"])
+    supervised_only = with_overrides(
+        HP, ["paired=true", "supervised_lambda=10", "adversarial_weight=0", "cycle_lambda=0", "identity_gamma=0"]
+    )
     gan = CycleIdentityGAN(supervised_only)
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=4)
     expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct)))
@@ -197,8 +227,13 @@ def test_resume_restores_step_and_optimizer_slots_then_continues(run, tmp_path):
 
     messages: list[str] = []
     ldct, ndct = synthetic_ct(8, HP.patch, seed=2)
-    result = fit(resumed, tf.data.Dataset.zip(datasets(longer, ldct, ndct)), checkpoint_dir, tmp_path / "logs",
-                 progress=messages.append)
+    result = fit(
+        resumed,
+        tf.data.Dataset.zip(datasets(longer, ldct, ndct)),
+        checkpoint_dir,
+        tmp_path / "logs",
+        progress=messages.append,
+    )
     assert f"at step {STEPS}" in messages[0]
     assert result["steps"] == STEPS + 3
     assert result["checkpoint"].endswith(f"ckpt-{STEPS + 3}")
@@ -209,8 +244,13 @@ def test_non_finite_loss_stops_before_anything_is_saved(tmp_path):
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=3)
     dataset_a, dataset_b = datasets(HP, nan, ndct)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss '\w+' at step 1\b"):
-        fit(CycleIdentityGAN(HP), tf.data.Dataset.zip((dataset_a, dataset_b)), tmp_path / "checkpoints", tmp_path / "logs",
-            progress=lambda _: None)
+        fit(
+            CycleIdentityGAN(HP),
+            tf.data.Dataset.zip((dataset_a, dataset_b)),
+            tmp_path / "checkpoints",
+            tmp_path / "logs",
+            progress=lambda _: None,
+        )
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None
 
 
@@ -233,7 +273,9 @@ def test_batch_norm_reestimation_is_the_plain_average_of_batch_statistics():
     inputs = keras.Input([2, 2, 1])
     norm = keras.layers.BatchNormalization(momentum=0.1)
     model = keras.Model(inputs, norm(inputs))
-    batches = [tf.fill([3, 2, 2, 1], value) + tf.constant([[[[-1.0]]], [[[0.0]]], [[[1.0]]]]) for value in (1.0, 2.0, 6.0)]
+    batches = [
+        tf.fill([3, 2, 2, 1], value) + tf.constant([[[[-1.0]]], [[[0.0]]], [[[1.0]]]]) for value in (1.0, 2.0, 6.0)
+    ]
     for batch in batches:  # ordinary training: momentum 0.1 keeps mostly the last batch
         model(batch, training=True)
     assert float(norm.moving_mean[0]) == pytest.approx(0.1 * 0.1 * 1.0 * 0.9 + 0.1 * 0.9 * 2.0 + 0.9 * 6.0, rel=1e-5)
@@ -252,6 +294,7 @@ def test_learning_rate_constant_or_linear_decay_to_zero():
 
 # Hyperparameters.
 
+
 def test_paper_preset_is_the_spec_configuration():
     hp = preset("paper")
     assert (hp.ngf, hp.nglf, hp.ndf, hp.patch, hp.batch) == (128, 15, 64, 56, 10)
@@ -262,7 +305,13 @@ def test_paper_preset_is_the_spec_configuration():
 
 def test_the_30_minute_preset_is_cpu_demo_trained_longer():
     demo, long = preset("cpu-demo"), preset("cpu-30min")
-    assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (demo.ngf, demo.nglf, demo.ndf, demo.patch, demo.batch)
+    assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (
+        demo.ngf,
+        demo.nglf,
+        demo.ndf,
+        demo.patch,
+        demo.batch,
+    )
     assert long.total_steps == 3800 and long.decay_start_step == 1800
     switches = ("d_joint_batch", "d_window", "foreground_patches", "foreground_hu", "paired", "d_lr_scale")
     assert [getattr(long, name) for name in switches] == [getattr(demo, name) for name in switches]
@@ -276,14 +325,17 @@ def test_overrides_parse_by_field_type():
     assert with_overrides(hp, ["decay_start_epoch=none"]).decay_start_epoch is None
 
 
-@pytest.mark.parametrize("override, message", [
-    ("nfg=3", "unknown hyperparameter 'nfg'; known: model, ngf"),
-    ("ngf=many", "bad value for hyperparameter 'ngf'"),
-    ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
-    ("mixed_precision=fp8", "mixed_precision must be one of"),
-    ("foreground_hu=-1000", r"foreground_hu must be inside the model's window \(-1000, 2000\) HU"),
-    ("ngf", "not of the form key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nfg=3", "unknown hyperparameter 'nfg'; known: model, ngf"),
+        ("ngf=many", "bad value for hyperparameter 'ngf'"),
+        ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
+        ("mixed_precision=fp8", "mixed_precision must be one of"),
+        ("foreground_hu=-1000", r"foreground_hu must be inside the model's window \(-1000, 2000\) HU"),
+        ("ngf", "not of the form key=value"),
+    ],
+)
 def test_bad_overrides_are_explained(override, message):
     with pytest.raises(ValueError, match=message):
         with_overrides(preset("tiny"), [override])
@@ -328,8 +380,13 @@ def test_deterministic_runs_of_one_seed_give_bit_identical_state():
     import sys
 
     def state() -> str:
-        result = subprocess.run([sys.executable, "-c", DETERMINISM_RUN], capture_output=True, text=True,
-                                timeout=HANG_S, cwd=Path(__file__).resolve().parents[1])  # HANG_S bounds a hang
+        result = subprocess.run(
+            [sys.executable, "-c", DETERMINISM_RUN],
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # HANG_S bounds a hang
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout.split("STATE")[-1].strip()
 
@@ -344,7 +401,9 @@ def test_deterministic_turns_the_memory_optimizer_off_for_the_train_step_only():
 
     def memory_optimization() -> int:
         options = context.context().function_call_options
-        return config_pb2.ConfigProto.FromString(options.config_proto_serialized).graph_options.rewrite_options.memory_optimization
+        return config_pb2.ConfigProto.FromString(
+            options.config_proto_serialized
+        ).graph_options.rewrite_options.memory_optimization
 
     assert without_memory_optimizer(memory_optimization)() == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
     assert memory_optimization() == rewriter_config_pb2.RewriterConfig.DEFAULT_MEM_OPT

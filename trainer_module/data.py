@@ -5,15 +5,18 @@ patches. Unpaired training (the paper's) samples LDCT and NDCT streams independe
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
 FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
-design, "Making the adversarial game start"): most random patches of a slice are otherwise air, identical in both domains. With
+design, "Making the adversarial game start"): most random patches of a slice are otherwise air, identical in both
+domains. With
 `augment`, each training patch is also turned by one of the square's eight symmetries
 (flips and 90° rotations; both doses of a pair alike): anatomy seen from every side, so a
 few real patients go further. No Python runs per element, so tf.data's parallelism and
 prefetch apply.
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -65,7 +68,8 @@ def records(file_patterns: Sequence[str]) -> tf.data.Dataset:
     names = tf.data.Dataset.list_files([storage_files.tf_path(p) for p in file_patterns], shuffle=False)
     return names.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
 
 
@@ -89,15 +93,25 @@ def paired_slices(file_patterns: Sequence[str]) -> tf.data.Dataset:
         records(file_patterns)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .filter(lambda p: tf.logical_and(_has(LDCT)(p), _has(NDCT)(p)))
-        .map(lambda p: tf.concat([decode_image(p, LDCT), decode_image(p, NDCT)], axis=-1),
-             num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda p: tf.concat([decode_image(p, LDCT), decode_image(p, NDCT)], axis=-1),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     )
 
 
-def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: int, seed: int,
-                  foreground_patches: float = 0.0, cache: str | None = "",
-                  shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU,
-                  augment: bool = False) -> tf.data.Dataset:
+def patch_batches(
+    file_patterns: Sequence[str],
+    dose: str,
+    patch: int,
+    batch: int,
+    seed: int,
+    foreground_patches: float = 0.0,
+    cache: str | None = "",
+    shuffle_buffer: int = 256,
+    foreground_hu: float = FOREGROUND_HU,
+    augment: bool = False,
+) -> tf.data.Dataset:
     """Endless batches [batch, patch, patch, 1] of random patches of one dose's slices.
 
     Decoded slices are cached (in memory for "", in files under a path prefix, not at all
@@ -105,18 +119,41 @@ def patch_batches(file_patterns: Sequence[str], dose: str, patch: int, batch: in
     LDCT and NDCT streams are shuffled and cropped independently (unpaired training).
     """
     slices = dose_slices(file_patterns, dose)
-    return _patches(slices, f"{cache}.{dose}" if cache else cache, patch, batch, seed,
-                    _Foreground(foreground_patches, foreground_hu), shuffle_buffer, augment)
+    return _patches(
+        slices,
+        f"{cache}.{dose}" if cache else cache,
+        patch,
+        batch,
+        seed,
+        _Foreground(foreground_patches, foreground_hu),
+        shuffle_buffer,
+        augment,
+    )
 
 
-def paired_patch_batches(file_patterns: Sequence[str], patch: int, batch: int, seed: int,
-                         foreground_patches: float = 0.0, cache: str | None = "",
-                         shuffle_buffer: int = 256, foreground_hu: float = FOREGROUND_HU,
-                         augment: bool = False) -> tf.data.Dataset:
+def paired_patch_batches(
+    file_patterns: Sequence[str],
+    patch: int,
+    batch: int,
+    seed: int,
+    foreground_patches: float = 0.0,
+    cache: str | None = "",
+    shuffle_buffer: int = 256,
+    foreground_hu: float = FOREGROUND_HU,
+    augment: bool = False,
+) -> tf.data.Dataset:
     """Endless (LDCT, NDCT) batches, each [batch, patch, patch, 1], cropped at the same place
     of the same example (and turned alike with `augment`): co-located patches for paired training."""
-    pairs = _patches(paired_slices(file_patterns), f"{cache}.paired" if cache else cache, patch, batch, seed,
-                     _Foreground(foreground_patches, foreground_hu), shuffle_buffer, augment)
+    pairs = _patches(
+        paired_slices(file_patterns),
+        f"{cache}.paired" if cache else cache,
+        patch,
+        batch,
+        seed,
+        _Foreground(foreground_patches, foreground_hu),
+        shuffle_buffer,
+        augment,
+    )
     return pairs.map(lambda both: (both[..., :1], both[..., 1:]))
 
 
@@ -127,8 +164,16 @@ class _Foreground(NamedTuple):
     """The patient's line."""
 
 
-def _patches(slices: tf.data.Dataset, cache: str | None, patch: int, batch: int, seed: int,
-             foreground: _Foreground, shuffle_buffer: int, augment: bool) -> tf.data.Dataset:
+def _patches(
+    slices: tf.data.Dataset,
+    cache: str | None,
+    patch: int,
+    batch: int,
+    seed: int,
+    foreground: _Foreground,
+    shuffle_buffer: int,
+    augment: bool,
+) -> tf.data.Dataset:
     if cache is not None:
         slices = slices.cache(cache)
     return (
@@ -150,6 +195,7 @@ def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool):
     (judged on the first channel, the LDCT of a pair); a slice with no such position gives
     its most foreground patch.
     """
+
     def crop(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         key = tf.stack([tf.constant(seed, tf.int64), index])
         cut = place_crop(key, image)
@@ -165,9 +211,10 @@ def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool):
         score = tf.where(share >= FOREGROUND_PATCH, draw, share - 1.0)  # qualifying positions always win
         position = tf.argmax(tf.reshape(score, [-1]), output_type=tf.int32)
         top, left = position // tf.shape(share)[1], position % tf.shape(share)[1]
-        on_patient = image[top:top + patch, left:left + patch, :]
-        return tf.cond(tf.random.stateless_uniform([], seed=choose) < foreground.share,
-                       lambda: on_patient, lambda: anywhere)
+        on_patient = image[top : top + patch, left : left + patch, :]
+        return tf.cond(
+            tf.random.stateless_uniform([], seed=choose) < foreground.share, lambda: on_patient, lambda: anywhere
+        )
 
     return crop
 
@@ -187,8 +234,9 @@ def foreground_share(image: tf.Tensor, patch: int, line_hu: float = FOREGROUND_H
     the image size)."""
     foreground = tf.cast(image > float(unit_from_hu(line_hu)), tf.float32)
     integral = tf.pad(tf.cumsum(tf.cumsum(foreground, axis=0), axis=1), [[1, 0], [1, 0]])
-    total = (integral[patch:, patch:] - integral[:-patch, patch:]
-             - integral[patch:, :-patch] + integral[:-patch, :-patch])
+    total = (
+        integral[patch:, patch:] - integral[:-patch, patch:] - integral[patch:, :-patch] + integral[:-patch, :-patch]
+    )
     return total / float(patch * patch)
 
 
@@ -197,7 +245,8 @@ def smallest_side(file_patterns: Sequence[str]) -> int | None:
     must fit in every slice. Only the two int64 features are parsed."""
     spec = {key: _IMAGE_SPEC[key] for key in (features.HEIGHT, features.WIDTH)}
     sides = records(file_patterns).map(
-        lambda s: tf.minimum(*tf.io.parse_single_example(s, spec).values()), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda s: tf.minimum(*tf.io.parse_single_example(s, spec).values()), num_parallel_calls=tf.data.AUTOTUNE
+    )
     smallest = int(sides.reduce(tf.constant(np.iinfo(np.int64).max), tf.minimum).numpy())
     return None if smallest == np.iinfo(np.int64).max else smallest
 

@@ -10,10 +10,11 @@ hence every generator gradient. `tf.config.experimental.enable_op_determinism` a
 thread do not change this, and the public `tf.config.optimizer` options have no key for this
 optimizer; so the setting goes into the per-call function options of the train step only.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context as eager_context

@@ -5,17 +5,26 @@ Truncation, normalisation and de-normalisation live inside the graph, so a calle
 never needs to know the training window. Before export the generator's BatchNorm statistics
 are re-estimated (`reestimate_batch_norm`, docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import tensorflow as tf
 import tf_keras as keras
 
 from ctdenoise.contract import features
-from ctdenoise.contract.names import (EXAMPLES_SIGNATURE, INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
-                            RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
+from ctdenoise.contract.names import (
+    EXAMPLES_SIGNATURE,
+    INPUT_KEY,
+    MODEL_METADATA_FILE,
+    MODEL_NAME_VARIABLE,
+    OUTPUT_KEY,
+    RECEPTIVE_RADIUS_VARIABLE,
+    SERVING_SIGNATURE,
+)
 from ctdenoise.storage import files
 from ctdenoise.trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
 from ctdenoise.trainer_module.models.base import DenoisingModel, infer
@@ -29,7 +38,7 @@ class Description:
     receptive_radius: int
 
     @classmethod
-    def of(cls, model: DenoisingModel) -> "Description":
+    def of(cls, model: DenoisingModel) -> Description:
         return cls(model.NAME, model.receptive_radius)
 
 
@@ -55,16 +64,20 @@ class Denoiser(tf.Module):
         in the batch, which TFMA may mix; the metrics crop it back. An example without an
         LDCT image gives zeros.
         """
-        sides = tf.map_fn(lambda s: tf.stack([parse(s)[features.HEIGHT], parse(s)[features.WIDTH]]), serialized,
-                          fn_output_signature=tf.TensorSpec([2], tf.int64))
+        sides = tf.map_fn(
+            lambda s: tf.stack([parse(s)[features.HEIGHT], parse(s)[features.WIDTH]]),
+            serialized,
+            fn_output_signature=tf.TensorSpec([2], tf.int64),
+        )
         height, width = tf.reduce_max(sides[:, 0]), tf.reduce_max(sides[:, 1])
 
         def one(example: tf.Tensor) -> tf.Tensor:
             fields = parse(example)
-            image = tf.cond(tf.strings.length(fields[features.image_key(LDCT)]) > 0,
-                            lambda: self._denoise(decode_image(fields, LDCT)[tf.newaxis])[0],
-                            lambda: tf.zeros(tf.cast(tf.stack([fields[features.HEIGHT], fields[features.WIDTH], 1]),
-                                                     tf.int32)))
+            image = tf.cond(
+                tf.strings.length(fields[features.image_key(LDCT)]) > 0,
+                lambda: self._denoise(decode_image(fields, LDCT)[tf.newaxis])[0],
+                lambda: tf.zeros(tf.cast(tf.stack([fields[features.HEIGHT], fields[features.WIDTH], 1]), tf.int32)),
+            )
             pad = tf.cast(tf.stack([height, width]), tf.int32) - tf.shape(image)[:2]
             return tf.pad(image, [[0, pad[0]], [0, pad[1]], [0, 0]])
 
@@ -75,8 +88,9 @@ class Denoiser(tf.Module):
         return denormalize(infer(self.generator, normalised))
 
 
-def export_generator(generator: keras.Model, description: Description, export_dir: str,
-                     metadata: dict[str, Any] | None) -> None:
+def export_generator(
+    generator: keras.Model, description: Description, export_dir: str, metadata: dict[str, Any] | None
+) -> None:
     """Write the SavedModel with both signatures and its description, plus the metadata JSON beside it.
 
     Under a multi-worker strategy every worker must save (writing the variables averages the
@@ -85,7 +99,8 @@ def export_generator(generator: keras.Model, description: Description, export_di
     """
     module = Denoiser(generator, description)
     tf.saved_model.save(
-        module, files.tf_path(export_dir),
+        module,
+        files.tf_path(export_dir),
         signatures={SERVING_SIGNATURE: module.denoise_hu, EXAMPLES_SIGNATURE: module.denoise_examples},
     )
     if metadata is not None:
@@ -110,6 +125,5 @@ def reestimate_batch_norm(model: keras.Model, batches: Iterator[tf.Tensor], coun
                 layer.momentum = (k - 1) / k
             model(next(batches), training=True)
     finally:
-        for layer, momentum in zip(norms, momenta):
+        for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
-

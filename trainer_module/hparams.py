@@ -6,13 +6,15 @@ next to its model as JSON, read back exactly, and changed from the command line 
 from a preset name and overrides to an `HParams`; it is serialised once, at the Trainer's
 boundary (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from ctdenoise.contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN
 
@@ -26,9 +28,12 @@ MAX_STEPS = 10**9
 """A bound on the training length, far beyond any real run, that keeps step counts in range."""
 MAX_SEED = 2**32 - 1
 """The largest seed NumPy accepts (Keras seeds NumPy, Python and TensorFlow with it)."""
+
+
 @dataclass(frozen=True)
 class HParams:
-    """Hyperparameters; the defaults are the paper configuration (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""
+    """Hyperparameters; the defaults are the paper configuration (docs/design.md, "The algorithm: cycle-identity
+    CycleGAN for low-dose CT")."""
 
     model: str = "cycle_identity"
     """Which model of the family to train (trainer_module.models; docs/design.md, "The model family")."""
@@ -41,7 +46,8 @@ class HParams:
     ndf: int = 64
     """Discriminator channels of the first conv (doubled by each later conv)."""
     tanh_output: bool = True
-    """End the generators with tanh, as the paper does (docs/design.md, "Making the adversarial game start"). tanh reaches -1
+    """End the generators with tanh, as the paper does (docs/design.md, "Making the adversarial game start"). tanh
+    reaches -1
     (air) only at minus infinity, so the generator must learn a residual that jumps by about
     2 at every air–tissue edge and is large in the lungs; false makes the residual sum itself
     the output, clipped to the HU window in inference."""
@@ -66,7 +72,7 @@ class HParams:
     """λ₁, the weight of the VGG19 perceptual loss against the generator's adversarial term (0.1)."""
     n_critic: int = 4
     """Critic updates per generator update (4 in its paper's code)."""
-    vgg_weights: Optional[str] = None
+    vgg_weights: str | None = None
     """A Keras weights file of VGG19 without its top (ImageNet weights: the user brings it; nothing
     is downloaded). WGAN-VGG refuses to start without it."""
 
@@ -124,7 +130,7 @@ class HParams:
     epochs: int = 160
     steps_per_epoch: int = 1000
     """Patches are sampled at random, so an epoch is a fixed number of steps."""
-    decay_start_epoch: Optional[int] = None
+    decay_start_epoch: int | None = None
     """None keeps the learning rate constant (the TF2 port); else it decays linearly to 0
     from this epoch to the last one."""
     seed: int = 0
@@ -152,24 +158,47 @@ class HParams:
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION_MODES:
-            raise ValueError(
-                f"mixed_precision must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}"
-            )
-        for name in ("ngf", "nglf", "ndf", "red_channels", "red_kernel", "wgan_channels", "critic_channels",
-                     "critic_dense", "n_critic", "patch", "batch", "epochs", "steps_per_epoch",
-                     "checkpoint_every", "summary_every", "log_every"):
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION_MODES}, got {self.mixed_precision!r}")
+        for name in (
+            "ngf",
+            "nglf",
+            "ndf",
+            "red_channels",
+            "red_kernel",
+            "wgan_channels",
+            "critic_channels",
+            "critic_dense",
+            "n_critic",
+            "patch",
+            "batch",
+            "epochs",
+            "steps_per_epoch",
+            "checkpoint_every",
+            "summary_every",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patch < MIN_PATCH:
-            raise ValueError(f"patch must be >= {MIN_PATCH} (the discriminator's five 4x4 convolutions), got {self.patch}")
+            raise ValueError(
+                f"patch must be >= {MIN_PATCH} (the discriminator's five 4x4 convolutions), got {self.patch}"
+            )
         if self.total_steps > MAX_STEPS:
             raise ValueError(f"epochs × steps_per_epoch = {self.total_steps} is more than {MAX_STEPS} steps")
         if self.pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {self.pool_size}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be in [0, {MAX_SEED}] (NumPy's seed range), got {self.seed}")
-        for name in ("lr", "cycle_lambda", "identity_gamma", "adversarial_weight", "supervised_lambda", "d_lr_scale",
-                     "gp_lambda", "perceptual_lambda"):
+        for name in (
+            "lr",
+            "cycle_lambda",
+            "identity_gamma",
+            "adversarial_weight",
+            "supervised_lambda",
+            "d_lr_scale",
+            "gp_lambda",
+            "perceptual_lambda",
+        ):
             value = getattr(self, name)
             positive = name in ("lr", "d_lr_scale")
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -180,16 +209,15 @@ class HParams:
         if not 0.0 <= self.foreground_patches <= 1.0:
             raise ValueError(f"foreground_patches must be in [0, 1], got {self.foreground_patches}")
         if not HU_MIN < self.foreground_hu < HU_MAX:
-            raise ValueError(f"foreground_hu must be inside the model's window ({HU_MIN:g}, {HU_MAX:g}) HU, "
-                             f"got {self.foreground_hu}")
+            raise ValueError(
+                f"foreground_hu must be inside the model's window ({HU_MIN:g}, {HU_MAX:g}) HU, got {self.foreground_hu}"
+            )
         if self.supervised_lambda and not self.paired:
             raise ValueError("supervised_lambda needs paired patches: set paired=true")
         if self.bn_reestimation_batches < 0:
             raise ValueError(f"bn_reestimation_batches must be >= 0, got {self.bn_reestimation_batches}")
         if self.decay_start_epoch is not None and not 0 <= self.decay_start_epoch < self.epochs:
-            raise ValueError(
-                f"decay_start_epoch must be in [0, epochs={self.epochs}), got {self.decay_start_epoch}"
-            )
+            raise ValueError(f"decay_start_epoch must be in [0, epochs={self.epochs}), got {self.decay_start_epoch}")
 
         if self.red_kernel % 2 == 0:
             raise ValueError(f"red_kernel must be odd (a centred kernel), got {self.red_kernel}")
@@ -199,26 +227,45 @@ class HParams:
         return self.epochs * self.steps_per_epoch
 
     @property
-    def decay_start_step(self) -> Optional[int]:
+    def decay_start_step(self) -> int | None:
         if self.decay_start_epoch is None:
             return None
         return self.decay_start_epoch * self.steps_per_epoch
 
 
-SHARED_HPARAMS = frozenset({
-    "model", "patch", "batch", "foreground_patches", "foreground_hu", "augment", "lr", "beta1", "beta2",
-    "epochs", "steps_per_epoch", "decay_start_epoch", "seed", "deterministic", "jit_compile", "mixed_precision",
-    "bn_reestimation_batches", "checkpoint_every", "summary_every", "log_every",
-})
+SHARED_HPARAMS = frozenset(
+    {
+        "model",
+        "patch",
+        "batch",
+        "foreground_patches",
+        "foreground_hu",
+        "augment",
+        "lr",
+        "beta1",
+        "beta2",
+        "epochs",
+        "steps_per_epoch",
+        "decay_start_epoch",
+        "seed",
+        "deterministic",
+        "jit_compile",
+        "mixed_precision",
+        "bn_reestimation_batches",
+        "checkpoint_every",
+        "summary_every",
+        "log_every",
+    }
+)
 """What every model reads: the data, the schedule, the seed and the strategy. Each model
 declares the others it reads (trainer_module.models)."""
 
 GAME_SWITCHES: dict[str, Any] = {"d_joint_batch": True, "d_window": True, "foreground_patches": 0.75}
-"""The departures from the paper that start the adversarial game on CT (docs/design.md, "Making the adversarial game start"):
+"""The departures from the paper that start the adversarial game on CT (docs/design.md, "Making the adversarial
+game start"):
 the small presets use them, `paper` does not."""
 
-CPU_MODEL_SIZES: dict[str, Any] = {"red_channels": 64, "wgan_channels": 16, "critic_channels": 16,
-                                   "critic_dense": 128}
+CPU_MODEL_SIZES: dict[str, Any] = {"red_channels": 64, "wgan_channels": 16, "critic_channels": 16, "critic_dense": 128}
 """The other models' sizes in the CPU presets: for each, the largest size `benchmarks.model_cost`
 measured whose training step is no slower than the cycle-identity model's at the preset's batch
 and patch, natively and with oneDNN limited to AVX2 (BENCHMARKS.md, "Model family"), so that a
@@ -230,21 +277,56 @@ _PRESETS = {
     # half, sized from the Trainer's steps/s measured on a 2-core AVX2 CPU so that `make demo`
     # ends within 10 minutes there (docs/design.md, "Hyperparameters and presets"; README, "Quickstart").
     "cpu-demo": HParams(
-        ngf=16, nglf=8, ndf=16, batch=4, epochs=14, steps_per_epoch=50, decay_start_epoch=7,
-        checkpoint_every=100, summary_every=100, log_every=50, **GAME_SWITCHES, **CPU_MODEL_SIZES,
+        ngf=16,
+        nglf=8,
+        ndf=16,
+        batch=4,
+        epochs=14,
+        steps_per_epoch=50,
+        decay_start_epoch=7,
+        checkpoint_every=100,
+        summary_every=100,
+        log_every=50,
+        **GAME_SWITCHES,
+        **CPU_MODEL_SIZES,
     ),
     # A real model without a GPU: cpu-demo's size trained for 3800 steps, the rate decaying over
     # the second half; sized, as cpu-demo, from the Trainer's steps/s on a 2-core AVX2 CPU for
     # 30 minutes there (docs/design.md, "Hyperparameters and presets").
     "cpu-30min": HParams(
-        ngf=16, nglf=8, ndf=16, batch=4, epochs=19, steps_per_epoch=200, decay_start_epoch=9,
-        checkpoint_every=1000, summary_every=500, log_every=100, **GAME_SWITCHES, **CPU_MODEL_SIZES,
+        ngf=16,
+        nglf=8,
+        ndf=16,
+        batch=4,
+        epochs=19,
+        steps_per_epoch=200,
+        decay_start_epoch=9,
+        checkpoint_every=1000,
+        summary_every=500,
+        log_every=100,
+        **GAME_SWITCHES,
+        **CPU_MODEL_SIZES,
     ),
     # For tests: a handful of cheap steps.
     "tiny": HParams(
-        ngf=4, nglf=4, ndf=4, red_channels=4, red_kernel=3, wgan_channels=4, critic_channels=4, critic_dense=8,
-        n_critic=2, patch=32, batch=2, pool_size=4, epochs=1, steps_per_epoch=10,
-        bn_reestimation_batches=4, checkpoint_every=5, summary_every=5, log_every=5,
+        ngf=4,
+        nglf=4,
+        ndf=4,
+        red_channels=4,
+        red_kernel=3,
+        wgan_channels=4,
+        critic_channels=4,
+        critic_dense=8,
+        n_critic=2,
+        patch=32,
+        batch=2,
+        pool_size=4,
+        epochs=1,
+        steps_per_epoch=10,
+        bn_reestimation_batches=4,
+        checkpoint_every=5,
+        summary_every=5,
+        log_every=5,
     ),
 }
 PRESETS = tuple(_PRESETS)

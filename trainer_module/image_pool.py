@@ -8,9 +8,10 @@ The state lives in tf.Variables and the randomness in a tf.random.Generator, so 
 `query` runs inside the compiled train step and the pool is saved in, and restored
 from, the training checkpoint like any other state.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -19,7 +20,11 @@ SWAP_PROBABILITY = 0.5
 
 class ImagePool(tf.Module):
     def __init__(
-        self, size: int, image_shape: Sequence[int], enabled: bool = True, seed: int = 0,
+        self,
+        size: int,
+        image_shape: Sequence[int],
+        enabled: bool = True,
+        seed: int = 0,
         name: str = "image_pool",
     ):
         super().__init__(name=name)

@@ -6,12 +6,13 @@ step, the summaries (the generator's inference reads BatchNorm statistics, avera
 workers) and checkpoint saving all take part in collectives that wait for every worker.
 Only the folders differ (trainer_module/run.py).
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import tensorflow as tf
 
@@ -29,7 +30,7 @@ def fit(
     batches: tf.data.Dataset,
     checkpoint_dir: str | Path,
     log_dir: str | Path,
-    eval_pairs: Optional[EvalPairs] = None,
+    eval_pairs: EvalPairs | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict:
     """Train `model` to its `hp.total_steps`, resuming from the latest checkpoint in `checkpoint_dir`.
@@ -118,13 +119,14 @@ def _check_workers_start_together(model: DenoisingModel) -> None:
     if worker_count(strategy) < 2:
         return
     step = float(model.completed_steps)
-    mine = strategy.experimental_distribute_values_from_function(
-        lambda _: tf.constant([step, step * step], tf.float64))
+    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([step, step * step], tf.float64))
     total, squares = strategy.reduce(tf.distribute.ReduceOp.SUM, mine, axis=None).numpy()
     replicas = strategy.num_replicas_in_sync
     if total * total != replicas * squares:
-        raise RuntimeError(f"workers resumed at different steps (this one at {step:.0f}, mean "
-                           f"{total / replicas:g}): their checkpoint folders differ")
+        raise RuntimeError(
+            f"workers resumed at different steps (this one at {step:.0f}, mean "
+            f"{total / replicas:g}): their checkpoint folders differ"
+        )
 
 
 def _next_batch(batches: Iterator) -> tuple:

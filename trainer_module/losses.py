@@ -1,4 +1,5 @@
-"""Loss terms of the models (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "The model family"), one short function each.
+"""Loss terms of the models (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "The
+model family"), one short function each.
 
 With G: LDCT(A) -> NDCT(B), F: B -> A and discriminators D_A, D_B, one step minimises
 
@@ -14,6 +15,7 @@ Least-squares GAN: the discriminators regress 1 for real and 0 for fake. With pa
 patches a supervised term λ_sup·L1(G(a), b) can join the generators' total (off in the
 paper's unpaired method; docs/design.md, "Making the adversarial game start"). RED-CNN minimises mse_loss to the NDCT.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf

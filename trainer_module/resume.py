@@ -10,12 +10,14 @@ Under a multi-worker strategy every worker must resume from the same checkpoint,
 collectives stop matching; a worker other than the chief seeds a private folder from the
 checkpoint the chief's folder is seeded from and writes nothing under the run's directory.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -33,8 +35,9 @@ def resume_key(train_files: Sequence[str], hparams: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare_checkpoint_dir(model_run_dir: str, key: str, progress: Callable[[str], None] = print,
-                           private: str | None = None) -> str:
+def prepare_checkpoint_dir(
+    model_run_dir: str, key: str, progress: Callable[[str], None] = print, private: str | None = None
+) -> str:
     """This run's checkpoint folder, seeded from an interrupted run with the same key if any.
 
     A worker that is not the chief passes `private`, a folder of its own, and gets it back

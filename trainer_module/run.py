@@ -12,15 +12,17 @@ in collectives that wait for every worker. Only where they write differs: the ch
 the run's checkpoints, TensorBoard logs, SavedModel and metadata; every other worker writes
 its copies into a private temporary folder that it deletes at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import tensorflow as tf
 
@@ -28,10 +30,15 @@ import ctdenoise.tensorflow_env  # noqa: F401  (before tf.keras is first touched
 from ctdenoise.contract.names import TENSORBOARD_DIR, split_dir
 from ctdenoise.storage import files
 from ctdenoise.trainer_module import hparams as hparams_lib
-from ctdenoise.trainer_module.data import (paired_eval_slices, paired_patch_batches, paired_slices, patch_batches,
-                                 smallest_side)
-from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.data import (
+    paired_eval_slices,
+    paired_patch_batches,
+    paired_slices,
+    patch_batches,
+    smallest_side,
+)
 from ctdenoise.trainer_module.export import Description, export_generator, reestimate_batch_norm
+from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.loop import fit
 from ctdenoise.trainer_module.models import build, uses_pairs
 from ctdenoise.trainer_module.models.base import DenoisingModel
@@ -43,15 +50,24 @@ HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""
 
 
-def fn_args(examples: str, model_run_dir: str, serving_model_dir: str, hp: HParams,
-            eval_slices: int = hparams_lib.TENSORBOARD_EVAL_SLICES) -> SimpleNamespace:
+def fn_args(
+    examples: str,
+    model_run_dir: str,
+    serving_model_dir: str,
+    hp: HParams,
+    eval_slices: int = hparams_lib.TENSORBOARD_EVAL_SLICES,
+) -> SimpleNamespace:
     """The arguments TFX's Trainer would give `run_fn` for this Examples artifact, for callers
     outside the pipeline (the multi-worker worker, benchmarks, tests)."""
     return SimpleNamespace(
-        train_files=[split_dir(examples, "train") + "/*.gz"], eval_files=[split_dir(examples, "eval") + "/*.gz"],
-        model_run_dir=model_run_dir, serving_model_dir=serving_model_dir,
-        train_steps=hp.total_steps, eval_steps=eval_slices,
-        custom_config={HPARAMS_KEY: hparams_lib.to_dict(hp)})
+        train_files=[split_dir(examples, "train") + "/*.gz"],
+        eval_files=[split_dir(examples, "eval") + "/*.gz"],
+        model_run_dir=model_run_dir,
+        serving_model_dir=serving_model_dir,
+        train_steps=hp.total_steps,
+        eval_steps=eval_slices,
+        custom_config={HPARAMS_KEY: hparams_lib.to_dict(hp)},
+    )
 
 
 def run_fn(fn_args) -> DenoisingModel:
@@ -59,8 +75,10 @@ def run_fn(fn_args) -> DenoisingModel:
     Returns the trained model (TFX ignores it; tests read it)."""
     hp = hparams_lib.from_dict(fn_args.custom_config[HPARAMS_KEY])
     if fn_args.train_steps != hp.total_steps:
-        raise ValueError(f"TrainArgs.num_steps {fn_args.train_steps} differs from the hyperparameters' "
-                         f"{hp.total_steps} steps (epochs × steps_per_epoch)")
+        raise ValueError(
+            f"TrainArgs.num_steps {fn_args.train_steps} differs from the hyperparameters' "
+            f"{hp.total_steps} steps (epochs × steps_per_epoch)"
+        )
     strategy = make_strategy()  # first: a multi-worker strategy must precede TensorFlow's start-up
     _check_patch_fits(fn_args.train_files, hp.patch)
     _check_pairs(fn_args.train_files, hp)
@@ -72,11 +90,18 @@ def run_fn(fn_args) -> DenoisingModel:
         eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
         model = build(hp, strategy)
         has_eval = len(eval_pairs[0]) > 0
-        result = fit(model, training_batches(fn_args.train_files, hp), out.checkpoints, out.tensorboard,
-                     eval_pairs if has_eval else None, progress)
+        result = fit(
+            model,
+            training_batches(fn_args.train_files, hp),
+            out.checkpoints,
+            out.tensorboard,
+            eval_pairs if has_eval else None,
+            progress,
+        )
         if hp.bn_reestimation_batches:  # every worker, on the same batches: the statistics are averaged
-            calibration = patch_batches(fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2,
-                                        **_foreground(hp))
+            calibration = patch_batches(
+                fn_args.train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed + 2, **_foreground(hp)
+            )
             reestimate_batch_norm(model.generator, iter(calibration), hp.bn_reestimation_batches)
         if has_eval:
             result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(model, eval_pairs, out.tensorboard)
@@ -101,15 +126,19 @@ def _worker_outputs(fn_args, worker: Worker, key: str, progress: Callable[[str],
     folder (local to its machine, seeded from the checkpoint the chief resumes from), which is
     deleted when training ends, whether it succeeded or not."""
     if worker.is_chief:
-        yield WorkerOutputs(prepare_checkpoint_dir(fn_args.model_run_dir, key, progress),
-                            files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR)),
-                            fn_args.serving_model_dir)
+        yield WorkerOutputs(
+            prepare_checkpoint_dir(fn_args.model_run_dir, key, progress),
+            files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR)),
+            fn_args.serving_model_dir,
+        )
         return
     scratch = tempfile.mkdtemp(prefix=f"ctdenoise-{worker.name}-")
     try:
         yield WorkerOutputs(
             prepare_checkpoint_dir(fn_args.model_run_dir, key, progress, private=os.path.join(scratch, CHECKPOINTS)),
-            os.path.join(scratch, TENSORBOARD_DIR), os.path.join(scratch, "model"))
+            os.path.join(scratch, TENSORBOARD_DIR),
+            os.path.join(scratch, "model"),
+        )
     finally:
         files.remove_tree(scratch)
 
@@ -120,8 +149,10 @@ def _check_patch_fits(train_files: list[str], patch: int) -> None:
     if side is None:
         raise ValueError("no training examples: the train split is empty")
     if patch > side:
-        raise ValueError(f"patch {patch} is larger than the smallest training slice side ({side} px); "
-                         f"choose --set patch={min(side, 56)} or less")
+        raise ValueError(
+            f"patch {patch} is larger than the smallest training slice side ({side} px); "
+            f"choose --set patch={min(side, 56)} or less"
+        )
 
 
 def _check_pairs(train_files: list[str], hp: HParams) -> None:
@@ -129,8 +160,10 @@ def _check_pairs(train_files: list[str], hp: HParams) -> None:
     hold both doses of a patient at positions that never match (the ingest report counts the
     pairs)."""
     if uses_pairs(hp) and not any(True for _ in paired_slices(train_files).take(1)):
-        raise ValueError(f"model {hp.model} trains on co-located LDCT/NDCT pairs, and the train split holds none "
-                         "(the ingest report counts the pairs)")
+        raise ValueError(
+            f"model {hp.model} trains on co-located LDCT/NDCT pairs, and the train split holds none "
+            "(the ingest report counts the pairs)"
+        )
 
 
 def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
@@ -138,12 +171,15 @@ def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     co-located crops of slice pairs for a paired model or `hp.paired`; turned at random with
     `hp.augment`."""
     if uses_pairs(hp):
-        return paired_patch_batches(train_files, hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,
-                                    **_foreground(hp))
-    ldct = patch_batches(train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment,
-                         **_foreground(hp))
-    ndct = patch_batches(train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, augment=hp.augment,
-                         **_foreground(hp))
+        return paired_patch_batches(
+            train_files, hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment, **_foreground(hp)
+        )
+    ldct = patch_batches(
+        train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment, **_foreground(hp)
+    )
+    ndct = patch_batches(
+        train_files, "ndct", hp.patch, hp.batch, seed=2 * hp.seed + 1, augment=hp.augment, **_foreground(hp)
+    )
     return tf.data.Dataset.zip((ldct, ndct))
 
 
@@ -155,6 +191,7 @@ def _foreground(hp: HParams) -> dict[str, float]:
 def _progress_printer():
     def progress(line: str) -> None:
         print(f"[train] {line}", flush=True)
+
     return progress
 
 

@@ -1,7 +1,7 @@
-"""The learning-rate schedule: constant (the TF2 port), or linear decay to 0 (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""
-from __future__ import annotations
+"""The learning-rate schedule: constant (the TF2 port), or linear decay to 0 (docs/design.md, "The algorithm:
+cycle-identity CycleGAN for low-dose CT")."""
 
-from typing import Optional
+from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras as keras
@@ -10,7 +10,7 @@ import tf_keras as keras
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Constant learning rate, then optionally linear to 0 at `total_steps`."""
 
-    def __init__(self, initial: float, total_steps: int, decay_start: Optional[int] = None):
+    def __init__(self, initial: float, total_steps: int, decay_start: int | None = None):
         self.initial = initial
         self.total_steps = total_steps
         self.decay_start = decay_start

@@ -1,12 +1,13 @@
 """Where and in which precision the GAN trains: the distribution strategy, this process's
 place among the workers, and the dtype policy."""
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import tensorflow as tf
 import tf_keras as keras

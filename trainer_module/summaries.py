@@ -1,9 +1,9 @@
 """What training shows in TensorBoard: every loss term, the learning rate, PSNR on whole eval
 slices and LDCT | denoised | NDCT images in the soft-tissue window."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -16,8 +16,9 @@ EvalPairs = tuple[np.ndarray, np.ndarray]
 """(LDCT, NDCT) whole slices [n, H, W, 1] in [-1, 1]."""
 
 
-def write_summaries(model: DenoisingModel, losses: dict[str, float], step: int,
-                    eval_pairs: Optional[EvalPairs]) -> dict[str, float]:
+def write_summaries(
+    model: DenoisingModel, losses: dict[str, float], step: int, eval_pairs: EvalPairs | None
+) -> dict[str, float]:
     """Scalars for every loss term, the discriminators' judgement (`d_a/accuracy`, ...) and
     the learning rate; with `eval_pairs`, PSNR and LDCT | denoised | NDCT images. Returns the
     PSNR values written."""

@@ -7,6 +7,7 @@ in ML Metadata: this trains on more machines than one Trainer pod, it is not a p
     python -m ctdenoise.trainer_module.worker --examples URI --model-run-dir URI --serving-model-dir URI \\
         [--preset paper] [--set KEY=VALUE]... [--eval-slices N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,19 @@ from ctdenoise.trainer_module.run import fn_args, run_fn
 
 
 def main(argv: list[str] | None = None) -> DenoisingModel:
-    parser = argparse.ArgumentParser(prog="python -m ctdenoise.trainer_module.worker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ctdenoise.trainer_module.worker", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--examples", required=True, help="Examples artifact URI (holds Split-train/, Split-eval/)")
-    parser.add_argument("--model-run-dir", required=True,
-                        help="checkpoints and TensorBoard logs (one folder all workers reach)")
+    parser.add_argument(
+        "--model-run-dir", required=True, help="checkpoints and TensorBoard logs (one folder all workers reach)"
+    )
     parser.add_argument("--serving-model-dir", required=True, help="where the chief exports the SavedModel")
     parser.add_argument("--preset", default="paper", choices=hparams_lib.PRESETS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="hyperparameter override")
-    parser.add_argument("--eval-slices", type=int, default=hparams_lib.TENSORBOARD_EVAL_SLICES, help="eval slices shown in TensorBoard")
+    parser.add_argument(
+        "--eval-slices", type=int, default=hparams_lib.TENSORBOARD_EVAL_SLICES, help="eval slices shown in TensorBoard"
+    )
     args = parser.parse_args(argv)
     hp = configure(args.preset, args.set)
     set_training_threads(hp)

@@ -1,8 +1,9 @@
 """DicomExampleGen: a custom ExampleGen-style TFX component for CT DICOM folders."""
+
 from __future__ import annotations
 
-from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
@@ -32,13 +33,21 @@ class DicomExampleGen(base_beam_component.BaseBeamComponent):
     SPEC_CLASS = DicomExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, data_root: str, layout: Layout = Layout(), eval_fraction: float = 0.25,
-                 input_fingerprint: str = "", read_options: ReadOptions = ReadOptions()):
-        super().__init__(DicomExampleGenSpec(
-            data_root=data_root,
-            layout=layout.to_json(),
-            eval_fraction=eval_fraction,
-            read_options=read_options.to_json(),
-            input_fingerprint=input_fingerprint,
-            examples=types.Channel(type=standard_artifacts.Examples),
-        ))
+    def __init__(
+        self,
+        data_root: str,
+        layout: Layout = Layout(),
+        eval_fraction: float = 0.25,
+        input_fingerprint: str = "",
+        read_options: ReadOptions = ReadOptions(),
+    ):
+        super().__init__(
+            DicomExampleGenSpec(
+                data_root=data_root,
+                layout=layout.to_json(),
+                eval_fraction=eval_fraction,
+                read_options=read_options.to_json(),
+                input_fingerprint=input_fingerprint,
+                examples=types.Channel(type=standard_artifacts.Examples),
+            )
+        )

@@ -6,10 +6,12 @@ Every file under the data root ends up either accepted or in the ingest report's
 list with a reason (docs/design.md, "Data contract"), or, when the storage could not give a listed file
 (it vanished while the run read the root), the run fails in one line and publishes nothing.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 from tfx.dsl.components.base import base_beam_executor
@@ -23,6 +25,8 @@ from ctdenoise.contract.names import INGEST_REPORT_FILE, split_dir
 from ctdenoise.dicomio.reader import DicomRejected, ReadOptions, read_ct_slices
 from ctdenoise.storage import files
 
+_LOG = logging.getLogger(__name__)
+
 PROGRESS_EVERY = 200
 
 
@@ -32,11 +36,19 @@ class NothingToIngest(ValueError):
 
     def __init__(self, root: str, layout: Layout, rejected: list[dict[str, str]]):
         expected = "|".join(layout.ldct_dirs + layout.ndct_dirs)
-        first = f"; {len(rejected)} entries rejected, e.g. {rejected[0]['path']}: {rejected[0]['reason']}" if rejected \
+        first = (
+            f"; {len(rejected)} entries rejected, e.g. {rejected[0]['path']}: {rejected[0]['reason']}"
+            if rejected
             else "; the folder is empty"
+        )
         super().__init__(f"no DICOM files under {root} in the layout <patient>/<{expected}>/{first}")
-        self.report = {"accepted": 0, "rejected": sorted(rejected, key=lambda r: r["path"]), "unreadable": [],
-                       "examples": {split: 0 for split in SPLITS}, "pairs": 0}
+        self.report = {
+            "accepted": 0,
+            "rejected": sorted(rejected, key=lambda r: r["path"]),
+            "unreadable": [],
+            "examples": {split: 0 for split in SPLITS},
+            "pairs": 0,
+        }
 
 
 class UnreadableInput(RuntimeError):
@@ -45,8 +57,10 @@ class UnreadableInput(RuntimeError):
 
     def __init__(self, failures: list[dict[str, str]]):
         first = failures[0]
-        super().__init__(f"{len(failures)} listed file(s) could not be read, e.g. {first['path']}: {first['reason']}; "
-                         "nothing was published (rerun once the data root is stable)")
+        super().__init__(
+            f"{len(failures)} listed file(s) could not be read, e.g. {first['path']}: {first['reason']}; "
+            "nothing was published (rerun once the data root is stable)"
+        )
 
 
 class ReadSlices(beam.DoFn):
@@ -61,7 +75,7 @@ class ReadSlices(beam.DoFn):
     def process(self, found: FoundFile) -> Iterable[Any]:
         self._done += 1
         if self._done % PROGRESS_EVERY == 0:
-            logging.info("ingest: decoded %d files in this worker", self._done)
+            _LOG.info("ingest: decoded %d files in this worker", self._done)
         try:
             records = read_ct_slices(files.join(self._root, found.rel_path), found.rel_path, self._options)
         except DicomRejected as exc:
@@ -72,7 +86,8 @@ class ReadSlices(beam.DoFn):
             yield beam.pvalue.TaggedOutput("events", ("unreadable", failure))
             return
         yield beam.pvalue.TaggedOutput(
-            "files", FileIdentity(found.rel_path, found.patient_id, records[0].file_id, records[0].instance))
+            "files", FileIdentity(found.rel_path, found.patient_id, records[0].file_id, records[0].instance)
+        )
         for rec in records:
             yield found.patient_id, (found.dose, rec)
 
@@ -83,8 +98,9 @@ def _storage_reason(exc: OSError) -> str:
     return f"could not be read ({exc.strerror or type(exc).__name__})"
 
 
-def pair_and_encode(item: tuple[str, Iterable[tuple[str, Any]]], splits: dict[str, str],
-                    duplicates: dict[str, str]) -> Iterable[Any]:
+def pair_and_encode(
+    item: tuple[str, Iterable[tuple[str, Any]]], splits: dict[str, str], duplicates: dict[str, str]
+) -> Iterable[Any]:
     """One patient's slices → serialized examples of its split, plus report events. Files in
     `duplicates` (path → reason: repeats of another patient's files) are rejected unpaired."""
     patient_id, grouped = item
@@ -143,8 +159,14 @@ def _write_report(report: dict[str, Any], uri: str) -> None:
 
 
 def build_ingest_pipeline(
-    p: beam.Pipeline, root: str, layout: Layout, splits_by_patient: dict[str, str], found: list[FoundFile],
-    pre_rejected: list[dict[str, str]], out_uri: str, options: ReadOptions = ReadOptions(),
+    p: beam.Pipeline,
+    root: str,
+    layout: Layout,
+    splits_by_patient: dict[str, str],
+    found: list[FoundFile],
+    pre_rejected: list[dict[str, str]],
+    out_uri: str,
+    options: ReadOptions = ReadOptions(),
 ) -> None:
     """The Beam graph: read → find repeats across patients → group by patient → pair → write
     splits and the report."""
@@ -155,15 +177,15 @@ def build_ingest_pipeline(
         | "Decode" >> beam.ParDo(ReadSlices(root, options)).with_outputs("events", "files", main="slices")
     )
     duplicates = (
-        read.files
-        | "AllFiles" >> beam.combiners.ToList()
-        | "AcrossPatients" >> beam.Map(cross_patient_duplicates)
+        read.files | "AllFiles" >> beam.combiners.ToList() | "AcrossPatients" >> beam.Map(cross_patient_duplicates)
     )
     paired = (
         read.slices
         | "ByPatient" >> beam.GroupByKey()
-        | "Pair" >> beam.FlatMap(pair_and_encode, splits_by_patient, beam.pvalue.AsSingleton(duplicates))
-        .with_outputs("events", main="examples")
+        | "Pair"
+        >> beam.FlatMap(pair_and_encode, splits_by_patient, beam.pvalue.AsSingleton(duplicates)).with_outputs(
+            "events", main="examples"
+        )
     )
     for split in SPLITS:
         (
@@ -192,7 +214,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if not found.found:
             raise NothingToIngest(root, layout, found.rejected)
         splits = assign_splits(found.patients, float(exec_properties["eval_fraction"]))
-        logging.info("ingest: %d candidate files, %d patients", len(found.found), len(found.patients))
+        _LOG.info("ingest: %d candidate files, %d patients", len(found.found), len(found.patients))
         options = ReadOptions.from_json(exec_properties.get("read_options") or "")
         with self._make_beam_pipeline() as p:
             build_ingest_pipeline(p, root, layout, splits, found.found, found.rejected, examples.uri, options)

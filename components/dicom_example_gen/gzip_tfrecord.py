@@ -9,6 +9,7 @@ zlib level 1) for files 7 % larger. The output is ordinary gzip, read by TFX, TF
 The records' CRC-32C checksums come from google-crc32c (hardware CRC instructions) rather
 than Beam's fallback, crcmod, which took as long as the gzip itself.
 """
+
 from __future__ import annotations
 
 import struct
@@ -51,8 +52,14 @@ class _GzipTFRecordSink(_TFRecordSink):
     """Beam's TFRecord sink (temp files, atomic rename, sharding) with our own gzip stream."""
 
     def __init__(self, file_path_prefix: str, file_name_suffix: str, level: int):
-        super().__init__(file_path_prefix, BytesCoder(), file_name_suffix, num_shards=0,
-                         shard_name_template=None, compression_type=CompressionTypes.UNCOMPRESSED)
+        super().__init__(
+            file_path_prefix,
+            BytesCoder(),
+            file_name_suffix,
+            num_shards=0,
+            shard_name_template=None,
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
         self.level = level
 
     def open(self, temp_path: str) -> Any:

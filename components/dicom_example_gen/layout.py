@@ -4,6 +4,7 @@ Default layout: ``DATA/<patient_id>/<LDCT|NDCT>/...`` (docs/design.md, "Data con
 the file-name pattern are configurable, so the AAPM Low Dose CT Grand Challenge layout
 (``L067/quarter_3mm/*.IMA``, ``L067/full_3mm/*.IMA``) works too.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -26,7 +27,7 @@ class Layout:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Layout":
+    def from_json(cls, text: str) -> Layout:
         raw = json.loads(text)
         return cls(tuple(raw["ldct_dirs"]), tuple(raw["ndct_dirs"]), raw["pattern"])
 

@@ -4,14 +4,15 @@ that repeat another patient's.
 Pure Python on already-decoded slices, so it is tested without Beam and runs inside the
 Beam pipeline (per patient, and once over every file's identity).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterable
 
-from ctdenoise.dicomio.reader import SliceRecord
 from ctdenoise.contract.features import DOSES, at_position
+from ctdenoise.dicomio.reader import SliceRecord
 
 
 @dataclass
@@ -112,8 +113,10 @@ def _distinct_keys(examples: list[tuple[str, dict[str, SliceRecord]]]) -> list[t
     counts: dict[str, int] = {}
     for key, _ in examples:
         counts[key] = counts.get(key, 0) + 1
-    return [(f"{key}/{next(iter(images))}" if counts[key] > 1 and len(images) == 1 else key, images)
-            for key, images in examples]
+    return [
+        (f"{key}/{next(iter(images))}" if counts[key] > 1 and len(images) == 1 else key, images)
+        for key, images in examples
+    ]
 
 
 def slice_key(patient_id: str, rec: SliceRecord) -> str:

@@ -17,9 +17,8 @@ Gate (`BlessingThresholds`; on the overall slice unless `per_patient`):
 The TFX Evaluator strips the ``is_baseline`` spec and change thresholds itself on the first
 run, when no blessed model exists yet.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
@@ -36,22 +35,26 @@ LATEST_BLESSED = "latest_blessed"
 
 def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
     return tfma.ModelSpec(
-        name=name, signature_name=EXAMPLES_SIGNATURE, prediction_key=OUTPUT_KEY, is_baseline=is_baseline,
+        name=name,
+        signature_name=EXAMPLES_SIGNATURE,
+        prediction_key=OUTPUT_KEY,
+        is_baseline=is_baseline,
     )
 
 
 def _value_threshold(lower_bound: float) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
+    return tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
 
 
 def _change_threshold(max_drop: float) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
-        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -abs(max_drop)}))
+    return tfma.MetricThreshold(
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -abs(max_drop)}
+        )
+    )
 
 
-def _gated(config: tfma.MetricConfig, threshold: Optional[tfma.MetricThreshold],
-           per_patient: bool) -> tfma.MetricConfig:
+def _gated(config: tfma.MetricConfig, threshold: tfma.MetricThreshold | None, per_patient: bool) -> tfma.MetricConfig:
     """`config`, given a threshold that applies to the overall slice only, or to every slice."""
     if threshold is None:
         return config

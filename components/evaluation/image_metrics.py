@@ -10,6 +10,7 @@ Conventions (the contract's, `ctdenoise.contract.hu`, shared with the trainer):
   body mask; it agrees with `skimage.metrics.structural_similarity(..., data_range=2,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,9 @@ def ssim_map(image: np.ndarray, reference: np.ndarray, data_range: float = DATA_
     image, reference = _check_pair(image, reference)
     a = tf.constant(image[None, :, :, None], dtype=tf.float32)
     b = tf.constant(reference[None, :, :, None], dtype=tf.float32)
-    index = tf.image.ssim(a, b, max_val=data_range, filter_size=SSIM_WINDOW, filter_sigma=1.5, k1=0.01, k2=0.03,
-                          return_index_map=True)
+    index = tf.image.ssim(
+        a, b, max_val=data_range, filter_size=SSIM_WINDOW, filter_sigma=1.5, k1=0.01, k2=0.03, return_index_map=True
+    )
     return index.numpy()[0].astype(np.float64)  # [N, H - 10, W - 10]: channels are averaged
 
 

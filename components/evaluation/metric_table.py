@@ -9,10 +9,11 @@ here reaches every one of them, and the Evaluator and the benchmarks share one d
 
 NumPy only: the command line and the benchmarks read it without importing TFMA.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -103,15 +104,41 @@ def _body_ssim(image: np.ndarray, reference: np.ndarray) -> Contribution:
 
 
 METRICS = (
-    Metric("psnr", "PSNR dB", 2, _psnr, root=False, gate=Gate(DIFFERENCE, "psnr_margin_db", tolerance=False),
-           change="max_psnr_drop_db"),
-    Metric("ssim", "SSIM", 4, _ssim, root=False, gate=Gate(DIFFERENCE, "ssim_tolerance", tolerance=True),
-           change="max_ssim_drop"),
+    Metric(
+        "psnr",
+        "PSNR dB",
+        2,
+        _psnr,
+        root=False,
+        gate=Gate(DIFFERENCE, "psnr_margin_db", tolerance=False),
+        change="max_psnr_drop_db",
+    ),
+    Metric(
+        "ssim",
+        "SSIM",
+        4,
+        _ssim,
+        root=False,
+        gate=Gate(DIFFERENCE, "ssim_tolerance", tolerance=True),
+        change="max_ssim_drop",
+    ),
     Metric("rmse_hu", "RMSE HU", 1, _sse, root=True),
-    Metric("body_rmse_hu", "body RMSE HU", 1, _body_sse, root=True,
-           gate=Gate(REDUCTION, "body_rmse_margin", tolerance=False)),
-    Metric("body_ssim", "body SSIM", 4, _body_ssim, root=False,
-           gate=Gate(DIFFERENCE, "body_ssim_tolerance", tolerance=True)),
+    Metric(
+        "body_rmse_hu",
+        "body RMSE HU",
+        1,
+        _body_sse,
+        root=True,
+        gate=Gate(REDUCTION, "body_rmse_margin", tolerance=False),
+    ),
+    Metric(
+        "body_ssim",
+        "body SSIM",
+        4,
+        _body_ssim,
+        root=False,
+        gate=Gate(DIFFERENCE, "body_ssim_tolerance", tolerance=True),
+    ),
 )
 """PSNR and SSIM on [-1, 1] images (data range 2); RMSE in HU over the whole slice and inside
 the reference's body (HU above `ctdenoise.contract.hu.BODY_HU`); SSIM over the windows centred in that
@@ -129,22 +156,30 @@ def metric(name: str) -> Metric:
 
 def score(entry: Metric, images: Iterable[np.ndarray], references: Iterable[np.ndarray]) -> float:
     """`entry` of a stack of slices against their references, pooled as the Evaluator pools it."""
-    parts = [entry.contribution(image, reference) for image, reference in zip(images, references)]
+    parts = [entry.contribution(image, reference) for image, reference in zip(images, references, strict=True)]
     return entry.finish(sum(p[0] for p in parts), sum(p[1] for p in parts))
 
 
-def comparison(entry: Metric, candidate: Iterable[np.ndarray], ldct: Iterable[np.ndarray],
-               references: Iterable[np.ndarray]) -> float:
+def comparison(
+    entry: Metric, candidate: Iterable[np.ndarray], ldct: Iterable[np.ndarray], references: Iterable[np.ndarray]
+) -> float:
     """The gate's comparison of `candidate` with `ldct` on `entry` (which must be gated)."""
     candidate, ldct, references = list(candidate), list(ldct), list(references)
     if entry.gate.comparison == REDUCTION:
         return 1.0 - score(entry, candidate, references) / score(entry, ldct, references)
-    return float(np.mean([entry.contribution(c, r)[0] - entry.contribution(l, r)[0]
-                          for c, l, r in zip(candidate, ldct, references)]))
+    return float(
+        np.mean(
+            [
+                entry.contribution(c, r)[0] - entry.contribution(low, r)[0]
+                for c, low, r in zip(candidate, ldct, references, strict=True)
+            ]
+        )
+    )
 
 
-def gate(candidate: np.ndarray, ldct: np.ndarray, ndct: np.ndarray,
-         thresholds: BlessingThresholds = BlessingThresholds()) -> dict[str, float | bool]:
+def gate(
+    candidate: np.ndarray, ldct: np.ndarray, ndct: np.ndarray, thresholds: BlessingThresholds = BlessingThresholds()
+) -> dict[str, float | bool]:
     """The gate's value criteria on a stack of slices, as the Evaluator applies them to its
     overall slice: each comparison by name, and whether all reach their bounds."""
     values = {entry.gain_name: comparison(entry, candidate, ldct, ndct) for entry in GATED}

@@ -5,6 +5,7 @@ Names in the result: ``ldct`` is the LDCT as it is (no denoising), ``candidate``
 under evaluation, ``latest_blessed`` the model blessed before it (TFMA's "baseline" model;
 present only once a model has been blessed).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,10 @@ def _failures(evaluation_uri: str) -> list[str]:
     for per_slice in result.metric_validations_per_slice:
         where = ", ".join(f"{k.column}={k.bytes_value.decode()}" for k in per_slice.slice_key.single_slice_keys)
         for failure in per_slice.failures:
-            lines.append(f"{where or 'overall'}: {failure.metric_key.name} "
-                         f"{failure.metric_value.double_value.value:.4g} fails {_threshold(failure.metric_threshold)}")
+            lines.append(
+                f"{where or 'overall'}: {failure.metric_key.name} "
+                f"{failure.metric_value.double_value.value:.4g} fails {_threshold(failure.metric_threshold)}"
+            )
     return lines
 
 

@@ -23,10 +23,12 @@ thresholds only compare a metric against constants).
 Use in an EvalConfig as `metric_config("psnr", reference="ldct")`, which names it
 ``ldct_psnr``.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -52,7 +54,7 @@ def _first(value: Any) -> Any:
     return value
 
 
-def decode_feature_image(features: Dict[str, Any], dose: str) -> Optional[np.ndarray]:
+def decode_feature_image(features: dict[str, Any], dose: str) -> np.ndarray | None:
     """The [H, W] HU image of `dose` from raw TFMA features, or None if the example lacks it."""
     data = _first(features.get(feature_contract.image_key(dose)))
     if data is None or len(data) == 0:
@@ -62,14 +64,14 @@ def decode_feature_image(features: Dict[str, Any], dose: str) -> Optional[np.nda
     return feature_contract.decode_hu(data, height, width).astype(np.float32)
 
 
-def _prediction(extracts: Dict[str, Any], model_name: str, shape: Tuple[int, int]) -> np.ndarray:
+def _prediction(extracts: dict[str, Any], model_name: str, shape: tuple[int, int]) -> np.ndarray:
     """The model's denoised LDCT for this example, cropped to the example's `shape` (the
     `from_examples` signature pads each batch to its largest slice)."""
     image = _padded_prediction(extracts, model_name)
-    return image[:shape[0], :shape[1]]
+    return image[: shape[0], : shape[1]]
 
 
-def _padded_prediction(extracts: Dict[str, Any], model_name: str) -> np.ndarray:
+def _padded_prediction(extracts: dict[str, Any], model_name: str) -> np.ndarray:
     predictions = extracts[tfma.PREDICTIONS_KEY]
     if isinstance(predictions, dict):
         if model_name in predictions:
@@ -87,13 +89,13 @@ class _ImagePreprocessor(metric_types.Preprocessor):
     """extracts → {model_name: (sum, count)} for one table entry (empty dict for unpaired
     examples); with `gain`, the contribution to the entry's gate comparison."""
 
-    def __init__(self, metric: str, reference: str, gain: bool, model_names: List[str]):
+    def __init__(self, metric: str, reference: str, gain: bool, model_names: list[str]):
         role = "gain" if gain else reference
         super().__init__(name=f"ctdenoise_{metric}_{role}_{'|'.join(model_names)}")
         self._entry, self._reference, self._gain = table.metric(metric), reference, gain
         self._model_names = list(model_names)
 
-    def process(self, extracts: Dict[str, Any]) -> Iterator[Dict[str, table.Contribution]]:
+    def process(self, extracts: dict[str, Any]) -> Iterator[dict[str, table.Contribution]]:
         features = extracts.get(tfma.FEATURES_KEY) or {}
         ndct = decode_feature_image(features, _NDCT)
         ldct = decode_feature_image(features, _LDCT)
@@ -119,11 +121,11 @@ class _SumCountCombiner(beam.CombineFn):
     """Adds the per-example (sum, count) contributions per model; outputs the metric per key
     with `finish(sum, count)`."""
 
-    def __init__(self, keys: Dict[str, metric_types.MetricKey], finish: Callable[[float, float], float]):
+    def __init__(self, keys: dict[str, metric_types.MetricKey], finish: Callable[[float, float], float]):
         self._keys = keys  # model name → MetricKey
         self._finish = finish
 
-    def create_accumulator(self) -> Dict[str, List[float]]:
+    def create_accumulator(self) -> dict[str, list[float]]:
         return {name: [0.0, 0.0] for name in self._keys}
 
     def add_input(self, acc, element):
@@ -164,8 +166,8 @@ def _computations(
     reference: str = "denoised",
     gain: bool = False,
     name: str = "",
-    model_names: Optional[Iterable[str]] = None,
-    output_names: Optional[Iterable[str]] = None,
+    model_names: Iterable[str] | None = None,
+    output_names: Iterable[str] | None = None,
     example_weighted: bool = False,
 ) -> metric_types.MetricComputations:
     if reference not in REFERENCES:
@@ -175,7 +177,9 @@ def _computations(
     for model_name in model_names:
         for output_name in output_names or [""]:
             keys[model_name] = metric_types.MetricKey(
-                name=name, model_name=model_name, output_name=output_name,
+                name=name,
+                model_name=model_name,
+                output_name=output_name,
                 example_weighted=example_weighted,
             )
     return [
@@ -203,13 +207,22 @@ class ImageMetric(tfma.metrics.Metric):
     def __init__(self, metric: str = "psnr", reference: str = "denoised", gain: bool = False, name: str = ""):
         if gain and table.metric(metric).gate is None:
             raise ValueError(f"the gate compares nothing on {metric!r}")
-        super().__init__(_computations, name=name or metric_name(metric, reference, gain), metric=metric,
-                         reference=reference, gain=gain)
+        super().__init__(
+            _computations,
+            name=name or metric_name(metric, reference, gain),
+            metric=metric,
+            reference=reference,
+            gain=gain,
+        )
 
-    def get_config(self) -> Dict[str, Any]:
+    def get_config(self) -> dict[str, Any]:
         """Only the constructor's arguments: TFMA rebuilds a metric as cls(**config)."""
-        return {"name": self.name, "metric": self.kwargs["metric"], "reference": self.kwargs["reference"],
-                "gain": self.kwargs["gain"]}
+        return {
+            "name": self.name,
+            "metric": self.kwargs["metric"],
+            "reference": self.kwargs["reference"],
+            "gain": self.kwargs["gain"],
+        }
 
 
 metric_types.register_metric(ImageMetric)

@@ -1,5 +1,6 @@
 """The blessing thresholds, apart from TFMA so the command line can read their defaults
 without importing it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

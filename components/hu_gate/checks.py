@@ -1,5 +1,6 @@
 """The HU gate's checks: plain functions over TFDV statistics and anomalies, so tests and
 the executor share them and every verdict can be explained in one line."""
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,13 @@ class GateThresholds:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GateThresholds":
+    def from_json(cls, text: str) -> GateThresholds:
         return cls(**json.loads(text)) if text else cls()
 
 
-def feature_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, statistics_pb2.FeatureNameStatistics]:
+def feature_stats(
+    stats: statistics_pb2.DatasetFeatureStatisticsList,
+) -> dict[str, statistics_pb2.FeatureNameStatistics]:
     """Feature name → statistics of the (single) dataset in a TFDV stats list."""
     if not stats.datasets:
         return {}

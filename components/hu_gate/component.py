@@ -1,5 +1,6 @@
 """HUGate: a TFX component whose output schema the Trainer requires, so a failed gate
 means no training run."""
+
 from __future__ import annotations
 
 from tfx import types
@@ -27,10 +28,19 @@ class HUGate(base_component.BaseComponent):
     SPEC_CLASS = HUGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, statistics: types.BaseChannel, anomalies: types.BaseChannel,
-                 schema: types.BaseChannel, thresholds: GateThresholds = GateThresholds()):
-        super().__init__(HUGateSpec(
-            statistics=statistics, anomalies=anomalies, schema=schema,
-            thresholds=thresholds.to_json(),
-            validated_schema=types.Channel(type=standard_artifacts.Schema),
-        ))
+    def __init__(
+        self,
+        statistics: types.BaseChannel,
+        anomalies: types.BaseChannel,
+        schema: types.BaseChannel,
+        thresholds: GateThresholds = GateThresholds(),
+    ):
+        super().__init__(
+            HUGateSpec(
+                statistics=statistics,
+                anomalies=anomalies,
+                schema=schema,
+                thresholds=thresholds.to_json(),
+                validated_schema=types.Channel(type=standard_artifacts.Schema),
+            )
+        )

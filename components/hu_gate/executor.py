@@ -1,4 +1,5 @@
 """HUGate executor: stop the pipeline before training when the data is wrong."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,13 @@ import json
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from ctdenoise.components.hu_gate.checks import GateThresholds, failure_text, gate_problems, hu_overview, load_statistics
+from ctdenoise.components.hu_gate.checks import (
+    GateThresholds,
+    failure_text,
+    gate_problems,
+    hu_overview,
+    load_statistics,
+)
 from ctdenoise.storage import files
 
 

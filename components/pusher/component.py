@@ -1,4 +1,5 @@
 """Pusher: the standard Pusher with an executor that publishes each version atomically."""
+
 from __future__ import annotations
 
 from tfx import v1 as tfx

@@ -5,6 +5,7 @@ TFX's own Pusher copies straight into the version folder, so a full disk or a ki
 a version holding a truncated saved_model.pb, which a model server watching the folder
 and `denoise --model latest` would load.
 """
+
 from __future__ import annotations
 
 import time
@@ -63,7 +64,9 @@ def _check_serves(model_dir: str) -> None:
     try:
         signatures = tf.saved_model.load(files.tf_path(model_dir)).signatures
     except Exception as exc:
-        raise PushError(f"the copied model does not load ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        raise PushError(
+            f"the copied model does not load ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from None
     missing = {SERVING_SIGNATURE, EXAMPLES_SIGNATURE} - set(signatures)
     if missing:
         raise PushError(f"the copied model lacks its {', '.join(sorted(missing))} signature")

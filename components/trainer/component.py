@@ -1,4 +1,5 @@
 """Trainer: TFX's standard Trainer running `ctdenoise.trainer_module.run.run_fn`, built from one `HParams`."""
+
 from __future__ import annotations
 
 from tfx import v1 as tfx
@@ -23,8 +24,7 @@ class Trainer(tfx.components.Trainer):
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, examples: BaseChannel, validated_schema: BaseChannel, hparams: HParams,
-                 eval_slices: int):
+    def __init__(self, examples: BaseChannel, validated_schema: BaseChannel, hparams: HParams, eval_slices: int):
         super().__init__(
             run_fn=RUN_FN,
             examples=examples,

@@ -1,5 +1,6 @@
 """Trainer executor: TFX's GenericExecutor (which calls run_fn), then the training outcome
 recorded on the Model artifact, so ML Metadata (lineage, the run summary) holds it."""
+
 from __future__ import annotations
 
 from tfx.components.trainer import executor as trainer_executor

@@ -4,6 +4,7 @@
 happen inside the commands that need them, so `--help` and `simulate` start fast. A failure
 the user can act on is a UserError, which `ctdenoise.app.cli` prints as one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.pipeline import configs
@@ -53,8 +55,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     _check_summary_path(args.summary)
     report = simulate_dataset(  # prints its own progress and closing line
-        Path(args.out), patients=args.patients, slices=args.slices, size=args.size,
-        dose=args.dose, seed=args.seed, from_dir=Path(args.from_dir) if args.from_dir else None,
+        Path(args.out),
+        patients=args.patients,
+        slices=args.slices,
+        size=args.size,
+        dose=args.dose,
+        seed=args.seed,
+        from_dir=Path(args.from_dir) if args.from_dir else None,
         truth_dir=Path(args.truth) if args.truth else None,
     )
     if args.summary:
@@ -69,12 +76,20 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     for flag, value in (("--input", args.input), ("--out", args.out)):
         if files.is_remote(value) and not is_dicomweb(value):
-            raise UserError(f"{flag} {value}: denoise reads and writes local folders or DICOMweb "
-                            "(dicomweb+http://...); copy the series there first")
+            raise UserError(
+                f"{flag} {value}: denoise reads and writes local folders or DICOMweb "
+                "(dicomweb+http://...); copy the series there first"
+            )
     model_dir = resolve_model(args.model, Path(args.root), _store_address(args))
     with _terminate_as_interrupt():  # prints its own progress and closing line
-        denoise_location(model_dir, args.input, args.out, png=args.png, batch_size=args.batch,
-                         research_label=not args.no_research_label)
+        denoise_location(
+            model_dir,
+            args.input,
+            args.out,
+            png=args.png,
+            batch_size=args.batch,
+            research_label=not args.no_research_label,
+        )
     return 0
 
 
@@ -83,8 +98,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
     if files.is_remote(args.out):
         raise UserError(f"--out {args.out}: pull writes a local folder; copy it to the bucket afterwards")
-    pull(args.source, Path(args.out), patient=args.patient or "", attribute=args.match_attribute,
-         ldct=args.ldct, ndct=args.ndct)  # prints its own progress and closing line
+    pull(
+        args.source,
+        Path(args.out),
+        patient=args.patient or "",
+        attribute=args.match_attribute,
+        ldct=args.ldct,
+        ndct=args.ndct,
+    )  # prints its own progress and closing line
     return 0
 
 
@@ -97,6 +118,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
     """While the block runs, SIGTERM (what Kubernetes and batch schedulers send) raises
     Terminated instead of killing the process, so a half-written output is removed as on
     SIGINT rather than left behind."""
+
     def terminate(_signum: int, _frame: object) -> None:
         raise Terminated()
 
@@ -134,8 +156,14 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
     settings = _kubeflow_settings(args)
     with tempfile.TemporaryDirectory() as tmp:
         spec = compile_pipeline(settings, Path(tmp) / f"{configs.PIPELINE_NAME}.json")
-        done = deploy(spec, args.endpoint, configs.PIPELINE_NAME, run=args.run, namespace=args.namespace,
-                      pipeline_root=settings.pipeline_root)
+        done = deploy(
+            spec,
+            args.endpoint,
+            configs.PIPELINE_NAME,
+            run=args.run,
+            namespace=args.namespace,
+            pipeline_root=settings.pipeline_root,
+        )
     print(f"kubeflow: uploaded pipeline {done.pipeline_id} version {done.version_id}: {done.url}")
     if done.run_id:
         print(f"kubeflow: started run {done.run_id}")
@@ -148,9 +176,17 @@ def _kubeflow_settings(args: argparse.Namespace):
     optional = {key: getattr(args, key) for key in ("pipeline_root", "data_root", "serving_dir") if getattr(args, key)}
     if args.beam_arg:
         optional["beam_args"] = tuple(args.beam_arg)
-    return KubeflowSettings(image=args.image, trainer_image=args.trainer_image or "", storage=args.storage,
-                            preset=args.preset, hparam_overrides=tuple(args.set), trainer_gpus=args.gpus,
-                            blessing=_blessing(args), latest_blessed_baseline=not args.no_baseline, **optional)
+    return KubeflowSettings(
+        image=args.image,
+        trainer_image=args.trainer_image or "",
+        storage=args.storage,
+        preset=args.preset,
+        hparam_overrides=tuple(args.set),
+        trainer_gpus=args.gpus,
+        blessing=_blessing(args),
+        latest_blessed_baseline=not args.no_baseline,
+        **optional,
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -193,11 +229,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
-    summary = _run_pipeline(data, Path(args.root), args.until, args.summary, hparams=hparams, layout=layout,
-                            beam_pipeline_args=args.beam_arg or None, pipeline_root=args.pipeline_root,
-                            serving_dir=args.serving_dir, blessing=_blessing(args), address=_store_address(args),
-                            read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance,
-                                                     allow_tilt=args.allow_tilt))
+    summary = _run_pipeline(
+        data,
+        Path(args.root),
+        args.until,
+        args.summary,
+        hparams=hparams,
+        layout=layout,
+        beam_pipeline_args=args.beam_arg or None,
+        pipeline_root=args.pipeline_root,
+        serving_dir=args.serving_dir,
+        blessing=_blessing(args),
+        address=_store_address(args),
+        read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt),
+    )
     if args.require_blessed and not (summary.get("evaluation") or {}).get("blessed"):
         print("ctdenoise: the gate refused the model (--require-blessed)", file=sys.stderr)
         return NOT_BLESSED_EXIT
@@ -212,13 +257,19 @@ def _check_pairs(data: str, layout, hparams) -> None:
 
     if uses_pairs(hparams) and not scan(data, layout).patients_with_both_doses:
         folders = f"<{'|'.join(layout.ldct_dirs)}> and <{'|'.join(layout.ndct_dirs)}>"
-        raise UserError(f"model {hparams.model} trains on co-located LDCT/NDCT pairs, but no patient under {data} "
-                        f"has files in both {folders}")
+        raise UserError(
+            f"model {hparams.model} trains on co-located LDCT/NDCT pairs, but no patient under {data} "
+            f"has files in both {folders}"
+        )
 
 
 def _blessing(args: argparse.Namespace) -> BlessingThresholds:
-    return BlessingThresholds(psnr_margin_db=args.margin_db, ssim_tolerance=args.ssim_tolerance,
-                              body_rmse_margin=args.body_rmse_margin, body_ssim_tolerance=args.body_ssim_tolerance)
+    return BlessingThresholds(
+        psnr_margin_db=args.margin_db,
+        ssim_tolerance=args.ssim_tolerance,
+        body_rmse_margin=args.body_rmse_margin,
+        body_ssim_tolerance=args.body_ssim_tolerance,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -244,8 +295,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_pipeline(data: str | Path, root: Path, until: str, summary_path: str | None,
-                  address: StoreAddress = StoreAddress(), **options: Any) -> dict[str, Any]:
+def _run_pipeline(
+    data: str | Path,
+    root: Path,
+    until: str,
+    summary_path: str | None,
+    address: StoreAddress = StoreAddress(),
+    **options: Any,
+) -> dict[str, Any]:
     """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
     and return it; a failed run raises UserError with its one-line reason afterwards."""
     from ctdenoise.app.metadata import existing_store, run_ids

@@ -6,12 +6,14 @@ paired model (`MODEL`), then denoise the held-out patient's LDCT series with the
 (or with the candidate the gate refused, said so) and save a LDCT | denoised | NDCT picture of
 its middle slice.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tfx.utils import path_utils

@@ -17,21 +17,28 @@ follow from the input's and the model's digest, so the same series and model giv
 derived series (what lets a PACS store that stopped half-way be completed, `ctdenoise.app.pacs`).
 Progress lines carry counts and paths only, never tag values.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from ctdenoise.app.display import labelled_panels
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
-from ctdenoise.contract.names import (INPUT_KEY, MODEL_METADATA_FILE, MODEL_NAME_VARIABLE, OUTPUT_KEY,
-                            RECEPTIVE_RADIUS_VARIABLE, SERVING_SIGNATURE)
+from ctdenoise.contract.names import (
+    INPUT_KEY,
+    MODEL_METADATA_FILE,
+    MODEL_NAME_VARIABLE,
+    OUTPUT_KEY,
+    RECEPTIVE_RADIUS_VARIABLE,
+    SERVING_SIGNATURE,
+)
 from ctdenoise.dicomio.derived import Provenance, SourceSlice, derived_dataset, derived_uid, source_slices, to_ct_hu
 from ctdenoise.dicomio.reader import DicomRejected, read_ct_file
 from ctdenoise.pipeline import configs
@@ -71,9 +78,17 @@ class _Slice:
     name: str
 
 
-def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png: bool = False,
-                   batch_size: int = 4, model_version: str = "", research_label: bool = True,
-                   progress: Callable[[str], None] | None = print) -> DenoiseReport:
+def denoise_series(
+    model_dir: str | Path,
+    input_dir: Path,
+    out_dir: Path,
+    *,
+    png: bool = False,
+    batch_size: int = 4,
+    model_version: str = "",
+    research_label: bool = True,
+    progress: Callable[[str], None] | None = print,
+) -> DenoiseReport:
     """Denoise the CT series in `input_dir` with the SavedModel in `model_dir` (a folder or a
     bucket URL) into `out_dir`.
 
@@ -95,8 +110,9 @@ def denoise_series(model_dir: str | Path, input_dir: Path, out_dir: Path, *, png
         with staged(str(out_dir)) as staging:
             pngs = _write_series(model, slices, Path(staging), series_uid, provenance, png, batch_size, say)
     except OSError as exc:
-        raise DenoiseError(f"{out_dir}: cannot write the derived series ({_os_reason(exc)}); "
-                           "nothing was written") from None
+        raise DenoiseError(
+            f"{out_dir}: cannot write the derived series ({_os_reason(exc)}); nothing was written"
+        ) from None
     seconds = time.monotonic() - start
     say(f"denoise: wrote {len(slices)} slices to {out_dir} in {seconds:.1f} s")
     return DenoiseReport(out_dir, len(slices), series_uid, [out_dir / p for p in pngs], seconds)
@@ -126,8 +142,13 @@ def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddre
     if model == "latest":
         serving = _serving_dir(run_root, address)
         names = files.listdir(serving) if files.isdir(serving) else []
-        versions = [n for n in names if n.isdigit() and _is_model(files.join(serving, n))
-                    and files.exists(files.join(files.join(serving, n), MODEL_METADATA_FILE))]
+        versions = [
+            n
+            for n in names
+            if n.isdigit()
+            and _is_model(files.join(serving, n))
+            and files.exists(files.join(files.join(serving, n), MODEL_METADATA_FILE))
+        ]
         if not versions:
             raise DenoiseError(f"no pushed model under {serving}: run `ctdenoise run --until push` first")
         return files.join(serving, max(versions, key=int))
@@ -159,27 +180,32 @@ def load_model(model_dir: str) -> LoadedModel:
     """
     if not _is_model(str(model_dir)):
         raise DenoiseError(f"{model_dir}: not a SavedModel folder (no saved_model.pb)")
-    import ctdenoise.tensorflow_env  # noqa: F401  (the exported generator is a tf_keras model)
     import tensorflow as tf
+
+    import ctdenoise.tensorflow_env  # noqa: F401  (the exported generator is a tf_keras model)
 
     try:
         loaded = tf.saved_model.load(files.tf_path(model_dir))
         serve = loaded.signatures[SERVING_SIGNATURE]
     except Exception as exc:
-        raise DenoiseError(f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature "
-                           f"({type(exc).__name__})") from None
+        raise DenoiseError(
+            f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature ({type(exc).__name__})"
+        ) from None
     name, radius = (getattr(loaded, variable, None) for variable in (MODEL_NAME_VARIABLE, RECEPTIVE_RADIUS_VARIABLE))
     if name is None or radius is None:
-        raise DenoiseError(f"{model_dir}: the model does not say which model it is or how far it reads "
-                           f"(no {MODEL_NAME_VARIABLE} or {RECEPTIVE_RADIUS_VARIABLE}); export it again with "
-                           "`ctdenoise run`")
+        raise DenoiseError(
+            f"{model_dir}: the model does not say which model it is or how far it reads "
+            f"(no {MODEL_NAME_VARIABLE} or {RECEPTIVE_RADIUS_VARIABLE}); export it again with "
+            "`ctdenoise run`"
+        )
     radius = int(radius.numpy())
 
     def whole(hu: np.ndarray) -> np.ndarray:
         return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
-    return LoadedModel(name.numpy().decode(), _digest(model_dir), radius,
-                       lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
+    return LoadedModel(
+        name.numpy().decode(), _digest(model_dir), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN)
+    )
 
 
 def _digest(model_dir: str) -> str:
@@ -199,16 +225,22 @@ def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarr
     another size (written with the input's pixel spacing), which would make a plausible
     series of nonsense. The HU must lie on the CT scale derived series are written on."""
     if out.shape != hu.shape:
-        raise DenoiseError(f"{model_dir}: the model returned shape {_dims(out.shape)} for input "
-                           f"{_dims(hu.shape)}; a denoiser returns the input's shape")
+        raise DenoiseError(
+            f"{model_dir}: the model returned shape {_dims(out.shape)} for input "
+            f"{_dims(hu.shape)}; a denoiser returns the input's shape"
+        )
     finite = np.isfinite(out)
     if not finite.all():
-        raise DenoiseError(f"{model_dir}: the model returned {out.size - np.count_nonzero(finite)} NaN or "
-                           f"infinite values in {out.size}; it is broken or not a denoiser")
+        raise DenoiseError(
+            f"{model_dir}: the model returned {out.size - np.count_nonzero(finite)} NaN or "
+            f"infinite values in {out.size}; it is broken or not a denoiser"
+        )
     low, high = float(out.min()), float(out.max())
     if low < CT_FLOOR_HU - 0.5 or high > CT_CEILING_HU + 0.5:
-        raise DenoiseError(f"{model_dir}: the model returned HU from {low:.6g} to {high:.6g}, outside the CT "
-                           f"scale {CT_FLOOR_HU}..{CT_CEILING_HU}; it does not return Hounsfield units")
+        raise DenoiseError(
+            f"{model_dir}: the model returned HU from {low:.6g} to {high:.6g}, outside the CT "
+            f"scale {CT_FLOOR_HU}..{CT_CEILING_HU}; it does not return Hounsfield units"
+        )
     return out
 
 
@@ -216,8 +248,7 @@ def _dims(shape: tuple[int, ...]) -> str:
     return " × ".join(str(side) for side in shape)
 
 
-def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: int,
-          tile: int = TILE) -> np.ndarray:
+def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: int, tile: int = TILE) -> np.ndarray:
     """`model` on [N, H, W, 1] HU, in tiles of `tile`² with `overlap` pixels of context on
     each side when the slices are larger than one tile; each tile keeps only its centre."""
     height, width = hu.shape[1:3]
@@ -230,7 +261,7 @@ def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: in
             y1, x1 = min(top + tile + overlap, height), min(left + tile + overlap, width)
             piece = model(np.ascontiguousarray(hu[:, y0:y1, x0:x1]))
             bottom, right = min(top + tile, height), min(left + tile, width)
-            out[:, top:bottom, left:right] = piece[:, top - y0:bottom - y0, left - x0:right - x0]
+            out[:, top:bottom, left:right] = piece[:, top - y0 : bottom - y0, left - x0 : right - x0]
     return out
 
 
@@ -278,8 +309,10 @@ def _check_name_lengths(out_dir: Path) -> None:
     limit = os.pathconf(parent, "PC_NAME_MAX")
     for name, length, note in names:
         if length > limit:
-            raise DenoiseError(f"{out_dir}: the folder name {name[:12]}... needs {length} bytes{note}; "
-                               f"this filesystem allows {limit}: choose a shorter name")
+            raise DenoiseError(
+                f"{out_dir}: the folder name {name[:12]}... needs {length} bytes{note}; "
+                f"this filesystem allows {limit}: choose a shorter name"
+            )
 
 
 def _read_series(input_dir: Path) -> list[_Slice]:
@@ -305,8 +338,9 @@ def _check_distinct_instances(sources: list[SourceSlice]) -> None:
     for source in sources:
         key = (source.record.instance, source.record.frame or 0)
         if source.record.instance and key in seen:
-            raise DenoiseError(f"{source.record.rel_path}: the same instance (SOPInstanceUID) as "
-                               f"{seen[key]}; give each image once")
+            raise DenoiseError(
+                f"{source.record.rel_path}: the same instance (SOPInstanceUID) as {seen[key]}; give each image once"
+            )
         seen.setdefault(key, source.record.rel_path)
 
 
@@ -319,14 +353,21 @@ def _read_file(input_dir: Path, path: Path) -> list[SourceSlice]:
         raise DenoiseError(f"{name}: {exc.reason}") from None
 
 
-def _write_series(model: LoadedModel, slices: list[_Slice], folder: Path,
-                  series_uid: str, provenance: Provenance, png: bool, batch_size: int,
-                  say: Callable[[str], None]) -> list[Path]:
+def _write_series(
+    model: LoadedModel,
+    slices: list[_Slice],
+    folder: Path,
+    series_uid: str,
+    provenance: Provenance,
+    png: bool,
+    batch_size: int,
+    say: Callable[[str], None],
+) -> list[Path]:
     """Denoise batch by batch and write each slice's DICOM (and preview); returns preview paths relative to `folder`."""
     pngs, done = [], 0
     for batch in _batches(slices, batch_size):
         hu = np.stack([s.source.record.hu for s in batch]).astype(np.float32)[..., np.newaxis]
-        for item, denoised in zip(batch, to_ct_hu(model(hu)[..., 0])):
+        for item, denoised in zip(batch, to_ct_hu(model(hu)[..., 0]), strict=True):
             ds = derived_dataset(item.source, denoised, item.number, series_uid, provenance)
             ds.save_as(folder / f"{item.name}.dcm", enforce_file_format=True)
             if png:
@@ -343,7 +384,7 @@ def _batches(slices: list[_Slice], size: int) -> Iterator[list[_Slice]]:
         by_shape.setdefault(item.source.record.hu.shape, []).append(item)
     for group in by_shape.values():
         for start in range(0, len(group), size):
-            yield group[start:start + size]
+            yield group[start : start + size]
 
 
 def _write_preview(folder: Path, item: _Slice, denoised: np.ndarray) -> Path:

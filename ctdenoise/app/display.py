@@ -1,5 +1,6 @@
 """Pictures for people: HU images side by side in a display window (soft tissue unless
 another is asked for), labelled."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -10,19 +10,38 @@ and whether each was pushed.
 Only ML Metadata queries are used (plus reading metric files the artifacts point to), so
 the same code runs on a local SQLite store and on Kubeflow's MySQL or gRPC store.
 """
+
 from __future__ import annotations
 
 import datetime
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.app.metadata import (INPUT_EVENTS, OUTPUT_EVENTS, artifacts_by_key, artifacts_of_type, newest_push, property_value,
-                          value_of)
+from ctdenoise.app.metadata import (
+    INPUT_EVENTS,
+    OUTPUT_EVENTS,
+    artifacts_by_key,
+    artifacts_of_type,
+    newest_push,
+    property_value,
+    value_of,
+)
 from ctdenoise.storage import files
 
-_NOISE = {"tfx_version", "is_external", "stats_dashboard_link", "sample_rate_by_split", "payload_format",
-          "file_format", "current_model_id", "state", "name", "producer_component"}
+_NOISE = {
+    "tfx_version",
+    "is_external",
+    "stats_dashboard_link",
+    "sample_rate_by_split",
+    "payload_format",
+    "file_format",
+    "current_model_id",
+    "state",
+    "name",
+    "producer_component",
+}
 """Properties that say nothing about the data or the model."""
 _MAX_PROPERTY_CHARS = 200
 """Execution properties longer than this (serialized configs) are left out of the tree."""
@@ -32,8 +51,7 @@ _MAX_HOPS = 100
 (about 16 from the DICOM ingestion to a push)."""
 _MAX_STARTS = 100
 """Starting nodes one lineage query may have, as ML Metadata documents it."""
-_UPSTREAM_FIELDS = ("artifacts", "artifact_types", "executions", "events", "contexts", "context_types",
-                    "associations")
+_UPSTREAM_FIELDS = ("artifacts", "artifact_types", "executions", "events", "contexts", "context_types", "associations")
 """What the provenance tree reads of the upstream graph: the node contexts name the components."""
 _NODES = ("artifacts", "artifact_types")
 _WRITTEN = ("artifacts", "artifact_types", "events")
@@ -55,8 +73,9 @@ def model_lineage(store, model: str = "latest", pipeline_name: str | None = None
     start = _find_model(store, model, pipeline_name)
     upstream = _subgraph(store, [start.id], _Query.UPSTREAM, _UPSTREAM_FIELDS)
     producers = _producers(upstream)
-    written = _subgraph(store, set(producers.values()), _Query.DOWNSTREAM, _WRITTEN, hops=1,
-                        starting="starting_executions")
+    written = _subgraph(
+        store, set(producers.values()), _Query.DOWNSTREAM, _WRITTEN, hops=1, starting="starting_executions"
+    )
     return _Walker(upstream, written, producers).artifact_tree(start)
 
 
@@ -71,11 +90,13 @@ def dataset_models(store, data_root: str) -> list[dict[str, Any]]:
     for model in sorted(models.values(), key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
         after = _by_type(_subgraph(store, [model.id], _Query.DOWNSTREAM, _NODES))
         pushes = [a for a in after.get("PushedModel", []) if property_value(a, "pushed") == 1]
-        result.append({
-            **_describe(model, types),
-            "blessed": any(property_value(b, "blessed") == 1 for b in after.get("ModelBlessing", [])),
-            "pushed_to": sorted({property_value(p, "pushed_destination") for p in pushes}),
-        })
+        result.append(
+            {
+                **_describe(model, types),
+                "blessed": any(property_value(b, "blessed") == 1 for b in after.get("ModelBlessing", [])),
+                "pushed_to": sorted({property_value(p, "pushed_destination") for p in pushes}),
+            }
+        )
     return result
 
 
@@ -84,7 +105,8 @@ def _examples_under(store, root: str) -> list[metadata_store_pb2.Artifact]:
     lineage query's filter_query: its only prefix match is LIKE, where the `_` and `%` that
     folder names hold are wildcards, with no way to escape them."""
     examples = [
-        a for a in store.get_artifacts_by_type("Examples")
+        a
+        for a in store.get_artifacts_by_type("Examples")
         if _under(a.custom_properties["data_root"].string_value if "data_root" in a.custom_properties else "", root)
     ]
     if not examples:
@@ -92,8 +114,14 @@ def _examples_under(store, root: str) -> list[metadata_store_pb2.Artifact]:
     return examples
 
 
-def _subgraph(store, ids: Iterable[int], direction: int, fields: Sequence[str], hops: int = _MAX_HOPS,
-              starting: str = "starting_artifacts") -> metadata_store_pb2.LineageGraph:
+def _subgraph(
+    store,
+    ids: Iterable[int],
+    direction: int,
+    fields: Sequence[str],
+    hops: int = _MAX_HOPS,
+    starting: str = "starting_artifacts",
+) -> metadata_store_pb2.LineageGraph:
     """The lineage graph `hops` away from the given artifacts (or executions) in `direction`,
     queried in batches of _MAX_STARTS starting nodes and merged (a node two batches reach
     appears twice)."""
@@ -101,15 +129,18 @@ def _subgraph(store, ids: Iterable[int], direction: int, fields: Sequence[str], 
     graph = metadata_store_pb2.LineageGraph()
     for first in range(0, len(ordered), _MAX_STARTS):
         query = _Query(max_num_hops=hops, direction=direction)
-        getattr(query, starting).filter_query = f"id IN ({', '.join(map(str, ordered[first:first + _MAX_STARTS]))})"
+        getattr(query, starting).filter_query = f"id IN ({', '.join(map(str, ordered[first : first + _MAX_STARTS]))})"
         graph.MergeFrom(store.get_lineage_subgraph(query, list(fields)))
     return graph
 
 
 def _producers(graph: metadata_store_pb2.LineageGraph) -> dict[int, int]:
     """Artifact id → the execution that first wrote it (later cached executions only reused it)."""
-    writes = sorted((e for e in graph.events if e.type in OUTPUT_EVENTS),
-                    key=lambda e: (e.milliseconds_since_epoch, e.execution_id), reverse=True)
+    writes = sorted(
+        (e for e in graph.events if e.type in OUTPUT_EVENTS),
+        key=lambda e: (e.milliseconds_since_epoch, e.execution_id),
+        reverse=True,
+    )
     return {e.artifact_id: e.execution_id for e in writes}  # the first write comes last and stays
 
 
@@ -136,8 +167,12 @@ class _Walker:
     """Depth-first walk of a model's upstream graph from an artifact to its producers; each
     execution appears once."""
 
-    def __init__(self, upstream: metadata_store_pb2.LineageGraph, written: metadata_store_pb2.LineageGraph,
-                 producers: dict[int, int]):
+    def __init__(
+        self,
+        upstream: metadata_store_pb2.LineageGraph,
+        written: metadata_store_pb2.LineageGraph,
+        producers: dict[int, int],
+    ):
         self.seen: set[int] = set()
         self.producers = producers
         self.artifacts = {a.id: a for graph in (upstream, written) for a in graph.artifacts}
@@ -233,8 +268,10 @@ def _format_artifact(tree: dict[str, Any], key: str, indent: str, lines: list[st
     if not brief:
         for output_key, artifacts in execution["other_outputs"].items():
             for artifact in artifacts:
-                lines.append(f"{indent}     also wrote {output_key}: {artifact['type']} {artifact['id']}  "
-                             f"{artifact['uri']}{_inline(artifact['properties'])}")
+                lines.append(
+                    f"{indent}     also wrote {output_key}: {artifact['type']} {artifact['id']}  "
+                    f"{artifact['uri']}{_inline(artifact['properties'])}"
+                )
                 if "metrics" in artifact:
                     lines.append(f"{indent}         metrics: {_inline(artifact['metrics']).strip()}")
     for input_key, artifacts in execution["inputs"].items():

@@ -1,12 +1,14 @@
 """Small ML Metadata queries shared by the run summary and lineage."""
+
 from __future__ import annotations
 
 import contextlib
 import socket
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from google.protobuf import json_format
 from ml_metadata import metadata_store
@@ -41,15 +43,18 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
     if not path.exists():
         raise FileNotFoundError(f"no ML Metadata store at {path}: run `ctdenoise run` first")
     if not has_store(run_root):
-        raise FileNotFoundError(f"{path}: empty file, not an ML Metadata store: run `ctdenoise run` "
-                                "first or use another --root")
+        raise FileNotFoundError(
+            f"{path}: empty file, not an ML Metadata store: run `ctdenoise run` first or use another --root"
+        )
     _wait_until_readable(path)
     try:
         store = metadata_store.MetadataStore(StoreAddress().connection_config(run_root, read_only=True))
         store.get_context_types()  # a damaged file fails here rather than mid-query
     except Exception as exc:  # MLMD raises its own error types, quoting the SQL it ran
-        raise MetadataError(f"{path}: not a readable ML Metadata store ({type(exc).__name__}); "
-                            "it may be damaged: restore it or use a new --root") from None
+        raise MetadataError(
+            f"{path}: not a readable ML Metadata store ({type(exc).__name__}); "
+            "it may be damaged: restore it or use a new --root"
+        ) from None
     return store
 
 
@@ -58,13 +63,16 @@ def _wait_until_readable(path: Path) -> None:
     exclusive lock is a busy store, not a damaged one. Other SQLite errors are left to ML
     Metadata's own check."""
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                                timeout=BUSY_WAIT_S)) as connection:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_WAIT_S)
+        ) as connection:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            raise Busy(f"{path} is busy: another process has held it locked for more than {BUSY_WAIT_S:g} s "
-                       "(a lock, not damage: keep the file); try again when that process has finished") from None
+            raise Busy(
+                f"{path} is busy: another process has held it locked for more than {BUSY_WAIT_S:g} s "
+                "(a lock, not damage: keep the file); try again when that process has finished"
+            ) from None
     except sqlite3.Error:
         pass
 
@@ -73,8 +81,9 @@ class MetadataError(RuntimeError):
     """The ML Metadata store cannot be read; the message says which and why in one line."""
 
 
-def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | None = None,
-            read_only: bool = False) -> metadata_store.MetadataStore:
+def connect(
+    run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | None = None, read_only: bool = False
+) -> metadata_store.MetadataStore:
     """The ML Metadata store to query: a Kubeflow-style gRPC metadata service (HOST:PORT), the
     shared MySQL database `address` names (never created when `read_only`), or by default the
     local run root's SQLite file (always read-only). Each failure to reach a server is one
@@ -89,8 +98,9 @@ def connect(run_root: Path, address: StoreAddress = StoreAddress(), grpc: str | 
     try:
         socket.create_connection((host, port), timeout=BUSY_WAIT_S).close()
     except OSError as exc:
-        raise ConnectionError(f"ML Metadata at {where}: nothing answers at {host}:{port} "
-                              f"({exc.strerror or type(exc).__name__})") from None
+        raise ConnectionError(
+            f"ML Metadata at {where}: nothing answers at {host}:{port} ({exc.strerror or type(exc).__name__})"
+        ) from None
     return _checked(address.connection_config(run_root, read_only), where)
 
 
@@ -100,8 +110,10 @@ SCHEMA_RACE = "concurrent connection to the empty database"
 SCHEMA_RACE_WAIT_S = 120.0
 """How long opening a store waits for another client's schema creation: a bound on a hang,
 far above the second or so it takes."""
-REFUSED = (f"the server refused the connection: check the user (--mlmd-user) and the password "
-           f"(${PASSWORD_VARIABLE}), and that the database exists or the user may create it")
+REFUSED = (
+    f"the server refused the connection: check the user (--mlmd-user) and the password "
+    f"(${PASSWORD_VARIABLE}), and that the database exists or the user may create it"
+)
 """What ML Metadata's MySQL driver means by 'mysql_real_connect failed' (it gives no reason)."""
 
 
@@ -134,8 +146,9 @@ def _open(config) -> metadata_store.MetadataStore:
     return store
 
 
-def existing_store(run_root: Path, address: StoreAddress = StoreAddress(),
-                   read_only: bool = False) -> metadata_store.MetadataStore | None:
+def existing_store(
+    run_root: Path, address: StoreAddress = StoreAddress(), read_only: bool = False
+) -> metadata_store.MetadataStore | None:
     """The run root's store when there is one to read (a shared database always is), else None."""
     if not address.shared and not has_store(run_root):
         return None
@@ -163,7 +176,9 @@ def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> 
     return run_executions(store, newest.id, pipeline_name)
 
 
-def run_executions(store, run_id: int, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+def run_executions(
+    store, run_id: int, pipeline_name: str = configs.PIPELINE_NAME
+) -> dict[str, metadata_store_pb2.Execution]:
     """Node id → its execution in the pipeline run `run_id` (cached ones included)."""
     in_run = {e.id: e for e in store.get_executions_by_context(run_id)}
     prefix = f"{pipeline_name}."
@@ -172,13 +187,14 @@ def run_executions(store, run_id: int, pipeline_name: str = configs.PIPELINE_NAM
         if node.name.startswith(prefix):
             for execution in store.get_executions_by_context(node.id):
                 if execution.id in in_run:
-                    found[node.name[len(prefix):]] = execution
+                    found[node.name[len(prefix) :]] = execution
     return found
 
 
 def succeeded(execution: metadata_store_pb2.Execution | None) -> bool:
     return execution is not None and execution.last_known_state in (
-        metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+        metadata_store_pb2.Execution.COMPLETE,
+        metadata_store_pb2.Execution.CACHED,
     )
 
 
@@ -191,8 +207,9 @@ def output_artifacts(store, execution: metadata_store_pb2.Execution) -> dict[str
     return artifacts_by_key(events, {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])})
 
 
-def artifacts_by_key(events: Iterable[metadata_store_pb2.Event],
-                     artifacts: dict[int, metadata_store_pb2.Artifact]) -> dict[str, list[metadata_store_pb2.Artifact]]:
+def artifacts_by_key(
+    events: Iterable[metadata_store_pb2.Event], artifacts: dict[int, metadata_store_pb2.Artifact]
+) -> dict[str, list[metadata_store_pb2.Artifact]]:
     """Input or output key (the first step of each event's path) → the artifacts the events
     name, in the events' order; `artifacts` maps their ids to the artifacts."""
     grouped: dict[str, list] = {}

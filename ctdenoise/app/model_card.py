@@ -5,6 +5,7 @@ quantitative_analysis, considerations): the toolkit itself (2.0.0) does not inst
 this stack (it needs absl-py < 1.1 and tensorflow-model-analysis < 0.42), so its field names
 are used without it (docs/design.md, "The report a person reads (`ctdenoise report`)").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from ctdenoise.contract.names import PRODUCT, product_version
 
 INTENDED_USE = (
     "Research: reducing the noise of low-dose CT series for image-quality studies, training and comparison of "
-    "denoisers. Not for diagnostic use: the output is labelled so in every derived series.")
+    "denoisers. Not for diagnostic use: the output is labelled so in every derived series."
+)
 LIMITATIONS = (
     "Trained on the patients listed under training data only; other scanners, kernels, doses and anatomy may "
     "be denoised worse than the evaluation figures say.",
@@ -81,15 +83,23 @@ def model_card(run: ReportedRun) -> dict[str, Any]:
             "model_architecture": hparams.get("model", "?"),
             "hyperparameters": hparams,
             "data": _datasets(data_root, set(evaluation.get("per_patient", {})), examples.get("properties") or {}),
-            "input_format": "[N, H, W, 1] float32 HU", "output_format": "denoised HU, the input's shape",
+            "input_format": "[N, H, W, 1] float32 HU",
+            "output_format": "denoised HU, the input's shape",
         },
         "quantitative_analysis": {"performance_metrics": _metrics(evaluation)},
-        "considerations": {"use_cases": [{"description": INTENDED_USE}],
-                           "limitations": [{"description": text} for text in LIMITATIONS]},
-        "gate": {"blessed": run.blessed, "failures": evaluation.get("failures", []),
-                 "pushed": bool((run.summary.get("push") or {}).get("pushed"))},
-        "training": {key: properties.get(key) for key in ("train_steps", "train_seconds", "final_losses", "psnr",
-                                                          "tensorboard_dir")},
+        "considerations": {
+            "use_cases": [{"description": INTENDED_USE}],
+            "limitations": [{"description": text} for text in LIMITATIONS],
+        },
+        "gate": {
+            "blessed": run.blessed,
+            "failures": evaluation.get("failures", []),
+            "pushed": bool((run.summary.get("push") or {}).get("pushed")),
+        },
+        "training": {
+            key: properties.get(key)
+            for key in ("train_steps", "train_seconds", "final_losses", "psnr", "tensorboard_dir")
+        },
         "lineage": run.lineage,
     }
 
@@ -119,8 +129,15 @@ def _datasets(data_root: str, eval_patients: set[str], examples: dict[str, Any])
     for item in found:
         counts.setdefault(item.patient_id, {"ldct": 0, "ndct": 0})[item.dose] += 1
     split = {"train": sorted(set(counts) - eval_patients), "eval": sorted(eval_patients)}
-    return [{"name": name, "link": data_root, "patients": {p: counts.get(p, {}) for p in patients},
-             "examples": examples.get(f"{name}_examples")} for name, patients in split.items()]
+    return [
+        {
+            "name": name,
+            "link": data_root,
+            "patients": {p: counts.get(p, {}) for p in patients},
+            "examples": examples.get(f"{name}_examples"),
+        }
+        for name, patients in split.items()
+    ]
 
 
 def _metrics(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,6 +146,7 @@ def _metrics(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     for scope, roles in [("overall", evaluation.get("overall", {})), *evaluation.get("per_patient", {}).items()]:
         for role, metrics in roles.items():
             if isinstance(metrics, dict):
-                rows += [{"type": name, "value": value, "slice": scope, "role": role}
-                         for name, value in metrics.items()]
+                rows += [
+                    {"type": name, "value": value, "slice": scope, "role": role} for name, value in metrics.items()
+                ]
     return rows

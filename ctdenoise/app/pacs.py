@@ -1,5 +1,6 @@
 """`ctdenoise denoise` with a PACS on either side: the input series read over WADO-RS into a
-temporary folder, the derived series stored over STOW-RS (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)").
+temporary folder, the derived series stored over STOW-RS (docs/design.md, "A PACS on either side: DICOMweb (`pull`,
+`denoise`)").
 
 The folder guarantees hold: the whole input is read and checked, and the destination is
 reached and accepts the credentials, before the model loads; nothing is stored until the
@@ -8,11 +9,12 @@ whole derived series is written. The derived UIDs follow from the input and the 
 so a store that fails half-way names how many instances the server holds and the same
 command completes it without duplicates.
 """
+
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pydicom
 
@@ -25,30 +27,54 @@ STORE_BATCH = 8
 _CT = "CT"
 
 
-def denoise_location(model_dir: str, source: str, target: str, *, png: bool = False, batch_size: int = 4,
-                     research_label: bool = True, progress: Callable[[str], None] | None = print) -> DenoiseReport:
+def denoise_location(
+    model_dir: str,
+    source: str,
+    target: str,
+    *,
+    png: bool = False,
+    batch_size: int = 4,
+    research_label: bool = True,
+    progress: Callable[[str], None] | None = print,
+) -> DenoiseReport:
     """`denoise_series` from a folder or a DICOMweb series (or a study of one CT series) into
     a new folder or a DICOMweb service (or the input's study on it)."""
     say = progress or (lambda _line: None)
     destination = parse(target) if is_dicomweb(target) else None
     if destination is not None and destination.series:
-        raise DenoiseError(f"--out {destination}: names a series, but the derived series is a new one; "
-                           "give the service or the input's study")
+        raise DenoiseError(
+            f"--out {destination}: names a series, but the derived series is a new one; "
+            "give the service or the input's study"
+        )
     if destination is not None and png:
         raise DenoiseError("--png writes previews into the output folder; --out is a DICOMweb service here")
     with tempfile.TemporaryDirectory(prefix="ctdenoise-denoise-") as work:
         input_dir = fetch_series(parse(source), Path(work) / "input", say) if is_dicomweb(source) else Path(source)
         if destination is None:
-            return denoise_series(model_dir, input_dir, Path(target), png=png, batch_size=batch_size,
-                                  research_label=research_label, progress=progress)
+            return denoise_series(
+                model_dir,
+                input_dir,
+                Path(target),
+                png=png,
+                batch_size=batch_size,
+                research_label=research_label,
+                progress=progress,
+            )
         study = _study_of(input_dir)
         if destination.study and destination.study != study:
-            raise DenoiseError(f"--out {destination}: not the input's study {study}; a derived series stays in "
-                               "the study of its source")
+            raise DenoiseError(
+                f"--out {destination}: not the input's study {study}; a derived series stays in the study of its source"
+            )
         pacs = Pacs(destination)
         pacs.series(["Modality"], study=study)  # reachable, and the credentials accepted, before the model runs
-        report = denoise_series(model_dir, input_dir, Path(work) / "derived", batch_size=batch_size,
-                                research_label=research_label, progress=progress)
+        report = denoise_series(
+            model_dir,
+            input_dir,
+            Path(work) / "derived",
+            batch_size=batch_size,
+            research_label=research_label,
+            progress=progress,
+        )
         store_series(pacs, report.out_dir, study, report.series_uid, destination.base, say)
     return report
 
@@ -56,7 +82,9 @@ def denoise_location(model_dir: str, source: str, target: str, *, png: bool = Fa
 def fetch_series(address: DicomwebAddress, folder: Path, progress: Callable[[str], None]) -> Path:
     """Every instance of the address's series (or of its study's one CT series) as files in `folder`."""
     if not address.study:
-        raise DenoiseError(f"--input {address}: give a series, .../studies/UID/series/UID (or a study of one CT series)")
+        raise DenoiseError(
+            f"--input {address}: give a series, .../studies/UID/series/UID (or a study of one CT series)"
+        )
     pacs = Pacs(address)
     series = address.series or _only_ct_series(pacs, address)
     instances = pacs.instances(address.study, series)
@@ -72,11 +100,15 @@ def fetch_series(address: DicomwebAddress, folder: Path, progress: Callable[[str
 
 
 def _only_ct_series(pacs: Pacs, address: DicomwebAddress) -> str:
-    found = [entry.series for entry in pacs.series(["Modality"], study=address.study)
-             if entry.attributes.get("Modality") == _CT]
+    found = [
+        entry.series
+        for entry in pacs.series(["Modality"], study=address.study)
+        if entry.attributes.get("Modality") == _CT
+    ]
     if len(found) != 1:
-        raise DenoiseError(f"--input {address}: the study holds {len(found)} CT series; give one, "
-                           ".../studies/UID/series/UID")
+        raise DenoiseError(
+            f"--input {address}: the study holds {len(found)} CT series; give one, .../studies/UID/series/UID"
+        )
     return found[0]
 
 
@@ -89,13 +121,16 @@ def _study_of(input_dir: Path) -> str:
     except (pydicom.errors.InvalidDicomError, OSError):
         study = ""
     if not study:
-        raise DenoiseError(f"{input_dir}: the input's first file names no study (StudyInstanceUID), so its "
-                           "derived series has no study to be stored in")
+        raise DenoiseError(
+            f"{input_dir}: the input's first file names no study (StudyInstanceUID), so its "
+            "derived series has no study to be stored in"
+        )
     return str(study)
 
 
-def store_series(pacs: Pacs, folder: Path, study: str, series: str, where: str,
-                 progress: Callable[[str], None]) -> None:
+def store_series(
+    pacs: Pacs, folder: Path, study: str, series: str, where: str, progress: Callable[[str], None]
+) -> None:
     """STOW-RS the files of `folder` that the server does not hold yet, a batch at a time."""
     paths = sorted(folder.glob("*.dcm"))
     held = set(pacs.instances(study, series))
@@ -103,14 +138,16 @@ def store_series(pacs: Pacs, folder: Path, study: str, series: str, where: str,
     if len(missing) < len(paths):
         progress(f"denoise: {pacs.host} already holds {len(paths) - len(missing)} of the {len(paths)} instances")
     for start in range(0, len(missing), STORE_BATCH):
-        batch = missing[start:start + STORE_BATCH]
+        batch = missing[start : start + STORE_BATCH]
         try:
             pacs.store([pydicom.dcmread(p) for p in batch], study)
         except DicomwebError as exc:
             raise DicomwebError(f"{exc}; {_incomplete(pacs, study, series, len(paths))}") from None
         progress(f"denoise: stored {len(paths) - len(missing) + start + len(batch)}/{len(paths)} instances")
     if len(pacs.instances(study, series)) != len(paths):  # a server may drop an instance and still answer success
-        raise DicomwebError(f"{pacs.host}: after storing every instance, {_incomplete(pacs, study, series, len(paths))}")
+        raise DicomwebError(
+            f"{pacs.host}: after storing every instance, {_incomplete(pacs, study, series, len(paths))}"
+        )
     progress(f"denoise: derived series {series} of study {study} stored on {where}")
 
 
@@ -120,5 +157,7 @@ def _incomplete(pacs: Pacs, study: str, series: str, total: int) -> str:
         held = str(len(pacs.instances(study, series)))
     except DicomwebError:
         held = "an unknown number"
-    return (f"{held} of the {total} instances of derived series {series} are on the server: run the same command "
-            "again to store the rest")
+    return (
+        f"{held} of the {total} instances of derived series {series} are on the server: run the same command "
+        "again to store the rest"
+    )

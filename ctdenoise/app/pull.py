@@ -1,5 +1,6 @@
 """`ctdenoise pull`: the CT series a QIDO-RS search finds on a PACS, copied into the data
-layout `run --data` reads, DATA/<patient>/<LDCT|NDCT>/ (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)").
+layout `run --data` reads, DATA/<patient>/<LDCT|NDCT>/ (docs/design.md, "A PACS on either side: DICOMweb (`pull`,
+`denoise`)").
 
 Which dose a series is comes from one of its attributes (SeriesDescription by default)
 matched against a low-dose and a normal-dose pattern; a series that matches neither or both,
@@ -10,14 +11,16 @@ so nothing else identifying reaches a name. Files are written under a hidden nam
 renamed when whole: a pull that stopped is resumed by the same command, which reads only the
 instances not yet there.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ctdenoise.components.dicom_example_gen.layout import Layout
 from ctdenoise.dicomweb_io.address import parse
@@ -49,9 +52,16 @@ class PullReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def pull(source: str, out: Path, *, patient: str = "", attribute: str = DOSE_ATTRIBUTE,
-         ldct: str = LDCT_PATTERN, ndct: str = NDCT_PATTERN,
-         progress: Callable[[str], None] | None = print) -> PullReport:
+def pull(
+    source: str,
+    out: Path,
+    *,
+    patient: str = "",
+    attribute: str = DOSE_ATTRIBUTE,
+    ldct: str = LDCT_PATTERN,
+    ndct: str = NDCT_PATTERN,
+    progress: Callable[[str], None] | None = print,
+) -> PullReport:
     """Copy the CT series under `source` (a service, a study or a series; `patient` narrows
     it to one PatientID) into `out`, low-dose and normal-dose series by the patterns."""
     from pydicom.datadict import tag_for_keyword
@@ -62,10 +72,13 @@ def pull(source: str, out: Path, *, patient: str = "", attribute: str = DOSE_ATT
     address = parse(source)
     if tag_for_keyword(attribute) is None:
         raise PullError(f"--match-attribute {attribute}: not a DICOM keyword (e.g. SeriesDescription)")
-    patterns = {dose: _compiled(flag, text) for dose, flag, text in (("ldct", "--ldct", ldct), ("ndct", "--ndct", ndct))}
+    patterns = {
+        dose: _compiled(flag, text) for dose, flag, text in (("ldct", "--ldct", ldct), ("ndct", "--ndct", ndct))
+    }
     pacs = Pacs(address)
-    entries = pacs.series([attribute, "PatientID", "Modality"], study=address.study, series=address.series,
-                          patient=patient)
+    entries = pacs.series(
+        [attribute, "PatientID", "Modality"], study=address.study, series=address.series, patient=patient
+    )
     say(f"pull: {len(entries)} series found on {pacs.host}")
     layout, report, owners = Layout(), PullReport(), {}
     folders = {"ldct": layout.ldct_dirs[0], "ndct": layout.ndct_dirs[0]}
@@ -80,11 +93,16 @@ def pull(source: str, out: Path, *, patient: str = "", attribute: str = DOSE_ATT
         target = out / folder / folders[dose]
         copied, present = _copy_series(pacs, entry, target, say)
         report.patients.add(folder)
-        report.series, report.copied, report.present = report.series + 1, report.copied + copied, report.present + present
-        say(f"pull: series {index}/{len(entries)}: {copied} instances copied, {present} already there, "
-            f"into {target}")
-    say(f"pull: {report.copied} instances copied and {report.present} already there, {report.series} series "
-        f"of {len(report.patients)} patients in {out}; {len(report.skipped)} series skipped")
+        report.series, report.copied, report.present = (
+            report.series + 1,
+            report.copied + copied,
+            report.present + present,
+        )
+        say(f"pull: series {index}/{len(entries)}: {copied} instances copied, {present} already there, into {target}")
+    say(
+        f"pull: {report.copied} instances copied and {report.present} already there, {report.series} series "
+        f"of {len(report.patients)} patients in {out}; {len(report.skipped)} series skipped"
+    )
     return report
 
 

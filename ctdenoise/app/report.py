@@ -6,14 +6,16 @@ them), and the training curves from the Trainer's TensorBoard event files, drawn
 SVG. Every image is a data: URI and the script is inline, so the page needs no network at
 view time and can be mailed or archived as it is (docs/design.md, "The report a person reads (`ctdenoise report`)").
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +32,9 @@ _CHART = (360, 140, 36)
 """Width, height and margin of one training-curve chart, in pixels."""
 
 
-def write_report(root: Path, model: str, out: str, address: StoreAddress = StoreAddress(),
-                 progress: Callable[[str], None] = print) -> str:
+def write_report(
+    root: Path, model: str, out: str, address: StoreAddress = StoreAddress(), progress: Callable[[str], None] = print
+) -> str:
     """Write the report on `model` ('latest' or a Model artifact / pushed model path) of the
     run root to `out` (a local path or a bucket URL); return `out`."""
     from ctdenoise.app.metadata import existing_store
@@ -97,17 +100,22 @@ def read_scalars(tensorboard_dir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar the Trainer wrote to TensorBoard: {tag: [(step, value), ...]} by step."""
     if not tensorboard_dir or not files.isdir(tensorboard_dir):
         return {}
-    import ctdenoise.tensorflow_env  # noqa: F401
     import tensorflow as tf
 
+    import ctdenoise.tensorflow_env  # noqa: F401
+
     series: dict[str, dict[int, float]] = {}
-    for path in sorted(tf.io.gfile.glob(files.join(tensorboard_dir, "**/events.out.tfevents.*"))
-                       + tf.io.gfile.glob(files.join(tensorboard_dir, "events.out.tfevents.*"))):
+    for path in sorted(
+        tf.io.gfile.glob(files.join(tensorboard_dir, "**/events.out.tfevents.*"))
+        + tf.io.gfile.glob(files.join(tensorboard_dir, "events.out.tfevents.*"))
+    ):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "scalars" or value.HasField("simple_value"):
-                    number = value.simple_value if value.HasField("simple_value") else float(tf.make_ndarray(value.tensor))
+                    number = (
+                        value.simple_value if value.HasField("simple_value") else float(tf.make_ndarray(value.tensor))
+                    )
                     series.setdefault(value.tag, {})[int(event.step)] = number
     return {tag: sorted(points.items()) for tag, points in sorted(series.items())}
 
@@ -116,25 +124,44 @@ def render(card: dict[str, Any], panels: dict[str, dict[str, str]], curves: dict
     """The whole page as one string."""
     details, gate = card["model_details"], card["gate"]
     title = f"{details['name']} {details['version']['name']}"
-    verdict = ("blessed by the gate" + (" and pushed" if gate["pushed"] else "")) if gate["blessed"] else \
-        "refused by the gate: " + "; ".join(gate["failures"] or ["see the evaluation"])
+    verdict = (
+        ("blessed by the gate" + (" and pushed" if gate["pushed"] else ""))
+        if gate["blessed"]
+        else "refused by the gate: " + "; ".join(gate["failures"] or ["see the evaluation"])
+    )
     body = [
         f"<h1>{_e(title)}</h1>",
         f"<p class=verdict data-blessed={str(gate['blessed']).lower()}>{_e(verdict)}</p>",
-        "<h2>Intended use</h2>", *[f"<p>{_e(u['description'])}</p>" for u in card["considerations"]["use_cases"]],
-        "<h2>Model</h2>", _definition_list({"model": card["model_parameters"]["model_architecture"],
-                                            "version": details["version"]["name"], "trained": details["version"]["date"],
-                                            "path": details["path"], "made with": details["references"][0]["reference"],
-                                            "licence": details["licenses"][0]["identifier"]}),
+        "<h2>Intended use</h2>",
+        *[f"<p>{_e(u['description'])}</p>" for u in card["considerations"]["use_cases"]],
+        "<h2>Model</h2>",
+        _definition_list(
+            {
+                "model": card["model_parameters"]["model_architecture"],
+                "version": details["version"]["name"],
+                "trained": details["version"]["date"],
+                "path": details["path"],
+                "made with": details["references"][0]["reference"],
+                "licence": details["licenses"][0]["identifier"],
+            }
+        ),
         "<details><summary>Hyperparameters</summary>",
-        _definition_list(card["model_parameters"]["hyperparameters"]), "</details>",
-        "<h2>Training data</h2>", _data_table(card["model_parameters"]["data"]),
-        "<h2>Evaluation</h2>", _metrics_table(card["quantitative_analysis"]["performance_metrics"]),
-        "<h2>Evaluation patients</h2>", _panel_section(panels),
-        "<h2>Training curves</h2>", _curves_section(curves),
+        _definition_list(card["model_parameters"]["hyperparameters"]),
+        "</details>",
+        "<h2>Training data</h2>",
+        _data_table(card["model_parameters"]["data"]),
+        "<h2>Evaluation</h2>",
+        _metrics_table(card["quantitative_analysis"]["performance_metrics"]),
+        "<h2>Evaluation patients</h2>",
+        _panel_section(panels),
+        "<h2>Training curves</h2>",
+        _curves_section(curves),
         "<h2>Known limitations</h2>",
-        "<ul>" + "".join(f"<li>{_e(item['description'])}</li>" for item in card["considerations"]["limitations"]) + "</ul>",
-        "<h2>Lineage</h2>", f"<pre>{_e(_lineage_text(card['lineage']))}</pre>",
+        "<ul>"
+        + "".join(f"<li>{_e(item['description'])}</li>" for item in card["considerations"]["limitations"])
+        + "</ul>",
+        "<h2>Lineage</h2>",
+        f"<pre>{_e(_lineage_text(card['lineage']))}</pre>",
         f"<script type=application/json id=model-card>{_json_for_script(card)}</script>",
     ]
     return _PAGE.format(title=_e(title), body="\n".join(body), script=_SCRIPT)
@@ -158,12 +185,17 @@ def _data_table(datasets: list[dict[str, Any]]) -> str:
     rows = []
     for data in datasets:
         for patient, counts in data["patients"].items():
-            rows.append(f"<tr><td>{_e(data['name'])}</td><td>{_e(patient)}</td><td>{counts.get('ldct', '?')}</td>"
-                        f"<td>{counts.get('ndct', '?')}</td></tr>")
+            rows.append(
+                f"<tr><td>{_e(data['name'])}</td><td>{_e(patient)}</td><td>{counts.get('ldct', '?')}</td>"
+                f"<td>{counts.get('ndct', '?')}</td></tr>"
+            )
     root = datasets[0]["link"] if datasets else ""
-    return (f"<p>Data root <code>{_e(root)}</code>; patients are split by patient, never slice by slice.</p>"
-            "<table><tr><th>split</th><th>patient</th><th>LDCT files</th><th>NDCT files</th></tr>"
-            + "".join(rows) + "</table>")
+    return (
+        f"<p>Data root <code>{_e(root)}</code>; patients are split by patient, never slice by slice.</p>"
+        "<table><tr><th>split</th><th>patient</th><th>LDCT files</th><th>NDCT files</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _metrics_table(metrics: list[dict[str, Any]]) -> str:
@@ -174,8 +206,10 @@ def _metrics_table(metrics: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{_e(name)}</th>" for name in MAIN_METRICS)
     body = "".join(
         f"<tr><td>{_e(scope)}</td><td>{_e(role)}</td>"
-        + "".join(f"<td>{_number(values.get(name))}</td>" for name in MAIN_METRICS) + "</tr>"
-        for (scope, role), values in cells.items())
+        + "".join(f"<td>{_number(values.get(name))}</td>" for name in MAIN_METRICS)
+        + "</tr>"
+        for (scope, role), values in cells.items()
+    )
     return f"<table><tr><th>patients</th><th>model</th>{head}</tr>{body}</table>"
 
 
@@ -186,14 +220,20 @@ def _number(value: float | None) -> str:
 def _panel_section(panels: dict[str, dict[str, str]]) -> str:
     if not panels:
         return "<p>No panels: the evaluation data was not readable where the report was made.</p>"
-    buttons = "".join(f"<button type=button data-window='{_e(w)}' aria-pressed={str(i == 0).lower()}>{_e(w)}</button>"
-                      for i, w in enumerate(WINDOWS))
+    buttons = "".join(
+        f"<button type=button data-window='{_e(w)}' aria-pressed={str(i == 0).lower()}>{_e(w)}</button>"
+        for i, w in enumerate(WINDOWS)
+    )
     figures = []
     for patient, by_window in panels.items():
-        images = "".join(f"<img class=panel alt='{_e(patient)}, {_e(w)} window' data-window='{_e(w)}' "
-                         f"src='{uri}'{'' if i == 0 else ' hidden'}>" for i, (w, uri) in enumerate(by_window.items()))
-        figures.append(f"<figure>{images}<figcaption>{_e(patient)}: LDCT | denoised | NDCT, middle slice"
-                       "</figcaption></figure>")
+        images = "".join(
+            f"<img class=panel alt='{_e(patient)}, {_e(w)} window' data-window='{_e(w)}' "
+            f"src='{uri}'{'' if i == 0 else ' hidden'}>"
+            for i, (w, uri) in enumerate(by_window.items())
+        )
+        figures.append(
+            f"<figure>{images}<figcaption>{_e(patient)}: LDCT | denoised | NDCT, middle slice</figcaption></figure>"
+        )
     return f"<div class=windows role=group aria-label='display window'>{buttons}</div>" + "".join(figures)
 
 
@@ -209,17 +249,22 @@ def _chart(tag: str, points: list[tuple[int, float]]) -> str:
     steps, values = [p[0] for p in points], [p[1] for p in points]
     low, high = min(values), max(values)
     first, last = min(steps), max(steps)
+
     def x(step: float) -> float:
         return margin + (step - first) / ((last - first) or 1) * (width - 2 * margin)
+
     def y(value: float) -> float:
         return height - margin + (low - value) / ((high - low) or 1) * (height - 2 * margin)
+
     line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
-    return (f"<figure class=chart><svg viewBox='0 0 {width} {height}' width={width} height={height} role=img "
-            f"aria-label='{_e(tag)}'><polyline fill=none stroke='#1f5fa8' stroke-width=1.5 points='{line}'/>"
-            f"<text x={margin} y=14>{_e(tag)}</text>"
-            f"<text x=2 y={margin + 4}>{_number(high)}</text><text x=2 y={height - margin + 4}>{_number(low)}</text>"
-            f"<text x={margin} y={height - 6}>step {first}</text>"
-            f"<text x={width - margin} y={height - 6} text-anchor=end>{last}</text></svg></figure>")
+    return (
+        f"<figure class=chart><svg viewBox='0 0 {width} {height}' width={width} height={height} role=img "
+        f"aria-label='{_e(tag)}'><polyline fill=none stroke='#1f5fa8' stroke-width=1.5 points='{line}'/>"
+        f"<text x={margin} y=14>{_e(tag)}</text>"
+        f"<text x=2 y={margin + 4}>{_number(high)}</text><text x=2 y={height - margin + 4}>{_number(low)}</text>"
+        f"<text x={margin} y={height - 6}>step {first}</text>"
+        f"<text x={width - margin} y={height - 6} text-anchor=end>{last}</text></svg></figure>"
+    )
 
 
 def _lineage_text(tree: dict[str, Any]) -> str:
@@ -243,12 +288,15 @@ document.querySelectorAll('button[data-window]').forEach(function (button) {
 """
 _PAGE = """<!doctype html>
 <html lang=en><head><meta charset=utf-8>
-<meta http-equiv=Content-Security-Policy content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv=Content-Security-Policy
+content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>{title}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 72em; margin: 1em auto; padding: 0 1em; color: #111; }}
-table {{ border-collapse: collapse; margin: .5em 0; }} td, th {{ border: 1px solid #bbb; padding: 2px 8px; text-align: right; }}
-td:first-child, td:nth-child(2), th {{ text-align: left; }} dl {{ display: grid; grid-template-columns: max-content auto; gap: 0 1em; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+td, th {{ border: 1px solid #bbb; padding: 2px 8px; text-align: right; }}
+td:first-child, td:nth-child(2), th {{ text-align: left; }}
+dl {{ display: grid; grid-template-columns: max-content auto; gap: 0 1em; }}
 dt {{ font-weight: 600; }} dd {{ margin: 0; }} .verdict {{ font-weight: 600; padding: .4em .6em; }}
 .verdict[data-blessed=true] {{ background: #e3f4e1; }} .verdict[data-blessed=false] {{ background: #fbe4e0; }}
 img.panel {{ image-rendering: pixelated; max-width: 100%; }} button[aria-pressed=true] {{ font-weight: 700; }}

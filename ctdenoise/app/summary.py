@@ -1,5 +1,6 @@
 """The `--summary` JSON of `ctdenoise run` (docs/design.md, "Command line contract"): what the run recorded in ML
 Metadata and the artifacts it points to, never recomputed."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,9 @@ from ctdenoise.contract.hu import BODY_HU
 from ctdenoise.pipeline import configs
 
 
-def build_summary(store, run_id: int | None, failure: BaseException | None = None,
-                  pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, Any]:
+def build_summary(
+    store, run_id: int | None, failure: BaseException | None = None, pipeline_name: str = configs.PIPELINE_NAME
+) -> dict[str, Any]:
     """One object per stage of the pipeline run `run_id` (None: a run that never started)
     that produced results; `failure` is what the run raised, if it failed (TFX records no
     message with a failed execution)."""
@@ -122,9 +124,11 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
 def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
     """LDCT vs denoised on the eval split: overall, then per patient; then the verdict."""
     overall = evaluation["overall"]
-    lines = [f"evaluation: {overall.get('slices', 0)} eval slices "
-             f"(PSNR and SSIM on [-1, 1] images, data range 2; body = NDCT above {BODY_HU:g} HU)",
-             f"  {'':<24}" + "".join(f"{entry.title:>14}" for entry in METRICS)]
+    lines = [
+        f"evaluation: {overall.get('slices', 0)} eval slices "
+        f"(PSNR and SSIM on [-1, 1] images, data range 2; body = NDCT above {BODY_HU:g} HU)",
+        f"  {'':<24}" + "".join(f"{entry.title:>14}" for entry in METRICS),
+    ]
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:
         for role, label in (("ldct", "LDCT"), ("candidate", "denoised")):

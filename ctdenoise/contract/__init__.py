@@ -3,5 +3,6 @@
 The Examples features and their encoding (`features`), the HU scale, the model's HU window
 and display windows (`hu`), and the names that producers and consumers of artifacts must
 agree on: model signatures, split folders, result files (`names`). `tensorflow_env` sets what
-TensorFlow reads once at import: the one Keras the project uses, and oneDNN's CPU kernels. See docs/design.md, "Data contract".
+TensorFlow reads once at import: the one Keras the project uses, and oneDNN's CPU kernels. See docs/design.md,
+"Data contract".
 """

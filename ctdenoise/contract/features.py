@@ -3,12 +3,17 @@
 One tf.train.Example per (patient, slice position). HU images are int16 little-endian,
 row-major; a dose without an image at a position simply lacks its image features.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used: the contract loads without TensorFlow
+    import tensorflow as tf
 
 DOSES = ("ldct", "ndct")
 """Dose domains: A = low dose (LDCT), B = normal dose (NDCT)."""
@@ -32,13 +37,13 @@ Z_TOLERANCE_MM = 0.01
 class Positioned(Protocol):
     """A slice with its z position in mm, None where its file gives none."""
 
-    z: Optional[float]
+    z: float | None
 
 
 P = TypeVar("P", bound=Positioned)
 
 
-def at_position(slices: Iterable[P], z: Optional[float]) -> Optional[P]:
+def at_position(slices: Iterable[P], z: float | None) -> P | None:
     """The first of `slices` within Z_TOLERANCE_MM of `z`, or None. A slice without a position
     is at no position, so it matches nothing, and nothing matches a `z` of None."""
     if z is None:
@@ -52,9 +57,9 @@ class SliceImage(Protocol):
 
     rel_path: str
     hu: np.ndarray
-    pixel_spacing_mm: Optional[float]
-    slice_thickness_mm: Optional[float]
-    kvp: Optional[float]
+    pixel_spacing_mm: float | None
+    slice_thickness_mm: float | None
+    kvp: float | None
 
 
 def image_key(dose: str) -> str:
@@ -135,7 +140,7 @@ def build_example(
     patient_id: str,
     slice_key: str,
     images: dict[str, SliceImage],
-) -> "tf.train.Example":
+) -> tf.train.Example:
     """One tf.train.Example from the slices of each dose found at one position."""
     import tensorflow as tf
 

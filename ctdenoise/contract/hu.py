@@ -2,8 +2,10 @@
 
 Each mapping is written once, as arithmetic that works on NumPy arrays and TensorFlow
 tensors alike; only the clipping differs between the two, so `ctdenoise.trainer_module.data` (TF)
-and the NumPy helpers here use the same formula (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT", design, "Data contract").
+and the NumPy helpers here use the same formula (docs/design.md, "The algorithm: cycle-identity CycleGAN for
+low-dose CT", design, "Data contract").
 """
+
 from __future__ import annotations
 
 from typing import TypeVar

@@ -1,4 +1,5 @@
 """Names that the producer and the consumers of an artifact must agree on (docs/design.md, "Data contract")."""
+
 from __future__ import annotations
 
 import functools

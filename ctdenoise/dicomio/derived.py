@@ -7,7 +7,8 @@ output is marked DERIVED with a new series and SOP Instance UID, a SourceImageSe
 pointing at its source (and frame), and uncompressed signed 16-bit HU pixels. Tag values
 are copied, never printed.
 
-Each output also says what made it (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)"): ContributingEquipmentSequence
+Each output also says what made it (docs/design.md, "A PACS on either side: DICOMweb (`pull`, `denoise`)"):
+ContributingEquipmentSequence
 names ctdenoise, its version and the model's, DerivationCodeSequence codes the change as
 smoothing (DCM 113087), and unless the user turns it off, SeriesDescription and
 ImageComments say it is research output, not for diagnostic use. Its UIDs follow from the
@@ -15,6 +16,7 @@ source's UIDs and the model's identity (`derived_uid`): denoising the same serie
 same model again gives the same series, so a store that stopped half-way is completed by a
 retry, not duplicated.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,21 +35,33 @@ SERIES_NUMBER_OFFSET = 1000
 """The derived series' number is its source's plus this."""
 
 _STALE_PIXEL_ELEMENTS = (
-    "PixelPaddingValue", "PixelPaddingRangeLimit", "ModalityLUTSequence",
-    "SmallestImagePixelValue", "LargestImagePixelValue",
-    "SmallestPixelValueInSeries", "LargestPixelValueInSeries",
-    "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "ModalityLUTSequence",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
 )
 """Describe the source's stored values or encapsulation: wrong for the new int16 HU pixels."""
 _MULTI_FRAME_ELEMENTS = (
-    "NumberOfFrames", "FrameIncrementPointer", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence", "DimensionOrganizationSequence",
-    "DimensionIndexSequence", "DimensionOrganizationType",
+    "NumberOfFrames",
+    "FrameIncrementPointer",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "DimensionOrganizationSequence",
+    "DimensionIndexSequence",
+    "DimensionOrganizationType",
 )
 """Enhanced (multi-frame) structure that has no meaning in a single-frame CT Image."""
 _FLATTENED_GROUPS = (
-    "PixelMeasuresSequence", "PlanePositionSequence", "PlaneOrientationSequence",
-    "FrameVOILUTSequence", "CTXRayDetailsSequence",
+    "PixelMeasuresSequence",
+    "PlanePositionSequence",
+    "PlaneOrientationSequence",
+    "FrameVOILUTSequence",
+    "CTXRayDetailsSequence",
 )
 """Functional groups whose contents (spacing, position, orientation, window, kVp) a classic
 CT Image carries at the top level."""
@@ -93,7 +107,7 @@ def source_slices(ct_file: CtFile) -> list[SourceSlice]:
     groups = [frame_groups(header, record.frame or 0) for record in ct_file.slices]
     for keyword in _MULTI_FRAME_ELEMENTS:
         header.pop(keyword, None)
-    return [SourceSlice(record, header, frame) for record, frame in zip(ct_file.slices, groups)]
+    return [SourceSlice(record, header, frame) for record, frame in zip(ct_file.slices, groups, strict=True)]
 
 
 def to_ct_hu(hu: np.ndarray) -> np.ndarray:
@@ -104,12 +118,12 @@ def to_ct_hu(hu: np.ndarray) -> np.ndarray:
 def derived_uid(provenance: Provenance, *parts: object) -> str:
     """A UID that depends only on the model (its digest and version) and `parts` (the
     source's UIDs): the same input and model always give the same derived UIDs."""
-    return generate_uid(entropy_srcs=[PRODUCT, provenance.model_digest, provenance.model_version,
-                                      *map(str, parts)])
+    return generate_uid(entropy_srcs=[PRODUCT, provenance.model_digest, provenance.model_version, *map(str, parts)])
 
 
-def derived_dataset(source: SourceSlice, hu: np.ndarray, number: int, series_uid: str,
-                    provenance: Provenance) -> Dataset:
+def derived_dataset(
+    source: SourceSlice, hu: np.ndarray, number: int, series_uid: str, provenance: Provenance
+) -> Dataset:
     """A copy of the source header turned into derived single-frame CT Image `number` holding `hu`."""
     ds = copy.deepcopy(source.header)
     _flatten_groups(ds, source.groups)
@@ -123,14 +137,17 @@ def derived_dataset(source: SourceSlice, hu: np.ndarray, number: int, series_uid
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
     ds.DerivationDescription = provenance.derivation
     ds.DerivationCodeSequence = [_code(*_DENOISING_CODE)]
-    ds.ContributingEquipmentSequence = [*ds.get("ContributingEquipmentSequence", []),
-                                        _contributing_equipment(provenance)]
+    ds.ContributingEquipmentSequence = [
+        *ds.get("ContributingEquipmentSequence", []),
+        _contributing_equipment(provenance),
+    ]
     ds.SeriesNumber = int(ds.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET
     suffix = f" denoised, {RESEARCH_LABEL}" if provenance.research_label else " denoised"
     ds.SeriesDescription = (str(ds.get("SeriesDescription", ""))[: 64 - len(suffix)] + suffix).strip()
     if provenance.research_label:
-        ds.ImageComments = (f"Research output of {provenance.derivation}: {RESEARCH_LABEL}. "
-                            + str(ds.get("ImageComments", ""))).strip()
+        ds.ImageComments = (
+            f"Research output of {provenance.derivation}: {RESEARCH_LABEL}. " + str(ds.get("ImageComments", ""))
+        ).strip()
     ds.BurnedInAnnotation = "NO"
     ds.set_pixel_data(to_ct_hu(hu), "MONOCHROME2", 16, generate_instance_uid=False)
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"

@@ -5,11 +5,13 @@ Shared by the ingestion component, the simulator's ``--from`` option and ``denoi
 faster, and protected health information such as PatientName is never even decoded.
 `read_ct_file` parses the whole header once, for writing a derived series from it.
 
-What a file must be to give slices (docs/design.md, "HU conversion and the model window"): a CT image whose declared pixel
+What a file must be to give slices (docs/design.md, "HU conversion and the model window"): a CT image whose
+declared pixel
 data is within `ReadOptions`' size bounds (checked before any pixel buffer exists), whose
 modality LUT gives plausible HU, and whose plane is axial (gantry-tilted only when allowed).
 Anything else raises `DicomRejected` with a one-line reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +41,34 @@ CT_SOP_CLASSES = {
 logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 _TAGS = [
-    "Modality", "SOPClassUID", "SOPInstanceUID", "Rows", "Columns", "SamplesPerPixel",
-    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit",
-    "PixelRepresentation", "PlanarConfiguration", "NumberOfFrames",
-    "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence",
-    "PixelPaddingValue", "PixelPaddingRangeLimit", "ImagePositionPatient",
-    "ImageOrientationPatient", "GantryDetectorTilt", "SliceLocation", "PixelSpacing", "SliceThickness", "KVP",
-    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "Modality",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "PlanarConfiguration",
+    "NumberOfFrames",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+    "ModalityLUTSequence",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "GantryDetectorTilt",
+    "SliceLocation",
+    "PixelSpacing",
+    "SliceThickness",
+    "KVP",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
     "PixelData",
 ]
 
@@ -79,8 +102,10 @@ class ReadOptions:
 
     def __post_init__(self) -> None:
         if self.max_frame_pixels < 1 or self.max_decoded_bytes < 1:
-            raise ValueError(f"decoded size bounds must be positive, got {self.max_frame_pixels} pixels a frame "
-                             f"and {self.max_decoded_bytes} bytes")
+            raise ValueError(
+                f"decoded size bounds must be positive, got {self.max_frame_pixels} pixels a frame "
+                f"and {self.max_decoded_bytes} bytes"
+            )
         if not 0 <= self.axial_tolerance_deg < 90:
             raise ValueError(f"axial tolerance must be in [0, 90) degrees, got {self.axial_tolerance_deg:g}")
 
@@ -88,7 +113,7 @@ class ReadOptions:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ReadOptions":
+    def from_json(cls, text: str) -> ReadOptions:
         """The options `to_json` wrote; the defaults for an empty text."""
         return cls(**json.loads(text)) if text else cls()
 
@@ -150,8 +175,10 @@ def _read(path: str | Path, rel_path: str, tags: list[str] | None, options: Read
         _check_declared_size(ds, options)
         raw = _decode_pixels(ds)
     frames = raw if raw.ndim == 3 else raw[np.newaxis]
-    slices = [_slice_record(ds, frame, index if raw.ndim == 3 else None, rel_path, file_id, options)
-              for index, frame in enumerate(frames)]
+    slices = [
+        _slice_record(ds, frame, index if raw.ndim == 3 else None, rel_path, file_id, options)
+        for index, frame in enumerate(frames)
+    ]
     del ds.PixelData
     return CtFile(slices, ds)
 
@@ -202,11 +229,15 @@ def _check_plausible_hu(raw: np.ndarray, hu: np.ndarray, padding: np.ndarray) ->
         raise DicomRejected("blank slice: every pixel is PixelPaddingValue")
     low, high = float(image.min()), float(image.max())
     if low < _INT16.min or high > _INT16.max:
-        raise DicomRejected(f"HU from {low:.3g} to {high:.3g}, beyond the int16 range: "
-                            "implausible RescaleSlope/Intercept or PixelRepresentation")
+        raise DicomRejected(
+            f"HU from {low:.3g} to {high:.3g}, beyond the int16 range: "
+            "implausible RescaleSlope/Intercept or PixelRepresentation"
+        )
     if high <= CT_FLOOR_HU:
-        raise DicomRejected(f"blank slice: no pixel above {CT_FLOOR_HU} HU (at most {high:.3g}): "
-                            "implausible RescaleIntercept or PixelRepresentation")
+        raise DicomRejected(
+            f"blank slice: no pixel above {CT_FLOOR_HU} HU (at most {high:.3g}): "
+            "implausible RescaleIntercept or PixelRepresentation"
+        )
     stored = raw[~padding] if padding.any() else raw
     if round(low) == round(high) and stored.min() != stored.max():
         raise DicomRejected(f"blank slice: every stored value reads {high:.3g} HU: implausible RescaleSlope")
@@ -267,7 +298,8 @@ def _check_declared_size(ds: Dataset, options: ReadOptions) -> None:
     if rows * columns > options.max_frame_pixels or declared > options.max_decoded_bytes:
         raise DicomRejected(
             f"declared size too large: {rows} × {columns} × {frames} frame(s), {declared / 2**20:.0f} MiB decoded "
-            f"(at most {options.max_frame_pixels} pixels a frame, {options.max_decoded_bytes / 2**20:.0f} MiB in all)")
+            f"(at most {options.max_frame_pixels} pixels a frame, {options.max_decoded_bytes / 2**20:.0f} MiB in all)"
+        )
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is not None and not syntax.is_encapsulated:
         length = len(ds.PixelData)
@@ -295,8 +327,9 @@ def _has_decoder(syntax: pydicom.uid.UID | None) -> bool:
         return False
 
 
-def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str, file_id: str,
-                  options: ReadOptions) -> SliceRecord:
+def _slice_record(
+    ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str, file_id: str, options: ReadOptions
+) -> SliceRecord:
     groups = frame_groups(ds, frame)
     _check_orientation(ds, groups, options)
     return SliceRecord(
@@ -305,9 +338,7 @@ def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str
         z=_z_position(ds, groups),
         frame=frame,
         pixel_spacing_mm=_pixel_spacing(ds, groups),
-        slice_thickness_mm=_float_or_none(
-            _first(ds, groups, "PixelMeasuresSequence", "SliceThickness")
-        ),
+        slice_thickness_mm=_float_or_none(_first(ds, groups, "PixelMeasuresSequence", "SliceThickness")),
         kvp=_float_or_none(_first(ds, groups, "CTXRayDetailsSequence", "KVP")),
         instance=str(ds.get("SOPInstanceUID", "") or ""),
         file_id=file_id,
@@ -315,7 +346,8 @@ def _slice_record(ds: Dataset, raw: np.ndarray, frame: int | None, rel_path: str
 
 
 def _check_orientation(ds: Dataset, groups: list[Dataset], options: ReadOptions) -> None:
-    """Only axial slices are paired by z (docs/design.md, "Examples: pairing and features"). A gantry tilt turns the plane
+    """Only axial slices are paired by z (docs/design.md, "Examples: pairing and features"). A gantry tilt turns
+    the plane
     about the patient's left-right (x) axis, by at most MAX_GANTRY_TILT_DEG: a plane turned
     that way is tilted, read only with `allow_tilt`, and so is an axial plane whose
     GantryDetectorTilt is recorded. Any other plane (sagittal, coronal, oblique) is refused.

@@ -4,6 +4,7 @@ optionally one study or one series on it.
 Credentials never come from the address: user information in it is refused (without echoing
 it), so that a password cannot reach a shell history, a process list, a log or ML Metadata.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,13 +51,19 @@ def is_dicomweb(location: str) -> bool:
 def parse(location: str) -> DicomwebAddress:
     """The address in `location`, or AddressError saying what is wrong with it."""
     if not is_dicomweb(location):
-        raise AddressError(f"{location}: not a DICOMweb address (dicomweb+http://HOST:PORT/PATH[/studies/UID[/series/UID]])")
-    parts = urlsplit(location[len(SCHEME_PREFIX):])
+        raise AddressError(
+            f"{location}: not a DICOMweb address (dicomweb+http://HOST:PORT/PATH[/studies/UID[/series/UID]])"
+        )
+    parts = urlsplit(location[len(SCHEME_PREFIX) :])
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AddressError(f"{location}: a DICOMweb address starts dicomweb+http:// or dicomweb+https:// and names a host")
+        raise AddressError(
+            f"{location}: a DICOMweb address starts dicomweb+http:// or dicomweb+https:// and names a host"
+        )
     if parts.username is not None or parts.password is not None:
-        raise AddressError(f"dicomweb address for {parts.hostname}: credentials in the address are refused; set "
-                           f"{USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host")
+        raise AddressError(
+            f"dicomweb address for {parts.hostname}: credentials in the address are refused; set "
+            f"{USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host"
+        )
     if parts.query or parts.fragment:
         raise AddressError(f"{location}: a DICOMweb address has no query or fragment")
     segments = parts.path.rstrip("/").split("/")
@@ -69,7 +76,7 @@ def _split_resources(location: str, segments: list[str]) -> tuple[list[str], str
     if "studies" not in segments:
         return segments, "", ""
     at = segments.index("studies")
-    rest = segments[at + 1:]
+    rest = segments[at + 1 :]
     if len(rest) not in (1, 3) or (len(rest) == 3 and rest[1] != "series"):
         raise AddressError(f"{location}: expected .../studies/UID or .../studies/UID/series/UID at the end")
     for uid in rest[::2]:

@@ -6,17 +6,19 @@ else whatever the user's netrc file (`~/.netrc`, or `$NETRC`) holds for the host
 requests reads by itself. Requests that the server answers with 408, 429, 503 or 504 are
 retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from pydicom import Dataset
 
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, DicomwebAddress
+
 TIMEOUT_S = (10.0, 300.0)
 """Seconds to connect, and to wait for each answer (a series of large slices takes a while)."""
 RETRY_ATTEMPTS = 3
@@ -24,7 +26,7 @@ _RETRY_WAIT_MS = 500
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _FAILED_SOP_SEQUENCE = "FailedSOPSequence"
 _PLAIN = re.compile(r"[A-Za-z0-9._-]*")
-_CREDENTIALS_HINT = (f"set {USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host")
+_CREDENTIALS_HINT = f"set {USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host"
 
 
 class DicomwebError(RuntimeError):
@@ -58,8 +60,9 @@ class Pacs:
         self._client = DICOMwebClient(address.base, session=session, timeout=TIMEOUT_S)
         self._client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=_RETRY_WAIT_MS)
 
-    def series(self, fields: Sequence[str], *, study: str = "", series: str = "",
-               patient: str = "") -> list[SeriesEntry]:
+    def series(
+        self, fields: Sequence[str], *, study: str = "", series: str = "", patient: str = ""
+    ) -> list[SeriesEntry]:
         """The series matching the filters given, each with `fields` (keywords) filled in where the server has them.
 
         A PatientID other than letters, digits, '.', '_' and '-' is matched here rather than by
@@ -69,19 +72,25 @@ class Pacs:
         plain = patient if _PLAIN.fullmatch(patient) else ""
         filters = {"SeriesInstanceUID": series, "PatientID": plain}
         with self._request("search for series"):
-            found = self._client.search_for_series(study_instance_uid=study or None,
-                                                   fields=[*fields, "PatientID"] if patient else list(fields),
-                                                   search_filters={k: v for k, v in filters.items() if v},
-                                                   get_remaining=True)
+            found = self._client.search_for_series(
+                study_instance_uid=study or None,
+                fields=[*fields, "PatientID"] if patient else list(fields),
+                search_filters={k: v for k, v in filters.items() if v},
+                get_remaining=True,
+            )
         entries = [Dataset.from_json(item) for item in found]
-        return [SeriesEntry(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), ds) for ds in entries
-                if not patient or ds.get("PatientID") == patient]
+        return [
+            SeriesEntry(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), ds)
+            for ds in entries
+            if not patient or ds.get("PatientID") == patient
+        ]
 
     def instances(self, study: str, series: str) -> list[str]:
         """The SOP Instance UIDs of one series (an empty list for an unknown series)."""
         with self._request(f"search for the instances of series {series}"):
-            found = self._client.search_for_instances(study_instance_uid=study, series_instance_uid=series,
-                                                      get_remaining=True)
+            found = self._client.search_for_instances(
+                study_instance_uid=study, series_instance_uid=series, get_remaining=True
+            )
         return [str(Dataset.from_json(item).SOPInstanceUID) for item in found]
 
     def retrieve(self, study: str, series: str, instance: str) -> Dataset:
@@ -95,8 +104,10 @@ class Pacs:
         failed = answer.get(_FAILED_SOP_SEQUENCE) if answer is not None else None
         if failed:
             reasons = sorted({str(item.get("FailureReason", "?")) for item in failed})
-            raise DicomwebError(f"{self.host}: the server refused {len(failed)} of {len(datasets)} instances "
-                                f"(failure reason {', '.join(reasons)})")
+            raise DicomwebError(
+                f"{self.host}: the server refused {len(failed)} of {len(datasets)} instances "
+                f"(failure reason {', '.join(reasons)})"
+            )
 
     @contextlib.contextmanager
     def _request(self, what: str) -> Iterator[None]:

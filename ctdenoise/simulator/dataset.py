@@ -1,4 +1,5 @@
-"""`ctdenoise simulate`: a paired LDCT/NDCT DICOM data set made physically (docs/design.md, "Data contract", design, "Command line contract").
+"""`ctdenoise simulate`: a paired LDCT/NDCT DICOM data set made physically (docs/design.md, "Data contract",
+design, "Command line contract").
 
 Each slice's ground truth (a procedural phantom, or a real full-dose slice with
 `from_dir`) is projected once and scanned twice, at full dose and at `dose`·I0, then
@@ -21,12 +22,13 @@ benchmarks score denoisers against it as well as against the noisy NDCT.
 Odd-numbered patients are stored like most scanners (unsigned, intercept -1024),
 even-numbered ones signed with intercept 0, so ingestion meets both conventions.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 from pydicom.uid import generate_uid
@@ -64,8 +66,7 @@ class DoseRange:
         try:
             values = [float(part) for part in parts]
         except ValueError:
-            raise ValueError(f"dose must be a fraction such as 0.25 or a range such as 0.1:0.5, "
-                             f"got {text!r}") from None
+            raise ValueError(f"dose must be a fraction such as 0.25 or a range such as 0.1:0.5, got {text!r}") from None
         if len(values) > 2:
             raise ValueError(f"dose must be a fraction or one range LOW:HIGH, got {text!r}")
         low, high = values[0], values[-1]
@@ -104,10 +105,16 @@ class SimulationReport:
 
     def as_json(self) -> dict:
         """The summary `simulate --summary` writes."""
-        return {"out_dir": str(self.out_dir), "truth_dir": str(self.truth_dir) if self.truth_dir else None,
-                "files_written": self.files_written, "seconds": round(self.seconds, 1),
-                "patients": {name: {"source": p.source, "slices": len(p.doses), "doses": p.doses}
-                             for name, p in self.patients.items()}}
+        return {
+            "out_dir": str(self.out_dir),
+            "truth_dir": str(self.truth_dir) if self.truth_dir else None,
+            "files_written": self.files_written,
+            "seconds": round(self.seconds, 1),
+            "patients": {
+                name: {"source": p.source, "slices": len(p.doses), "doses": p.doses}
+                for name, p in self.patients.items()
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -121,10 +128,18 @@ class _Patient:
     slices: int
 
 
-def simulate_dataset(out_dir: Path, *, patients: int | None = None, slices: int | None = None,
-                     size: int = 256, dose: float | str | DoseRange = 0.25, seed: int = 0,
-                     from_dir: Path | None = None, truth_dir: Path | None = None,
-                     progress: Callable[[str], None] | None = print) -> SimulationReport:
+def simulate_dataset(
+    out_dir: Path,
+    *,
+    patients: int | None = None,
+    slices: int | None = None,
+    size: int = 256,
+    dose: float | str | DoseRange = 0.25,
+    seed: int = 0,
+    from_dir: Path | None = None,
+    truth_dir: Path | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> SimulationReport:
     """Write `patients` × `slices` LDCT/NDCT slice pairs of `size`² pixels under `out_dir`
     (and their noise-free truth under `truth_dir`, when given).
 
@@ -157,13 +172,19 @@ def simulate_dataset(out_dir: Path, *, patients: int | None = None, slices: int 
     seconds = time.perf_counter() - start
     pairs = sum(len(p.doses) for p in written.values())
     truth_note = f" and {pairs} noise-free files to {truth_dir}" if truth_dir else ""
-    say(f"simulate: wrote {2 * pairs} files for {len(written)} patients to {out_dir}{truth_note} "
-        f"in {seconds:.1f} s")
+    say(f"simulate: wrote {2 * pairs} files for {len(written)} patients to {out_dir}{truth_note} in {seconds:.1f} s")
     return SimulationReport(out_dir, written, 2 * pairs, seconds, truth_dir)
 
 
-def _check_arguments(out_dir: Path, patients: int | None, slices: int | None, size: int,
-                     seed: int, from_dir: Path | None, truth_dir: Path | None) -> None:
+def _check_arguments(
+    out_dir: Path,
+    patients: int | None,
+    slices: int | None,
+    size: int,
+    seed: int,
+    from_dir: Path | None,
+    truth_dir: Path | None,
+) -> None:
     """Refuse what would fail later or produce a misleading data set."""
     out, truth = out_dir.resolve(), truth_dir.resolve() if truth_dir else None
     checks = [
@@ -173,8 +194,10 @@ def _check_arguments(out_dir: Path, patients: int | None, slices: int | None, si
         (seed >= 0, f"seed must be non-negative, got {seed}"),
         (from_dir is None or from_dir.is_dir(), f"--from folder {from_dir} does not exist"),
         (_new_or_empty(out_dir), f"output folder {out_dir} is not empty; simulate into a new folder"),
-        (truth is None or not (truth.is_relative_to(out) or out.is_relative_to(truth)),
-         f"--truth folder {truth_dir} must lie outside the data folder {out_dir} (it must never be ingested)"),
+        (
+            truth is None or not (truth.is_relative_to(out) or out.is_relative_to(truth)),
+            f"--truth folder {truth_dir} must lie outside the data folder {out_dir} (it must never be ingested)",
+        ),
         (truth_dir is None or _new_or_empty(truth_dir), f"--truth folder {truth_dir} is not empty"),
     ]
     for ok, message in checks:
@@ -193,41 +216,55 @@ def _phantom_patients(patients: int, slices: int, size: int, seed: int) -> list[
 
     def cut(index: int) -> Iterator[GroundTruth]:
         anatomy = random_anatomy(np.random.default_rng([seed, 1, index]))
-        return (GroundTruth(render(anatomy, size, spacing, z), spacing, z, SLICE_THICKNESS_MM)
-                for z in positions)
+        return (GroundTruth(render(anatomy, size, spacing, z), spacing, z, SLICE_THICKNESS_MM) for z in positions)
 
     return [_Patient(f"SIM{index:03d}", "phantom", cut(index), slices) for index in range(1, patients + 1)]
 
 
-def _real_patients(from_dir: Path, patients: int | None, slices: int | None, size: int,
-                   say: Callable[[str], None]) -> list[_Patient]:
+def _real_patients(
+    from_dir: Path, patients: int | None, slices: int | None, size: int, say: Callable[[str], None]
+) -> list[_Patient]:
     """The first `patients` source patients of `from_dir`, `slices` of each spread over its length."""
     sources = find_patients(from_dir)
     found = sources.patients
     if sources.skipped:
         path, reason = sources.skipped[0]
-        say(f"simulate: skipped {len(sources.skipped)} files of {from_dir} that are not CT slices to scan, "
-            f"e.g. {path}: {reason}")
+        say(
+            f"simulate: skipped {len(sources.skipped)} files of {from_dir} that are not CT slices to scan, "
+            f"e.g. {path}: {reason}"
+        )
     if not found:
         raise ValueError(f"--from folder {from_dir} holds no readable CT slices")
     if patients is not None and patients > len(found):
-        raise ValueError(f"--patients {patients}: --from folder {from_dir} holds {len(found)} source "
-                         f"patients, and a source patient is never split")
+        raise ValueError(
+            f"--patients {patients}: --from folder {from_dir} holds {len(found)} source "
+            f"patients, and a source patient is never split"
+        )
     say(f"simulate: {len(found)} source patients in {from_dir}")
     plan = []
     for source in found[:patients]:
         chosen = source.spread(slices)
         short = f", all it has (asked for {slices})" if slices and slices > len(chosen) else ""
         repeats = f"; {source.dropped} slices at a repeated position left out" if source.dropped else ""
-        say(f"simulate: patient {source.name} from {source.origin}: {len(chosen)} of "
-            f"{len(source.slices)} slices{short}{repeats}")
+        say(
+            f"simulate: patient {source.name} from {source.origin}: {len(chosen)} of "
+            f"{len(source.slices)} slices{short}{repeats}"
+        )
         truths = (ground_truth(ref, size) for ref in chosen)
         plan.append(_Patient(source.name, source.origin, truths, len(chosen)))
     return plan
 
 
-def _write_patient(folder: Path, truth_folder: Path | None, patient: _Patient, index: int,
-                   doses: DoseRange, seed: int, run_key: str, say: Callable[[str], None]) -> list[float]:
+def _write_patient(
+    folder: Path,
+    truth_folder: Path | None,
+    patient: _Patient,
+    index: int,
+    doses: DoseRange,
+    seed: int,
+    run_key: str,
+    say: Callable[[str], None],
+) -> list[float]:
     """Scan and write every slice of one patient as an NDCT and an LDCT series (and the
     noise-free series into `truth_folder`); return each slice's dose fraction."""
     full, low, clean = _series(patient.name, doses, run_key)
@@ -243,10 +280,17 @@ def _write_patient(folder: Path, truth_folder: Path | None, patient: _Patient, i
             outputs.append((truth_folder, clean, scans.noise_free, gain))
         for dose_dir, series, image, fraction in outputs:
             dose_dir.mkdir(parents=True, exist_ok=True)
-            write_ct_slice(dose_dir / f"{number:04d}.dcm", image, series, instance_number=number,
-                           z_mm=truth.z_mm, pixel_spacing_mm=truth.pixel_spacing_mm,
-                           slice_thickness_mm=truth.thickness_mm or SLICE_THICKNESS_MM,
-                           representation=representation, extra=_acquisition(fraction))
+            write_ct_slice(
+                dose_dir / f"{number:04d}.dcm",
+                image,
+                series,
+                instance_number=number,
+                z_mm=truth.z_mm,
+                pixel_spacing_mm=truth.pixel_spacing_mm,
+                slice_thickness_mm=truth.thickness_mm or SLICE_THICKNESS_MM,
+                representation=representation,
+                extra=_acquisition(fraction),
+            )
         drawn.append(round(dose, 6))
         quarter = patient.slices >= PROGRESS_MIN_SLICES and number % (patient.slices // 4) == 0
         if number == patient.slices or quarter:
@@ -258,14 +302,19 @@ def _acquisition(fraction: float) -> dict:
     """The acquisition attributes of a slice scanned at `fraction` of the nominal full dose (its
     dose times its AEC gain): the tube current and the exposure scale with it (ExposureInuAs
     keeps the fraction to five digits)."""
-    return {"BodyPartExamined": "CHEST", "ConvolutionKernel": "RAMP",
-            "XRayTubeCurrent": round(FULL_DOSE_MA * fraction), "ExposureTime": EXPOSURE_TIME_MS,
-            "Exposure": round(FULL_DOSE_MA * EXPOSURE_TIME_MS / 1000 * fraction),
-            "ExposureInuAs": round(FULL_DOSE_MA * EXPOSURE_TIME_MS * fraction)}
+    return {
+        "BodyPartExamined": "CHEST",
+        "ConvolutionKernel": "RAMP",
+        "XRayTubeCurrent": round(FULL_DOSE_MA * fraction),
+        "ExposureTime": EXPOSURE_TIME_MS,
+        "Exposure": round(FULL_DOSE_MA * EXPOSURE_TIME_MS / 1000 * fraction),
+        "ExposureInuAs": round(FULL_DOSE_MA * EXPOSURE_TIME_MS * fraction),
+    }
 
 
 def _series(patient: str, doses: DoseRange, run_key: str) -> tuple[SeriesInfo, SeriesInfo, SeriesInfo]:
     """The NDCT, LDCT and noise-free series of one patient's study, with UIDs derived from the run."""
+
     def uid(role: str) -> str:
         return generate_uid(entropy_srcs=[run_key, patient, role])
 

@@ -4,6 +4,7 @@ Everything downstream (ingestion, HU conversion, pairing by z) is tested against
 these files, so they carry the attributes real scanners set, including the type 2
 ones that may be empty, and both pixel representations met in clinics.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,11 +38,22 @@ class SeriesInfo:
     frame_of_reference_uid: str
 
 
-def write_ct_slice(path: Path, hu: np.ndarray, series: SeriesInfo, *, instance_number: int,
-                   z_mm: float, pixel_spacing_mm: float, slice_thickness_mm: float,
-                   kvp: float = 120.0, representation: str = "uint16", slope: float = 1.0,
-                   intercept: float | None = None, sop_uid: str | None = None,
-                   extra: dict | None = None) -> pydicom.Dataset:
+def write_ct_slice(
+    path: Path,
+    hu: np.ndarray,
+    series: SeriesInfo,
+    *,
+    instance_number: int,
+    z_mm: float,
+    pixel_spacing_mm: float,
+    slice_thickness_mm: float,
+    kvp: float = 120.0,
+    representation: str = "uint16",
+    slope: float = 1.0,
+    intercept: float | None = None,
+    sop_uid: str | None = None,
+    extra: dict | None = None,
+) -> pydicom.Dataset:
     """Write `hu` as an explicit-VR little-endian CT slice at `path`; return the dataset.
 
     Stored values are round((hu - intercept) / slope) clipped to the representation's
@@ -59,8 +71,7 @@ def write_ct_slice(path: Path, hu: np.ndarray, series: SeriesInfo, *, instance_n
     _set_identity(ds, series, sop_uid, instance_number)
     _set_geometry(ds, hu.shape, z_mm, pixel_spacing_mm, slice_thickness_mm)
     ds.KVP = _ds(kvp)
-    ds.set_pixel_data(_stored(hu, representation, slope, intercept), "MONOCHROME2", 16,
-                      generate_instance_uid=False)
+    ds.set_pixel_data(_stored(hu, representation, slope, intercept), "MONOCHROME2", 16, generate_instance_uid=False)
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = _ds(intercept), _ds(slope), "HU"
     ds.WindowCenter, ds.WindowWidth = _ds(40), _ds(400)
     for keyword, value in (extra or {}).items():
@@ -71,8 +82,7 @@ def write_ct_slice(path: Path, hu: np.ndarray, series: SeriesInfo, *, instance_n
     return ds
 
 
-def _set_identity(ds: pydicom.Dataset, series: SeriesInfo, sop_uid: str,
-                  instance_number: int) -> None:
+def _set_identity(ds: pydicom.Dataset, series: SeriesInfo, sop_uid: str, instance_number: int) -> None:
     """Patient, study, series, equipment and SOP common attributes."""
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop_uid
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -88,13 +98,17 @@ def _set_identity(ds: pydicom.Dataset, series: SeriesInfo, sop_uid: str,
     ds.InstanceNumber, ds.AcquisitionNumber = instance_number, 1
 
 
-def _set_geometry(ds: pydicom.Dataset, shape: tuple[int, ...], z_mm: float,
-                  pixel_spacing_mm: float, slice_thickness_mm: float) -> None:
+def _set_geometry(
+    ds: pydicom.Dataset, shape: tuple[int, ...], z_mm: float, pixel_spacing_mm: float, slice_thickness_mm: float
+) -> None:
     """Image plane attributes: an axial, head-first-supine slice centred on the isocentre."""
     rows, cols = shape
     ds.PositionReferenceIndicator, ds.PatientPosition = "", "HFS"
-    ds.ImagePositionPatient = [_ds(-(cols - 1) / 2 * pixel_spacing_mm),
-                               _ds(-(rows - 1) / 2 * pixel_spacing_mm), _ds(z_mm)]
+    ds.ImagePositionPatient = [
+        _ds(-(cols - 1) / 2 * pixel_spacing_mm),
+        _ds(-(rows - 1) / 2 * pixel_spacing_mm),
+        _ds(z_mm),
+    ]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.SliceLocation = _ds(z_mm)
     ds.PixelSpacing = [_ds(pixel_spacing_mm), _ds(pixel_spacing_mm)]

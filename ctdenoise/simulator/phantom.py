@@ -7,6 +7,7 @@ anatomy cut at height z, and organs are ellipsoids or oblique cylinders, so
 neighbouring slices change smoothly like a real series (a vertebral disc is the one
 deliberate step, as in real spines).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,28 +83,54 @@ def random_anatomy(rng: np.random.Generator) -> Anatomy:
     n_ribs = int(rng.integers(4, 7))
     left = np.linspace(-0.35, 0.35, n_ribs) * np.pi
     rib_angles = np.concatenate([left, np.pi - left])
-    ribs = np.column_stack([rib_angles + rng.normal(0, 0.05, rib_angles.size),
-                            rng.uniform(0.002, 0.005, rib_angles.size),
-                            rng.uniform(4, 6, rib_angles.size)])
+    ribs = np.column_stack(
+        [
+            rib_angles + rng.normal(0, 0.05, rib_angles.size),
+            rng.uniform(0.002, 0.005, rib_angles.size),
+            rng.uniform(4, 6, rib_angles.size),
+        ]
+    )
     n_vessels = 24
-    vessels = np.column_stack([rng.uniform(-0.9, 0.9, n_vessels) * ac,
-                               rng.uniform(-0.8, 0.7, n_vessels) * bc,
-                               rng.uniform(-0.3, 0.3, (n_vessels, 2)),
-                               rng.uniform(1.5, 4.0, n_vessels)])
+    vessels = np.column_stack(
+        [
+            rng.uniform(-0.9, 0.9, n_vessels) * ac,
+            rng.uniform(-0.8, 0.7, n_vessels) * bc,
+            rng.uniform(-0.3, 0.3, (n_vessels, 2)),
+            rng.uniform(1.5, 4.0, n_vessels),
+        ]
+    )
     n_waves = 6
     direction = rng.uniform(0, 2 * np.pi, n_waves)
     k = 2 * np.pi / rng.uniform(25, 100, n_waves)
-    waves = np.column_stack([k * np.cos(direction), k * np.sin(direction),
-                             2 * np.pi / rng.uniform(60, 200, n_waves),
-                             rng.uniform(0, 2 * np.pi, n_waves), rng.uniform(1.0, 2.5, n_waves)])
+    waves = np.column_stack(
+        [
+            k * np.cos(direction),
+            k * np.sin(direction),
+            2 * np.pi / rng.uniform(60, 200, n_waves),
+            rng.uniform(0, 2 * np.pi, n_waves),
+            rng.uniform(1.0, 2.5, n_waves),
+        ]
+    )
     return Anatomy(
-        level_mm=rng.uniform(-70, 50), centre=(rng.uniform(-5, 5), rng.uniform(-5, 5)),
-        body_axes=(a, b), body_power=rng.uniform(2.0, 2.6), fat_mm=fat,
-        fat_hu=rng.uniform(-115, -85), muscle_hu=rng.uniform(45, 60), soft_hu=rng.uniform(35, 45),
-        organs=organs, spine_y=b - fat - 60, vertebra_radius=rng.uniform(16, 21),
-        cancellous_hu=rng.uniform(200, 300), cortical_hu=rng.uniform(700, 1000),
-        aorta_radius=rng.uniform(10, 14), aorta_hu=rng.uniform(200, 300),
-        ribs=ribs, vessels=vessels, waves=waves)
+        level_mm=rng.uniform(-70, 50),
+        centre=(rng.uniform(-5, 5), rng.uniform(-5, 5)),
+        body_axes=(a, b),
+        body_power=rng.uniform(2.0, 2.6),
+        fat_mm=fat,
+        fat_hu=rng.uniform(-115, -85),
+        muscle_hu=rng.uniform(45, 60),
+        soft_hu=rng.uniform(35, 45),
+        organs=organs,
+        spine_y=b - fat - 60,
+        vertebra_radius=rng.uniform(16, 21),
+        cancellous_hu=rng.uniform(200, 300),
+        cortical_hu=rng.uniform(700, 1000),
+        aorta_radius=rng.uniform(10, 14),
+        aorta_hu=rng.uniform(200, 300),
+        ribs=ribs,
+        vessels=vessels,
+        waves=waves,
+    )
 
 
 def render(anatomy: Anatomy, size: int, pixel_spacing_mm: float, z_mm: float) -> np.ndarray:
@@ -130,8 +157,7 @@ def fov_mask(size: int) -> np.ndarray:
     return (rows - size // 2) ** 2 + (cols - size // 2) ** 2 <= (size // 2) ** 2
 
 
-def _paint_trunk(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray,
-                 z: float) -> np.ndarray:
+def _paint_trunk(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray, z: float) -> np.ndarray:
     """Fat, muscle wall, cavity, lungs with vessels, heart, liver and ribs; returns the body mask."""
     a, b = an.body_axes
     inner = (a - an.fat_mm, b - an.fat_mm)
@@ -155,8 +181,7 @@ def _paint_trunk(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray,
     return body
 
 
-def _paint_spine_and_aorta(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray,
-                           z: float) -> None:
+def _paint_spine_and_aorta(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.ndarray, z: float) -> None:
     """Vertebra (cortical rim, cancellous core, arch; an intervertebral disc every 28 mm),
     spinal canal, and the contrast-filled descending aorta to its left-anterior."""
     r = an.vertebra_radius
@@ -173,9 +198,18 @@ def _paint_spine_and_aorta(hu: np.ndarray, an: Anatomy, xx: np.ndarray, yy: np.n
     hu[_ellipse(xx, yy, ax, an.spine_y - r - ra + 2, ra, ra)] = an.aorta_hu
 
 
-def _paint_bone(hu: np.ndarray, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
-                radius: float, cortex_mm: float, core_hu: float, cortical_hu: float,
-                aspect: float = 1.0) -> None:
+def _paint_bone(
+    hu: np.ndarray,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    cx: float,
+    cy: float,
+    radius: float,
+    cortex_mm: float,
+    core_hu: float,
+    cortical_hu: float,
+    aspect: float = 1.0,
+) -> None:
     """An elliptic bone cross-section: dense cortical shell around a cancellous core."""
     hu[_ellipse(xx, yy, cx, cy, radius, radius * aspect)] = cortical_hu
     core = (radius - cortex_mm, radius * aspect - cortex_mm)
@@ -190,7 +224,8 @@ def _texture(an: Anatomy, xx: np.ndarray, yy: np.ndarray, z: float) -> np.ndarra
     return field
 
 
-def _ellipse(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float,
-             power: float = 2.0) -> np.ndarray:
+def _ellipse(
+    xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float, power: float = 2.0
+) -> np.ndarray:
     """Pixels inside a (super)ellipse; power > 2 squares the corners like a human trunk."""
     return np.abs((xx - cx) / ax) ** power + np.abs((yy - cy) / ay) ** power <= 1.0

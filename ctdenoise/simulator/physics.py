@@ -1,6 +1,7 @@
 """CT acquisition physics: one forward projection, two photon-noise draws, two FBPs.
 
-Both doses are made physically (docs/design.md, "Data contract", design, "Command line contract"): the ground-truth HU slice is turned
+Both doses are made physically (docs/design.md, "Data contract", design, "Command line contract"): the ground-truth
+HU slice is turned
 into linear attenuation, projected once (`skimage.transform.radon`), and each dose
 gets its own Poisson photon counts plus Gaussian electronic noise before the log
 and a ramp-filtered back-projection (`skimage.transform.iradon`). The low-dose image
@@ -34,6 +35,7 @@ procedural phantom, so the phantoms keep gain 1 and are scanned as before. The g
 lowers the dose and is capped at AEC_MAX_GAIN, as a tube's current is. Electronic noise does
 not scale with it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -113,8 +115,7 @@ def reconstruct(line_integrals: np.ndarray, scan: Scan) -> np.ndarray:
     skimage's spatial-domain ramp filter keeps the DC level, so a uniform region
     keeps its mean HU; the test suite checks this for water and soft tissue.
     """
-    mu = iradon(line_integrals / scan.pixel_spacing_mm, theta=scan.theta,
-                filter_name="ramp", circle=True)
+    mu = iradon(line_integrals / scan.pixel_spacing_mm, theta=scan.theta, filter_name="ramp", circle=True)
     return np.clip(mu_to_hu(mu), CT_FLOOR_HU, CT_CEILING_HU)
 
 
@@ -147,8 +148,9 @@ class Scans:
     """The factor AEC raised both doses' photons by (the tube current's, on a scanner)."""
 
 
-def scan_pair(hu: np.ndarray, pixel_spacing_mm: float, dose: float, rng: np.random.Generator,
-              noise_free: bool = False) -> Scans:
+def scan_pair(
+    hu: np.ndarray, pixel_spacing_mm: float, dose: float, rng: np.random.Generator, noise_free: bool = False
+) -> Scans:
     """NDCT and LDCT reconstructions in HU of one ground-truth slice, low dose = `dose`·I0,
     both at the slice's AEC gain."""
     scan = project(hu, pixel_spacing_mm)

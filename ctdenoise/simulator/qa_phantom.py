@@ -2,7 +2,8 @@
 
 The procedural anatomy (`phantom`) has no edge whose exact position and contrast are
 known, and its organs are small and textured, so resolution and noise texture cannot be
-measured cleanly on it (docs/design.md, "Reference, noise, texture and resolution"). Scanners are judged on phantoms like this
+measured cleanly on it (docs/design.md, "Reference, noise, texture and resolution"). Scanners are judged on
+phantoms like this
 one instead (the ACR CT accreditation phantom's module 1, Catphan's CTP404): round
 inserts of a few contrasts give edges all around their circumference for an oversampled
 edge spread function, and the water around them is uniform for noise and its power
@@ -13,6 +14,7 @@ looks the same at every matrix size: a 200 mm water cylinder (a head/paediatric 
 phantom size), three 25 mm rods 60 mm from its axis in its upper half, and the lower
 half left as uniform water for noise ROIs.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -50,19 +52,24 @@ def qa_slice(size: int, pixel_spacing_mm: float) -> tuple[np.ndarray, list[Rod]]
     the scan circle is air, so `physics.scan_pair` can scan the slice as it is.
     Raises ValueError when the cylinder does not fit inside the scan circle.
     """
-    if CYLINDER_RADIUS_MM >= (size // 2) * pixel_spacing_mm:
-        raise ValueError(f"a {2 * CYLINDER_RADIUS_MM:.0f} mm cylinder does not fit in a "
-                         f"{size} px field of view of {pixel_spacing_mm} mm pixels")
+    if (size // 2) * pixel_spacing_mm <= CYLINDER_RADIUS_MM:
+        raise ValueError(
+            f"a {2 * CYLINDER_RADIUS_MM:.0f} mm cylinder does not fit in a "
+            f"{size} px field of view of {pixel_spacing_mm} mm pixels"
+        )
     middle = (size - 1) / 2
     coords = (np.arange(size) - middle) * pixel_spacing_mm
     xx, yy = np.meshgrid(coords, coords)
     hu = np.full((size, size), AIR_HU)
-    hu[xx ** 2 + yy ** 2 <= CYLINDER_RADIUS_MM ** 2] = WATER_HU
+    hu[xx**2 + yy**2 <= CYLINDER_RADIUS_MM**2] = WATER_HU
     rods = []
     for x, y, rod_hu in RODS_MM:
-        hu[(xx - x) ** 2 + (yy - y) ** 2 <= ROD_RADIUS_MM ** 2] = rod_hu
-        rods.append(Rod((middle + y / pixel_spacing_mm, middle + x / pixel_spacing_mm),
-                        ROD_RADIUS_MM / pixel_spacing_mm, rod_hu))
+        hu[(xx - x) ** 2 + (yy - y) ** 2 <= ROD_RADIUS_MM**2] = rod_hu
+        rods.append(
+            Rod(
+                (middle + y / pixel_spacing_mm, middle + x / pixel_spacing_mm), ROD_RADIUS_MM / pixel_spacing_mm, rod_hu
+            )
+        )
     hu = gaussian_filter(hu, 0.5)
     hu[~fov_mask(size)] = AIR_HU
     return hu, rods

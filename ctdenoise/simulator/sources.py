@@ -7,6 +7,7 @@ folder under the source root when a file has none. Each group becomes exactly on
 patient named after it. Only HU, geometry and the PatientID the source already holds are
 read; nothing else from the source header reaches the written files.
 """
+
 from __future__ import annotations
 
 import re
@@ -158,5 +159,4 @@ def ground_truth(ref: SliceRef, size: int) -> GroundTruth:
     hu = resize(hu, (size, size), anti_aliasing=True, preserve_range=True)
     hu[~fov_mask(size)] = AIR_HU
     spacing = record.pixel_spacing_mm * side / size if record.pixel_spacing_mm else FOV_MM / size
-    return GroundTruth(hu, spacing, record.z if record.z is not None else 0.0,
-                       record.slice_thickness_mm or 0.0)
+    return GroundTruth(hu, spacing, record.z if record.z is not None else 0.0, record.slice_thickness_mm or 0.0)

@@ -21,6 +21,7 @@ Object stores are not file systems, and the functions here do not pretend otherw
   destructors at exit ("pure virtual method called", exit 134, tensorflow/io#2039):
   entry points end with `exit_process`, which skips them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,8 +32,9 @@ import os
 import posixpath
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator, TextIO
+from typing import Any, BinaryIO, TextIO
 
 _TFIO_SCHEMES = ("s3://",)
 """URL schemes TensorFlow reaches only once tensorflow-io is imported."""
@@ -354,7 +356,9 @@ def list_tree(root: str) -> Listing:
     """
     if is_remote(root):
         root = str(root).rstrip("/")
-        names = [f"{_relative(dirpath, root)}/{name}".lstrip("/") for dirpath, _d, files in walk(root) for name in files]
+        names = [
+            f"{_relative(dirpath, root)}/{name}".lstrip("/") for dirpath, _d, files in walk(root) for name in files
+        ]
         return Listing(sorted(names))
     listing, seen = Listing(), {}
     _list_local(str(root), "", listing, seen, ancestors=(os.path.realpath(root),))
@@ -413,7 +417,7 @@ def fingerprint(root: str) -> str:
 
 
 def _relative(dirpath: str, root: str) -> str:
-    return dirpath.rstrip("/")[len(str(root).rstrip("/")):].lstrip("/").replace(os.sep, "/")
+    return dirpath.rstrip("/")[len(str(root).rstrip("/")) :].lstrip("/").replace(os.sep, "/")
 
 
 def _size_and_mtime(path: str) -> tuple[int, int]:

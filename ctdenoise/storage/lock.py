@@ -4,14 +4,15 @@
 killed run never leaves a stale lock; the file only records who holds it, for the message
 the next process shows.
 """
+
 from __future__ import annotations
 
 import contextlib
 import datetime
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 LOCK_FILE = ".ctdenoise.lock"
 

@@ -10,13 +10,14 @@ rename is atomic; an object store has no rename, so there the folder is copied a
 named `commit_last` is copied after everything else: a reader that requires it sees whole
 folders only, and a copy that fails half-way leaves a visible folder without that file.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from ctdenoise.storage import files
 

@@ -5,10 +5,11 @@ Each folder holds one model's networks, losses and step behind `base.DenoisingMo
 hyperparameter, `model`; `configure` refuses, in one line, a hyperparameter the chosen model
 does not read (docs/design.md, "The model family").
 """
+
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import tensorflow as tf
 
@@ -21,8 +22,7 @@ from ctdenoise.trainer_module.models.cyclegan.model import CycleGAN
 from ctdenoise.trainer_module.models.red_cnn.model import RedCNN
 from ctdenoise.trainer_module.models.wgan_vgg.model import WganVgg
 
-MODELS: dict[str, type[DenoisingModel]] = {
-    model.NAME: model for model in (CycleIdentityGAN, CycleGAN, RedCNN, WganVgg)}
+MODELS: dict[str, type[DenoisingModel]] = {model.NAME: model for model in (CycleIdentityGAN, CycleGAN, RedCNN, WganVgg)}
 
 
 def model_class(name: str) -> type[DenoisingModel]:
@@ -32,7 +32,7 @@ def model_class(name: str) -> type[DenoisingModel]:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-def build(hp: HParams, strategy: Optional[tf.distribute.Strategy] = None) -> DenoisingModel:
+def build(hp: HParams, strategy: tf.distribute.Strategy | None = None) -> DenoisingModel:
     """The model `hp.model` with its training state, under `strategy`."""
     return model_class(hp.model)(hp, strategy)
 
@@ -54,15 +54,17 @@ def configure(preset_name: str, overrides: Iterable[str] = ()) -> HParams:
     hyperparameter the chosen model does not read (a preset may set keys for several models).
     The keys are checked before the values, whose checks may assume the key applies."""
     overrides = list(overrides)
-    chosen = hparams_lib.with_overrides(hparams_lib.preset(preset_name),
-                                        [item for item in overrides if hparams_lib.override_key(item) == "model"])
+    chosen = hparams_lib.with_overrides(
+        hparams_lib.preset(preset_name), [item for item in overrides if hparams_lib.override_key(item) == "model"]
+    )
     model = model_class(chosen.model)
     for item in overrides:
         key = hparams_lib.override_key(item)
         users = [name for name, other in MODELS.items() if key in other.HPARAMS]
         if key not in SHARED_HPARAMS | model.HPARAMS and users:
-            raise ValueError(f"hyperparameter {key!r} does not apply to model {chosen.model!r} "
-                             f"(it is read by {', '.join(users)})")
+            raise ValueError(
+                f"hyperparameter {key!r} does not apply to model {chosen.model!r} (it is read by {', '.join(users)})"
+            )
     return hparams_lib.with_overrides(chosen, overrides)
 
 
@@ -83,16 +85,27 @@ def check_memory(hp: HParams, memory: int | None = None) -> None:
     model = model_class(hp.model)
     weights, activations = model.weights_and_activations(hp)
     if weights + activations > memory:
-        sizes = ", ".join(f"{key}={getattr(hp, key)}" for key in _SIZES + ("batch", "patch")
-                          if key in SHARED_HPARAMS | model.HPARAMS)
+        sizes = ", ".join(
+            f"{key}={getattr(hp, key)}" for key in _SIZES + ("batch", "patch") if key in SHARED_HPARAMS | model.HPARAMS
+        )
         raise ValueError(
             f"model {hp.model}: {sizes}: training needs at least "
             f"{_gib(weights + activations)} of memory (networks with Adam state {_gib(weights)}, "
-            f"activations {_gib(activations)}), more than this machine's {_gib(memory)}")
+            f"activations {_gib(activations)}), more than this machine's {_gib(memory)}"
+        )
 
 
-_SIZES = ("ngf", "nglf", "ndf", "pool_size", "red_channels", "red_kernel", "wgan_channels", "critic_channels",
-          "critic_dense")
+_SIZES = (
+    "ngf",
+    "nglf",
+    "ndf",
+    "pool_size",
+    "red_channels",
+    "red_kernel",
+    "wgan_channels",
+    "critic_channels",
+    "critic_dense",
+)
 """The hyperparameters that size a model, named in check_memory's refusal."""
 
 

@@ -6,9 +6,10 @@ multi-worker worker and `denoise` use only this interface and never name a concr
 optimizers, the step counter, any image pools) so that one `tf.train.Checkpoint` captures it
 all and a killed run resumes at the same step with the same optimizer moments.
 """
+
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import tensorflow as tf
 import tf_keras as keras
@@ -42,7 +43,7 @@ class DenoisingModel(tf.Module):
 
     NAME: ClassVar[str]
     HPARAMS: ClassVar[frozenset[str]]
-    PAIRED: ClassVar[Optional[bool]]
+    PAIRED: ClassVar[bool | None]
     PROGRESS_TERMS: ClassVar[tuple[str, ...]]
     """Loss terms the progress line shows, in order."""
     JUDGES: ClassVar[tuple[str, ...]] = ()
@@ -53,14 +54,15 @@ class DenoisingModel(tf.Module):
     can run side by side, as the GANs' two generators and discriminators do (BENCHMARKS.md,
     roofline)."""
 
-    def __init__(self, hp: HParams, strategy: Optional[tf.distribute.Strategy] = None):
+    def __init__(self, hp: HParams, strategy: tf.distribute.Strategy | None = None):
         super().__init__(name=self.NAME)
         self.hp = hp
         self.strategy = strategy or tf.distribute.get_strategy()
         replicas = self.strategy.num_replicas_in_sync
         if hp.batch % replicas:  # uneven slices would break the per-replica loss scaling
-            raise ValueError(f"batch {hp.batch} does not split evenly over {replicas} replicas: "
-                             f"use a multiple of {replicas}")
+            raise ValueError(
+                f"batch {hp.batch} does not split evenly over {replicas} replicas: use a multiple of {replicas}"
+            )
         self.mixed_precision = uses_mixed_precision(hp)
         keras.utils.set_random_seed(hp.seed)  # reproducible initial weights
         with self.strategy.scope(), dtype_policy("mixed_float16" if self.mixed_precision else "float32"):

@@ -1,6 +1,7 @@
 """Layers the models share, written as the original TensorFlow 1 code wrote them (explicit
 1-pixel zero padding before a 'valid' convolution, N(0, 0.02) kernels, BN with momentum
 0.1), so that each paper configuration has exactly the original parameter counts."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -11,7 +12,11 @@ def conv(x, channels: int, kernel: int = 3, stride: int = 1):
     """Zero-pad one pixel on each side, then a 'valid' convolution with bias."""
     x = keras.layers.ZeroPadding2D(1)(x)
     return keras.layers.Conv2D(
-        channels, kernel, strides=stride, padding="valid", use_bias=True,
+        channels,
+        kernel,
+        strides=stride,
+        padding="valid",
+        use_bias=True,
         kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
     )(x)
 
@@ -20,7 +25,8 @@ def bn(x):
     """Batch norm as in the original; Keras' momentum weighs the *old* moving statistics,
     so the original's 0.1 means moving = 0.1 * moving + 0.9 * batch."""
     return keras.layers.BatchNormalization(
-        momentum=0.1, epsilon=1e-5,
+        momentum=0.1,
+        epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
     )(x)
 

@@ -1,2 +1,3 @@
 """The paper's cycle-identity CycleGAN (the default model): two generators, two patch
-discriminators, LSGAN, cycle and identity terms (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT")."""
+discriminators, LSGAN, cycle and identity terms (docs/design.md, "The algorithm: cycle-identity CycleGAN for
+low-dose CT")."""

@@ -1,4 +1,5 @@
-"""The cycle-identity CycleGAN's training state and its step (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT").
+"""The cycle-identity CycleGAN's training state and its step (docs/design.md, "The algorithm: cycle-identity
+CycleGAN for low-dose CT").
 
 Four networks, three optimizers, the step counter and two image pools. One step, as in the
 paper:
@@ -10,6 +11,7 @@ paper:
 With `supervised_lambda` (co-located patches) a supervised term joins the generators' total:
 the hybrid configuration.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -30,13 +32,30 @@ from ctdenoise.trainer_module.losses import (
 )
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
 from ctdenoise.trainer_module.models.cycle_identity import size
-from ctdenoise.trainer_module.models.cycle_identity.networks import RECEPTIVE_RADIUS, build_discriminator, build_generator
+from ctdenoise.trainer_module.models.cycle_identity.networks import (
+    RECEPTIVE_RADIUS,
+    build_discriminator,
+    build_generator,
+)
 from ctdenoise.trainer_module.schedule import LinearDecay
 
-CYCLE_HPARAMS = frozenset({
-    "ngf", "nglf", "ndf", "tanh_output", "paired", "cycle_lambda", "adversarial_weight", "supervised_lambda",
-    "d_lr_scale", "d_joint_batch", "d_window", "pool_size", "use_pool",
-})
+CYCLE_HPARAMS = frozenset(
+    {
+        "ngf",
+        "nglf",
+        "ndf",
+        "tanh_output",
+        "paired",
+        "cycle_lambda",
+        "adversarial_weight",
+        "supervised_lambda",
+        "d_lr_scale",
+        "d_joint_batch",
+        "d_window",
+        "pool_size",
+        "use_pool",
+    }
+)
 """What both CycleGANs read beyond the shared base."""
 
 
@@ -78,10 +97,16 @@ class CycleIdentityGAN(DenoisingModel):
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(
-            G=self.G, F=self.F, D_A=self.D_A, D_B=self.D_B,
+            G=self.G,
+            F=self.F,
+            D_A=self.D_A,
+            D_B=self.D_B,
             generator_optimizer=self.generator_optimizer,
-            D_A_optimizer=self.D_A_optimizer, D_B_optimizer=self.D_B_optimizer,
-            step=self.step, pool_A=self.pool_A, pool_B=self.pool_B,
+            D_A_optimizer=self.D_A_optimizer,
+            D_B_optimizer=self.D_B_optimizer,
+            step=self.step,
+            pool_A=self.pool_A,
+            pool_B=self.pool_B,
         )
 
     @classmethod
@@ -94,8 +119,9 @@ class CycleIdentityGAN(DenoisingModel):
         weights = BYTES_PER_WEIGHT * 2 * (size.generator_weights(hp) + size.discriminator_weights(hp))
         activation_bytes = 4 if hp.mixed_precision == "off" else 2
         passes = 6 if cls.IDENTITY else 4  # G(a), F(b), two cycles (and two identity mappings)
-        activations = (passes * hp.batch * hp.patch**2 * size.generator_maps(hp) * activation_bytes
-                       + (2 * hp.pool_size * hp.patch**2 * 4 if hp.use_pool else 0))
+        activations = passes * hp.batch * hp.patch**2 * size.generator_maps(hp) * activation_bytes + (
+            2 * hp.pool_size * hp.patch**2 * 4 if hp.use_pool else 0
+        )
         return weights, activations
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -113,22 +139,29 @@ class CycleIdentityGAN(DenoisingModel):
             if self.IDENTITY:
                 same_a = self.F(a, training=True)
                 same_b = self.G(b, training=True)
-                losses["identity"] = (identity_loss(a, same_a, hp.identity_gamma)
-                                      + identity_loss(b, same_b, hp.identity_gamma))
+                losses["identity"] = identity_loss(a, same_a, hp.identity_gamma) + identity_loss(
+                    b, same_b, hp.identity_gamma
+                )
             if hp.supervised_lambda:  # a and b are co-located patches (hp.paired)
                 losses["supervised"] = supervised_loss(b, fake_b, hp.supervised_lambda)
             g_total = sum(losses.values())  # in this order, as the paper's sum
 
             real_a_logits, pooled_a_logits = self._judge(self.D_A, a, self.pool_A.query(fake_a))
             real_b_logits, pooled_b_logits = self._judge(self.D_B, b, self.pool_B.query(fake_b))
-            losses.update(g_total=g_total, d_a=discriminator_loss(real_a_logits, pooled_a_logits),
-                          d_b=discriminator_loss(real_b_logits, pooled_b_logits))
+            losses.update(
+                g_total=g_total,
+                d_a=discriminator_loss(real_a_logits, pooled_a_logits),
+                d_b=discriminator_loss(real_b_logits, pooled_b_logits),
+            )
             losses = self.per_replica(losses)
 
         self.generator_optimizer.minimize(losses["g_total"], self.generator_variables, tape=tape)
         self.D_A_optimizer.minimize(losses["d_a"], self.D_A.trainable_variables, tape=tape)
         self.D_B_optimizer.minimize(losses["d_b"], self.D_B.trainable_variables, tape=tape)
-        for name, (real, fake) in (("d_a", (real_a_logits, pooled_a_logits)), ("d_b", (real_b_logits, pooled_b_logits))):
+        for name, (real, fake) in (
+            ("d_a", (real_a_logits, pooled_a_logits)),
+            ("d_b", (real_b_logits, pooled_b_logits)),
+        ):
             for what, value in self.per_replica(judgement(real, fake)).items():
                 losses[f"{name}/{what}"] = value
         return losses
@@ -142,7 +175,7 @@ class CycleIdentityGAN(DenoisingModel):
         if not self.hp.d_joint_batch:
             return discriminator(real, training=True), discriminator(fake, training=True)
         logits = discriminator(tf.concat([real, tf.cast(fake, real.dtype)], axis=0), training=True)
-        return logits[:tf.shape(real)[0]], logits[tf.shape(real)[0]:]
+        return logits[: tf.shape(real)[0]], logits[tf.shape(real)[0] :]
 
     def _judge_fake(self, discriminator: keras.Model, real: tf.Tensor, fake: tf.Tensor) -> tf.Tensor:
         """The discriminator's logits for the fakes alone, judged as `_judge` judges them."""

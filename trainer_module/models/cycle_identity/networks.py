@@ -1,5 +1,7 @@
-"""The cycle-identity CycleGAN's networks as functional Keras models (docs/design.md, "The algorithm: cycle-identity CycleGAN for low-dose CT"): the
+"""The cycle-identity CycleGAN's networks as functional Keras models (docs/design.md, "The algorithm:
+cycle-identity CycleGAN for low-dose CT"): the
 generators G and F and the patch discriminators D_A and D_B."""
+
 from __future__ import annotations
 
 import tf_keras as keras

@@ -1,5 +1,6 @@
 """The cycle-identity CycleGAN's sizes, counted from its hyperparameters without building it:
 weights of each network and the generator's feature maps, for the memory check."""
+
 from __future__ import annotations
 
 from ctdenoise.trainer_module.hparams import HParams
@@ -15,9 +16,13 @@ def generator_weights(hp: HParams) -> int:
     channels, six residual modules of three, one over the seven concatenated feature maps,
     one to nglf channels and the output convolution."""
     ngf, nglf = hp.ngf, hp.nglf
-    return (conv_weights(3, 1, ngf, bn=True) + 3 * RESIDUAL_MODULES * conv_weights(3, ngf, ngf, bn=True)
-            + conv_weights(3, (RESIDUAL_MODULES + 1) * ngf, ngf, bn=True)
-            + conv_weights(3, ngf, nglf, bn=True) + conv_weights(3, nglf, 1, bn=False))
+    return (
+        conv_weights(3, 1, ngf, bn=True)
+        + 3 * RESIDUAL_MODULES * conv_weights(3, ngf, ngf, bn=True)
+        + conv_weights(3, (RESIDUAL_MODULES + 1) * ngf, ngf, bn=True)
+        + conv_weights(3, ngf, nglf, bn=True)
+        + conv_weights(3, nglf, 1, bn=False)
+    )
 
 
 def discriminator_weights(hp: HParams) -> int:
@@ -28,9 +33,15 @@ def discriminator_weights(hp: HParams) -> int:
     for stride in (2, 2, 2, 1, 1):
         side = (side + 2 - 4) // stride + 1
     logits = side * side
-    return (conv_weights(4, 1, ndf, bn=False) + conv_weights(4, ndf, 2 * ndf, bn=True)
-            + conv_weights(4, 2 * ndf, 4 * ndf, bn=True) + conv_weights(4, 4 * ndf, 8 * ndf, bn=True)
-            + conv_weights(4, 8 * ndf, 1, bn=False) + logits * logits + logits)
+    return (
+        conv_weights(4, 1, ndf, bn=False)
+        + conv_weights(4, ndf, 2 * ndf, bn=True)
+        + conv_weights(4, 2 * ndf, 4 * ndf, bn=True)
+        + conv_weights(4, 4 * ndf, 8 * ndf, bn=True)
+        + conv_weights(4, 8 * ndf, 1, bn=False)
+        + logits * logits
+        + logits
+    )
 
 
 def generator_maps(hp: HParams) -> int:

@@ -1,5 +1,6 @@
 """The plain CycleGAN: the cycle-identity model's networks, pools and step without the identity
 term, so its step never computes F(a) or G(b)."""
+
 from __future__ import annotations
 
 from ctdenoise.trainer_module.models.cycle_identity.model import CYCLE_HPARAMS, CycleIdentityGAN

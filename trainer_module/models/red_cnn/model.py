@@ -1,5 +1,6 @@
 """RED-CNN's training state and step: one network, one Adam, MSE to the co-located NDCT patch.
 Its step runs nothing else."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -40,8 +41,7 @@ class RedCNN(DenoisingModel):
     @classmethod
     def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
         activation_bytes = 4 if hp.mixed_precision == "off" else 2
-        return (BYTES_PER_WEIGHT * network.weights(hp),
-                hp.batch * hp.patch**2 * network.maps(hp) * activation_bytes)
+        return (BYTES_PER_WEIGHT * network.weights(hp), hp.batch * hp.patch**2 * network.maps(hp) * activation_bytes)
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:

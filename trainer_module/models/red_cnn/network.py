@@ -3,6 +3,7 @@ convolutions that restore the size, ReLU after each, and three shortcuts that ad
 map to a decoder output before its ReLU: conv 4's output to deconv 1's, conv 2's to deconv
 3's, and the input image to deconv 5's. The paper's images lie in [0, 1]; ours in [-1, 1], so
 the paper's last ReLU, which would clip every negative value, is left out."""
+
 from __future__ import annotations
 
 import tf_keras as keras
@@ -23,12 +24,14 @@ def build_red_cnn(hp: HParams, name: str = "red_cnn") -> keras.Model:
     channels, kernel = hp.red_channels, hp.red_kernel
 
     def conv(x):
-        return keras.layers.Conv2D(channels, kernel, padding="valid", activation="relu",
-                                   kernel_initializer=_initializer())(x)
+        return keras.layers.Conv2D(
+            channels, kernel, padding="valid", activation="relu", kernel_initializer=_initializer()
+        )(x)
 
     def deconv(x, filters: int = channels, initializer: keras.initializers.Initializer | None = None):
-        return keras.layers.Conv2DTranspose(filters, kernel, padding="valid",
-                                            kernel_initializer=initializer or _initializer())(x)
+        return keras.layers.Conv2DTranspose(
+            filters, kernel, padding="valid", kernel_initializer=initializer or _initializer()
+        )(x)
 
     image = keras.Input(shape=(None, None, 1), name="image")
     x = conv(image)

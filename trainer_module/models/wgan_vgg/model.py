@@ -10,6 +10,7 @@ on that batch (each with a fresh gradient-penalty interpolation), and the genera
 The paper's code drew a new batch for each critic update; here the loop feeds one batch a step
 (docs/design.md, "The model family").
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -25,8 +26,17 @@ class WganVgg(DenoisingModel):
     """G: LDCT -> NDCT, trained on co-located patch pairs against a critic and VGG19 features."""
 
     NAME = "wgan_vgg"
-    HPARAMS = frozenset({"wgan_channels", "critic_channels", "critic_dense", "gp_lambda", "perceptual_lambda",
-                         "n_critic", "vgg_weights"})
+    HPARAMS = frozenset(
+        {
+            "wgan_channels",
+            "critic_channels",
+            "critic_dense",
+            "gp_lambda",
+            "perceptual_lambda",
+            "n_critic",
+            "vgg_weights",
+        }
+    )
     PAIRED = True
     PROGRESS_TERMS = ("g_total", "perceptual", "critic", "wasserstein")
 
@@ -51,8 +61,13 @@ class WganVgg(DenoisingModel):
 
     def checkpoint(self) -> tf.train.Checkpoint:
         """VGG19 is left out: it is frozen and comes from the user's file."""
-        return tf.train.Checkpoint(G=self.G, D=self.D, generator_optimizer=self.generator_optimizer,
-                                   critic_optimizer=self.critic_optimizer, step=self.step)
+        return tf.train.Checkpoint(
+            G=self.G,
+            D=self.D,
+            generator_optimizer=self.generator_optimizer,
+            critic_optimizer=self.critic_optimizer,
+            step=self.step,
+        )
 
     @classmethod
     def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
@@ -77,10 +92,10 @@ class WganVgg(DenoisingModel):
         with tf.GradientTape() as tape:
             denoised = self.G(a, training=True)
             adversarial = -tf.reduce_mean(self.D(denoised, training=True))
-            perceptual = hp.perceptual_lambda * mse_loss(self.vgg(vgg.vgg_input(b)),
-                                                         self.vgg(vgg.vgg_input(denoised)))
-            losses = self.per_replica({"g_adv": adversarial, "perceptual": perceptual,
-                                       "g_total": adversarial + perceptual})
+            perceptual = hp.perceptual_lambda * mse_loss(self.vgg(vgg.vgg_input(b)), self.vgg(vgg.vgg_input(denoised)))
+            losses = self.per_replica(
+                {"g_adv": adversarial, "perceptual": perceptual, "g_total": adversarial + perceptual}
+            )
         self.generator_optimizer.minimize(losses["g_total"], self.G.trainable_variables, tape=tape)
         losses.update(self.per_replica({"critic": critic, "wasserstein": wasserstein, "gradient_penalty": penalty}))
         return losses

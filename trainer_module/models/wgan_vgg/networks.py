@@ -1,6 +1,7 @@
 """WGAN-VGG's networks: the generator (eight 3×3 convolutions with ReLU, the last to one
 channel) and the critic (six 3×3 convolutions, strides 1, 2, 1, 2, 1, 2, LeakyReLU 0.2, then a
 hidden fully connected layer and one output), both without normalisation, as in the paper."""
+
 from __future__ import annotations
 
 import tf_keras as keras
@@ -22,8 +23,9 @@ def build_generator(hp: HParams, name: str = "wgan_generator") -> keras.Model:
     image = keras.Input(shape=(None, None, 1), name="image")
     x = image
     for _ in range(GENERATOR_CONVS - 1):
-        x = keras.layers.Conv2D(hp.wgan_channels, 3, padding="same", activation="relu",
-                                kernel_initializer="he_normal")(x)
+        x = keras.layers.Conv2D(hp.wgan_channels, 3, padding="same", activation="relu", kernel_initializer="he_normal")(
+            x
+        )
     output = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="denoised")(x)
     return keras.Model(image, output, name=name)
 
@@ -32,7 +34,7 @@ def build_critic(hp: HParams, name: str = "critic") -> keras.Model:
     """The critic for `hp.patch`² patches: one unbounded score per patch (no sigmoid, WGAN)."""
     patch = keras.Input(shape=(hp.patch, hp.patch, 1), name="patch")
     x = patch
-    for stride, width in zip(CRITIC_STRIDES, CRITIC_WIDTHS):
+    for stride, width in zip(CRITIC_STRIDES, CRITIC_WIDTHS, strict=True):
         x = LeakyReLU(0.2)(keras.layers.Conv2D(width * hp.critic_channels, 3, strides=stride, padding="same")(x))
     x = LeakyReLU(0.2)(keras.layers.Dense(hp.critic_dense)(keras.layers.Flatten()(x)))
     score = keras.layers.Dense(1, dtype="float32", name="score")(x)
@@ -46,7 +48,7 @@ def generator_weights(hp: HParams) -> int:
 
 def critic_weights(hp: HParams) -> int:
     weights, inputs, side = 0, 1, hp.patch
-    for stride, width in zip(CRITIC_STRIDES, CRITIC_WIDTHS):
+    for stride, width in zip(CRITIC_STRIDES, CRITIC_WIDTHS, strict=True):
         outputs = width * hp.critic_channels
         weights += 9 * inputs * outputs + outputs
         inputs, side = outputs, -(-side // stride)

@@ -4,9 +4,8 @@ Nothing is downloaded: `vgg_weights` names a Keras weights file of VGG19 without
 ImageNet's: keras.applications' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`). A missing
 file, or one whose shapes are not VGG19's, is refused in one line naming the option.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras as keras
@@ -22,11 +21,13 @@ ACTIVATION_MAPS_PER_PIXEL = 2 * 64 + 2 * 128 / 4 + 4 * 256 / 16 + 4 * 512 / 64 +
 quarters the pixels): for the memory estimate."""
 
 
-def vgg_features(weights_file: Optional[str]) -> keras.Model:
+def vgg_features(weights_file: str | None) -> keras.Model:
     """VGG19 up to conv5_4 with the file's weights, frozen: gray [-1, 1] patches in, features out."""
     if not weights_file:
-        raise ValueError("model wgan_vgg needs VGG19 weights: --set vgg_weights=FILE (a Keras weights file of "
-                         "VGG19 without its top; nothing is downloaded)")
+        raise ValueError(
+            "model wgan_vgg needs VGG19 weights: --set vgg_weights=FILE (a Keras weights file of "
+            "VGG19 without its top; nothing is downloaded)"
+        )
     if not files.exists(weights_file):
         raise ValueError(f"vgg_weights={weights_file}: no such file")
     vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
