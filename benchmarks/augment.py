@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ MODELS = {"unpaired": [], "paired": quality.PAIRED}
 """The paper's CycleGAN, and RED-CNN on co-located patches (the quality benchmark's two
 headline configurations)."""
 SWITCH = {"augment": ["augment=true"], "no augment": ["augment=false"]}
-FULL = dict(size=256, val_slices=16, train_slices=None, preset="cpu-demo", seeds=(0, 1))
-QUICK = dict(size=64, val_slices=2, train_slices=4, preset="tiny", seeds=(0,))
+FULL: dict[str, Any] = dict(size=256, val_slices=16, train_slices=None, preset="cpu-demo", seeds=(0, 1))
+QUICK: dict[str, Any] = dict(size=64, val_slices=2, train_slices=4, preset="tiny", seeds=(0,))
 METRICS = ("psnr_truth", "ssim_truth", "psnr_ndct", "body_rmse_hu_truth", "body_rmse_hu_ndct")
 """The fidelity scores (`quality_scores.fidelity`) averaged over the seeds."""
 

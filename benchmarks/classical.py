@@ -94,7 +94,7 @@ def saved_model(model_dir: Path) -> Callable[[np.ndarray], np.ndarray]:
     [N, H, W, 1] float32 HU → denoised HU."""
     from ctdenoise.app.denoise import load_model
 
-    return load_model(Path(model_dir))
+    return load_model(str(model_dir))
 
 
 def export_untrained(preset_name: str, export_dir: Path) -> Path:

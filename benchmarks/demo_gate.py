@@ -18,13 +18,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks import common
 
 SEEDS = (0, 1, 2)
-QUICK = dict(seeds=(0,), preset="tiny")
+QUICK: dict[str, Any] = dict(seeds=(0,), preset="tiny")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ benchmark tests on other patients (seed 21).
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +61,10 @@ PAPER_MECHANICS = [
     f"foreground_hu={FOREGROUND_HU:g}",
     "d_lr_scale=1",
 ]
-FULL = dict(size=256, train=(6, 8), validation=(2, 6), d_steps=400, d_batch=4, preset="cpu-demo", variants=VARIANTS)
-QUICK = dict(
+FULL: dict[str, Any] = dict(
+    size=256, train=(6, 8), validation=(2, 6), d_steps=400, d_batch=4, preset="cpu-demo", variants=VARIANTS
+)
+QUICK: dict[str, Any] = dict(
     size=64,
     train=(2, 2),
     validation=(1, 2),

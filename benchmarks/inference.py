@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import resource
 import shutil
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from benchmarks import classical, common, datasets
 
 TARGET = 10.0
 BATCH = 4
-FULL = dict(size=512, model_s=10.0, paper_calls=1, classic_slices={"NLM": 4, "BM3D": 2})
-QUICK = dict(size=128, model_s=1.0, paper_calls=1, classic_slices={"NLM": 1, "BM3D": 1})
+FULL: dict[str, Any] = dict(size=512, model_s=10.0, paper_calls=1, classic_slices={"NLM": 4, "BM3D": 2})
+QUICK: dict[str, Any] = dict(size=128, model_s=1.0, paper_calls=1, classic_slices={"NLM": 1, "BM3D": 1})
 NLM_H, BM3D_SIGMA = 1.0, 2.0
 """Strength factors (× estimated sigma) for the timed runs; they barely change the speed.
 The quality benchmark tunes them."""

@@ -19,6 +19,7 @@ import pickle
 import pstats
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from apache_beam.io.tfrecordio import _TFRecordUtil
@@ -29,12 +30,16 @@ from ctdenoise.components.dicom_example_gen.gzip_tfrecord import GZIP_LEVEL, mas
 
 TARGET = 0.5
 PROCESSES, IN_MEMORY, THREADS = "2 processes", "in memory (product default)", "2 threads"
-RUNNERS = {PROCESSES: dict(workers=2), IN_MEMORY: dict(workers=0), THREADS: dict(workers=2, threads=True)}
+RUNNERS: dict[str, dict[str, Any]] = {
+    PROCESSES: dict(workers=2),
+    IN_MEMORY: dict(workers=0),
+    THREADS: dict(workers=2, threads=True),
+}
 """The DirectRunner's modes: multi_processing, in_memory (one worker in this process), and
 multi_threading, whose two threads share one process and its GIL (gzip, zlib and NumPy
 release it)."""
 J2K = pydicom.uid.JPEG2000Lossless
-FULL = dict(
+FULL: dict[str, Any] = dict(
     size=512,
     raw=(8, 64),
     j2k=(8, 32),
@@ -42,7 +47,7 @@ FULL = dict(
     ceiling_s=4.0,
     runners={"uncompressed": (PROCESSES, IN_MEMORY, THREADS), "JPEG 2000": (PROCESSES, IN_MEMORY)},
 )
-QUICK = dict(
+QUICK: dict[str, Any] = dict(
     size=128,
     raw=(2, 8),
     j2k=(2, 4),
@@ -165,7 +170,7 @@ def beam_profile(data: datasets.DicomSet, scratch: Path) -> dict:
     copy) counts for the code that called it."""
     profiler = cProfile.Profile()
     profiler.runcall(datasets.ingest, data, scratch / "profiled", **RUNNERS[IN_MEMORY])
-    stats = pstats.Stats(profiler).stats
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # set at run time; typeshed omits it
     by_function: dict[str, float] = {}
     for (path, line, name), (_, _, own, _, callers) in stats.items():
         parts = [((path, line, name), own)] if path != "~" else [(caller, v[2]) for caller, v in callers.items()]

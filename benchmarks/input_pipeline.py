@@ -11,6 +11,7 @@ buffer, i.e. the whole first epoch here) is timed apart from the steady state.
 from __future__ import annotations
 
 import glob
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from benchmarks import common, datasets
 
 TARGET = 10.0
 PATCH, BATCH = 56, 10
-FULL = dict(size=512, patients=8, slices=32, steady_s=8.0)
-QUICK = dict(size=128, patients=2, slices=8, steady_s=1.0)
+FULL: dict[str, Any] = dict(size=512, patients=8, slices=32, steady_s=8.0)
+QUICK: dict[str, Any] = dict(size=128, patients=2, slices=8, steady_s=1.0)
 GPU_TFLOPS = 100.0
 """Assumed sustained mixed-precision throughput of one modern data-centre GPU on this
 model's small 56×56 convolutions: about a third of an A100's 312 TFLOP/s fp16 dense peak

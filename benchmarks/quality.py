@@ -20,6 +20,7 @@ import functools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,8 @@ def generators(budget: str) -> dict[str, tuple[str, list[str]]]:
 
 
 QUICK_GENERATORS = {"unpaired, tiny": ("tiny", []), "hybrid, tiny": ("tiny", HYBRID + NO_TANH)}
-FULL = dict(size=256, train=(6, 8), test=(2, 6), tune=(1, 3), qa_scans=8)
-QUICK = dict(size=256, train=(2, 2), test=(1, 2), tune=(1, 1), qa_scans=2, generators=QUICK_GENERATORS)
+FULL: dict[str, Any] = dict(size=256, train=(6, 8), test=(2, 6), tune=(1, 3), qa_scans=8)
+QUICK: dict[str, Any] = dict(size=256, train=(2, 2), test=(1, 2), tune=(1, 1), qa_scans=2, generators=QUICK_GENERATORS)
 SEEDS = {"train": 10, "test": 21, "tune": 12, "real": 13, "qa": 14}
 """Seed 11 is the validation patients `benchmarks.game` chose the training switches on; the
 test patients (21) were never looked at before this benchmark scored them."""
@@ -80,7 +81,7 @@ def tune(
             c: float(np.mean([psnr_hu(o, t) for o, t in zip(apply(make(c), tuning.ldct), tuning.truth, strict=True)]))
             for c in candidates
         }
-        best = max(psnr, key=psnr.get)
+        best = max(psnr, key=psnr.__getitem__)
         chosen[name] = (best, psnr)
         if best in (candidates[0], candidates[-1]):
             bench.log(f"warning: {name}'s best strength is at the edge of its candidates")
@@ -197,6 +198,11 @@ def _options(parser) -> None:
     )
 
 
+def served(serve: Callable[[np.ndarray], np.ndarray], stack: np.ndarray) -> np.ndarray:
+    """A stack of slices through a served generator, which takes and gives one channel."""
+    return serve(stack[..., None])[..., 0]
+
+
 def _methods(chosen: dict, models: dict[str, dict]) -> dict[str, Callable[[quality_sets.Images], np.ndarray]]:
     """Method name → function from an image set (or a stack) to its denoised LDCT."""
 
@@ -208,7 +214,7 @@ def _methods(chosen: dict, models: dict[str, dict]) -> dict[str, Callable[[quali
         methods[f"{name} (tuned {chosen[name][0]:g})"] = on_ldct(functools.partial(apply, make(chosen[name][0])))
     for name, model in models.items():
         serve = classical.saved_model(model["dir"])
-        methods[f"generator, {name}"] = on_ldct(lambda stack, s=serve: s(stack[..., None])[..., 0])
+        methods[f"generator, {name}"] = on_ldct(functools.partial(served, serve))
     return methods
 
 
@@ -339,7 +345,7 @@ def _gate_note() -> str:
     from ctdenoise.components.evaluation.metric_table import GATED
     from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
-    bounds = ", ".join(f"{entry.gain_name} >= {entry.gate.lower_bound(BlessingThresholds()):g}" for entry in GATED)
+    bounds = ", ".join(f"{entry.gain_name} >= {entry.judged.lower_bound(BlessingThresholds()):g}" for entry in GATED)
     return f"gate: the Evaluator's default criteria ({bounds}, all against the NDCT) computed on the test patients."
 
 

@@ -32,6 +32,7 @@ import functools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ ROWS = {**PAIRED, **UNPAIRED}
 PSD_TUNING = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]
 """BM3D-with-spectrum strengths: multiples of skimage's (white-noise) estimate, which
 underrates correlated noise, hence the wider range."""
-QUICK = dict(val_slices=2, train_slices=3, qa_scans=2, seeds=(0,), preset="tiny")
+QUICK: dict[str, Any] = dict(val_slices=2, train_slices=3, qa_scans=2, seeds=(0,), preset="tiny")
 
 
 def main() -> None:
@@ -190,10 +191,10 @@ def _kind(row: str) -> str:
     return "unpaired" if row in UNPAIRED else "paired"
 
 
-def _classical_methods(chosen: dict, tuning: dict) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def _classical_methods(chosen: dict, tuning: dict) -> dict[str, Callable[[np.ndarray], np.ndarray] | None]:
     """Name → function from a stack of LDCT slices to its denoised stack (the NDCT row returns
     the NDCT of the set it is given, see `_scores`)."""
-    methods: dict[str, Callable] = {"LDCT (as is)": lambda stack: stack, "NDCT (reference)": None}
+    methods: dict[str, Callable | None] = {"LDCT (as is)": lambda stack: stack, "NDCT (reference)": None}
     for name, (make, _) in tuning.items():
         methods[f"{name} (tuned {chosen[name][0]:g})"] = functools.partial(quality.apply, make(chosen[name][0]))
     return methods
@@ -239,7 +240,7 @@ class _Runs:
         runs = {f"{row}, seed {seed}": (self.preset, [*overrides, f"seed={seed}"]) for seed in seeds}
         for name, info in quality.train_and_export(self.bench, self.examples, self.scratch, runs).items():
             serve = classical.saved_model(info["dir"])
-            denoise = lambda stack, s=serve: s(stack[..., None])[..., 0]  # noqa: E731
+            denoise = functools.partial(quality.served, serve)
             scores = _scores(denoise, self.sets, self.qa)
             self.per_seed.setdefault(row, []).append(scores)
             self.training.setdefault(row, []).append({k: v for k, v in info.items() if k not in ("dir", "overrides")})

@@ -57,6 +57,8 @@ def images(data: datasets.DicomSet) -> Images:
         files = sorted(folder.glob(f"*/{dose}/*.dcm"))
         return np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)
 
+    if data.truth is None:
+        raise ValueError(f"{data.root}: simulated without its noise-free truth")
     return Images(read(data.root, "LDCT"), read(data.root, "NDCT"), read(data.truth, "TRUTH"))
 
 
@@ -92,9 +94,10 @@ def qa_scans(size: int, scans: int, seed: int) -> QAScans:
 
     spacing = FOV_MM / size
     hu, rods = qa_slice(size, spacing)
-    stacks = {"ldct": [], "ndct": [], "truth": []}
+    stacks: dict[str, list[np.ndarray]] = {"ldct": [], "ndct": [], "truth": []}
     for index in range(scans):
         result = scan_pair(hu, spacing, datasets.DOSE, np.random.default_rng([seed, index]), noise_free=True)
+        assert result.noise_free is not None  # asked for
         for key, image in (("ldct", result.ldct), ("ndct", result.ndct), ("truth", result.noise_free)):
             stacks[key].append(np.rint(image).astype(np.float32))  # as stored in DICOM: whole HU
     return QAScans(**{k: np.stack(v) for k, v in stacks.items()}, rods=tuple(rods), pixel_mm=spacing)

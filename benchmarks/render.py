@@ -131,7 +131,7 @@ def _quality_tables(quality: dict) -> list[str]:
         f"QA phantom (water cylinder with rods, {p.get('qa_scans', 'its')} scans): noise, noise texture and "
         "edge sharpness; the NDCT row is the reference a faithful denoiser keeps:",
         "",
-        *_rows(ran, "qa", qa),
+        *_rows(ran, "qa", tuple(qa)),
     ]
     if all("regions" in v for v in ran.values()):
         lines += [
@@ -277,7 +277,7 @@ def _model_choice(results: list[dict]) -> list[str]:
         minutes = [
             f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—" for c in costs
         ]
-        row = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
+        row: dict[str, Any] = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
         gain = (
             "not run: " + row["not_run"]
             if "not_run" in row

@@ -48,7 +48,7 @@ MODELS = {
     "wgan_vgg": ["model=wgan_vgg", "vgg_weights={vgg}"],
 }
 """Each model of the family at a preset's own sizes; {vgg} becomes the random VGG19 file."""
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     "cpu-demo": dict(min_steps=8, min_seconds=15.0),
     "paper": dict(min_steps=2, min_seconds=0.0),
     "tiny": dict(min_steps=2, min_seconds=0.5),
@@ -84,7 +84,7 @@ def main() -> None:
     family = " on AVX-512, AVX2 emulated" if emulate else ""
     name = args.name or ("roofline_avx512" if emulate else "roofline")
     bench = common.Benchmark(args, name, f"Training step against the CPU's peak (roofline{family})")
-    caps = [("", {})] + ([(AVX2_SUFFIX, AVX2_CAP)] if emulate else [])
+    caps: list[tuple[str, dict[str, str]]] = [("", {})] + ([(AVX2_SUFFIX, AVX2_CAP)] if emulate else [])
     with tempfile.TemporaryDirectory() as scratch:
         jobs = [
             (preset, model, setting, SETTINGS[setting])

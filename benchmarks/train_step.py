@@ -11,12 +11,13 @@ reported as trace_compile_s. Eager runs the same Python through
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 from benchmarks import common
 
 TARGET = 1.3
 MODES = ("eager", "function", "xla")
-STEPS = {
+STEPS: dict[str, dict[str, Any]] = {
     "cpu-demo": dict(min_steps=8, min_seconds=10.0),
     "paper": dict(min_steps=2, min_seconds=0.0),
     "tiny": dict(min_steps=3, min_seconds=1.0),

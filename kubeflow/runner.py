@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import absl.logging
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -32,7 +33,7 @@ ENTRYPOINT = ["python", "-m", "ctdenoise.kubeflow.entrypoint"]
 """What a KFP v2 pod runs: TFX's container entrypoint (given the executor class and the
 executor input JSON that KFP substitutes for `{{$}}`) inside our thin wrapper, which
 enables s3:// and minio:// and exits cleanly after tensorflow-io (kubeflow/entrypoint.py)."""
-ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+ResourceSpec: TypeAlias = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ class KubeflowSettings:
             "serving_dir": "SERVING_DIR",
             "preset": "PRESET",
         }
-        values = {key: os.environ[f"CTDENOISE_{var}"] for key, var in names.items() if f"CTDENOISE_{var}" in os.environ}
+        values: dict[str, Any] = {
+            key: os.environ[f"CTDENOISE_{var}"] for key, var in names.items() if f"CTDENOISE_{var}" in os.environ
+        }
         return cls(image=image, **values)
 
 

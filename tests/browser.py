@@ -50,7 +50,7 @@ def connect(socket_url: str) -> websocket.WebSocket:
     except websocket.WebSocketBadStatusException as exc:
         raise RuntimeError(
             f"chromium refused the DevTools connection ({exc.status_code}): "
-            f"{exc.resp_body[:300] if exc.resp_body else exc}"
+            f"{exc.resp_body[:300].decode(errors='replace') if exc.resp_body else exc}"
         ) from exc
 
 

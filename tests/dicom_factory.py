@@ -13,6 +13,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import pydicom
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
@@ -30,6 +31,14 @@ from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
 
 DISTINCTIVE_NAME = "Quuxbridge^Zephyrine"
 """A PatientName that must never appear in any output (PHI test)."""
+
+
+def pydicom_file(name: str) -> str:
+    """The path of one of the files pydicom ships for its own tests (real, often clinical DICOM)."""
+    path = get_testdata_file(name)
+    if not isinstance(path, str):
+        raise FileNotFoundError(f"pydicom ships no test file {name}")
+    return path
 
 
 def series(patient: str, dose: str, name: str = "") -> SeriesInfo:
@@ -79,7 +88,7 @@ def compress(path: Path, syntax: pydicom.uid.UID) -> Path:
     ds = pydicom.dcmread(path)
     if syntax == JPEGLosslessSV1:  # no pydicom encoder: libjpeg-turbo (imagecodecs) writes SOF3 streams
         frame = imagecodecs.jpeg8_encode(ds.pixel_array, lossless=True, bitspersample=ds.BitsStored, predictor=1)
-        ds.PixelData = encapsulate([frame])
+        ds.PixelData = encapsulate([bytes(frame)])
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = syntax
     else:

@@ -21,10 +21,12 @@ def held(code: str, ready: str) -> Iterator[subprocess.Popen]:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    stdin, stdout = holder.stdin, holder.stdout
+    assert stdin is not None and stdout is not None  # both are pipes
     try:
-        assert holder.stdout.readline().strip() == ready
+        assert stdout.readline().strip() == ready
         yield holder
     finally:
-        holder.stdin.close()
+        stdin.close()
         holder.wait(timeout=HANG_S)
-        holder.stdout.close()
+        stdout.close()

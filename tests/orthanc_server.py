@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +86,7 @@ def _binary() -> str:
     return found
 
 
-def start_orthanc() -> Iterator[OrthancServer]:
+def start_orthanc() -> Generator[OrthancServer, None, None]:
     """A generator for a pytest fixture: a fresh, empty server, then (on teardown, also after
     failures) the server stopped and its storage removed."""
     import subprocess

@@ -17,7 +17,7 @@ def test_normalisation_is_the_same_in_numpy_and_tensorflow():
     np.testing.assert_allclose(normalize_hu(HU), normalize_hu_tf(tf.constant(HU)).numpy(), atol=1e-6)
     unit = np.linspace(-1, 1, 7, dtype=np.float32)
     np.testing.assert_allclose(denormalize_hu(unit), denormalize(tf.constant(unit)).numpy(), atol=1e-3)  # float32 HU
-    np.testing.assert_allclose(normalize_hu([HU_MIN, HU_MAX]), [-1.0, 1.0])
+    np.testing.assert_allclose(normalize_hu(np.array([HU_MIN, HU_MAX])), [-1.0, 1.0])
 
 
 def test_soft_tissue_window_is_the_same_for_previews_and_tensorboard():

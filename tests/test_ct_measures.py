@@ -94,6 +94,7 @@ def test_uniform_mask_selects_organ_interiors_away_from_edges() -> None:
     anatomy = random_anatomy(np.random.default_rng(0))
     phantom = render(anatomy, SIZE, PIXEL_MM, 0.0)
     truth = scan_pair(phantom, PIXEL_MM, 0.25, np.random.default_rng(0), noise_free=True).noise_free
+    assert truth is not None
     mask = cm.uniform_mask(truth)
     heart, liver = anatomy.organs[2:]
     organs = (np.abs(phantom - heart.hu) < 8) | (np.abs(phantom - liver.hu) < 8)

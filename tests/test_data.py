@@ -4,6 +4,8 @@ Each slice's HU encode where a pixel came from (slice, row, column), so a patch 
 slice it was cropped from and where, and its values check the normalisation exactly.
 """
 
+from typing import Any
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -207,7 +209,7 @@ def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
     from ctdenoise.trainer_module.run import training_batches
 
     assert HParams().augment and all(resolve(name).augment for name in ("cpu-demo", "cpu-30min", "tiny"))
-    settings = {"patch": 24, "batch": 64, "seed": 1, "foreground_patches": 1.0}
+    settings: dict[str, Any] = {"patch": 24, "batch": 64, "seed": 1, "foreground_patches": 1.0}
     on = next(iter(training_batches([body_tfrecord], HParams(**settings))))[0].numpy()
     off = next(iter(training_batches([body_tfrecord], HParams(**settings, augment=False))))[0].numpy()
     assert not np.array_equal(on, off)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from ctdenoise.contract.hu import CT_FLOOR_HU
@@ -68,7 +67,7 @@ def test_compressed_transfer_syntaxes_decode_to_the_same_hu(tmp_path, name):
 
 
 def test_real_world_jpeg2000_ct_matches_pydicom():
-    path = get_testdata_file("693_J2KI.dcm")  # a clinical JPEG 2000 CT shipped with pydicom
+    path = f.pydicom_file("693_J2KI.dcm")  # a clinical JPEG 2000 CT shipped with pydicom
     [record] = read_ct_slices(path, "x")
     np.testing.assert_array_equal(record.hu, pydicom_hu(path))
 

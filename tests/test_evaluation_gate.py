@@ -154,7 +154,9 @@ def test_the_evaluator_and_the_metric_table_agree_on_the_eval_slices(examples_ur
             features.decode_hu(feats[features.image_key(d)].bytes_list.value[0], height, width) for d in features.DOSES
         )
         blurred = _blur(normalize_hu(low)[np.newaxis, :, :, np.newaxis].astype(np.float32)).numpy()[0, :, :, 0]
-        ldct.append(low), ndct.append(normal), denoised.append(denormalize_hu(blurred))
+        ldct.append(low)
+        ndct.append(normal)
+        denoised.append(denormalize_hu(blurred))
     overall = summaries["good"]["evaluation"]["overall"]
     for entry in metric_table.METRICS:
         for role, images in (("ldct", ldct), ("candidate", denoised)):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.uid import RLELossless
 
 from ctdenoise.components.dicom_example_gen.component import DicomExampleGen
@@ -135,7 +134,7 @@ def test_native_pixel_data_must_have_the_declared_length(tmp_path, rows, reason)
 
 @pytest.mark.parametrize("name", ["CT_small.dcm", "693_J2KR.dcm"])
 def test_clinical_ct_reads_within_the_default_bound_and_a_lower_bound_refuses_it(name):
-    path = Path(get_testdata_file(name))
+    path = Path(f.pydicom_file(name))
     ds = pydicom.dcmread(path)
     [record] = read_ct_slices(path, name)
     assert record.hu.shape == (ds.Rows, ds.Columns)

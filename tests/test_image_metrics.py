@@ -8,8 +8,8 @@ import pytest
 skimage_metrics = pytest.importorskip("skimage.metrics")
 pytest.importorskip("tensorflow")
 
-from ctdenoise.components.evaluation import image_metrics as im  # noqa: E402
-from ctdenoise.contract.hu import BODY_HU, normalize_hu  # noqa: E402
+from ctdenoise.components.evaluation import image_metrics as im  # noqa: E402  (after the importorskip guards)
+from ctdenoise.contract.hu import BODY_HU, normalize_hu  # noqa: E402  (after the importorskip guards)
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,7 +65,7 @@ def test_identical_images():
 
 
 def test_normalize_hu_window():
-    np.testing.assert_allclose(normalize_hu([-3000, -1000, 500, 2000, 4000]), [-1, -1, 0, 1, 1])
+    np.testing.assert_allclose(normalize_hu(np.array([-3000, -1000, 500, 2000, 4000])), [-1, -1, 0, 1, 1])
 
 
 def test_rmse_and_body_mask():

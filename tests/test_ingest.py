@@ -6,18 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 
 from ctdenoise.components.dicom_example_gen.layout import Layout, assign_splits, scan
 from ctdenoise.components.dicom_example_gen.pairing import pair_patient
 from ctdenoise.contract import features
-from ctdenoise.dicomio.reader import read_ct_slices
+from ctdenoise.dicomio.reader import SliceRecord, read_ct_slices
 from ctdenoise.storage.files import list_tree
 from tests import dicom_factory as f
 from tests.pipeline_helpers import ingest, read_examples
 
 
-def records(tmp_path, dose_dir: str, zs: list[float]) -> list[tuple[str, object]]:
+def records(tmp_path, dose_dir: str, zs: list[float]) -> list[tuple[str, SliceRecord]]:
     dose = "ldct" if dose_dir == "LDCT" else "ndct"
     out = []
     for i, z in enumerate(zs):
@@ -44,7 +43,7 @@ def test_pairing_by_z_within_tolerance(tmp_path):
     keys = [key for key, _ in outcome.examples]
     assert len(keys) == 4 and len(set(keys)) == 4
     alone = [images for _, images in outcome.examples if len(images) == 1]
-    assert sorted(next(iter(i.values())).z for i in alone) == [3.0, 3.02]
+    assert sorted(next(iter(i.values())).z or 0.0 for i in alone) == [3.0, 3.02]
     assert not outcome.rejected and len(outcome.accepted) == 6
 
 
@@ -112,7 +111,7 @@ def make_assorted_root(root: Path) -> dict[str, str]:
     expected[enhanced.relative_to(root).as_posix()] = "ok"
     clinical = root / "P3" / "LDCT" / "clinical_j2k"  # extension-less, as many PACS exports are
     clinical.parent.mkdir(parents=True)
-    clinical.write_bytes(Path(get_testdata_file("693_J2KI.dcm")).read_bytes())
+    clinical.write_bytes(Path(f.pydicom_file("693_J2KI.dcm")).read_bytes())
     expected["P3/LDCT/clinical_j2k"] = "ok"
     broken = {
         "non_ct": (f.make_non_ct, "not CT"),
@@ -144,7 +143,7 @@ def test_assorted_root_every_file_accounted_and_hu_identical(tmp_path):
             assert outcome in rejected[path], (path, rejected.get(path))
     examples = {s: read_examples(out, s) for s in features.SPLITS}
     assert {s: len(e) for s, e in examples.items()} == report["examples"]
-    by_split = {}
+    by_split: dict[str, set[str]] = {}
     for split, items in examples.items():
         for ex in items:
             feats = ex.features.feature

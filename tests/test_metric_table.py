@@ -5,6 +5,7 @@ benchmarks' scores (docs/design.md, "Pipeline metrics and the blessing gate").""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from ctdenoise.components.evaluation.results import _place
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 
 
-def _configs(thresholds: BlessingThresholds = BlessingThresholds()) -> dict[str, object]:
+def _configs(thresholds: BlessingThresholds = BlessingThresholds()) -> dict[str, Any]:
     """TFMA metric name → its MetricConfig, for every image metric of the EvalConfig."""
     metrics = eval_config(thresholds).metrics_specs[0].metrics
     return {json.loads(m.config)["name"]: m for m in metrics if m.class_name == "ImageMetric"}
@@ -59,14 +60,15 @@ def test_every_gated_entry_gets_its_bound_from_the_thresholds():
     configs = _configs(thresholds)
     for entry in table.GATED:
         threshold = configs[entry.gain_name].per_slice_thresholds[0].threshold
-        assert threshold.value_threshold.lower_bound.value == pytest.approx(entry.gate.lower_bound(thresholds))
+        assert threshold.value_threshold.lower_bound.value == pytest.approx(entry.judged.lower_bound(thresholds))
     changed = [entry for entry in table.METRICS if entry.change]
     assert changed
     for entry in changed:
         threshold = configs[entry.name].per_slice_thresholds[0].threshold
+        assert entry.change is not None
         assert threshold.change_threshold.absolute.value == pytest.approx(-getattr(thresholds, entry.change))
-    assert table.BY_NAME["psnr"].gate.lower_bound(thresholds) == 0.7
-    assert table.BY_NAME["ssim"].gate.lower_bound(thresholds) == -0.01
+    assert table.BY_NAME["psnr"].judged.lower_bound(thresholds) == 0.7
+    assert table.BY_NAME["ssim"].judged.lower_bound(thresholds) == -0.01
 
 
 def test_every_entry_is_read_back_and_shown_in_the_summary():

@@ -86,16 +86,14 @@ def test_nothing_imports_a_package_by_its_former_top_level_name():
         if any(part in (".venv", "build", ".git") for part in path.relative_to(ROOT).parts) or path.is_symlink():
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module]
-                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                else []
-            )
-            found += [
-                f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in _FORMER_TOP_LEVEL
-            ]
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            found += [f"{where} {n}" for n in names if n.split(".")[0] in _FORMER_TOP_LEVEL]
     assert found == []
 
 

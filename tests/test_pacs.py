@@ -214,7 +214,7 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
     scout.SeriesDescription = "Topogram"
     scout.save_as(tmp_path / "scout.dcm")
     orthanc.upload([tmp_path / "scout.dcm"])
-    data, lines = tmp_path / "data", []
+    data, lines = tmp_path / "data", list[str]()
     report = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=lines.append)
     assert (report.series, report.copied, report.present, report.patients) == (2, 6, 0, {"PACS_5_b"})
     assert report.skipped == [

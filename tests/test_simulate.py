@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 from scipy.ndimage import binary_erosion
 from skimage.transform import resize
 
@@ -21,6 +20,7 @@ from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
 from ctdenoise.simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
 from ctdenoise.simulator.physics import scan_pair
+from tests.dicom_factory import pydicom_file
 
 SERIES = SeriesInfo("SIM001", "Simulated^SIM001", "1.2.3", "1.2.3.1", 1, "NDCT", "1.2.3.2")
 
@@ -174,7 +174,7 @@ def test_truth_is_the_noise_free_scan_written_outside_the_data_root(dataset: Pat
     assert [p.relative_to(truth_dir).as_posix() for p in truth_files] == [
         f"SIM00{i}/TRUTH/000{n}.dcm" for i in (1, 2) for n in (1, 2, 3)
     ]
-    noise = {"NDCT": [], "LDCT": []}
+    noise: dict[str, list[float]] = {"NDCT": [], "LDCT": []}
     for path in truth_files:
         truth = pydicom.dcmread(path)
         assert truth.Modality == "CT" and "noise-free" in truth.SeriesDescription
@@ -316,10 +316,10 @@ def _real_slices(folder: Path, name: str, positions: list[float], patient_id: st
     """Copies of one of pydicom's clinical CT files at `positions`, as one series of a source patient."""
     folder.mkdir(parents=True, exist_ok=True)
     for number, z in enumerate(positions, start=1):
-        ds = pydicom.dcmread(get_testdata_file(name))
+        ds = pydicom.dcmread(pydicom_file(name))
         ds.ImagePositionPatient = [0, 0, z]
         ds.SliceLocation = z
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{ds.SOPInstanceUID}.{number}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(f"{ds.SOPInstanceUID}.{number}")
         if patient_id is None:
             del ds.PatientID
         else:

@@ -102,7 +102,7 @@ def test_copying_a_missing_folder_or_moving_onto_an_existing_one_is_refused(s3, 
 
 
 def test_a_publish_copying_into_a_bucket_is_not_taken_for_abandoned(object_store, s3, monkeypatch):
-    target, copy_file, started = files.join(s3, "serving/3"), files.copy_file, []
+    target, copy_file, started = files.join(s3, "serving/3"), files.copy_file, list[str]()
 
     def copy_while_another_publish_of_the_name_starts(source: str, dest: str) -> None:
         if not started:  # the other publish clears abandoned staging folders of the name, then gives up

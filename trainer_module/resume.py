@@ -74,7 +74,8 @@ def _best_sibling(model_run_dir: str, key: str) -> str | None:
         if name == own or not files.exists(key_path) or files.read_text(key_path).strip() != key:
             continue
         latest = tf.train.latest_checkpoint(files.tf_path(files.join(run_dir, CHECKPOINTS)))
-        step = int(re.search(r"(\d+)$", latest).group(1)) if latest else -1
+        number = re.search(r"(\d+)$", latest) if latest else None
+        step = int(number.group(1)) if number else -1
         if step > best_step:
             best, best_step = files.join(run_dir, CHECKPOINTS), step
     return best

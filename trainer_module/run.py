@@ -183,7 +183,7 @@ def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     return tf.data.Dataset.zip((ldct, ndct))
 
 
-def _foreground(hp: HParams) -> dict[str, float]:
+def _foreground(hp: HParams) -> dict[str, Any]:
     """The patch samplers' foreground arguments, from the hyperparameters."""
     return {"foreground_patches": hp.foreground_patches, "foreground_hu": hp.foreground_hu}
 

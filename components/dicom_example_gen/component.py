@@ -22,7 +22,7 @@ class DicomExampleGenSpec(ComponentSpec):
         "read_options": ExecutionParameter(type=str, optional=True),
         "input_fingerprint": ExecutionParameter(type=str, optional=True),
     }
-    INPUTS = {}
+    INPUTS: dict[str, ChannelParameter] = {}
     OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
 
 

@@ -66,11 +66,16 @@ class Metric:
     candidate may fall, where the gate compares them on this metric."""
 
     @property
-    def gain_name(self) -> str | None:
-        """The name of the candidate's comparison with the LDCT, where the gate judges one."""
+    def judged(self) -> Gate:
+        """The gate of a metric the gate judges; asking it of another metric is a programming error."""
         if self.gate is None:
-            return None
-        if self.gate.comparison == REDUCTION:
+            raise ValueError(f"the gate does not judge {self.name}")
+        return self.gate
+
+    @property
+    def gain_name(self) -> str:
+        """The name of the candidate's comparison with the LDCT (a metric the gate judges)."""
+        if self.judged.comparison == REDUCTION:
             return f"{self.name.removesuffix('_hu')}_reduction"
         return f"{self.name}_gain"
 
@@ -165,7 +170,7 @@ def comparison(
 ) -> float:
     """The gate's comparison of `candidate` with `ldct` on `entry` (which must be gated)."""
     candidate, ldct, references = list(candidate), list(ldct), list(references)
-    if entry.gate.comparison == REDUCTION:
+    if entry.judged.comparison == REDUCTION:
         return 1.0 - score(entry, candidate, references) / score(entry, ldct, references)
     return float(
         np.mean(
@@ -183,5 +188,5 @@ def gate(
     """The gate's value criteria on a stack of slices, as the Evaluator applies them to its
     overall slice: each comparison by name, and whether all reach their bounds."""
     values = {entry.gain_name: comparison(entry, candidate, ldct, ndct) for entry in GATED}
-    blessed = all(values[entry.gain_name] >= entry.gate.lower_bound(thresholds) for entry in GATED)
+    blessed = all(values[entry.gain_name] >= entry.judged.lower_bound(thresholds) for entry in GATED)
     return {**values, "blessed": bool(blessed)}

@@ -38,14 +38,14 @@ _CANDIDATE_NAMES = {entry.name for entry in table.METRICS} | {entry.gain_name fo
 
 def _place(target: dict[str, Any], name: str, model_name: str, value: float) -> None:
     """Sort one metric into ldct / candidate / latest_blessed / gains / slices."""
-    value = value if math.isfinite(value) else None
+    kept = value if math.isfinite(value) else None
     role = LATEST_BLESSED if model_name == LATEST_BLESSED else "candidate"
     if name == "example_count":
         target.setdefault("slices", int(value))
     elif name.startswith(table.LDCT_PREFIX):
-        target.setdefault("ldct", {})[name.removeprefix(table.LDCT_PREFIX)] = value
+        target.setdefault("ldct", {})[name.removeprefix(table.LDCT_PREFIX)] = kept
     elif name in _CANDIDATE_NAMES:
-        target.setdefault(role, {})[name] = value
+        target.setdefault(role, {})[name] = kept
 
 
 def _failures(evaluation_uri: str) -> list[str]:

@@ -64,7 +64,7 @@ def decode_feature_image(features: dict[str, Any], dose: str) -> np.ndarray | No
     return feature_contract.decode_hu(data, height, width).astype(np.float32)
 
 
-def _prediction(extracts: dict[str, Any], model_name: str, shape: tuple[int, int]) -> np.ndarray:
+def _prediction(extracts: dict[str, Any], model_name: str, shape: tuple[int, ...]) -> np.ndarray:
     """The model's denoised LDCT for this example, cropped to the example's `shape` (the
     `from_examples` signature pads each batch to its largest slice)."""
     image = _padded_prediction(extracts, model_name)
@@ -108,7 +108,7 @@ class _ImagePreprocessor(metric_types.Preprocessor):
             out = {}
             for name in self._model_names:
                 value, _ = contribution(_prediction(extracts, name, ndct.shape), ndct)
-                difference = self._entry.gate.comparison == table.DIFFERENCE
+                difference = self._entry.judged.comparison == table.DIFFERENCE
                 out[name] = (value - ldct_value, 1.0) if difference else (value, ldct_value)
             yield out
         elif self._reference == "ldct":
@@ -156,7 +156,7 @@ def _finisher(entry: table.Metric, gain: bool) -> Callable[[float, float], float
     LDCT's) one minus the ratio of the two pooled figures."""
     if not gain:
         return entry.finish
-    if entry.gate.comparison == table.DIFFERENCE:
+    if entry.judged.comparison == table.DIFFERENCE:
         return lambda s, c: float(s / c) if c else float("nan")
     return lambda s, c: 1.0 - entry.finish(s, 1.0) / entry.finish(c, 1.0) if c else float("nan")
 

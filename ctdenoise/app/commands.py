@@ -33,7 +33,7 @@ class _ComponentProgress(logging.Filter):
     """Turns LocalDagRunner's 'Component X is running/finished' records into progress lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in ("Component %s is running.", "Component %s is finished."):
+        if record.msg in ("Component %s is running.", "Component %s is finished.") and isinstance(record.args, tuple):
             state = "running" if "running" in record.msg else "done"
             print(f"[run] {record.args[0]}: {state}", flush=True)
         return record.levelno >= logging.ERROR and not str(record.msg).startswith("Execution")
@@ -203,12 +203,13 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     address = _store_address(args)
     root = Path(args.root)
     store = connect(root, address, grpc=args.mlmd_grpc, read_only=True)
+    result: Any
     if args.dataset:
-        result = lineage.dataset_models(store, args.dataset)
-        lines = lineage.format_dataset_models(result, args.dataset)
+        models = lineage.dataset_models(store, args.dataset)
+        result, lines = models, lineage.format_dataset_models(models, args.dataset)
     else:
-        result = lineage.model_lineage(store, args.model, _root_pipeline(store, root, address))
-        lines = lineage.format_lineage(result)
+        tree = lineage.model_lineage(store, args.model, _root_pipeline(store, root, address))
+        result, lines = tree, lineage.format_lineage(tree)
     print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
     return 0
 

@@ -34,7 +34,7 @@ NDCT of the same slice, for which the family's paired model is the README's choi
 the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
 REPORT_FILE = "report.html"
 """The demo's `ctdenoise report` page, in the run root."""
-DATASET = {"size": 256, "dose": "0.1:0.5", "seed": 0}
+DATASET: dict[str, Any] = {"size": 256, "dose": "0.1:0.5", "seed": 0}
 """Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
 tube-current modulation varies it along a real scan."""
 

@@ -102,9 +102,9 @@ def denoise_series(
     _check_out_dir(out_dir, input_dir)
     slices = _read_series(input_dir)
     say(f"denoise: {len(slices)} slices read from {input_dir}")
-    model = load_model(model_dir)
+    model = load_model(str(model_dir))
     say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
-    provenance = Provenance(model.name, model_version or _name(model_dir), model.digest, research_label)
+    provenance = Provenance(model.name, model_version or _name(str(model_dir)), model.digest, research_label)
     series_uid = derived_uid(provenance, slices[0].source.header.get("SeriesInstanceUID", ""))
     try:
         with staged(str(out_dir)) as staging:
@@ -180,9 +180,10 @@ def load_model(model_dir: str) -> LoadedModel:
     """
     if not _is_model(str(model_dir)):
         raise DenoiseError(f"{model_dir}: not a SavedModel folder (no saved_model.pb)")
-    import tensorflow as tf
-
     import ctdenoise.tensorflow_env  # noqa: F401  (the exported generator is a tf_keras model)
+
+    # isort: split
+    import tensorflow as tf
 
     try:
         loaded = tf.saved_model.load(files.tf_path(model_dir))

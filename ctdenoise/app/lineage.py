@@ -150,7 +150,7 @@ def _type_names(*graphs: metadata_store_pb2.LineageGraph) -> dict[int, str]:
 
 def _by_type(graph: metadata_store_pb2.LineageGraph) -> dict[str, list[metadata_store_pb2.Artifact]]:
     """Type name → the graph's artifacts of that type."""
-    types, grouped = _type_names(graph), {}
+    types, grouped = _type_names(graph), dict[str, list[metadata_store_pb2.Artifact]]()
     for artifact in {a.id: a for a in graph.artifacts}.values():
         grouped.setdefault(types.get(artifact.type_id, artifact.type), []).append(artifact)
     return grouped

@@ -8,6 +8,7 @@ are used without it (docs/design.md, "The report a person reads (`ctdenoise repo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ def model_card(run: ReportedRun) -> dict[str, Any]:
 
 def _find(tree: Any, type_name: str) -> dict[str, Any] | None:
     """The first artifact of `type_name` in a lineage tree, depth first."""
+    children: Iterable[Any]
     if isinstance(tree, dict):
         if tree.get("type") == type_name:
             return tree

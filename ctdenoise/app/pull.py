@@ -80,7 +80,7 @@ def pull(
         [attribute, "PatientID", "Modality"], study=address.study, series=address.series, patient=patient
     )
     say(f"pull: {len(entries)} series found on {pacs.host}")
-    layout, report, owners = Layout(), PullReport(), {}
+    layout, report, owners = Layout(), PullReport(), dict[str, str]()
     folders = {"ldct": layout.ldct_dirs[0], "ndct": layout.ndct_dirs[0]}
     for index, entry in enumerate(entries, 1):
         dose, reason = _dose(entry, attribute, patterns)

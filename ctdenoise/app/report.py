@@ -100,9 +100,10 @@ def read_scalars(tensorboard_dir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar the Trainer wrote to TensorBoard: {tag: [(step, value), ...]} by step."""
     if not tensorboard_dir or not files.isdir(tensorboard_dir):
         return {}
-    import tensorflow as tf
+    import ctdenoise.tensorflow_env  # noqa: F401  (before TensorFlow: Keras 2 for the event files' reader)
 
-    import ctdenoise.tensorflow_env  # noqa: F401
+    # isort: split
+    import tensorflow as tf
 
     series: dict[str, dict[int, float]] = {}
     for path in sorted(

@@ -7,7 +7,7 @@ row-major; a dose without an image at a position simply lacks its image features
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
@@ -37,7 +37,8 @@ Z_TOLERANCE_MM = 0.01
 class Positioned(Protocol):
     """A slice with its z position in mm, None where its file gives none."""
 
-    z: float | None
+    @property
+    def z(self) -> float | None: ...
 
 
 P = TypeVar("P", bound=Positioned)
@@ -55,11 +56,16 @@ class SliceImage(Protocol):
     """What an example is built from: one dose's slice in HU with its source and metadata
     (`ctdenoise.dicomio.reader.SliceRecord` is one)."""
 
-    rel_path: str
-    hu: np.ndarray
-    pixel_spacing_mm: float | None
-    slice_thickness_mm: float | None
-    kvp: float | None
+    @property
+    def rel_path(self) -> str: ...
+    @property
+    def hu(self) -> np.ndarray: ...
+    @property
+    def pixel_spacing_mm(self) -> float | None: ...
+    @property
+    def slice_thickness_mm(self) -> float | None: ...
+    @property
+    def kvp(self) -> float | None: ...
 
 
 def image_key(dose: str) -> str:
@@ -139,7 +145,7 @@ def decode_hu(data: bytes, height: int, width: int) -> np.ndarray:
 def build_example(
     patient_id: str,
     slice_key: str,
-    images: dict[str, SliceImage],
+    images: Mapping[str, SliceImage],
 ) -> tf.train.Example:
     """One tf.train.Example from the slices of each dose found at one position."""
     import tensorflow as tf

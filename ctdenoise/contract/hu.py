@@ -38,8 +38,8 @@ SOFT_TISSUE_LEVEL, SOFT_TISSUE_WIDTH = 40.0, 400.0
 """Display window of previews, pictures and TensorBoard images: soft tissue (W400/L40),
 where low-dose noise shows."""
 
-Array = TypeVar("Array")
-"""A NumPy array or a TensorFlow tensor (both support the arithmetic used here)."""
+Array = TypeVar("Array", np.ndarray, float)
+"""A NumPy array or a float; TensorFlow tensors, whose operators are the same, are used here too."""
 
 
 def unit_from_hu(hu: Array) -> Array:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.contract.names import PRODUCT, RESEARCH_LABEL, product_version
@@ -195,6 +195,6 @@ def ct_file_meta(sop_uid: str) -> FileMetaDataset:
     """File meta information for an uncompressed (explicit VR little endian) CT Image Storage
     instance: the derived series here, and the simulator's scans."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, sop_uid
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return meta

@@ -276,7 +276,7 @@ def _write_patient(
         scans = scan_pair(truth.hu, truth.pixel_spacing_mm, dose, rng, noise_free=truth_folder is not None)
         gain = scans.aec_gain
         outputs = [(folder / "NDCT", full, scans.ndct, gain), (folder / "LDCT", low, scans.ldct, dose * gain)]
-        if truth_folder is not None:
+        if truth_folder is not None and scans.noise_free is not None:  # asked for, so scanned
             outputs.append((truth_folder, clean, scans.noise_free, gain))
         for dose_dir, series, image, fraction in outputs:
             dose_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pydicom
@@ -116,7 +117,7 @@ class _Group:
             return SourcePatient(name, ", ".join(self.origins), tuple(self.refs))
         by_z: dict[float, SliceRef] = {}
         for ref in self.refs:
-            by_z.setdefault(round(ref.z_mm, 3), ref)
+            by_z.setdefault(round(cast(float, ref.z_mm), 3), ref)  # none is None (checked above)
         ordered = tuple(by_z[z] for z in sorted(by_z))
         return SourcePatient(name, ", ".join(self.origins), ordered, len(self.refs) - len(ordered))
 

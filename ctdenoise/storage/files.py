@@ -34,7 +34,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 _TFIO_SCHEMES = ("s3://",)
 """URL schemes TensorFlow reaches only once tensorflow-io is imported."""
@@ -180,10 +180,10 @@ def open_binary(path: str, mode: str = "rb") -> Iterator[BinaryIO]:
     """The file `path`; a missing one raises FileNotFoundError in a bucket too."""
     if is_remote(path):
         with _remote_open(path, mode) as f:
-            yield f
+            yield cast(BinaryIO, f)
     else:
         with open(path, mode) as f:
-            yield f
+            yield cast(BinaryIO, f)
 
 
 @contextlib.contextmanager
@@ -191,10 +191,10 @@ def open_text(path: str, mode: str = "r") -> Iterator[TextIO]:
     """The file `path` as UTF-8 text; a missing one raises FileNotFoundError in a bucket too."""
     if is_remote(path):
         with _remote_open(path, mode) as f:
-            yield f
+            yield cast(TextIO, f)
     else:
         with open(path, mode, encoding="utf-8") as f:
-            yield f
+            yield cast(TextIO, f)
 
 
 def read_bytes(path: str) -> bytes:
@@ -360,7 +360,7 @@ def list_tree(root: str) -> Listing:
             f"{_relative(dirpath, root)}/{name}".lstrip("/") for dirpath, _d, files in walk(root) for name in files
         ]
         return Listing(sorted(names))
-    listing, seen = Listing(), {}
+    listing, seen = Listing(), dict[str, str]()
     _list_local(str(root), "", listing, seen, ancestors=(os.path.realpath(root),))
     listing.files.sort()
     listing.problems.sort(key=lambda p: p["path"])

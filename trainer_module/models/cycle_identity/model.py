@@ -65,7 +65,7 @@ class CycleIdentityGAN(DenoisingModel):
     NAME = "cycle_identity"
     HPARAMS = CYCLE_HPARAMS | {"identity_gamma"}
     PAIRED = None
-    PROGRESS_TERMS = ("g_total", "cycle", "identity", "d_a", "d_b")
+    PROGRESS_TERMS: ClassVar[tuple[str, ...]] = ("g_total", "cycle", "identity", "d_a", "d_b")
     JUDGES = ("d_a", "d_b")
     IDENTITY: ClassVar[bool] = True
     """Whether the step has the identity term (and computes F(a) and G(b) for it)."""
