@@ -244,7 +244,8 @@ def _cpu(machine: dict) -> str:
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "vector features not recorded"
     if machine.get("onednn_max_cpu_isa", "").upper() == "AVX2" and isa == "AVX-512":
         isa = "AVX-512, oneDNN limited to AVX2"
-    return f"{machine['cores']}-core {machine['cpu_model']} ({isa})"
+    model = machine["cpu_model"].replace("(R)", "").replace("(TM)", "")
+    return f"{machine['cores']}-core {model} ({isa})"
 
 
 def _model_choice(results: list[dict]) -> list[str]:

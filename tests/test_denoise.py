@@ -274,3 +274,23 @@ def test_missing_model_refused_before_anything_is_written(series_dir, tmp_path):
     with pytest.raises(DenoiseError, match="no saved_model.pb"):
         denoise_series(tmp_path / "nowhere", series_dir, tmp_path / "out", progress=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bare_output_name_is_a_folder_in_the_working_folder(models, series_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = denoise_series(models["identity"], series_dir, Path("derived"), progress=None)
+    assert report.out_dir.resolve() == tmp_path / "derived"
+    assert len(list((tmp_path / "derived").glob("*.dcm"))) == 3
+
+
+@pytest.mark.parametrize("target", ["empty folder", "missing folder"])
+def test_a_symbolic_link_as_output_writes_where_it_points(models, series_dir, tmp_path, target):
+    """The link is resolved before anything is loaded, so the series lands where it points,
+    an empty folder or one a dangling link names, and the link is left as it was."""
+    pointed = tmp_path / target.replace(" ", "_")
+    if target == "empty folder":
+        pointed.mkdir()
+    link = tmp_path / "out"
+    link.symlink_to(pointed)
+    denoise_series(models["identity"], series_dir, link, progress=None)
+    assert link.is_symlink() and len(list(pointed.glob("*.dcm"))) == 3

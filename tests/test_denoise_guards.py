@@ -31,14 +31,22 @@ HU_IN = tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)
 """The product's serving input (trainer_module/export.py)."""
 
 
-def _save(folder: Path, denoise: Callable[[tf.Tensor], tf.Tensor], described: bool = True) -> Path:
+def _save(
+    folder: Path,
+    denoise: Callable[[tf.Tensor], tf.Tensor],
+    described: bool = True,
+    name: str = "wrong",
+    radius: int = 0,
+    input_name: str = INPUT_KEY,
+) -> Path:
     """A SavedModel whose `serving_default` maps `hu` to `denoised_hu` with `denoise`, and that
-    describes itself (`described`), as the product's export names them."""
+    describes itself (`described`) with `name` and `radius`, as the product's export names them."""
     module = tf.Module()
     if described:
-        setattr(module, MODEL_NAME_VARIABLE, tf.Variable("wrong"))
-        setattr(module, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(0))
-    module.serve = tf.function(lambda hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[HU_IN])
+        setattr(module, MODEL_NAME_VARIABLE, tf.Variable(name))
+        setattr(module, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(radius))
+    spec = tf.TensorSpec(HU_IN.shape, HU_IN.dtype, name=input_name)
+    module.serve = tf.function(lambda hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[spec])
     tf.saved_model.save(module, str(folder), signatures={SERVING_SIGNATURE: module.serve})
     return folder
 
@@ -68,6 +76,10 @@ def wrong_models(tmp_path_factory) -> dict[str, Path]:
         "half": _save(root / "half", lambda hu: hu[:, ::2, ::2]),
         "bright": _save(root / "bright", lambda hu: hu * 0.0 + 5000.0),
         "undescribed": _save(root / "undescribed", lambda hu: hu, described=False),
+        "backslash": _save(root / "backslash", lambda hu: hu, name="red\\cnn\x07"),
+        "long name": _save(root / "long name", lambda hu: hu, name="x" * 55),
+        "negative radius": _save(root / "negative radius", lambda hu: hu, radius=-3),
+        "other input": _save(root / "other input", lambda hu: hu, input_name="image"),
     }
 
 
@@ -87,6 +99,17 @@ def _series(root: Path, slices: int, size: int = 64) -> Path:
             "undescribed",
             r"the model does not say which model it is or how far it reads \(no model_name or "
             r"receptive_radius\); export it again with `ctdenoise run`$",
+        ),
+        (
+            "backslash",
+            r"the model describes itself with a name with characters DICOM text cannot hold \('\\x07', "
+            r"'\\\\'\); it was not exported by `ctdenoise run`$",
+        ),
+        ("long name", r"the model describes itself with a name of 55 characters \(at most 54\)"),
+        ("negative radius", r"the model describes itself with a negative receptive radius \(-3\)"),
+        (
+            "other input",
+            r"the model's serving_default signature takes image, not hu: it was not exported by `ctdenoise run`$",
         ),
     ],
 )

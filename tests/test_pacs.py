@@ -5,8 +5,13 @@ back, and what the server holds is checked through Orthanc's own REST API."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import sqlite3
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from ctdenoise.app.pull import pull
 from ctdenoise.contract.hu import HU_MAX, HU_MIN
 from ctdenoise.contract.names import RESEARCH_LABEL
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
-from ctdenoise.dicomweb_io.client import DicomwebError
+from ctdenoise.dicomweb_io.client import DicomwebError, Pacs
 from ctdenoise.simulator.dataset import simulate_dataset
 from tests import dicom_factory, orthanc_server
 from tests.conftest import PERMISSIVE_GATE
@@ -230,11 +235,131 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
     assert not any("PACS" in p.name or "SIM" in p.name for p in data.rglob("*.dcm"))
     first = sorted((data / "PACS_5_b" / "LDCT").glob("*.dcm"))[0]
     first.unlink()
-    (first.parent / f".{first.name}.partial-1").write_bytes(b"half")  # left by a killed pull
+    (first.parent / f".{first.name}.partial-{_dead_pid()}").write_bytes(b"half")  # left by a killed pull
     again = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=None)
     assert (again.copied, again.present) == (1, 5) and first.exists()
     assert not list(data.rglob(".*"))
     assert lines[-1].startswith("pull: 6 instances copied and 0 already there, 2 series of 1 patients")
+
+
+def test_a_store_whose_source_changed_says_so_instead_of_asking_for_a_rerun(
+    orthanc, credentials, identity_model, tmp_path
+):
+    """The derived series' UIDs follow from the source's: once a source instance is deleted on
+    the server, a rerun makes one instance fewer than the server holds, which no rerun mends."""
+    doses = _upload_patient(orthanc, tmp_path, "PACS9", seed=9)
+    url = _series_url(orthanc, doses["LDCT"])
+    first = denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)
+    source = pydicom.dcmread(next(doses["LDCT"].glob("*.dcm")), stop_before_pixels=True)
+    orthanc.rest("DELETE", f"/instances/{orthanc.series_of(source.SeriesInstanceUID)['Instances'][0]}")
+    with pytest.raises(DicomwebError) as refused:
+        denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)
+    assert str(refused.value) == (
+        f"127.0.0.1:{orthanc.port}: derived series {first.series_uid} holds 1 instances this run does not make: "
+        "its source series changed after it was stored; delete the derived series on the server, then run the "
+        "same command again"
+    )
+    assert len(orthanc.series_of(first.series_uid)["Instances"]) == 3  # nothing stored, nothing removed
+
+
+@contextlib.contextmanager
+def _answering(do_get: Callable[[http.server.BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A DICOMweb address on the loopback whose server answers every GET with `do_get`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            do_get(self)
+
+        def log_message(self, *_args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"dicomweb+http://127.0.0.1:{server.server_port}/dicom-web"
+        finally:
+            server.shutdown()
+
+
+def test_a_server_that_stays_unavailable_is_one_line_naming_host_status_and_attempts():
+    """dicomweb-client retries a 503 and then raises its retry library's RetryError, which
+    printed as `RetryError[Attempts: 3, Value: <Response [503]>]`."""
+    with _answering(lambda handler: handler.send_error(503)) as url, pytest.raises(DicomwebError) as failed:
+        Pacs(parse(url)).series(["SeriesDescription"])
+    host = parse(url).host
+    assert str(failed.value) == f"{host}: search for series failed with HTTP 503 Service Unavailable (3 attempts)"
+
+
+def _json_answer(handler: http.server.BaseHTTPRequestHandler, items: list[dict]) -> None:
+    body = json.dumps(items).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/dicom+json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_server_that_ignores_the_search_offset_does_not_page_for_ever():
+    series = {"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, "0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}
+    requests: list[str] = []
+
+    def same_page_always(handler: http.server.BaseHTTPRequestHandler) -> None:
+        requests.append(handler.path)
+        _json_answer(handler, [series])
+
+    with _answering(same_page_always) as url:
+        found = Pacs(parse(url)).series(["Modality"])
+    assert [(entry.study, entry.series) for entry in found] == [("1.2.3", "1.2.3.4")]
+    assert len(requests) == 2  # the first page, and the second that repeats it
+
+
+def test_a_search_answer_without_uids_is_one_line_naming_what_is_missing():
+    def series_without_uids(handler: http.server.BaseHTTPRequestHandler) -> None:
+        _json_answer(handler, [{"00080060": {"vr": "CS", "Value": ["CT"]}}])
+
+    with _answering(series_without_uids) as url, pytest.raises(DicomwebError) as failed:
+        Pacs(parse(url)).series(["Modality"])
+    assert str(failed.value) == (
+        f"{parse(url).host}: the answer to 'search for series' lacks StudyInstanceUID, which QIDO-RS requires"
+    )
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (the kernel does not reuse it at once)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_pull_leaves_the_half_written_files_of_a_pull_still_running(orthanc, credentials, tmp_path):
+    """Two pulls into one folder: each removes only what a killed pull left, never the other's
+    file in the middle of being written (which made that pull crash at its rename)."""
+    _upload_patient(orthanc, tmp_path / "source", "PACS7", seed=7)
+    folder = tmp_path / "data" / "PACS7" / "LDCT"
+    folder.mkdir(parents=True)
+    with subprocess.Popen(["sleep", "600"]) as other:  # stands in for the other pull's process
+        try:
+            theirs = folder / f".abc.dcm.partial-{other.pid}"
+            killed = folder / f".def.dcm.partial-{_dead_pid()}"
+            theirs.write_bytes(b"being written")
+            killed.write_bytes(b"half")
+            report = pull(orthanc.dicomweb, tmp_path / "data", patient="PACS7", progress=None)
+            assert report.copied == 6 and theirs.read_bytes() == b"being written" and not killed.exists()
+        finally:
+            other.kill()
+
+
+def test_pull_skips_derived_series_such_as_its_own_output(orthanc, credentials, identity_model, tmp_path):
+    doses = _upload_patient(orthanc, tmp_path / "source", "PACS8", seed=8)
+    derived = denoise_location(
+        str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb, progress=None
+    )
+    data, lines = tmp_path / "data", list[str]()
+    report = pull(orthanc.dicomweb, data, patient="PACS8", progress=lines.append)
+    assert (report.series, report.copied) == (2, 6)
+    assert report.skipped == [f"series {derived.series_uid}: derived (ImageType DERIVED), not a scan"]
+    assert len(list((data / "PACS8" / "LDCT").glob("*.dcm"))) == 3
+    assert not list(data.rglob(".*"))
 
 
 @pytest.mark.slow

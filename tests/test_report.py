@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ctdenoise.app.report import json_for_script
 from tests.browser import Browser
 from tests.pipeline_helpers import ctdenoise
 
@@ -91,3 +92,19 @@ def test_the_browser_sees_console_errors_exceptions_and_requests():
         errors, requested = browser.errors(), browser.requested()
     assert any("broken" in e for e in errors) and any("thrown" in e for e in errors)
     assert "http://127.0.0.1:9/x" in requested
+
+
+def test_names_that_look_like_markup_cannot_break_the_page_script(tmp_path):
+    """A patient folder called `<!--<script>` once put the HTML parser in its escaped-script
+    state: the page's inline script became text and the model card stopped parsing."""
+    hostile = "<!--<script>a</script>&amp;"
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<!doctype html><title>x</title>"
+        f"<script type=application/json id=card>{json_for_script({'patient': hostile})}</script>"
+        "<script>document.title = JSON.parse(document.getElementById('card').textContent).patient</script>"
+    )
+    with Browser(width=400, height=300) as browser:
+        browser.open(page.as_uri())
+        assert browser.evaluate("document.title") == hostile
+        assert browser.errors() == []

@@ -39,7 +39,15 @@ from ctdenoise.contract.names import (
     RECEPTIVE_RADIUS_VARIABLE,
     SERVING_SIGNATURE,
 )
-from ctdenoise.dicomio.derived import Provenance, SourceSlice, derived_dataset, derived_uid, source_slices, to_ct_hu
+from ctdenoise.dicomio.derived import (
+    Provenance,
+    SourceSlice,
+    derived_dataset,
+    derived_uid,
+    source_slices,
+    text_problem,
+    to_ct_hu,
+)
 from ctdenoise.dicomio.reader import DicomRejected, read_ct_file
 from ctdenoise.pipeline import configs
 from ctdenoise.pipeline.store import StoreAddress
@@ -99,6 +107,7 @@ def denoise_series(
     start = time.monotonic()
     if batch_size < 1:
         raise DenoiseError(f"batch size must be at least 1, got {batch_size}")
+    out_dir = _resolved_out(out_dir)
     _check_out_dir(out_dir, input_dir)
     slices = _read_series(input_dir)
     say(f"denoise: {len(slices)} slices read from {input_dir}")
@@ -192,6 +201,12 @@ def load_model(model_dir: str) -> LoadedModel:
         raise DenoiseError(
             f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature ({type(exc).__name__})"
         ) from None
+    inputs = sorted(serve.structured_input_signature[1])
+    if inputs != [INPUT_KEY]:
+        raise DenoiseError(
+            f"{model_dir}: the model's {SERVING_SIGNATURE} signature takes {', '.join(inputs) or 'nothing'}, "
+            f"not {INPUT_KEY}: it was not exported by `ctdenoise run`"
+        )
     name, radius = (getattr(loaded, variable, None) for variable in (MODEL_NAME_VARIABLE, RECEPTIVE_RADIUS_VARIABLE))
     if name is None or radius is None:
         raise DenoiseError(
@@ -199,14 +214,17 @@ def load_model(model_dir: str) -> LoadedModel:
             f"(no {MODEL_NAME_VARIABLE} or {RECEPTIVE_RADIUS_VARIABLE}); export it again with "
             "`ctdenoise run`"
         )
-    radius = int(radius.numpy())
+    radius, name_text = int(radius.numpy()), name.numpy().decode(errors="replace")
+    problem = text_problem(name_text) or (f"a negative receptive radius ({radius})" if radius < 0 else None)
+    if problem:
+        raise DenoiseError(
+            f"{model_dir}: the model describes itself with {problem}; it was not exported by `ctdenoise run`"
+        )
 
     def whole(hu: np.ndarray) -> np.ndarray:
         return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
-    return LoadedModel(
-        name.numpy().decode(), _digest(model_dir), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN)
-    )
+    return LoadedModel(name_text, _digest(model_dir), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
 
 
 def _digest(model_dir: str) -> str:
@@ -284,6 +302,12 @@ def _is_model(folder: str) -> bool:
 
 def _name(folder: str) -> str:
     return str(folder).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _resolved_out(out_dir: Path) -> Path:
+    """Where a symbolic link given as the output points (dangling or not): the series is
+    built beside that folder and renamed onto it, which a rename onto the link itself cannot do."""
+    return out_dir.resolve() if out_dir.is_symlink() else out_dir
 
 
 def _check_out_dir(out_dir: Path, input_dir: Path) -> None:

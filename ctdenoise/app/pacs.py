@@ -133,8 +133,15 @@ def store_series(
 ) -> None:
     """STOW-RS the files of `folder` that the server does not hold yet, a batch at a time."""
     paths = sorted(folder.glob("*.dcm"))
+    ours = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in paths}
     held = set(pacs.instances(study, series))
-    missing = [p for p in paths if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID not in held]
+    if held - set(ours):
+        raise DicomwebError(
+            f"{pacs.host}: derived series {series} holds {len(held - set(ours))} instances this run does not "
+            f"make: its source series changed after it was stored; delete the derived series on the server, "
+            "then run the same command again"
+        )
+    missing = [p for uid, p in ours.items() if uid not in held]
     if len(missing) < len(paths):
         progress(f"denoise: {pacs.host} already holds {len(paths) - len(missing)} of the {len(paths)} instances")
     for start in range(0, len(missing), STORE_BATCH):
@@ -144,7 +151,7 @@ def store_series(
         except DicomwebError as exc:
             raise DicomwebError(f"{exc}; {_incomplete(pacs, study, series, len(paths))}") from None
         progress(f"denoise: stored {len(paths) - len(missing) + start + len(batch)}/{len(paths)} instances")
-    if len(pacs.instances(study, series)) != len(paths):  # a server may drop an instance and still answer success
+    if set(ours) - set(pacs.instances(study, series)):  # a server may drop an instance and still answer success
         raise DicomwebError(
             f"{pacs.host}: after storing every instance, {_incomplete(pacs, study, series, len(paths))}"
         )

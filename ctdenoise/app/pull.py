@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ctdenoise.components.dicom_example_gen.layout import Layout
 from ctdenoise.dicomweb_io.address import parse
+from ctdenoise.storage.publish import running
 
 if TYPE_CHECKING:  # the client imports pydicom and requests: only `pull` itself needs them, not `--help`
     from ctdenoise.dicomweb_io.client import Pacs, SeriesEntry
@@ -91,7 +92,11 @@ def pull(
             say(f"pull: series {index}/{len(entries)} skipped: {report.skipped[-1]}")
             continue
         target = out / folder / folders[dose]
-        copied, present = _copy_series(pacs, entry, target, say)
+        copied, present, derived = _copy_series(pacs, entry, target, say)
+        if derived:
+            report.skipped.append(f"series {entry.series}: derived ({derived}), not a scan")
+            say(f"pull: series {index}/{len(entries)} skipped: {report.skipped[-1]}")
+            continue
         report.patients.add(folder)
         report.series, report.copied, report.present = (
             report.series + 1,
@@ -134,12 +139,16 @@ def _patient_folder(entry: SeriesEntry, owners: dict[str, str]) -> str | None:
     return name
 
 
-def _copy_series(pacs: Pacs, entry: SeriesEntry, target: Path, progress: Callable[[str], None]) -> tuple[int, int]:
+def _copy_series(pacs: Pacs, entry: SeriesEntry, target: Path, progress: Callable[[str], None]) -> tuple[int, int, str]:
     """Every instance of the series not yet in `target`, written whole or not at all (the
-    hidden half-written files of a pull that was killed are removed first)."""
+    hidden half-written files of a pull that was killed are removed first): (copied, already
+    there, ""). A derived series, such as ctdenoise's own output, is not training data: at
+    its first instance the copy stops, nothing of it is kept, and the third item says why."""
+    from ctdenoise.dicomio.derived import derived_reason
+
+    new_folder = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    for stale in target.glob(f".*{_PARTIAL}*"):
-        stale.unlink()
+    _remove_abandoned(target)
     copied = present = 0
     instances = pacs.instances(entry.study, entry.series)
     for instance in instances:
@@ -147,10 +156,25 @@ def _copy_series(pacs: Pacs, entry: SeriesEntry, target: Path, progress: Callabl
         if path.exists():
             present += 1
             continue
+        dataset = pacs.retrieve(entry.study, entry.series, instance)
+        derived = derived_reason(dataset)
+        if derived:
+            if new_folder and not any(target.iterdir()):
+                target.rmdir()
+            return copied, present, derived
         partial = target / f".{path.name}{_PARTIAL}{os.getpid()}"
-        pacs.retrieve(entry.study, entry.series, instance).save_as(partial)
+        dataset.save_as(partial)
         os.replace(partial, path)
         copied += 1
         if copied % _PROGRESS_EVERY == 0:
             progress(f"pull: {copied + present}/{len(instances)} instances of series {entry.series}")
-    return copied, present
+    return copied, present, ""
+
+
+def _remove_abandoned(target: Path) -> None:
+    """The half-written files of pulls that were killed (their process is gone) or of this
+    one: another pull into the same folder, still running, keeps its own."""
+    for partial in target.glob(f".*{_PARTIAL}*"):
+        pid = partial.name.rpartition(_PARTIAL)[2]
+        if not pid.isdigit() or int(pid) == os.getpid() or not running(int(pid)):
+            partial.unlink(missing_ok=True)

@@ -163,7 +163,7 @@ def render(card: dict[str, Any], panels: dict[str, dict[str, str]], curves: dict
         + "</ul>",
         "<h2>Lineage</h2>",
         f"<pre>{_e(_lineage_text(card['lineage']))}</pre>",
-        f"<script type=application/json id=model-card>{_json_for_script(card)}</script>",
+        f"<script type=application/json id=model-card>{json_for_script(card)}</script>",
     ]
     return _PAGE.format(title=_e(title), body="\n".join(body), script=_SCRIPT)
 
@@ -172,9 +172,13 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _json_for_script(card: dict[str, Any]) -> str:
-    """The card as JSON that cannot end the script element early."""
-    return json.dumps(card, default=str).replace("</", "<\\/")
+def json_for_script(card: dict[str, Any]) -> str:
+    """The card as JSON that HTML's script parsing cannot change: with `<`, `>` and `&` written
+    as JSON escapes, no name (a patient folder called `<!--<script>`, say) can end the element
+    early or put the parser in its escaped-script state, which would turn the page's own
+    script into text."""
+    text = json.dumps(card, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _definition_list(values: dict[str, Any]) -> str:

@@ -87,6 +87,37 @@ class Provenance:
         return f"{PRODUCT} {self.model_name} generator {self.model_version}"
 
 
+def derived_reason(ds: Dataset) -> str:
+    """Why an instance is derived rather than a scan (its ImageType says DERIVED, or ctdenoise
+    is among its contributing equipment), or "" for an original image."""
+    image_type = ds.get("ImageType")
+    if image_type and str(image_type[0]).upper() == "DERIVED":
+        return "ImageType DERIVED"
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if item.get("Manufacturer") == PRODUCT:
+            return f"made by {PRODUCT}"
+    return ""
+
+
+MAX_NAME_CHARS = 54
+"""The longest model name or version that fits, with the words around it, in a DICOM LO value
+(ManufacturerModelName "<name> generator", SoftwareVersions "model <version>": 64 characters)."""
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` (a model's name or version) cannot be written into the derived series' text
+    elements, or None: LO values hold at most 64 characters, no backslash (it separates
+    values) and no control characters."""
+    if not text:
+        return "an empty name"
+    if len(text) > MAX_NAME_CHARS:
+        return f"a name of {len(text)} characters (at most {MAX_NAME_CHARS})"
+    bad = sorted({c for c in text if c == "\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        return f"a name with characters DICOM text cannot hold ({', '.join(repr(c) for c in bad)})"
+    return None
+
+
 @dataclass(frozen=True)
 class SourceSlice:
     """One input slice and what its output copies: the header of its file (without pixel

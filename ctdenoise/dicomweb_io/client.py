@@ -10,9 +10,11 @@ retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all).
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pydicom import Dataset
@@ -72,15 +74,21 @@ class Pacs:
         plain = patient if _PLAIN.fullmatch(patient) else ""
         filters = {"SeriesInstanceUID": series, "PatientID": plain}
         with self._request("search for series"):
-            found = self._client.search_for_series(
-                study_instance_uid=study or None,
-                fields=[*fields, "PatientID"] if patient else list(fields),
-                search_filters={k: v for k, v in filters.items() if v},
-                get_remaining=True,
+            found = _every_page(
+                functools.partial(
+                    self._client.search_for_series,
+                    study_instance_uid=study or None,
+                    fields=[*fields, "PatientID"] if patient else list(fields),
+                    search_filters={k: v for k, v in filters.items() if v},
+                )
             )
         entries = [Dataset.from_json(item) for item in found]
         return [
-            SeriesEntry(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), ds)
+            SeriesEntry(
+                self._uid(ds, "StudyInstanceUID", "search for series"),
+                self._uid(ds, "SeriesInstanceUID", "search for series"),
+                ds,
+            )
             for ds in entries
             if not patient or ds.get("PatientID") == patient
         ]
@@ -88,10 +96,13 @@ class Pacs:
     def instances(self, study: str, series: str) -> list[str]:
         """The SOP Instance UIDs of one series (an empty list for an unknown series)."""
         with self._request(f"search for the instances of series {series}"):
-            found = self._client.search_for_instances(
-                study_instance_uid=study, series_instance_uid=series, get_remaining=True
+            found = _every_page(
+                functools.partial(
+                    self._client.search_for_instances, study_instance_uid=study, series_instance_uid=series
+                )
             )
-        return [str(Dataset.from_json(item).SOPInstanceUID) for item in found]
+        what = f"search for the instances of series {series}"
+        return [self._uid(Dataset.from_json(item), "SOPInstanceUID", what) for item in found]
 
     def retrieve(self, study: str, series: str, instance: str) -> Dataset:
         with self._request(f"read instance {instance}"):
@@ -113,9 +124,14 @@ class Pacs:
     def _request(self, what: str) -> Iterator[None]:
         """Requests' and HTTP errors as DicomwebError, one line each."""
         import requests
+        import retrying
 
         try:
             yield
+        except retrying.RetryError as exc:  # dicomweb-client gave up retrying a 408, 429, 503 or 504
+            last = exc.last_attempt
+            response = None if last.has_exception else last.value
+            raise DicomwebError(f"{self._http_reason(what, response)} ({last.attempt_number} attempts)") from None
         except requests.exceptions.HTTPError as exc:
             raise DicomwebError(self._http_reason(what, exc.response)) from None
         except requests.exceptions.Timeout:
@@ -127,6 +143,13 @@ class Pacs:
         except requests.exceptions.RequestException as exc:
             raise DicomwebError(f"{self.host}: {what} failed ({type(exc).__name__})") from None
 
+    def _uid(self, ds: Dataset, keyword: str, what: str) -> str:
+        """A UID the server's QIDO-RS answer must carry; a server that leaves it out is named."""
+        value = str(ds.get(keyword, "") or "")
+        if not value:
+            raise DicomwebError(f"{self.host}: the answer to '{what}' lacks {keyword}, which QIDO-RS requires")
+        return value
+
     def _http_reason(self, what: str, response) -> str:
         code = response.status_code if response is not None else 0
         if code in (401, 403):
@@ -136,6 +159,21 @@ class Pacs:
             return f"{self.host}: {what}: not found on the server (HTTP 404)"
         reason = response.reason if response is not None else ""
         return f"{self.host}: {what} failed with HTTP {code} {reason}".rstrip()
+
+
+def _every_page(search: Callable[..., list[dict]]) -> list[dict]:
+    """Every result of a QIDO-RS search, a page at a time from `offset` 0. A server that ignores
+    `offset` answers with results already seen: that ends the search, where dicomweb-client's
+    own paging (`get_remaining`) would ask again for ever."""
+    results: list[dict] = []
+    seen: set[str] = set()
+    while True:
+        page = search(offset=len(results))
+        fresh = [item for item in page if json.dumps(item, sort_keys=True) not in seen]
+        if not fresh:
+            return results
+        seen.update(json.dumps(item, sort_keys=True) for item in fresh)
+        results += fresh
 
 
 def _netrc_has(host: str) -> bool:

@@ -56,9 +56,13 @@ def absolute(location: str | os.PathLike) -> str:
 
 
 def split(path: str) -> tuple[str, str]:
-    """(parent folder, last name) of `path`; a trailing slash is ignored."""
+    """(parent folder, last name) of `path`; a trailing slash is ignored, and a bare local
+    name's parent is the working folder (".")."""
     path = str(path).rstrip("/")
-    return posixpath.split(path) if is_remote(path) else os.path.split(path)
+    if is_remote(path):
+        return posixpath.split(path)
+    parent, name = os.path.split(path)
+    return parent or os.curdir, name
 
 
 def needs_tensorflow_io(values: Iterable[Any]) -> bool:

@@ -66,10 +66,13 @@ def _alive(owner_file: str) -> bool:
         host, pid = files.read_text(owner_file).split()
     except (OSError, ValueError):
         return False
-    if host != socket.gethostname():
-        return True
+    return host != socket.gethostname() or running(int(pid))
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (another user's counts)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
