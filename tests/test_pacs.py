@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import re
 import sqlite3
 import subprocess
 import threading
@@ -220,7 +221,7 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
     scout.save_as(tmp_path / "scout.dcm")
     orthanc.upload([tmp_path / "scout.dcm"])
     data, lines = tmp_path / "data", list[str]()
-    report = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=lines.append)
+    report = pull(orthanc.dicomweb, data, patient="PACS/5 b", keep_patient_id=True, progress=lines.append)
     assert (report.series, report.copied, report.present, report.patients) == (2, 6, 0, {"PACS_5_b"})
     assert report.skipped == [
         f"series {scout.SeriesInstanceUID}: its SeriesDescription matches neither of the dose patterns"
@@ -236,7 +237,7 @@ def test_pull_copies_series_into_the_data_layout_and_resumes(orthanc, credential
     first = sorted((data / "PACS_5_b" / "LDCT").glob("*.dcm"))[0]
     first.unlink()
     (first.parent / f".{first.name}.partial-{_dead_pid()}").write_bytes(b"half")  # left by a killed pull
-    again = pull(orthanc.dicomweb, data, patient="PACS/5 b", progress=None)
+    again = pull(orthanc.dicomweb, data, patient="PACS/5 b", keep_patient_id=True, progress=None)
     assert (again.copied, again.present) == (1, 5) and first.exists()
     assert not list(data.rglob(".*"))
     assert lines[-1].startswith("pull: 6 instances copied and 0 already there, 2 series of 1 patients")
@@ -324,6 +325,35 @@ def test_a_search_answer_without_uids_is_one_line_naming_what_is_missing():
     )
 
 
+def test_pull_names_patient_folders_by_a_keyed_pseudonym_kept_beside_the_data_root(orthanc, credentials, tmp_path):
+    _upload_patient(orthanc, tmp_path / "source", "MRN 0042/7", seed=10)
+    data = tmp_path / "data"
+    report = pull(orthanc.dicomweb, data, patient="MRN 0042/7", progress=None)
+    [folder] = report.patients
+    assert re.fullmatch(r"P[0-9a-f]{12}", folder) and sorted(p.name for p in data.iterdir()) == [folder]
+    mapping = data.with_name("data.patients.json")
+    assert json.loads(mapping.read_text())["folders"] == {folder: "MRN 0042/7"}
+    assert mapping.stat().st_mode & 0o777 == 0o600
+    assert not any("0042" in str(path) for path in data.rglob("*"))
+    again = pull(orthanc.dicomweb, data, patient="MRN 0042/7", progress=None)  # the key is kept: the same folder
+    assert again.patients == {folder} and (again.copied, again.present) == (0, 6)
+    other = tmp_path / "other"
+    assert pull(orthanc.dicomweb, other, patient="MRN 0042/7", progress=None).patients != {folder}  # its own key
+
+
+def test_pull_never_puts_a_second_patient_into_a_folder_in_a_later_run(orthanc, credentials, tmp_path):
+    """`a/b` and `a_b` make the same folder name: once `a/b` is there, `a_b`'s series are
+    skipped, however much later it is pulled (they used to merge into one patient)."""
+    _upload_patient(orthanc, tmp_path / "one", "a/b", seed=11)
+    _upload_patient(orthanc, tmp_path / "two", "a_b", seed=12)
+    data = tmp_path / "data"
+    assert pull(orthanc.dicomweb, data, patient="a/b", keep_patient_id=True, progress=None).copied == 6
+    second = pull(orthanc.dicomweb, data, patient="a_b", keep_patient_id=True, progress=None)
+    assert second.copied == 0 and len(second.skipped) == 2
+    assert all(line.endswith(": folder a_b holds another PatientID's series") for line in second.skipped)
+    assert len(list((data / "a_b").rglob("*.dcm"))) == 6
+
+
 def _dead_pid() -> int:
     """The pid of a process that has ended (the kernel does not reuse it at once)."""
     child = subprocess.Popen(["true"])
@@ -335,16 +365,18 @@ def test_pull_leaves_the_half_written_files_of_a_pull_still_running(orthanc, cre
     """Two pulls into one folder: each removes only what a killed pull left, never the other's
     file in the middle of being written (which made that pull crash at its rename)."""
     _upload_patient(orthanc, tmp_path / "source", "PACS7", seed=7)
-    folder = tmp_path / "data" / "PACS7" / "LDCT"
-    folder.mkdir(parents=True)
+    data = tmp_path / "data"
+    pull(orthanc.dicomweb, data, patient="PACS7", keep_patient_id=True, progress=None)
+    folder = data / "PACS7" / "LDCT"
+    sorted(folder.glob("*.dcm"))[0].unlink()
     with subprocess.Popen(["sleep", "600"]) as other:  # stands in for the other pull's process
         try:
             theirs = folder / f".abc.dcm.partial-{other.pid}"
             killed = folder / f".def.dcm.partial-{_dead_pid()}"
             theirs.write_bytes(b"being written")
             killed.write_bytes(b"half")
-            report = pull(orthanc.dicomweb, tmp_path / "data", patient="PACS7", progress=None)
-            assert report.copied == 6 and theirs.read_bytes() == b"being written" and not killed.exists()
+            report = pull(orthanc.dicomweb, data, patient="PACS7", keep_patient_id=True, progress=None)
+            assert report.copied == 1 and theirs.read_bytes() == b"being written" and not killed.exists()
         finally:
             other.kill()
 
@@ -355,7 +387,7 @@ def test_pull_skips_derived_series_such_as_its_own_output(orthanc, credentials, 
         str(identity_model), _series_url(orthanc, doses["LDCT"]), orthanc.dicomweb, progress=None
     )
     data, lines = tmp_path / "data", list[str]()
-    report = pull(orthanc.dicomweb, data, patient="PACS8", progress=lines.append)
+    report = pull(orthanc.dicomweb, data, patient="PACS8", keep_patient_id=True, progress=lines.append)
     assert (report.series, report.copied) == (2, 6)
     assert report.skipped == [f"series {derived.series_uid}: derived (ImageType DERIVED), not a scan"]
     assert len(list((data / "PACS8" / "LDCT").glob("*.dcm"))) == 3
@@ -378,7 +410,7 @@ def _round_trip(orthanc, simulated_data: Path, tmp_path: Path) -> None:
     env = {USER_VARIABLE: orthanc_server.USER, PASSWORD_VARIABLE: orthanc_server.PASSWORD}
     orthanc.upload(sorted(simulated_data.rglob("*.dcm")))
     data, root = tmp_path / "data", tmp_path / "run"
-    outputs = [ctdenoise("pull", "--from", orthanc.dicomweb, "--out", str(data), env=env)]
+    outputs = [ctdenoise("pull", "--from", orthanc.dicomweb, "--out", str(data), "--keep-patient-id", env=env)]
     assert outputs[-1].returncode == 0, outputs[-1].stderr[-2000:]
     for folder in simulated_data.glob("*/*"):
         uids = {pydicom.dcmread(p).SOPInstanceUID for p in (data / folder.relative_to(simulated_data)).glob("*.dcm")}

@@ -233,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     pul.add_argument("--out", required=True, help="data root to copy into (resumed when it holds an earlier pull)")
     pul.add_argument("--patient", help="only this PatientID")
     pul.add_argument(
+        "--keep-patient-id",
+        action="store_true",
+        help="name patient folders by PatientID instead of a keyed pseudonym (the mapping is OUT.patients.json)",
+    )
+    pul.add_argument(
         "--match-attribute",
         default=DOSE_ATTRIBUTE,
         metavar="KEYWORD",

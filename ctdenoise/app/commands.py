@@ -105,6 +105,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         attribute=args.match_attribute,
         ldct=args.ldct,
         ndct=args.ndct,
+        keep_patient_id=args.keep_patient_id,
     )  # prints its own progress and closing line
     return 0
 

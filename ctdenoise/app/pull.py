@@ -4,10 +4,11 @@ layout `run --data` reads, DATA/<patient>/<LDCT|NDCT>/ (docs/design.md, "A PACS 
 
 Which dose a series is comes from one of its attributes (SeriesDescription by default)
 matched against a low-dose and a normal-dose pattern; a series that matches neither or both,
-or is not CT, or names no patient, is skipped with a line saying why (by series UID: progress
-lines never carry tag values). The patient folder is the PatientID with every character
-outside [A-Za-z0-9._-] replaced, and each file is named by a digest of its SOP Instance UID,
-so nothing else identifying reaches a name. Files are written under a hidden name and
+or is not CT, or names no patient, or is derived, is skipped with a line saying why (by
+series UID: progress lines never carry tag values). The patient folder is a keyed pseudonym
+of the PatientID, or with `keep_patient_id` the PatientID made safe as a name
+(`ctdenoise.app.patients`), and each file is named by a digest of its SOP Instance UID, so
+nothing identifying reaches a name. Files are written under a hidden name and
 renamed when whole: a pull that stopped is resumed by the same command, which reads only the
 instances not yet there.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ctdenoise.app.patients import PatientFolders
 from ctdenoise.components.dicom_example_gen.layout import Layout
 from ctdenoise.dicomweb_io.address import parse
 from ctdenoise.storage.publish import running
@@ -32,7 +34,6 @@ if TYPE_CHECKING:  # the client imports pydicom and requests: only `pull` itself
 LDCT_PATTERN = r"(?i)\b(ldct|low[- ]?dose|quarter[- ]?dose)\b"
 NDCT_PATTERN = r"(?i)\b(ndct|full[- ]?dose|normal[- ]?dose|routine[- ]?dose)\b"
 DOSE_ATTRIBUTE = "SeriesDescription"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _NAME_DIGEST_HEX = 20
 _PARTIAL = ".partial-"
 _PROGRESS_EVERY = 25
@@ -61,10 +62,12 @@ def pull(
     attribute: str = DOSE_ATTRIBUTE,
     ldct: str = LDCT_PATTERN,
     ndct: str = NDCT_PATTERN,
+    keep_patient_id: bool = False,
     progress: Callable[[str], None] | None = print,
 ) -> PullReport:
     """Copy the CT series under `source` (a service, a study or a series; `patient` narrows
-    it to one PatientID) into `out`, low-dose and normal-dose series by the patterns."""
+    it to one PatientID) into `out`, low-dose and normal-dose series by the patterns, each
+    patient's under a pseudonym (or, with `keep_patient_id`, its PatientID)."""
     from pydicom.datadict import tag_for_keyword
 
     from ctdenoise.dicomweb_io.client import Pacs
@@ -81,13 +84,14 @@ def pull(
         [attribute, "PatientID", "Modality"], study=address.study, series=address.series, patient=patient
     )
     say(f"pull: {len(entries)} series found on {pacs.host}")
-    layout, report, owners = Layout(), PullReport(), dict[str, str]()
+    layout, report, patients = Layout(), PullReport(), PatientFolders(out, keep_patient_id)
     folders = {"ldct": layout.ldct_dirs[0], "ndct": layout.ndct_dirs[0]}
     for index, entry in enumerate(entries, 1):
         dose, reason = _dose(entry, attribute, patterns)
-        folder = _patient_folder(entry, owners) if dose else None
+        folder = None
+        if dose:
+            folder, reason = patients.folder(str(entry.attributes.get("PatientID", "") or ""))
         if dose is None or folder is None:
-            reason = reason or "its PatientID is empty or shares a folder name with another patient's"
             report.skipped.append(f"series {entry.series}: {reason}")
             say(f"pull: series {index}/{len(entries)} skipped: {report.skipped[-1]}")
             continue
@@ -127,16 +131,6 @@ def _dose(entry: SeriesEntry, attribute: str, patterns: dict[str, re.Pattern]) -
     if len(doses) != 1:
         return None, f"its {attribute} matches {'both' if doses else 'neither'} of the dose patterns"
     return doses[0], ""
-
-
-def _patient_folder(entry: SeriesEntry, owners: dict[str, str]) -> str | None:
-    """The PatientID made safe as a folder name; None when empty, or when another PatientID of
-    this pull made the same name (their series would mix)."""
-    patient = str(entry.attributes.get("PatientID", "") or "").strip()
-    name = _UNSAFE.sub("_", patient)
-    if not patient or name in (".", "..") or owners.setdefault(name, patient) != patient:
-        return None
-    return name
 
 
 def _copy_series(pacs: Pacs, entry: SeriesEntry, target: Path, progress: Callable[[str], None]) -> tuple[int, int, str]:
