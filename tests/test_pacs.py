@@ -12,6 +12,7 @@ import re
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ctdenoise.app.pacs import denoise_location
 from ctdenoise.app.pull import pull
 from ctdenoise.contract.hu import HU_MAX, HU_MIN
 from ctdenoise.contract.names import RESEARCH_LABEL
+from ctdenoise.dicomweb_io import client
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, AddressError, parse
 from ctdenoise.dicomweb_io.client import DicomwebError, Pacs
 from ctdenoise.simulator.dataset import simulate_dataset
@@ -312,6 +314,37 @@ def test_a_server_that_ignores_the_search_offset_does_not_page_for_ever():
         found = Pacs(parse(url)).series(["Modality"])
     assert [(entry.study, entry.series) for entry in found] == [("1.2.3", "1.2.3.4")]
     assert len(requests) == 2  # the first page, and the second that repeats it
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "trickling"])
+def test_a_server_that_never_finishes_an_answer_is_given_up_once_by_the_deadline(behaviour, monkeypatch):
+    """A silent server cost three 300 s read timeouts with no output (dicomweb-client retries
+    every exception), and one sending a byte at a time never timed out: each call now ends
+    by its deadline, and a timeout is not tried again."""
+    monkeypatch.setattr(client, "TIMEOUT_S", (5.0, 2.0))
+    monkeypatch.setattr(client, "CALL_DEADLINE_S", 4.0)
+    requests_seen: list[str] = []
+
+    def never_done(handler: http.server.BaseHTTPRequestHandler) -> None:
+        requests_seen.append(handler.path)
+        if behaviour == "silent":
+            time.sleep(6)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/dicom+json")
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(12):  # one byte every half second, for longer than the deadline
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.5)
+
+    with _answering(never_done) as url, pytest.raises(DicomwebError) as failed:
+        Pacs(parse(url)).series(["Modality"])
+    assert str(failed.value) == (
+        f"{parse(url).host}: no whole answer to 'search for series' in time (each read may wait 2 s, a call 4 s)"
+    )
+    assert len(requests_seen) == 1
 
 
 def test_a_search_answer_without_uids_is_one_line_naming_what_is_missing():

@@ -4,7 +4,8 @@ need, each failure turned into one line that names the host and never a credenti
 Credentials: CTDENOISE_DICOMWEB_USER and CTDENOISE_DICOMWEB_PASSWORD when set (HTTP basic),
 else whatever the user's netrc file (`~/.netrc`, or `$NETRC`) holds for the host, which
 requests reads by itself. Requests that the server answers with 408, 429, 503 or 504 are
-retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all).
+retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all); a timeout is not, and every
+call (a search, an instance read, a store batch) ends by CALL_DEADLINE_S (`session`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,8 +23,10 @@ from pydicom import Dataset
 
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, DicomwebAddress
 
-TIMEOUT_S = (10.0, 300.0)
-"""Seconds to connect, and to wait for each answer (a series of large slices takes a while)."""
+TIMEOUT_S = (10.0, 120.0)
+"""Seconds to connect, and to wait for each read of an answer."""
+CALL_DEADLINE_S = 300.0
+"""Seconds one call may take in all, its retries and the whole answer included."""
 RETRY_ATTEMPTS = 3
 _RETRY_WAIT_MS = 500
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
@@ -48,10 +52,11 @@ class Pacs:
     """The DICOMweb service of `address` (its study and series parts are ignored here)."""
 
     def __init__(self, address: DicomwebAddress):
-        import requests
         from dicomweb_client.api import DICOMwebClient
 
-        session = requests.Session()
+        from ctdenoise.dicomweb_io.session import DeadlineSession
+
+        session = self._session = DeadlineSession()
         user, password = os.environ.get(USER_VARIABLE, ""), os.environ.get(PASSWORD_VARIABLE, "")
         if bool(user) != bool(password):
             raise DicomwebError(f"{address.host}: set both {USER_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
@@ -126,6 +131,7 @@ class Pacs:
         import requests
         import retrying
 
+        self._session.deadline = time.monotonic() + CALL_DEADLINE_S
         try:
             yield
         except retrying.RetryError as exc:  # dicomweb-client gave up retrying a 408, 429, 503 or 504
@@ -135,13 +141,18 @@ class Pacs:
         except requests.exceptions.HTTPError as exc:
             raise DicomwebError(self._http_reason(what, exc.response)) from None
         except requests.exceptions.Timeout:
-            raise DicomwebError(f"{self.host}: no answer to '{what}' within {TIMEOUT_S[1]:g} s") from None
+            raise DicomwebError(
+                f"{self.host}: no whole answer to '{what}' in time (each read may wait {TIMEOUT_S[1]:g} s, "
+                f"a call {CALL_DEADLINE_S:g} s)"
+            ) from None
         except requests.exceptions.ConnectionError as exc:
             found = _ERRNO.search(str(exc))
             reason = found[1].strip() if found else type(exc).__name__
             raise DicomwebError(f"{self.host}: cannot reach the DICOMweb server ({reason})") from None
         except requests.exceptions.RequestException as exc:
             raise DicomwebError(f"{self.host}: {what} failed ({type(exc).__name__})") from None
+        finally:
+            self._session.deadline = None
 
     def _uid(self, ds: Dataset, keyword: str, what: str) -> str:
         """A UID the server's QIDO-RS answer must carry; a server that leaves it out is named."""
