@@ -5,6 +5,7 @@ here), output names the filesystem cannot stage, and SIGTERM mid-write (a real p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -164,3 +165,23 @@ def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert stderr.strip().splitlines()[-1] == "ctdenoise: terminated"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "slow"]  # no series, no hidden partial folder
+
+
+def test_a_batch_larger_than_memory_is_refused_before_denoising(tmp_path):
+    """`--batch` against the memory available: a model whose widest layer has 4096 channels
+    cannot take 100,000 slices of 64² at once, and says which batch would fit."""
+    import tf_keras as keras
+
+    from tests.saved_models import export_layer
+
+    wide = keras.Sequential([keras.layers.Conv2D(4096, 1), keras.layers.Conv2D(1, 1)])
+    model = export_layer(tmp_path / "wide", wide)
+    series = _series(tmp_path / "in", slices=2)
+    with pytest.raises(DenoiseError) as refused:
+        denoise_series(model, series, tmp_path / "out", batch_size=100_000, progress=None)
+    assert re.fullmatch(
+        r"--batch 100000: slices of 4,096 pixels through layers of 4096 channels need about [\d,.]+ GiB, "
+        r"more than the [\d,.]+ GiB available; use --batch \d+ or less",
+        str(refused.value),
+    )
+    assert not (tmp_path / "out").exists()

@@ -113,6 +113,7 @@ def denoise_series(
     say(f"denoise: {len(slices)} slices read from {input_dir}")
     model = load_model(str(model_dir))
     say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
+    _check_batch_memory(model, slices, batch_size)
     provenance = Provenance(model.name, model_version or _name(str(model_dir)), model.digest, research_label)
     series_uid = derived_uid(provenance, slices[0].source.header.get("SeriesInstanceUID", ""))
     try:
@@ -176,6 +177,8 @@ class LoadedModel:
     digest: str
     receptive_radius: int
     denoise: Callable[[np.ndarray], np.ndarray]
+    widest_layer: int = 1
+    """The most channels any of its convolutions has: what one pixel costs it at the most."""
 
     def __call__(self, hu: np.ndarray) -> np.ndarray:
         return self.denoise(hu)
@@ -224,7 +227,14 @@ def load_model(model_dir: str) -> LoadedModel:
     def whole(hu: np.ndarray) -> np.ndarray:
         return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
 
-    return LoadedModel(name_text, _digest(model_dir), radius, lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN))
+    widest = max((max(v.shape[-2:]) for v in serve.variables if len(v.shape) == 4), default=1)
+    return LoadedModel(
+        name_text,
+        _digest(model_dir),
+        radius,
+        lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN),
+        int(widest),
+    )
 
 
 def _digest(model_dir: str) -> str:
@@ -265,6 +275,36 @@ def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarr
 
 def _dims(shape: tuple[int, ...]) -> str:
     return " × ".join(str(side) for side in shape)
+
+
+def _check_batch_memory(model: LoadedModel, slices: list[_Slice], batch_size: int) -> None:
+    """Refuse, before any slice is denoised, a `batch_size` whose estimate does not fit the
+    memory available now: two float32 maps of the model's widest layer (its input and output)
+    for every pixel of a batch of the largest slices, or of tiles where slices are tiled."""
+    reach = TILE + 2 * (model.receptive_radius + TILE_MARGIN)
+    pixels = max(min(s.source.record.hu.shape[0], reach) * min(s.source.record.hu.shape[1], reach) for s in slices)
+    per_slice = pixels * model.widest_layer * 4 * 2
+    available = _available_memory()
+    if batch_size * per_slice > available:
+        fits = max(available // per_slice, 1)
+        raise DenoiseError(
+            f"--batch {batch_size}: slices of {pixels:,} pixels through layers of {model.widest_layer} channels "
+            f"need about {_gib(batch_size * per_slice)}, more than the {_gib(available)} available; "
+            f"use --batch {fits} or less"
+        )
+
+
+def _available_memory() -> int:
+    """Bytes the kernel says a process can still have without swapping (MemAvailable)."""
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB"
 
 
 def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: int, tile: int = TILE) -> np.ndarray:
