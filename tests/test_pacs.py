@@ -107,6 +107,9 @@ def test_addresses_parse_and_credentials_in_them_are_refused_without_echo():
     ):
         with pytest.raises(AddressError, match=reason):
             parse(bad)
+    with pytest.raises(AddressError) as long_uid:
+        parse("dicomweb+http://h/x/studies/" + "1" * 5000)
+    assert len(str(long_uid.value)) < 250 and "(5,000 characters)" in str(long_uid.value)
 
 
 def test_denoise_from_the_pacs_into_the_pacs_keeps_study_and_geometry(orthanc, credentials, identity_model, tmp_path):

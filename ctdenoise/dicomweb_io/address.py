@@ -44,6 +44,12 @@ class DicomwebAddress:
         return SCHEME_PREFIX + path
 
 
+def shown(location: str, limit: int = 120) -> str:
+    """`location` as an error line names it: whole when short, else its start and its length
+    (an address of 5000 characters made an error of 5000)."""
+    return location if len(location) <= limit else f"{location[:limit]}... ({len(location):,} characters)"
+
+
 def is_dicomweb(location: str) -> bool:
     return location.startswith(SCHEME_PREFIX)
 
@@ -52,12 +58,12 @@ def parse(location: str) -> DicomwebAddress:
     """The address in `location`, or AddressError saying what is wrong with it."""
     if not is_dicomweb(location):
         raise AddressError(
-            f"{location}: not a DICOMweb address (dicomweb+http://HOST:PORT/PATH[/studies/UID[/series/UID]])"
+            f"{shown(location)}: not a DICOMweb address (dicomweb+http://HOST:PORT/PATH[/studies/UID[/series/UID]])"
         )
     parts = urlsplit(location[len(SCHEME_PREFIX) :])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AddressError(
-            f"{location}: a DICOMweb address starts dicomweb+http:// or dicomweb+https:// and names a host"
+            f"{shown(location)}: a DICOMweb address starts dicomweb+http:// or dicomweb+https:// and names a host"
         )
     if parts.username is not None or parts.password is not None:
         raise AddressError(
@@ -65,7 +71,7 @@ def parse(location: str) -> DicomwebAddress:
             f"{USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host"
         )
     if parts.query or parts.fragment:
-        raise AddressError(f"{location}: a DICOMweb address has no query or fragment")
+        raise AddressError(f"{shown(location)}: a DICOMweb address has no query or fragment")
     segments = parts.path.rstrip("/").split("/")
     root, study, series = _split_resources(location, segments)
     return DicomwebAddress(f"{parts.scheme}://{parts.netloc}{'/'.join(root)}", study, series)
@@ -78,8 +84,10 @@ def _split_resources(location: str, segments: list[str]) -> tuple[list[str], str
     at = segments.index("studies")
     rest = segments[at + 1 :]
     if len(rest) not in (1, 3) or (len(rest) == 3 and rest[1] != "series"):
-        raise AddressError(f"{location}: expected .../studies/UID or .../studies/UID/series/UID at the end")
+        raise AddressError(f"{shown(location)}: expected .../studies/UID or .../studies/UID/series/UID at the end")
     for uid in rest[::2]:
         if not _UID.match(uid) or len(uid) > _UID_MAX:
-            raise AddressError(f"{location}: {uid[:70]} is not a DICOM UID (digits and dots, at most {_UID_MAX})")
+            raise AddressError(
+                f"{shown(location, 60)}: {shown(uid, 40)} is not a DICOM UID (digits and dots, at most {_UID_MAX})"
+            )
     return segments[:at], rest[0], rest[2] if len(rest) == 3 else ""
