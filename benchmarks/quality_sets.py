@@ -26,7 +26,9 @@ REAL_SLICES = (
     "CT_small.dcm",
 )
 """Clinical CT files of pydicom's test data (head, abdomen, head, brain, spine, spine); the
-lossy copies of 693 are left out. Each becomes one simulated patient of one slice."""
+lossy copies of 693 are left out. Each file becomes one simulated patient. The set holds six
+slices from five of them: `J2K_pixelrep_mismatch.dcm` is gantry-tilted (-22°), and the reader
+refuses a tilted slice as ingestion does; `eCT_Supplemental.dcm` has two frames."""
 
 
 @dataclass(frozen=True)
