@@ -76,7 +76,6 @@ def wrong_models(tmp_path_factory) -> dict[str, Path]:
         "nan": _save(root / "nan", lambda hu: hu * float("nan")),
         "half": _save(root / "half", lambda hu: hu[:, ::2, ::2]),
         "bright": _save(root / "bright", lambda hu: hu * 0.0 + 5000.0),
-        "flat": _save(root / "flat", lambda hu: hu * 0.0 - 1000.0),
         "undescribed": _save(root / "undescribed", lambda hu: hu, described=False),
         "backslash": _save(root / "backslash", lambda hu: hu, name="red\\cnn\x07"),
         "long name": _save(root / "long name", lambda hu: hu, name="x" * 55),
@@ -97,7 +96,6 @@ def _series(root: Path, slices: int, size: int = 64) -> Path:
         ("nan", r"the model returned 8192 NaN or infinite values in 8192"),
         ("half", r"the model returned shape 2 × 32 × 32 × 1 for input 2 × 64 × 64 × 1"),
         ("bright", r"the model returned HU from 5000 to 5000, outside the CT scale -1024\.\.3071"),
-        ("flat", r"the model returned one value \(-1000 HU\) over a whole slice of 2 of 2 in a batch; it erases"),
         (
             "undescribed",
             r"the model does not say which model it is or how far it reads \(no model_name or "

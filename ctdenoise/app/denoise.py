@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ctdenoise.app.display import labelled_panels
-from ctdenoise.contract.hu import BODY_HU, CT_CEILING_HU, CT_FLOOR_HU
+from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.contract.names import (
     INPUT_KEY,
     MODEL_METADATA_FILE,
@@ -56,10 +56,6 @@ from ctdenoise.storage.publish import staged, staging_name
 
 TILE = 512
 """Slices of more than TILE × TILE pixels are denoised in tiles of that size."""
-FLAT_HU = 1.0
-"""A slice (or tile) with tissue in it (above BODY_HU) whose output spans less than this is
-erased, not denoised: a constant model would publish a blank series. A tile of air alone may
-come out flat."""
 TILE_MARGIN = 8
 """Pixels of context added on each side of a tile beyond the model's receptive radius, which
 the model declares (`ctdenoise.contract.names.RECEPTIVE_RADIUS_VARIABLE`): with more context than the
@@ -273,12 +269,6 @@ def _checked_output(model_dir: str, hu: np.ndarray, out: np.ndarray) -> np.ndarr
         raise DenoiseError(
             f"{model_dir}: the model returned HU from {low:.6g} to {high:.6g}, outside the CT "
             f"scale {CT_FLOOR_HU}..{CT_CEILING_HU}; it does not return Hounsfield units"
-        )
-    flat = [i for i in range(len(out)) if np.ptp(out[i]) < FLAT_HU and (hu[i] > BODY_HU).any()]
-    if flat:
-        raise DenoiseError(
-            f"{model_dir}: the model returned one value ({out[flat[0]].flat[0]:.6g} HU) over a whole slice "
-            f"of {len(flat)} of {len(out)} in a batch; it erases the image, so it is broken or not a denoiser"
         )
     return out
 
