@@ -136,8 +136,9 @@ def _dose(entry: SeriesEntry, attribute: str, patterns: dict[str, re.Pattern]) -
 def _copy_series(pacs: Pacs, entry: SeriesEntry, target: Path, progress: Callable[[str], None]) -> tuple[int, int, str]:
     """Every instance of the series not yet in `target`, written whole or not at all (the
     hidden half-written files of a pull that was killed are removed first): (copied, already
-    there, ""). A derived series, such as ctdenoise's own output, is not training data: at
-    its first instance the copy stops, nothing of it is kept, and the third item says why."""
+    there, ""). A derived series, such as ctdenoise's own output, is not training data: the
+    copy stops at the first derived instance it reads, the folder goes again if this call
+    made it and it is still empty, and the third item says why."""
     from ctdenoise.dicomio.derived import derived_reason
 
     new_folder = not target.exists()

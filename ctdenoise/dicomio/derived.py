@@ -100,13 +100,13 @@ def derived_reason(ds: Dataset) -> str:
 
 
 MAX_NAME_CHARS = 54
-"""The longest model name or version that fits, with the words around it, in a DICOM LO value
-(ManufacturerModelName "<name> generator", SoftwareVersions "model <version>": 64 characters)."""
+"""The longest model name that fits, with the word after it, in a DICOM LO value
+(ManufacturerModelName "<name> generator": 64 characters)."""
 
 
 def text_problem(text: str) -> str | None:
-    """Why `text` (a model's name or version) cannot be written into the derived series' text
-    elements, or None: LO values hold at most 64 characters, no backslash (it separates
+    """Why `text` (a model's name) cannot be written into the derived series' text elements,
+    or None: LO values hold at most 64 characters, no backslash (it separates
     values) and no control characters."""
     if not text:
         return "an empty name"
