@@ -4,8 +4,9 @@ need, each failure turned into one line that names the host and never a credenti
 Credentials: CTDENOISE_DICOMWEB_USER and CTDENOISE_DICOMWEB_PASSWORD when set (HTTP basic),
 else whatever the user's netrc file (`~/.netrc`, or `$NETRC`) holds for the host, which
 requests reads by itself. Requests that the server answers with 408, 429, 503 or 504 are
-retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all); a timeout is not, and every
-call (a search, an instance read, a store batch) ends by CALL_DEADLINE_S (`session`).
+retried (dicomweb-client's back-off, RETRY_ATTEMPTS tries in all); a timeout is not, and no
+request of a call (a search, an instance read, a store batch) starts after CALL_DEADLINE_S
+(`session`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE, Dico
 TIMEOUT_S = (10.0, 120.0)
 """Seconds to connect, and to wait for each read of an answer."""
 CALL_DEADLINE_S = 300.0
-"""Seconds one call may take in all, its retries and the whole answer included."""
+"""Seconds after which no request of one call starts, and its answer's reading stops between chunks."""
 RETRY_ATTEMPTS = 3
 _RETRY_WAIT_MS = 500
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")

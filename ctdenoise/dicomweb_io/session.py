@@ -1,10 +1,10 @@
-"""The HTTP session under every DICOMweb call: each call ends by a deadline, its body
-included, and a timeout is not tried again.
+"""The HTTP session under every DICOMweb call: no request of a call starts after its
+deadline, and a timeout is not tried again.
 
 dicomweb-client retries every exception its requests raise (its retry library's default), so a
-silent server cost three full read timeouts with no output, and a server trickling one byte
-every few seconds never timed out at all: requests' read timeout bounds each socket read, not
-the answer.
+silent server cost three full read timeouts with no output. The body is read in chunks with
+the clock checked between them; a chunk still waits until it is full or the server closes, so
+a server that trickles a byte every few seconds, below the read timeout, is not bounded yet.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ _CHUNK = 1 << 16
 
 
 class DeadlineSession(requests.Session):
-    """A session whose requests, while `deadline` (a `time.monotonic()` value) is set, end by it:
-    no request starts after it, the socket timeouts shrink to what is left, and the body is
+    """A session whose requests, while `deadline` (a `time.monotonic()` value) is set, keep to
+    it: no request starts after it, the socket timeouts shrink to what is left, and the body is
     read in chunks with the clock checked between them. A timeout moves the deadline to now,
     so that the retries that follow fail at once instead of waiting again."""
 
