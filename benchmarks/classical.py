@@ -101,8 +101,8 @@ def export_untrained(preset_name: str, export_dir: Path) -> Path:
     """A freshly initialised generator of a preset's architecture, exported as the Trainer
     exports: enough for speed (which does not depend on the weights)."""
     from ctdenoise.trainer_module.export import Description, export_generator
-    from ctdenoise.trainer_module.hparams import preset, to_dict
-    from ctdenoise.trainer_module.models import build
+    from ctdenoise.trainer_module.hparams import to_dict
+    from ctdenoise.trainer_module.models import build, preset
 
     model = build(preset(preset_name))
     export_generator(

@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks import common, datasets, quality, quality_sets
 from ctdenoise.contract.hu import BODY_HU, FOREGROUND_HU
-from ctdenoise.trainer_module.hparams import GAME_SWITCHES
+from ctdenoise.trainer_module.models.cycle_identity.params import GAME_SWITCHES
 
 JOINT_FOREGROUND = "joint batch + foreground patches 0.75"
 CHOSEN = "joint batch + soft-tissue window + foreground patches 0.75 (cpu-demo)"
@@ -147,6 +147,7 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     bench = common.Benchmark(args, "game", "The adversarial game: discriminator accuracy and what the switches change")
     from ctdenoise.trainer_module import hparams as hparams_lib
+    from ctdenoise.trainer_module.models import configure
 
     train_set = datasets.simulated(
         args.data, patients=sizes["train"][0], slices=sizes["train"][1], size=sizes["size"], seed=SEEDS["train"]
@@ -161,7 +162,7 @@ def main() -> None:
         )
     )
     train_images = quality_sets.images(train_set)
-    d_hp = hparams_lib.resolve(sizes["preset"], [f"batch={sizes['d_batch']}"])
+    d_hp = configure(sizes["preset"], [f"batch={sizes['d_batch']}"])
     scratch = args.out / "scratch" / "game"
     shutil.rmtree(scratch, ignore_errors=True)
     variants: dict[str, dict] = {}
@@ -222,7 +223,8 @@ def main() -> None:
             "body_rmse_ndct_vs_ldct: the generator's in-body RMSE against the NDCT over the LDCT's (below 1 is "
             "better); psnr_truth: whole-slice PSNR against the noise-free truth (LDCT as is: "
             f"{ldct_scores['psnr_truth']:.2f} dB).",
-            f"Each GAN variant is a fresh {hparams_lib.preset(sizes['preset']).total_steps}-step run of the Trainer's "
+            f"Each GAN variant is a fresh {hparams_lib.schedule(sizes['preset']).total_steps}-step run of the "
+            "Trainer's "
             "run_fn on the same data; GAN training "
             "is not bit-reproducible across machines, so expect run-to-run spread.",
         ],

@@ -62,10 +62,11 @@ def paper_step_flops() -> float:
     """
     import tensorflow as tf
 
-    from ctdenoise.trainer_module.hparams import preset
+    from ctdenoise.trainer_module.models import preset
     from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
+    from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 
-    hp = preset("paper")
+    hp = preset("paper", CycleIdentityParams)
     x = tf.TensorSpec([1, hp.patch, hp.patch, 1], tf.float32)
     per_patch = sum(6 * _forward_flops(model, x) for model in (build_generator(hp, "G"), build_discriminator(hp, "D")))
     return 3.0 * per_patch * hp.batch

@@ -24,7 +24,7 @@ from benchmarks import common, game, quality
 PRESET = "cpu-demo"
 PAPER_RED_CNN = ["red_channels=96", "red_kernel=5"]
 PAPER_WGAN_VGG = ["wgan_channels=32", "critic_channels=64", "critic_dense=1024"]
-"""The paper sizes, which the CPU presets shrink (hparams.CPU_MODEL_SIZES)."""
+"""The paper sizes, which the CPU presets shrink (each model's params.CPU_SIZES)."""
 PLAN = {
     "cycle_identity": [],
     "cyclegan": ["model=cyclegan"],
@@ -65,10 +65,9 @@ def run(
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    from ctdenoise.trainer_module.hparams import resolve
-    from ctdenoise.trainer_module.models import build
+    from ctdenoise.trainer_module.models import build, configure
 
-    hp = resolve(preset_name, overrides)
+    hp = configure(preset_name, overrides)
     shape = [hp.batch, hp.patch, hp.patch, 1]
     a, b = (tf.random.stateless_uniform(shape, [seed, 0], -1.0, 1.0) for seed in (1, 2))
     model = build(hp)

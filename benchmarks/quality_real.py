@@ -47,7 +47,7 @@ HEADLINE_SEEDS = (0, 1, 2)
 PAIRED = {"red_cnn": quality.PAIRED, "hybrid": quality.HYBRID + quality.NO_TANH}
 UNPAIRED = {"cycle_identity": [], "cyclegan": ["model=cyclegan"]}
 """Row → overrides of the budget preset: each model of the family at its preset size
-(hparams.CPU_MODEL_SIZES), hybrid the cycle-identity CycleGAN plus the supervised term."""
+(each model's params.CPU_SIZES), hybrid the cycle-identity CycleGAN plus the supervised term."""
 ROWS = {**PAIRED, **UNPAIRED}
 """Every row `--models` may name, paired first."""
 PSD_TUNING = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]
@@ -125,7 +125,7 @@ def main() -> None:
             "size_px": SIZE,
             "dose": datasets.DOSE,
             "preset": preset,
-            "steps": hparams.preset(preset).total_steps,
+            "steps": hparams.schedule(preset).total_steps,
             "seeds": list(seeds),
             "qa_scans": len(qa.ldct),
             "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",

@@ -256,7 +256,7 @@ def _model_choice(results: list[dict]) -> list[str]:
     costs = [by_name[name] for name in ("model_cost", "model_cost_avx2") if name in by_name]
     if not costs:
         return []
-    steps = hparams.preset(costs[0]["params"]["preset"]).total_steps
+    steps = hparams.schedule(costs[0]["params"]["preset"]).total_steps
     quality = by_name.get("quality_real", {}).get("variants", {})
     bm3d = next((v for name, v in quality.items() if name.startswith("BM3D with noise spectrum")), None)
     head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]

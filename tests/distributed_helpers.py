@@ -67,12 +67,13 @@ def start(out_json: str, step: str) -> None:
     import tensorflow as tf
 
     from ctdenoise.trainer_module import loop
-    from ctdenoise.trainer_module.hparams import preset
+    from ctdenoise.trainer_module.models import preset
     from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
     from ctdenoise.trainer_module.strategy import make_strategy
 
     strategy = make_strategy()
-    gan = CycleIdentityGAN(preset("tiny"), strategy)
+    gan = CycleIdentityGAN(preset("tiny", CycleIdentityParams), strategy)
     said = []
     for at in (0, int(step)):
         gan.step.assign(at)
@@ -96,13 +97,15 @@ def mirrored(out_json: str, examples: str, work_dir: str) -> None:
 
     from ctdenoise.contract.names import split_dir
     from ctdenoise.trainer_module.data import paired_eval_slices
-    from ctdenoise.trainer_module.hparams import preset, with_overrides
     from ctdenoise.trainer_module.loop import fit
+    from ctdenoise.trainer_module.models import preset, with_overrides
     from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
     from ctdenoise.trainer_module.run import training_batches
 
     hp = with_overrides(
-        preset("tiny"), ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3", "summary_every=3", "log_every=3"]
+        preset("tiny", CycleIdentityParams),
+        ["steps_per_epoch=6", "pool_size=50", "checkpoint_every=3", "summary_every=3", "log_every=3"],
     )
     try:
         CycleIdentityGAN(with_overrides(hp, ["batch=3"]), strategy)

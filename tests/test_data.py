@@ -205,10 +205,11 @@ def test_augmented_pairs_stay_co_located(body_tfrecord):
 
 
 def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
-    from ctdenoise.trainer_module.hparams import HParams, resolve
+    from ctdenoise.trainer_module.hparams import HParams
+    from ctdenoise.trainer_module.models import configure
     from ctdenoise.trainer_module.run import training_batches
 
-    assert HParams().augment and all(resolve(name).augment for name in ("cpu-demo", "cpu-30min", "tiny"))
+    assert HParams().augment and all(configure(name).augment for name in ("cpu-demo", "cpu-30min", "tiny"))
     settings: dict[str, Any] = {"patch": 24, "batch": 64, "seed": 1, "foreground_patches": 1.0}
     on = next(iter(training_batches([body_tfrecord], HParams(**settings))))[0].numpy()
     off = next(iter(training_batches([body_tfrecord], HParams(**settings, augment=False))))[0].numpy()

@@ -157,10 +157,10 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     run_fn with fn_args as TFX builds them, on the `tiny` preset with one model run folder.
     The pools hold more than the 10 steps' fakes, so their fill count shows the per-replica
     batch: the global batch of 2 split over 2 replicas is 1 patch per replica and step."""
-    from ctdenoise.trainer_module.hparams import resolve
+    from ctdenoise.trainer_module.models import configure
 
     overrides = ["pool_size=50"]
-    hp = resolve("tiny", overrides)
+    hp = configure("tiny", overrides)
     model_run = tmp_path / "model_run"
     run_chief_and_worker(
         tmp_path,
@@ -208,9 +208,9 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     # The chief's multi-worker checkpoint restores completely on one device.
     import tensorflow as tf
 
-    from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+    from ctdenoise.trainer_module.models import build
 
-    restored = CycleIdentityGAN(hp)
+    restored = build(hp)
     restored.checkpoint().restore(tf.train.latest_checkpoint(str(model_run / "checkpoints"))).assert_consumed()
     assert restored.completed_steps == hp.total_steps
     assert int(restored.pool_A.count.numpy()) == hp.total_steps * per_replica_batch

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ctdenoise.trainer_module.hparams import MAX_SEED, preset, with_overrides
-from ctdenoise.trainer_module.models import check_memory
+from ctdenoise.trainer_module.hparams import MAX_SEED
+from ctdenoise.trainer_module.models import check_memory, preset, with_overrides
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 from ctdenoise.trainer_module.models.cycle_identity.size import discriminator_weights, generator_weights
 from tests.pipeline_helpers import ctdenoise
 
@@ -22,7 +23,7 @@ def test_a_seed_outside_numpys_range_is_refused(seed):
 def test_the_weight_counts_are_those_of_the_built_networks(name):
     from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 
-    hp = with_overrides(preset(name), ["patch=120"])
+    hp = with_overrides(preset(name, CycleIdentityParams), ["patch=120"])
     assert generator_weights(hp) == build_generator(hp, "G").count_params()
     assert discriminator_weights(hp) == build_discriminator(hp, "D").count_params()
 
@@ -31,8 +32,8 @@ def test_a_configuration_larger_than_memory_is_refused_with_the_estimate():
     hp = with_overrides(preset("cpu-demo"), ["ngf=100000"])
     with pytest.raises(
         ValueError,
-        match=r"^model cycle_identity: ngf=100000, nglf=8, ndf=16, pool_size=50, batch=4, "
-        r"patch=56: training needs at least 67,336\.2 GiB of memory \(networks "
+        match=r"^model cycle_identity: ngf=100000, nglf=8, ndf=16, pool_size=50, patch=56, "
+        r"batch=4: training needs at least 67,336\.2 GiB of memory \(networks "
         r"with Adam state 67,055\.8 GiB, activations 280\.4 GiB\), more than "
         r"this machine's 8\.0 GiB$",
     ):
@@ -46,7 +47,7 @@ def test_a_configuration_larger_than_memory_is_refused_with_the_estimate():
         (["seed=-1"], "seed must be in [0, 4294967295] (NumPy's seed range), got -1"),
         (
             ["ngf=100000"],
-            "model cycle_identity: ngf=100000, nglf=8, ndf=16, pool_size=50, batch=4, patch=56: training "
+            "model cycle_identity: ngf=100000, nglf=8, ndf=16, pool_size=50, patch=56, batch=4: training "
             "needs at least ",
         ),
         (

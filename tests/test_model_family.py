@@ -8,8 +8,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pydicom
@@ -19,9 +21,9 @@ import tf_keras as keras
 
 from ctdenoise.simulator.dataset import simulate_dataset
 from ctdenoise.trainer_module import hparams
-from ctdenoise.trainer_module.hparams import SHARED_HPARAMS, preset, with_overrides
-from ctdenoise.trainer_module.models import MODELS, build, configure
+from ctdenoise.trainer_module.models import MODELS, build, configure, preset
 from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn
+from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_validators import assert_derived_series_valid
 from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest
@@ -40,7 +42,7 @@ def _step_variables(model) -> list[tf.Variable]:
 
 
 def test_a_red_cnn_step_trains_its_one_network_and_builds_nothing_else():
-    model = build(with_overrides(preset("tiny"), ["model=red_cnn"]))
+    model = build(configure("tiny", ["model=red_cnn"]))
     network = model.generator.trainable_variables
     assert {id(v) for v in _step_variables(model)} == {id(v) for v in network}
     assert {id(v) for v in model.trainable_variables} == {id(v) for v in network}  # no D, no second generator
@@ -63,13 +65,13 @@ def test_the_cycle_identity_step_trains_all_four_networks_and_cyclegan_skips_the
         + full.D_B.trainable_variables
     )
     assert {id(v) for v in _step_variables(full)} == {id(v) for v in four}
-    plain = build(with_overrides(preset("tiny"), ["model=cyclegan"]))
+    plain = build(configure("tiny", ["model=cyclegan"]))
     losses = plain.train_step(*_patches(plain.hp, 1))
     assert "identity" not in losses and {"cycle", "g_adv_ab", "g_adv_ba", "d_a", "d_b"} <= set(losses)
 
 
 def test_the_paper_size_red_cnn_has_the_papers_layers_and_about_1_85_million_weights():
-    hp = hparams.HParams(model="red_cnn")
+    hp = preset("paper", RedCNNParams)
     network = build_red_cnn(hp)
     assert network.count_params() == 1_848_865
     image = tf.zeros([1, 64, 48, 1])
@@ -78,10 +80,22 @@ def test_the_paper_size_red_cnn_has_the_papers_layers_and_about_1_85_million_wei
     assert len(convs) == 10 and {layer.kernel_size for layer in convs} == {(5, 5)}
 
 
-def test_every_hyperparameter_is_read_by_some_model():
-    fields = set(hparams.to_dict(hparams.HParams()))
-    used = SHARED_HPARAMS.union(*(model.HPARAMS for model in MODELS.values()))
-    assert used == fields
+def test_the_registry_refuses_a_declaration_it_cannot_use():
+    from ctdenoise.trainer_module.models import _check_declaration
+    from ctdenoise.trainer_module.models.red_cnn.model import RedCNN
+
+    @dataclasses.dataclass(frozen=True)
+    class Misnamed(RedCNNParams):
+        PRESETS: ClassVar = {"cpu-dmeo": {"red_channels": 8}}
+
+    class Renamed(RedCNN):
+        NAME = "renamed"
+
+    with pytest.raises(ImportError, match=r"model 'renamed': its Params' model default is 'red_cnn'"):
+        _check_declaration(Renamed)
+    Renamed.NAME, Renamed.PARAMS = "red_cnn", Misnamed
+    with pytest.raises(ImportError, match=r"presets \['cpu-dmeo'\] are not among"):
+        _check_declaration(Renamed)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +117,7 @@ def vgg_weights(tmp_path_factory) -> Path:
 
 
 def test_wgan_vgg_trains_its_generator_and_critic_on_the_given_vgg_file(vgg_weights):
-    model = build(with_overrides(preset("tiny"), ["model=wgan_vgg", f"vgg_weights={vgg_weights}"]))
+    model = build(configure("tiny", ["model=wgan_vgg", f"vgg_weights={vgg_weights}"]))
     trained = model.G.trainable_variables + model.D.trainable_variables
     before = [v.numpy() for v in trained]
     vgg_before = [v.numpy() for v in model.vgg.variables]

@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import preset
+from ctdenoise.trainer_module.models import preset
 from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 from ctdenoise.trainer_module.models.layers import LeakyReLU
 from tests.limits import HANG_S
 
@@ -25,7 +26,7 @@ def trainable_parameters(model: keras.Model) -> int:
 
 @pytest.fixture(scope="module")
 def paper_models():
-    hp = preset("paper")
+    hp = preset("paper", CycleIdentityParams)
     return build_generator(hp, "G"), build_discriminator(hp, "D")
 
 
@@ -50,7 +51,7 @@ def test_batch_norm_uses_the_original_momentum_and_epsilon(paper_models):
 
 
 def test_generator_keeps_any_slice_size_and_stays_in_range():
-    generator = build_generator(preset("tiny"), "G")
+    generator = build_generator(preset("tiny", CycleIdentityParams), "G")
     image = tf.random.uniform([2, 64, 48, 1], -1.0, 1.0, seed=1)
     output = generator(image, training=False)
     assert output.shape == (2, 64, 48, 1)
@@ -62,11 +63,13 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     """tanh(-1 + small correction) is about -0.76 (-640 HU): an untrained generator turns air
     grey with tanh and keeps it without; either way the SavedModel's HU stay in the window."""
     from ctdenoise.trainer_module.export import Denoiser, Description
-    from ctdenoise.trainer_module.hparams import with_overrides
+    from ctdenoise.trainer_module.models import with_overrides
 
     air = tf.fill([1, 32, 32, 1], -1.0)
     for tanh_output, expected in ((True, np.tanh(-1.0)), (False, -1.0)):
-        generator = build_generator(with_overrides(preset("tiny"), [f"tanh_output={tanh_output}"]), "G")
+        generator = build_generator(
+            with_overrides(preset("tiny", CycleIdentityParams), [f"tanh_output={tanh_output}"]), "G"
+        )
         assert abs(float(tf.reduce_mean(generator(air, training=False))) - expected) < 0.05
     final_conv = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     final_conv.bias.assign([-0.5])  # a correction that pushes air below the window
@@ -100,7 +103,7 @@ def test_discriminator_gradient_leaves_the_grappler_remapper_nothing_to_reject()
     C++ errors are shown only in a process started with them on, hence the subprocess."""
     code = textwrap.dedent("""
         import ctdenoise.tensorflow_env, tensorflow as tf
-        from ctdenoise.trainer_module.hparams import preset
+        from ctdenoise.trainer_module.models import preset
         from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator
         hp = preset("tiny")
         discriminator = build_discriminator(hp, "D")

@@ -26,7 +26,8 @@ from ctdenoise.simulator.dicom_writer import write_ct_slice
 from ctdenoise.storage import lock, publish
 from ctdenoise.storage.files import list_tree
 from ctdenoise.trainer_module.export import export_generator
-from ctdenoise.trainer_module.hparams import preset, with_overrides
+from ctdenoise.trainer_module.hparams import to_dict
+from ctdenoise.trainer_module.models import preset, with_overrides
 from tests import dicom_factory as f
 from tests.holder import held
 from tests.limits import HANG_S
@@ -45,7 +46,7 @@ def model(tmp_path_factory) -> Path:
     hp = preset("tiny")
     model = build(hp)
     export_generator(
-        model.generator, Description.of(model), str(folder), {"hparams": {"ngf": hp.ngf}, "train": {"steps": 0}}
+        model.generator, Description.of(model), str(folder), {"hparams": to_dict(hp), "train": {"steps": 0}}
     )
     return folder
 
@@ -374,7 +375,7 @@ def test_a_second_holder_of_a_run_root_is_refused_in_one_line(tmp_path):
         ("lr=nan", "lr must be a finite number > 0"),
         ("epochs=100000000000000000000", "more than 1000000000 steps"),
         ("patch=16", "patch must be >= 24"),
-        ("beta1=1", r"beta1 must be in \[0, 1\)"),
+        ("beta1=1", r"beta1 must be a finite number in \[0, 1\)"),
     ],
 )
 def test_bad_hyperparameters_fail_before_anything_runs(tmp_path, override, message):

@@ -21,16 +21,19 @@ import tf_keras as keras
 from ctdenoise.contract.hu import unit_from_hu
 from ctdenoise.trainer_module import hparams
 from ctdenoise.trainer_module.export import reestimate_batch_norm
-from ctdenoise.trainer_module.hparams import HParams, preset, with_overrides
+from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.loop import NonFiniteLossError, fit
+from ctdenoise.trainer_module.models import MODELS, configure, from_dict, preset, with_overrides
 from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
+from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 from ctdenoise.trainer_module.schedule import LinearDecay
 from ctdenoise.trainer_module.strategy import make_strategy
 from tests.limits import HANG_S
 
 STEPS = 30
 HP = with_overrides(
-    preset("tiny"),
+    preset("tiny", CycleIdentityParams),
     [
         f"steps_per_epoch={STEPS}",
         "checkpoint_every=10",
@@ -255,7 +258,7 @@ def test_non_finite_loss_stops_before_anything_is_saved(tmp_path):
 
 
 def test_mixed_precision_keeps_outputs_float32_and_scales_losses():
-    gan = CycleIdentityGAN(with_overrides(preset("tiny"), ["mixed_precision=on"]))
+    gan = CycleIdentityGAN(with_overrides(preset("tiny", CycleIdentityParams), ["mixed_precision=on"]))
     assert gan.G.layers[2].compute_dtype == "float16"
     assert gan.G.output.dtype == tf.float32 and gan.D_A.output.dtype == tf.float32
     assert isinstance(gan.generator_optimizer, keras.mixed_precision.LossScaleOptimizer)
@@ -296,7 +299,7 @@ def test_learning_rate_constant_or_linear_decay_to_zero():
 
 
 def test_paper_preset_is_the_spec_configuration():
-    hp = preset("paper")
+    hp = preset("paper", CycleIdentityParams)
     assert (hp.ngf, hp.nglf, hp.ndf, hp.patch, hp.batch) == (128, 15, 64, 56, 10)
     assert (hp.cycle_lambda, hp.identity_gamma, hp.pool_size, hp.use_pool) == (10, 5, 50, True)
     assert (hp.lr, hp.beta1, hp.beta2, hp.decay_start_epoch) == (2e-4, 0.5, 0.999, None)
@@ -304,7 +307,7 @@ def test_paper_preset_is_the_spec_configuration():
 
 
 def test_the_30_minute_preset_is_cpu_demo_trained_longer():
-    demo, long = preset("cpu-demo"), preset("cpu-30min")
+    demo, long = preset("cpu-demo", CycleIdentityParams), preset("cpu-30min", CycleIdentityParams)
     assert (long.ngf, long.nglf, long.ndf, long.patch, long.batch) == (
         demo.ngf,
         demo.nglf,
@@ -315,11 +318,15 @@ def test_the_30_minute_preset_is_cpu_demo_trained_longer():
     assert long.total_steps == 3800 and long.decay_start_step == 1800
     switches = ("d_joint_batch", "d_window", "foreground_patches", "foreground_hu", "paired", "d_lr_scale")
     assert [getattr(long, name) for name in switches] == [getattr(demo, name) for name in switches]
-    assert not long.paired and preset("paper").foreground_patches == 0  # unpaired; the paper draws anywhere
+    assert (
+        not long.paired and preset("paper", CycleIdentityParams).foreground_patches == 0
+    )  # unpaired; the paper draws anywhere
 
 
 def test_overrides_parse_by_field_type():
-    hp = with_overrides(preset("paper"), ["ngf=32", "lr=1e-3", "use_pool=false", "decay_start_epoch=100"])
+    hp = with_overrides(
+        preset("paper", CycleIdentityParams), ["ngf=32", "lr=1e-3", "use_pool=false", "decay_start_epoch=100"]
+    )
     assert (hp.ngf, hp.lr, hp.use_pool, hp.decay_start_epoch) == (32, 1e-3, False, 100)
     assert hp.decay_start_step == 100 * hp.steps_per_epoch
     assert with_overrides(hp, ["decay_start_epoch=none"]).decay_start_epoch is None
@@ -328,11 +335,13 @@ def test_overrides_parse_by_field_type():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("nfg=3", "unknown hyperparameter 'nfg'; known: model, ngf"),
+        ("nfg=3", "unknown hyperparameter 'nfg'; known: model, patch, batch"),
         ("ngf=many", "bad value for hyperparameter 'ngf'"),
         ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
         ("mixed_precision=fp8", "mixed_precision must be one of"),
-        ("foreground_hu=-1000", r"foreground_hu must be inside the model's window \(-1000, 2000\) HU"),
+        ("foreground_hu=-1000", r"^foreground_hu must be a finite number in \(-1000, 2000\), got -1000.0$"),
+        ("beta2=1", r"^beta2 must be a finite number in \[0, 1\), got 1.0$"),
+        ("epochs=0", r"^epochs must be >= 1, got 0$"),
         ("ngf", "not of the form key=value"),
     ],
 )
@@ -345,10 +354,21 @@ def test_dict_round_trip_is_json_serialisable():
     import json
 
     for name in hparams.PRESETS:
-        hp = preset(name)
-        assert hparams.from_dict(json.loads(json.dumps(hparams.to_dict(hp)))) == hp
-    with pytest.raises(ValueError, match="unknown hyperparameter"):
-        hparams.from_dict({"ngf": 4, "bogus": 1})
+        for model in MODELS:
+            hp = preset(name, model)
+            assert from_dict(json.loads(json.dumps(hparams.to_dict(hp)))) == hp
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['bogus'\] for model 'cycle_identity'"):
+        from_dict({"ngf": 4, "bogus": 1})
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['ngf'\] for model 'red_cnn'"):
+        from_dict({"model": "red_cnn", "ngf": 4})
+
+
+def test_a_model_override_chooses_the_model_and_its_sizes_in_the_preset():
+    red = configure("cpu-demo", ["batch=6", "model=red_cnn"])
+    assert isinstance(red, RedCNNParams) and (red.batch, red.red_channels, red.epochs) == (6, 64, 14)
+    assert configure("paper", ["model=red_cnn"]) == preset("paper", "red_cnn") == preset("paper", RedCNNParams)
+    with pytest.raises(ValueError, match="model=red_cnn changes the model of 'cycle_identity' hyperparameters"):
+        with_overrides(preset("tiny"), ["model=red_cnn"])
 
 
 DETERMINISM_RUN = """
@@ -356,8 +376,9 @@ import hashlib, sys
 import numpy as np
 import ctdenoise.tensorflow_env
 from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
-from ctdenoise.trainer_module.hparams import resolve
-hp = resolve("cpu-demo", ["deterministic=true", "seed=3"])
+from ctdenoise.trainer_module.models import preset, with_overrides
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
+hp = with_overrides(preset("cpu-demo", CycleIdentityParams), ["deterministic=true", "seed=3"])
 rng = np.random.default_rng(0)
 gan = CycleIdentityGAN(hp)
 for _ in range(6):

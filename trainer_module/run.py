@@ -40,7 +40,7 @@ from ctdenoise.trainer_module.data import (
 from ctdenoise.trainer_module.export import Description, export_generator, reestimate_batch_norm
 from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.loop import fit
-from ctdenoise.trainer_module.models import build, uses_pairs
+from ctdenoise.trainer_module.models import build, from_dict, uses_pairs
 from ctdenoise.trainer_module.models.base import DenoisingModel
 from ctdenoise.trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
 from ctdenoise.trainer_module.strategy import Worker, make_strategy, this_worker
@@ -73,7 +73,7 @@ def fn_args(
 def run_fn(fn_args) -> DenoisingModel:
     """TFX Trainer entry point (GenericExecutor), and every worker's in a multi-worker job.
     Returns the trained model (TFX ignores it; tests read it)."""
-    hp = hparams_lib.from_dict(fn_args.custom_config[HPARAMS_KEY])
+    hp = from_dict(fn_args.custom_config[HPARAMS_KEY])
     if fn_args.train_steps != hp.total_steps:
         raise ValueError(
             f"TrainArgs.num_steps {fn_args.train_steps} differs from the hyperparameters' "

@@ -9,7 +9,7 @@ all and a killed run resumes at the same step with the same optimizer moments.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import tensorflow as tf
 import tf_keras as keras
@@ -18,6 +18,9 @@ from ctdenoise.trainer_module.determinism import without_memory_optimizer
 from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.schedule import LinearDecay
 from ctdenoise.trainer_module.strategy import dtype_policy, uses_mixed_precision
+
+P = TypeVar("P", bound=HParams)
+"""A model's hyperparameters: its `Params` dataclass."""
 
 BYTES_PER_WEIGHT = 16
 """Memory per trainable float32 weight during training: the weight, its gradient and Adam's two moments."""
@@ -31,18 +34,18 @@ def infer(generator: keras.Model, normalised: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(output, -1.0, 1.0)
 
 
-class DenoisingModel(tf.Module):
-    """A trainable LDCT → NDCT denoiser: build it from `HParams`, call `train_step(a, b)` on
-    batches of LDCT patches `a` and NDCT patches `b`, save `checkpoint()`, export `generator`.
+class DenoisingModel(tf.Module, Generic[P]):
+    """A trainable LDCT → NDCT denoiser: build it from its hyperparameters, call `train_step(a, b)`
+    on batches of LDCT patches `a` and NDCT patches `b`, save `checkpoint()`, export `generator`.
 
-    A subclass names itself (`NAME`, the value of `hp.model`), declares the hyperparameters it
-    reads beyond the shared base (`HPARAMS`), whether it needs co-located patch pairs
-    (`PAIRED`; None: `hp.paired` decides), the generator's receptive radius, the loss terms
-    the progress line shows, and builds its networks and per-replica step.
+    A subclass names itself (`NAME`, the value of `hp.model`), names its hyperparameters' dataclass
+    (`PARAMS`, extending the shared `HParams` with what only it reads), whether it needs co-located
+    patch pairs (`PAIRED`; None: `hp.paired` decides), the generator's receptive radius, the loss
+    terms the progress line shows, and builds its networks and per-replica step.
     """
 
     NAME: ClassVar[str]
-    HPARAMS: ClassVar[frozenset[str]]
+    PARAMS: ClassVar[type[HParams]]
     PAIRED: ClassVar[bool | None]
     PROGRESS_TERMS: ClassVar[tuple[str, ...]]
     """Loss terms the progress line shows, in order."""
@@ -54,7 +57,7 @@ class DenoisingModel(tf.Module):
     can run side by side, as the GANs' two generators and discriminators do (BENCHMARKS.md,
     roofline)."""
 
-    def __init__(self, hp: HParams, strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, hp: P, strategy: tf.distribute.Strategy | None = None):
         super().__init__(name=self.NAME)
         self.hp = hp
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -78,7 +81,7 @@ class DenoisingModel(tf.Module):
 
     # What a subclass provides.
 
-    def build_state(self, hp: HParams) -> None:
+    def build_state(self, hp: P) -> None:
         """Build the networks and optimizers (inside the strategy's scope and dtype policy)."""
         raise NotImplementedError
 
@@ -103,12 +106,12 @@ class DenoisingModel(tf.Module):
         raise NotImplementedError
 
     @classmethod
-    def preflight(cls, hp: HParams) -> None:
+    def preflight(cls, hp: P) -> None:
         """Refuse in one line what would stop training only once the Trainer builds the model,
         such as a file the model needs (ValueError); nothing by default."""
 
     @classmethod
-    def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
+    def weights_and_activations(cls, hp: P) -> tuple[int, int]:
         """Lower bounds of training memory in bytes: trainable weights with their gradients and
         Adam state, and the activations backpropagation must keep (`check_memory`)."""
         raise NotImplementedError

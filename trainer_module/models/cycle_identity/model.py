@@ -20,7 +20,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ctdenoise.trainer_module.data import soft_tissue_window
-from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.image_pool import ImagePool
 from ctdenoise.trainer_module.losses import (
     cycle_loss,
@@ -37,40 +36,23 @@ from ctdenoise.trainer_module.models.cycle_identity.networks import (
     build_discriminator,
     build_generator,
 )
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams, CycleParams
 from ctdenoise.trainer_module.schedule import LinearDecay
 
-CYCLE_HPARAMS = frozenset(
-    {
-        "ngf",
-        "nglf",
-        "ndf",
-        "tanh_output",
-        "paired",
-        "cycle_lambda",
-        "adversarial_weight",
-        "supervised_lambda",
-        "d_lr_scale",
-        "d_joint_batch",
-        "d_window",
-        "pool_size",
-        "use_pool",
-    }
-)
-"""What both CycleGANs read beyond the shared base."""
 
-
-class CycleIdentityGAN(DenoisingModel):
+class CycleIdentityGAN(DenoisingModel[CycleParams]):
     """G: LDCT (A) -> NDCT (B), F: B -> A, discriminators D_A and D_B, and their optimizers."""
 
     NAME = "cycle_identity"
-    HPARAMS = CYCLE_HPARAMS | {"identity_gamma"}
+    PARAMS: ClassVar[type[CycleParams]] = CycleIdentityParams
     PAIRED = None
     PROGRESS_TERMS: ClassVar[tuple[str, ...]] = ("g_total", "cycle", "identity", "d_a", "d_b")
     JUDGES = ("d_a", "d_b")
     IDENTITY: ClassVar[bool] = True
-    """Whether the step has the identity term (and computes F(a) and G(b) for it)."""
+    """Whether the step has the identity term (and computes F(a) and G(b) for it): whether
+    `PARAMS` has its weight, `identity_gamma`."""
 
-    def build_state(self, hp: HParams) -> None:
+    def build_state(self, hp: CycleParams) -> None:
         self.G = build_generator(hp, "G_ldct_to_ndct")
         self.F = build_generator(hp, "F_ndct_to_ldct")
         self.D_A = build_discriminator(hp, "D_A_ldct")
@@ -110,7 +92,7 @@ class CycleIdentityGAN(DenoisingModel):
         )
 
     @classmethod
-    def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
+    def weights_and_activations(cls, hp: CycleParams) -> tuple[int, int]:
         """The four networks' weights (exact counts) with gradients and Adam state, the
         generators' stored convolution outputs at half precision (unless mixed_precision is
         off) and the image pools. What it leaves out (the discriminators' activations, every
@@ -139,9 +121,8 @@ class CycleIdentityGAN(DenoisingModel):
             if self.IDENTITY:
                 same_a = self.F(a, training=True)
                 same_b = self.G(b, training=True)
-                losses["identity"] = identity_loss(a, same_a, hp.identity_gamma) + identity_loss(
-                    b, same_b, hp.identity_gamma
-                )
+                gamma = getattr(hp, "identity_gamma")  # noqa: B009 (only CycleIdentityParams, the cycle-identity model's, has it)
+                losses["identity"] = identity_loss(a, same_a, gamma) + identity_loss(b, same_b, gamma)
             if hp.supervised_lambda:  # a and b are co-located patches (hp.paired)
                 losses["supervised"] = supervised_loss(b, fake_b, hp.supervised_lambda)
             g_total = sum(losses.values())  # in this order, as the paper's sum

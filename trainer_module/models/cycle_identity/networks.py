@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleParams
 from ctdenoise.trainer_module.models.layers import LeakyReLU, bn, conv, conv_layer
 
 RESIDUAL_MODULES = 6
@@ -23,7 +23,7 @@ def residual_module(x, channels: int):
     return keras.layers.ReLU()(keras.layers.Add()([x, y]))
 
 
-def build_generator(hp: HParams, name: str) -> keras.Model:
+def build_generator(hp: CycleParams, name: str) -> keras.Model:
     """Image-to-image generator for slices of any height and width.
 
     It predicts a correction that is added to its input (global residual), then tanh
@@ -43,7 +43,7 @@ def build_generator(hp: HParams, name: str) -> keras.Model:
     return keras.Model(image, output, name=name)
 
 
-def build_discriminator(hp: HParams, name: str) -> keras.Model:
+def build_discriminator(hp: CycleParams, name: str) -> keras.Model:
     """Patch discriminator: a conv stack whose final map is flattened into as many
     least-squares logits as it has pixels (25 for 56x56 patches)."""
     patch = keras.Input(shape=(hp.patch, hp.patch, 1), name="patch")

@@ -3,15 +3,15 @@ weights of each network and the generator's feature maps, for the memory check."
 
 from __future__ import annotations
 
-from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.models.cycle_identity.networks import RESIDUAL_MODULES
+from ctdenoise.trainer_module.models.cycle_identity.params import CycleParams
 
 GENERATOR_NGF_CONVS = 2 + 3 * RESIDUAL_MODULES
 """The generator's conv_layers of ngf channels: the first, three in each residual module, and
 the one over the concatenated feature maps."""
 
 
-def generator_weights(hp: HParams) -> int:
+def generator_weights(hp: CycleParams) -> int:
     """Weights of one generator (BatchNorm's four per channel included): a conv_layer to ngf
     channels, six residual modules of three, one over the seven concatenated feature maps,
     one to nglf channels and the output convolution."""
@@ -25,7 +25,7 @@ def generator_weights(hp: HParams) -> int:
     )
 
 
-def discriminator_weights(hp: HParams) -> int:
+def discriminator_weights(hp: CycleParams) -> int:
     """Weights of one discriminator: four 4×4 convolutions (strides 2, 2, 2, 1; channels ndf
     doubling), a 4×4 convolution to one map and a dense layer from that map's pixels to as
     many logits."""
@@ -44,7 +44,7 @@ def discriminator_weights(hp: HParams) -> int:
     )
 
 
-def generator_maps(hp: HParams) -> int:
+def generator_maps(hp: CycleParams) -> int:
     """Channels of the generator's stored convolution outputs, per pixel."""
     return GENERATOR_NGF_CONVS * hp.ngf + hp.nglf
 

@@ -6,24 +6,24 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.losses import mse_loss
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
 from ctdenoise.trainer_module.models.red_cnn import network
+from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 
 
-class RedCNN(DenoisingModel):
+class RedCNN(DenoisingModel[RedCNNParams]):
     """G: LDCT -> NDCT, trained on co-located patch pairs."""
 
     NAME = "red_cnn"
-    HPARAMS = frozenset({"red_channels", "red_kernel"})
+    PARAMS = RedCNNParams
     PAIRED = True
     PROGRESS_TERMS = ("mse",)
     ONE_THREAD_PER_OP = False
     """One network's chain of wide convolutions has nothing to run beside each op: TensorFlow's
     own threads train it faster (BENCHMARKS.md, roofline)."""
 
-    def build_state(self, hp: HParams) -> None:
+    def build_state(self, hp: RedCNNParams) -> None:
         self.G = network.build_red_cnn(hp)
         self.optimizer = self.adam(self.G.trainable_variables, self.learning_rate)
 
@@ -39,7 +39,7 @@ class RedCNN(DenoisingModel):
         return tf.train.Checkpoint(G=self.G, optimizer=self.optimizer, step=self.step)
 
     @classmethod
-    def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
+    def weights_and_activations(cls, hp: RedCNNParams) -> tuple[int, int]:
         activation_bytes = 4 if hp.mixed_precision == "off" else 2
         return (BYTES_PER_WEIGHT * network.weights(hp), hp.batch * hp.patch**2 * network.maps(hp) * activation_bytes)
 

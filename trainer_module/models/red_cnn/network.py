@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 
 LAYERS = 5
 """Convolutions in the encoder, and transposed convolutions in the decoder."""
@@ -19,7 +19,7 @@ def receptive_radius(kernel: int) -> int:
     return 2 * LAYERS * (kernel - 1) // 2
 
 
-def build_red_cnn(hp: HParams, name: str = "red_cnn") -> keras.Model:
+def build_red_cnn(hp: RedCNNParams, name: str = "red_cnn") -> keras.Model:
     """The network for slices of any height and width larger than its receptive field."""
     channels, kernel = hp.red_channels, hp.red_kernel
 
@@ -59,13 +59,13 @@ def _initializer() -> keras.initializers.Initializer:
     return keras.initializers.HeNormal()
 
 
-def weights(hp: HParams) -> int:
+def weights(hp: RedCNNParams) -> int:
     """Trainable weights: ten layers with bias, all of `red_channels` but the first's input
     and the last's output."""
     channels, area = hp.red_channels, hp.red_kernel**2
     return 2 * (area * channels + channels) - channels + 1 + 8 * (area * channels * channels + channels)
 
 
-def maps(hp: HParams) -> int:
+def maps(hp: RedCNNParams) -> int:
     """Channels of stored layer outputs per pixel (nine layers of `red_channels`)."""
     return 9 * hp.red_channels

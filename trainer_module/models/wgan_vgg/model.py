@@ -16,31 +16,21 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.losses import mse_loss
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
 from ctdenoise.trainer_module.models.wgan_vgg import networks, vgg
+from ctdenoise.trainer_module.models.wgan_vgg.params import WganVggParams
 
 
-class WganVgg(DenoisingModel):
+class WganVgg(DenoisingModel[WganVggParams]):
     """G: LDCT -> NDCT, trained on co-located patch pairs against a critic and VGG19 features."""
 
     NAME = "wgan_vgg"
-    HPARAMS = frozenset(
-        {
-            "wgan_channels",
-            "critic_channels",
-            "critic_dense",
-            "gp_lambda",
-            "perceptual_lambda",
-            "n_critic",
-            "vgg_weights",
-        }
-    )
+    PARAMS = WganVggParams
     PAIRED = True
     PROGRESS_TERMS = ("g_total", "perceptual", "critic", "wasserstein")
 
-    def build_state(self, hp: HParams) -> None:
+    def build_state(self, hp: WganVggParams) -> None:
         self.G = networks.build_generator(hp)
         self.D = networks.build_critic(hp)
         self.vgg = vgg.vgg_features(hp.vgg_weights)
@@ -48,7 +38,7 @@ class WganVgg(DenoisingModel):
         self.critic_optimizer = self.adam(self.D.trainable_variables, self.learning_rate)
 
     @classmethod
-    def preflight(cls, hp: HParams) -> None:
+    def preflight(cls, hp: WganVggParams) -> None:
         vgg.vgg_features(hp.vgg_weights)
 
     @property
@@ -70,7 +60,7 @@ class WganVgg(DenoisingModel):
         )
 
     @classmethod
-    def weights_and_activations(cls, hp: HParams) -> tuple[int, int]:
+    def weights_and_activations(cls, hp: WganVggParams) -> tuple[int, int]:
         """Trained weights with gradients and Adam state, VGG19's 20 M frozen weights, and the
         activations of the generator and of VGG19 on the output and the NDCT."""
         activation_bytes = 4 if hp.mixed_precision == "off" else 2

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.models.layers import LeakyReLU
+from ctdenoise.trainer_module.models.wgan_vgg.params import WganVggParams
 
 GENERATOR_CONVS = 8
 RECEPTIVE_RADIUS = GENERATOR_CONVS
@@ -17,7 +17,7 @@ CRITIC_WIDTHS = (1, 1, 2, 2, 4, 4)
 """The critic's channels as multiples of `critic_channels` (64, 64, 128, 128, 256, 256)."""
 
 
-def build_generator(hp: HParams, name: str = "wgan_generator") -> keras.Model:
+def build_generator(hp: WganVggParams, name: str = "wgan_generator") -> keras.Model:
     """The generator for slices of any height and width ('same' padding keeps the size). The
     output stays linear and float32: the product's window is [-1, 1], and inference clips."""
     image = keras.Input(shape=(None, None, 1), name="image")
@@ -30,7 +30,7 @@ def build_generator(hp: HParams, name: str = "wgan_generator") -> keras.Model:
     return keras.Model(image, output, name=name)
 
 
-def build_critic(hp: HParams, name: str = "critic") -> keras.Model:
+def build_critic(hp: WganVggParams, name: str = "critic") -> keras.Model:
     """The critic for `hp.patch`² patches: one unbounded score per patch (no sigmoid, WGAN)."""
     patch = keras.Input(shape=(hp.patch, hp.patch, 1), name="patch")
     x = patch
@@ -41,12 +41,12 @@ def build_critic(hp: HParams, name: str = "critic") -> keras.Model:
     return keras.Model(patch, score, name=name)
 
 
-def generator_weights(hp: HParams) -> int:
+def generator_weights(hp: WganVggParams) -> int:
     c = hp.wgan_channels
     return (9 * c + c) + (GENERATOR_CONVS - 2) * (9 * c * c + c) + (9 * c + 1)
 
 
-def critic_weights(hp: HParams) -> int:
+def critic_weights(hp: WganVggParams) -> int:
     weights, inputs, side = 0, 1, hp.patch
     for stride, width in zip(CRITIC_STRIDES, CRITIC_WIDTHS, strict=True):
         outputs = width * hp.critic_channels
