@@ -22,6 +22,7 @@ from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KE
 
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.kubeflow.entrypoint import MINIO
+from ctdenoise.metadata import names
 from ctdenoise.pipeline import configs
 from ctdenoise.pipeline.pipeline import create_pipeline
 from ctdenoise.storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
@@ -111,7 +112,7 @@ def build_pipeline(settings: KubeflowSettings):
     """`create_pipeline()` for Kubeflow: object-store paths, the schema inside the image, the
     Trainer's CPU, memory and GPU requests, the Evaluator's gate."""
     return create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_name=names.PIPELINE_NAME,
         pipeline_root=settings.pipeline_root,
         data_root=settings.data_root,
         hparams=configure(settings.preset, settings.hparam_overrides),
@@ -143,10 +144,10 @@ def compile_pipeline(settings: KubeflowSettings, out_file: Path) -> Path:
 
 
 def _runner(settings: KubeflowSettings, out_file: Path) -> kubeflow_v2_dag_runner.KubeflowV2DagRunner:
-    images = {DEFAULT_IMAGE_KEY: settings.image, configs.TRAINER_ID: settings.trainer_image or settings.image}
+    images = {DEFAULT_IMAGE_KEY: settings.image, names.TRAINER_ID: settings.trainer_image or settings.image}
     return kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            display_name=configs.PIPELINE_NAME,
+            display_name=names.PIPELINE_NAME,
             default_image=images,
             default_commands=ENTRYPOINT,
             # Schema 2.1: parameters as `parameterValues` with their input spec, which is what
@@ -180,5 +181,5 @@ def _fingerprint(data_root: str) -> str:
 
 if __name__ == "__main__":  # TFX's own output: the PipelineJob JSON that Vertex AI Pipelines runs
     env_settings = KubeflowSettings.from_env()
-    out = Path(os.environ.get("CTDENOISE_PIPELINE_FILE", f"{configs.PIPELINE_NAME}_job.json"))
+    out = Path(os.environ.get("CTDENOISE_PIPELINE_FILE", f"{names.PIPELINE_NAME}_job.json"))
     _runner(env_settings, out).run(build_pipeline(env_settings))

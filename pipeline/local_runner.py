@@ -13,9 +13,9 @@ from tfx.utils import dependency_utils
 from ctdenoise.components.dicom_example_gen.layout import Layout
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.dicomio.reader import ReadOptions
-from ctdenoise.pipeline import abandoned, configs
+from ctdenoise.metadata import names, recovery
+from ctdenoise.metadata.store import StoreAddress
 from ctdenoise.pipeline.pipeline import create_pipeline
-from ctdenoise.pipeline.store import StoreAddress
 from ctdenoise.storage.files import absolute, fingerprint
 from ctdenoise.storage.lock import exclusive
 from ctdenoise.trainer_module.hparams import HParams
@@ -40,14 +40,14 @@ def run_local(
     The data root, the pipeline root (default RUN_ROOT/pipeline) and the serving folder
     (default RUN_ROOT/serving) may each be a folder or an object-store URL; ML Metadata
     stays in RUN_ROOT/metadata.sqlite unless `address` names a shared database, where the
-    root's runs form a pipeline of their own (pipeline.store). One run at a time per run root: a second one raises
-    `ctdenoise.storage.lock.Busy` at once. Work a killed run left unfinished is marked abandoned
-    first (`ctdenoise.pipeline.abandoned`).
+    root's runs form a pipeline of their own (`ctdenoise.metadata.store`). One run at a time per
+    run root: a second one raises `ctdenoise.storage.lock.Busy` at once. Work a killed run left
+    unfinished is marked abandoned first (`ctdenoise.metadata.recovery`).
     """
-    pipeline_root = absolute(pipeline_root or configs.pipeline_root(run_root))
-    serving_dir = absolute(serving_dir or configs.serving_dir(run_root))
+    pipeline_root = absolute(pipeline_root or names.pipeline_root(run_root))
+    serving_dir = absolute(serving_dir or names.serving_dir(run_root))
     with exclusive(run_root, "ctdenoise run"):
-        abandoned.recover(run_root, progress, pipeline_root, address)
+        recovery.recover(run_root, progress, pipeline_root, address)
         _run(
             absolute(data_root),
             run_root,

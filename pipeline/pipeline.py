@@ -21,6 +21,7 @@ from ctdenoise.components.pusher.component import Pusher
 from ctdenoise.components.trainer.component import Trainer
 from ctdenoise.contract.features import validated_feature_names
 from ctdenoise.dicomio.reader import ReadOptions
+from ctdenoise.metadata import names
 from ctdenoise.pipeline import configs
 from ctdenoise.trainer_module.hparams import TENSORBOARD_EVAL_SLICES, HParams
 
@@ -64,7 +65,7 @@ def create_pipeline(
         eval_fraction=eval_fraction,
         input_fingerprint=input_fingerprint,
         read_options=read_options,
-    ).with_id(configs.EXAMPLE_GEN_ID)
+    ).with_id(names.EXAMPLE_GEN_ID)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"],
         stats_options=tfdv.StatsOptions(feature_allowlist=validated_feature_names()),
@@ -78,13 +79,13 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_gen.outputs["schema"],
         thresholds=gate_thresholds,
-    ).with_id(configs.HU_GATE_ID)
+    ).with_id(names.HU_GATE_ID)
     trainer = Trainer(
         examples=example_gen.outputs["examples"],
         validated_schema=hu_gate.outputs["validated_schema"],
         hparams=hparams,
         eval_slices=TENSORBOARD_EVAL_SLICES,
-    ).with_id(configs.TRAINER_ID)
+    ).with_id(names.TRAINER_ID)
     if trainer_platform_config is not None:
         trainer.with_platform_config(trainer_platform_config)
     evaluation = build_evaluator(
@@ -120,20 +121,20 @@ def build_evaluator(examples, model, blessing: BlessingThresholds = BlessingThre
         return [
             tfx.components.Evaluator(
                 examples=examples, model=model, example_splits=["eval"], eval_config=eval_config(blessing)
-            ).with_id(configs.EVALUATOR_ID)
+            ).with_id(names.EVALUATOR_ID)
         ]
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(configs.BASELINE_RESOLVER_ID)
+    ).with_id(names.BASELINE_RESOLVER_ID)
     evaluator = tfx.components.Evaluator(
         examples=examples,
         model=model,
         baseline_model=model_resolver.outputs["model"],
         example_splits=["eval"],
         eval_config=eval_config(blessing),
-    ).with_id(configs.EVALUATOR_ID)
+    ).with_id(names.EVALUATOR_ID)
     return [model_resolver, evaluator]
 
 
@@ -146,4 +147,4 @@ def build_pusher(model, blessing, serving_dir: str):
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)
         ),
-    ).with_id(configs.PUSHER_ID)
+    ).with_id(names.PUSHER_ID)

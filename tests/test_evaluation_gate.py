@@ -17,14 +17,14 @@ import tf_keras as keras
 from scipy.ndimage import gaussian_filter
 from tfx import v1 as tfx
 
-from ctdenoise.app.metadata import open_store, run_ids
-from ctdenoise.app.summary import build_summary
 from ctdenoise.components.evaluation import metric_table
 from ctdenoise.contract import features
 from ctdenoise.contract.hu import denormalize_hu, normalize_hu
-from ctdenoise.pipeline import configs
+from ctdenoise.metadata import names
+from ctdenoise.metadata.queries import open_store, run_ids
+from ctdenoise.metadata.store import StoreAddress
+from ctdenoise.metadata.summary import build_summary
 from ctdenoise.pipeline.pipeline import build_evaluator, build_pusher
-from ctdenoise.pipeline.store import StoreAddress
 from ctdenoise.simulator.dataset import simulate_dataset
 from ctdenoise.trainer_module.export import Description, export_generator
 from tests.pipeline_helpers import ingest, read_examples
@@ -105,10 +105,10 @@ def _run_gate(examples_uri: str, model_uri: str, root: Path) -> None:
         "ImportModel"
     )
     evaluation = build_evaluator(examples.outputs["result"], model.outputs["result"])
-    pusher = build_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"], str(configs.serving_dir(root)))
+    pusher = build_pusher(model.outputs["result"], evaluation[-1].outputs["blessing"], str(names.serving_dir(root)))
     tfx.orchestration.LocalDagRunner().run(
         tfx.dsl.Pipeline(
-            pipeline_name=configs.PIPELINE_NAME,
+            pipeline_name=names.PIPELINE_NAME,
             pipeline_root=str(root / "pipeline"),
             components=[examples, model, *evaluation, pusher],
             metadata_connection_config=StoreAddress().connection_config(root),
@@ -126,7 +126,7 @@ def test_a_better_than_ldct_candidate_is_blessed_and_pushed(gate_runs):
     assert overall["candidate"]["psnr"] > overall["ldct"]["psnr"] + 0.5
     assert overall["candidate"]["ssim"] >= overall["ldct"]["ssim"]
     assert push["pushed"] and Path(push["path"], "saved_model.pb").is_file()
-    assert Path(push["path"]).parent == configs.serving_dir(root)
+    assert Path(push["path"]).parent == names.serving_dir(root)
 
 
 def test_a_noisy_candidate_is_refused_and_nothing_is_pushed(gate_runs):
@@ -138,7 +138,7 @@ def test_a_noisy_candidate_is_refused_and_nothing_is_pushed(gate_runs):
     assert "psnr_gain" in failed and "change vs latest blessed" in failed  # the good model is its baseline
     assert evaluation["overall"]["latest_blessed"]["psnr"] > evaluation["overall"]["candidate"]["psnr"]
     assert push == {"pushed": False, "path": None, "version": None}
-    assert [p.name for p in configs.serving_dir(root).iterdir()] == [Path(summaries["good"]["push"]["path"]).name]
+    assert [p.name for p in names.serving_dir(root).iterdir()] == [Path(summaries["good"]["push"]["path"]).name]
 
 
 def test_the_evaluator_and_the_metric_table_agree_on_the_eval_slices(examples_uri, gate_runs):

@@ -14,8 +14,8 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.app.metadata import BUSY_WAIT_S, MetadataError, open_store
-from ctdenoise.pipeline import configs
+from ctdenoise.metadata import names
+from ctdenoise.metadata.queries import BUSY_WAIT_S, MetadataError, open_store
 from ctdenoise.storage.lock import Busy
 from tests.holder import held
 from tests.pipeline_helpers import ctdenoise
@@ -25,10 +25,10 @@ def _new_store(root: Path) -> Path:
     """A real, healthy ML Metadata store with one context type in it."""
     root.mkdir(parents=True, exist_ok=True)
     config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(configs.metadata_path(root))
+    config.sqlite.filename_uri = str(names.metadata_path(root))
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     metadata_store.MetadataStore(config).put_context_type(metadata_store_pb2.ContextType(name="pipeline_run"))
-    return configs.metadata_path(root)
+    return names.metadata_path(root)
 
 
 @contextlib.contextmanager
@@ -76,18 +76,18 @@ def test_commands_on_a_locked_store_say_busy_in_one_line(tmp_path, command):
 
 
 def test_lineage_refuses_an_empty_store_and_leaves_it_empty(tmp_path):
-    configs.metadata_path(tmp_path).touch()
+    names.metadata_path(tmp_path).touch()
     result = ctdenoise("lineage", "--root", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"ctdenoise: error: {configs.metadata_path(tmp_path)}: empty file, not an ML Metadata store: "
+        f"ctdenoise: error: {names.metadata_path(tmp_path)}: empty file, not an ML Metadata store: "
         "run `ctdenoise run` first or use another --root"
     ]
-    assert configs.metadata_path(tmp_path).stat().st_size == 0
+    assert names.metadata_path(tmp_path).stat().st_size == 0
 
 
 def test_reading_a_database_of_something_else_does_not_write_into_it(tmp_path):
-    path = configs.metadata_path(tmp_path)
+    path = names.metadata_path(tmp_path)
     with contextlib.closing(sqlite3.connect(path)) as connection:
         connection.execute("CREATE TABLE notes (text TEXT)")
         connection.commit()

@@ -12,12 +12,12 @@ import pytest
 
 from benchmarks import quality_scores, render
 from benchmarks.quality_sets import Images
-from ctdenoise.app.summary import evaluation_table
 from ctdenoise.components.evaluation import metric_table as table
 from ctdenoise.components.evaluation.eval_config import eval_config
 from ctdenoise.components.evaluation.image_metrics import psnr_hu
 from ctdenoise.components.evaluation.results import _place
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.metadata.summary import evaluation_table
 
 
 def _configs(thresholds: BlessingThresholds = BlessingThresholds()) -> dict[str, Any]:

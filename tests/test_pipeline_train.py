@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.app.metadata import latest_run_executions, open_store, output_artifacts
+from ctdenoise.metadata.queries import latest_run_executions, open_store, output_artifacts
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise
 

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.app.metadata import latest_run_executions, open_store
+from ctdenoise.metadata.queries import latest_run_executions, open_store
 from ctdenoise.simulator.dataset import simulate_dataset
 from tests.dicom_factory import DISTINCTIVE_NAME
 from tests.pipeline_helpers import ctdenoise
@@ -68,6 +68,14 @@ def test_valid_data_passes_the_gate_with_every_file_counted(good_run):
     assert set(executions) == NODES
 
 
+def test_each_node_says_running_then_done_from_its_ml_metadata_execution(good_run):
+    _, result = good_run
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[run] ") and ": " in line]
+    for node in NODES:
+        assert lines.index(f"[run] {node}: running") < lines.index(f"[run] {node}: done"), lines
+    assert lines[0] == "[run] DicomExampleGen: running"  # the first node, first
+
+
 def test_no_phi_in_examples_logs_or_metadata(good_run):
     run_root, result = good_run
     needles = [DISTINCTIVE_NAME.encode(), b"Quuxbridge", b"19450317"]
@@ -88,6 +96,7 @@ def test_rerun_on_unchanged_data_reuses_cached_results(good_run, data):
     states = {node: e.last_known_state for node, e in latest_run_executions(open_store(run_root)).items()}
     assert states["DicomExampleGen"] == metadata_store_pb2.Execution.CACHED
     assert states["StatisticsGen"] == metadata_store_pb2.Execution.CACHED
+    assert "[run] DicomExampleGen: cached" in result.stdout and "[run] DicomExampleGen: done" not in result.stdout
 
 
 def test_rescale_intercept_shifted_by_1024_is_stopped_naming_the_cause(data, tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from ctdenoise.pipeline.store import PASSWORD_VARIABLE, StoreAddress
+from ctdenoise.metadata.store import PASSWORD_VARIABLE, StoreAddress
 from tests.conftest import PERMISSIVE_GATE
 from tests.limits import HANG_S
 from tests.mysql_server import PASSWORD, USER, MySQLServer, start_mysql_server
@@ -204,7 +204,7 @@ def test_recovering_one_roots_killed_run_leaves_another_roots_running_execution(
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from ctdenoise.pipeline import abandoned
+    from ctdenoise.metadata import recovery
 
     address = StoreAddress(mysql_server.address(DATABASE), USER, PASSWORD)
     root_a, root_b = two_roots
@@ -219,9 +219,9 @@ def test_recovering_one_roots_killed_run_leaves_another_roots_running_execution(
     )
 
     said: list[str] = []
-    assert abandoned.recover(root_b, said.append, address=address) == [] and said == []
+    assert recovery.recover(root_b, said.append, address=address) == [] and said == []
     [still] = store.get_executions_by_id([execution_id])
     assert still.last_known_state == metadata_store_pb2.Execution.RUNNING
-    assert abandoned.recover(root_a, said.append, address=address) == [execution_id]
+    assert recovery.recover(root_a, said.append, address=address) == [execution_id]
     [marked] = store.get_executions_by_id([execution_id])
     assert marked.last_known_state == metadata_store_pb2.Execution.CANCELED and len(said) == 1

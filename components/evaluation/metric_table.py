@@ -3,7 +3,7 @@
 Each metric is named once, in `METRICS`, with how one slice contributes to it, how slices
 pool into one figure, its column in the run summary and, where the blessing gate judges it,
 how the candidate must compare with the LDCT as it is. The TFMA metrics and the gate
-(`eval_config`), what `results` reads back, the summary's columns (`ctdenoise.app.summary`) and the
+(`eval_config`), what `results` reads back, the summary's columns (`ctdenoise.metadata.summary`) and the
 benchmarks' scores (`benchmarks.quality_scores`) are all derived from it, so a metric added
 here reaches every one of them, and the Evaluator and the benchmarks share one definition.
 

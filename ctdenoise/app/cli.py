@@ -41,8 +41,9 @@ from ctdenoise.contract.names import PRODUCT, RESEARCH_LABEL, product_version
 from ctdenoise.dicomio.reader import AXIAL_TOLERANCE_DEG
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE as DICOMWEB_PASSWORD_VARIABLE
 from ctdenoise.dicomweb_io.address import USER_VARIABLE
+from ctdenoise.metadata import names
+from ctdenoise.metadata.store import PASSWORD_VARIABLE
 from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import PASSWORD_VARIABLE
 from ctdenoise.storage import files
 from ctdenoise.trainer_module.hparams import PRESETS
 
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner, SQLite ML Metadata)")
     run.add_argument("--data", required=True, help="DICOM data root (a folder, or a gs:// or s3:// URL)")
-    run.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (outputs and ML Metadata)")
+    run.add_argument("--root", default=str(names.DEFAULT_RUN_ROOT), help="run root (outputs and ML Metadata)")
     run.add_argument(
         "--pipeline-root",
         metavar="URL",
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--model", required=True, help="SavedModel folder, or 'latest' (newest pushed under --root)")
     den.add_argument(
         "--root",
-        default=str(configs.DEFAULT_RUN_ROOT),
+        default=str(names.DEFAULT_RUN_ROOT),
         help="run root whose newest push 'latest' means (its ML Metadata, else RUN_ROOT/serving)",
     )
     den.add_argument(
@@ -252,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
     lin.add_argument(
         "--root",
-        default=str(configs.DEFAULT_RUN_ROOT),
+        default=str(names.DEFAULT_RUN_ROOT),
         help="run root holding metadata.sqlite (with --mlmd-mysql: whose pipeline 'latest' means)",
     )
     lin.add_argument("--model", default="latest", help="'latest' (newest pushed model) or an artifact URI / push path")
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     lin.set_defaults(func=cmd_lineage)
 
     rep = sub.add_parser("report", help="write one self-contained HTML page about a model: card, panels, curves")
-    rep.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root holding the model's run")
+    rep.add_argument("--root", default=str(names.DEFAULT_RUN_ROOT), help="run root holding the model's run")
     rep.add_argument(
         "--model",
         default="latest",
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     demo = sub.add_parser("demo", help="simulate data, run the whole pipeline, denoise a held-out series")
-    demo.add_argument("--root", default=str(configs.DEFAULT_RUN_ROOT), help="run root (data, outputs, ML Metadata)")
+    demo.add_argument("--root", default=str(names.DEFAULT_RUN_ROOT), help="run root (data, outputs, ML Metadata)")
     demo.add_argument("--summary", help="write the run summary JSON here")
     demo.add_argument(
         "--preset",

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
+from ctdenoise.metadata import names
+from ctdenoise.metadata.store import PASSWORD_VARIABLE, StoreAddress
 from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import PASSWORD_VARIABLE, StoreAddress
 from ctdenoise.storage import files
 from ctdenoise.storage.lock import Busy
 
@@ -29,25 +30,22 @@ NOT_BLESSED_EXIT = 3
 _GATE_STAGE = "evaluate"
 
 
-class _ComponentProgress(logging.Filter):
-    """Turns LocalDagRunner's 'Component X is running/finished' records into progress lines."""
+class _ErrorsButFailedExecutions(logging.Filter):
+    """Lets TFX's errors through, but not its 'Execution ... failed' records: the run summary
+    says why a run failed, in one line. Progress comes from ML Metadata (`RunProgress`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in ("Component %s is running.", "Component %s is finished.") and isinstance(record.args, tuple):
-            state = "running" if "running" in record.msg else "done"
-            print(f"[run] {record.args[0]}: {state}", flush=True)
         return record.levelno >= logging.ERROR and not str(record.msg).startswith("Execution")
 
 
-def _watch_components() -> None:
+def _quiet_tfx_logs() -> None:
     import absl.logging
 
-    absl.logging.set_verbosity(absl.logging.INFO)
+    absl.logging.set_verbosity(absl.logging.ERROR)
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
     for handler in absl_logger.handlers + logging.getLogger().handlers:
-        handler.addFilter(_ComponentProgress())
-    absl.logging.get_absl_handler().addFilter(_ComponentProgress())
+        handler.addFilter(_ErrorsButFailedExecutions())
+    absl.logging.get_absl_handler().addFilter(_ErrorsButFailedExecutions())
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -156,11 +154,11 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
 
     settings = _kubeflow_settings(args)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = compile_pipeline(settings, Path(tmp) / f"{configs.PIPELINE_NAME}.json")
+        spec = compile_pipeline(settings, Path(tmp) / f"{names.PIPELINE_NAME}.json")
         done = deploy(
             spec,
             args.endpoint,
-            configs.PIPELINE_NAME,
+            names.PIPELINE_NAME,
             run=args.run,
             namespace=args.namespace,
             pipeline_root=settings.pipeline_root,
@@ -198,8 +196,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ctdenoise.app import lineage
-    from ctdenoise.app.metadata import connect
+    from ctdenoise.metadata import lineage
+    from ctdenoise.metadata.queries import connect
 
     address = _store_address(args)
     root = Path(args.root)
@@ -276,8 +274,8 @@ def _blessing(args: argparse.Namespace) -> BlessingThresholds:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ctdenoise.app import demo
-    from ctdenoise.app.lineage import format_lineage, model_lineage
-    from ctdenoise.app.metadata import open_store
+    from ctdenoise.metadata.lineage import format_lineage, model_lineage
+    from ctdenoise.metadata.queries import open_store
     from ctdenoise.trainer_module.models import configure, set_training_threads
 
     hparams = configure(args.preset, [f"model={demo.MODEL}"])
@@ -307,19 +305,21 @@ def _run_pipeline(
 ) -> dict[str, Any]:
     """Run the local pipeline, print its summary (also on failure), write it as JSON if asked,
     and return it; a failed run raises UserError with its one-line reason afterwards."""
-    from ctdenoise.app.metadata import existing_store, run_ids
+    from ctdenoise.metadata.queries import existing_store, run_ids
 
     _check_summary_path(summary_path)
     name = address.pipeline_name(root)
     store = existing_store(root, address)  # a busy, refused or unreachable store fails before TFX loads
     known = run_ids(store, name) if store is not None else set()
-    from ctdenoise.app.summary import build_summary, format_summary
+    from ctdenoise.metadata.progress import RunProgress
+    from ctdenoise.metadata.summary import build_summary, format_summary
     from ctdenoise.pipeline.local_runner import run_local
 
-    _watch_components()
+    _quiet_tfx_logs()
     failure = None
     try:
-        run_local(data, root, until, progress=print, address=address, **options)
+        with RunProgress(root, address, known):
+            run_local(data, root, until, progress=print, address=address, **options)
     except Busy:
         raise
     except Exception as exc:  # reported as one line after the summary is written
@@ -368,7 +368,7 @@ def _root_pipeline(store, root: Path, address: StoreAddress) -> str | None:
     """Whose "latest" model `lineage` shows: the run root's, when the store holds its pipeline
     (always so in its own SQLite file); else the whole store's newest, as in a Kubeflow
     database read directly, whose pipelines no local run root names."""
-    from ctdenoise.app.metadata import pipeline_context
+    from ctdenoise.metadata.queries import pipeline_context
 
     name = address.pipeline_name(root)
     return name if pipeline_context(store, name) is not None else None

@@ -49,8 +49,8 @@ from ctdenoise.dicomio.derived import (
     to_ct_hu,
 )
 from ctdenoise.dicomio.reader import DicomRejected, read_ct_file
-from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.metadata import names
+from ctdenoise.metadata.store import StoreAddress
 from ctdenoise.storage import files
 from ctdenoise.storage.publish import staged, staging_name
 
@@ -327,13 +327,13 @@ def tiled(model: Callable[[np.ndarray], np.ndarray], hu: np.ndarray, overlap: in
 def _serving_dir(run_root: Path, address: StoreAddress) -> str:
     """Where the run root's pushes went: the parent of the newest pushed version ML Metadata
     records for the root (in its own or a shared store), else the default RUN_ROOT/serving."""
-    from ctdenoise.app.metadata import existing_store, newest_push, property_value
+    from ctdenoise.metadata.queries import existing_store, newest_push, property_value
 
     store = existing_store(run_root, address, read_only=True)
     pushed = newest_push(store, address.pipeline_name(run_root)) if store is not None else None
     if pushed is not None:
         return property_value(pushed, "pushed_destination").rstrip("/").rsplit("/", 1)[0]
-    return str(configs.serving_dir(run_root))
+    return str(names.serving_dir(run_root))
 
 
 def _is_model(folder: str) -> bool:

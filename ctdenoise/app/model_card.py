@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ctdenoise.app.lineage import model_lineage
-from ctdenoise.app.metadata import run_ids
-from ctdenoise.app.summary import build_summary
 from ctdenoise.components.dicom_example_gen.layout import Layout, scan
 from ctdenoise.contract.names import PRODUCT, product_version
+from ctdenoise.metadata.lineage import model_lineage
+from ctdenoise.metadata.queries import run_ids
+from ctdenoise.metadata.summary import build_summary
 
 INTENDED_USE = (
     "Research: reducing the noise of low-dose CT series for image-quality studies, training and comparison of "

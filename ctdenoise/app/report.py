@@ -23,7 +23,7 @@ from ctdenoise.app.display import WINDOWS, labelled_panels
 from ctdenoise.app.model_card import ReportError, find_run, model_card
 from ctdenoise.contract.features import at_position
 from ctdenoise.dicomio.reader import read_ct_slices
-from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.metadata.store import StoreAddress
 from ctdenoise.storage import files
 
 MAIN_METRICS = ("psnr", "ssim", "rmse_hu", "body_rmse_hu", "body_ssim")
@@ -37,7 +37,7 @@ def write_report(
 ) -> str:
     """Write the report on `model` ('latest' or a Model artifact / pushed model path) of the
     run root to `out` (a local path or a bucket URL); return `out`."""
-    from ctdenoise.app.metadata import existing_store
+    from ctdenoise.metadata.queries import existing_store
 
     store = existing_store(root, address, read_only=True)
     if store is None:
@@ -273,7 +273,7 @@ def _chart(tag: str, points: list[tuple[int, float]]) -> str:
 
 
 def _lineage_text(tree: dict[str, Any]) -> str:
-    from ctdenoise.app.lineage import format_lineage
+    from ctdenoise.metadata.lineage import format_lineage
 
     return "\n".join(format_lineage(tree, brief=True))
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctdenoise.app.metadata import output_artifacts, property_value, run_executions, succeeded
 from ctdenoise.components.dicom_example_gen.executor import NothingToIngest, read_report
 from ctdenoise.components.evaluation.metric_table import METRICS
 from ctdenoise.components.evaluation.results import read_evaluation
 from ctdenoise.components.hu_gate.checks import problems_in
 from ctdenoise.contract.hu import BODY_HU
-from ctdenoise.pipeline import configs
+from ctdenoise.metadata import names
+from ctdenoise.metadata.queries import output_artifacts, property_value, run_executions, succeeded
 
 
 def build_summary(
-    store, run_id: int | None, failure: BaseException | None = None, pipeline_name: str = configs.PIPELINE_NAME
+    store, run_id: int | None, failure: BaseException | None = None, pipeline_name: str = names.PIPELINE_NAME
 ) -> dict[str, Any]:
     """One object per stage of the pipeline run `run_id` (None: a run that never started)
     that produced results; `failure` is what the run raised, if it failed (TFX records no
@@ -23,18 +23,18 @@ def build_summary(
     executions = run_executions(store, run_id, pipeline_name) if run_id is not None else {}
     outputs = {node: output_artifacts(store, e) for node, e in executions.items() if succeeded(e)}
     summary: dict[str, Any] = {}
-    if configs.EXAMPLE_GEN_ID in outputs:
-        summary["ingest"] = _ingest(outputs[configs.EXAMPLE_GEN_ID]["examples"][0])
+    if names.EXAMPLE_GEN_ID in outputs:
+        summary["ingest"] = _ingest(outputs[names.EXAMPLE_GEN_ID]["examples"][0])
     elif isinstance(failure, NothingToIngest):
         summary["ingest"] = {**failure.report, "artifact_uri": None}
-    if configs.HU_GATE_ID in executions:
-        summary["validation"] = _validation(executions[configs.HU_GATE_ID], failure)
-    if configs.TRAINER_ID in outputs:
-        summary["train"] = _train(outputs[configs.TRAINER_ID])
-    if configs.EVALUATOR_ID in outputs:
-        summary["evaluation"] = _evaluation(outputs[configs.EVALUATOR_ID])
-    if configs.PUSHER_ID in outputs:
-        summary["push"] = _push(outputs[configs.PUSHER_ID]["pushed_model"][0])
+    if names.HU_GATE_ID in executions:
+        summary["validation"] = _validation(executions[names.HU_GATE_ID], failure)
+    if names.TRAINER_ID in outputs:
+        summary["train"] = _train(outputs[names.TRAINER_ID])
+    if names.EVALUATOR_ID in outputs:
+        summary["evaluation"] = _evaluation(outputs[names.EVALUATOR_ID])
+    if names.PUSHER_ID in outputs:
+        summary["push"] = _push(outputs[names.PUSHER_ID]["pushed_model"][0])
     return summary
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.app.metadata import (
+from ctdenoise.metadata.queries import (
     INPUT_EVENTS,
     OUTPUT_EVENTS,
     artifacts_by_key,

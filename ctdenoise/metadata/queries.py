@@ -14,8 +14,8 @@ from google.protobuf import json_format
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import PASSWORD_VARIABLE, StoreAddress, host_port
+from ctdenoise.metadata import names
+from ctdenoise.metadata.store import PASSWORD_VARIABLE, StoreAddress, host_port
 from ctdenoise.storage.lock import Busy
 
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -27,7 +27,7 @@ BUSY_WAIT_S = 5.0
 def has_store(run_root: Path) -> bool:
     """Whether the run root holds a store with content: a zero-byte file (what sqlite3 leaves
     on connecting) records no runs, so `run` treats it like a missing one."""
-    path = configs.metadata_path(run_root)
+    path = names.metadata_path(run_root)
     return path.is_file() and path.stat().st_size > 0
 
 
@@ -39,7 +39,7 @@ def open_store(run_root: Path) -> metadata_store.MetadataStore:
     the database locked for more than BUSY_WAIT_S, and MetadataError for anything else
     ML Metadata cannot read.
     """
-    path = configs.metadata_path(run_root)
+    path = names.metadata_path(run_root)
     if not path.exists():
         raise FileNotFoundError(f"no ML Metadata store at {path}: run `ctdenoise run` first")
     if not has_store(run_root):
@@ -159,7 +159,7 @@ def pipeline_context(store, pipeline_name: str) -> metadata_store_pb2.Context | 
     return store.get_context_by_type_and_name("pipeline", pipeline_name)
 
 
-def run_ids(store, pipeline_name: str = configs.PIPELINE_NAME) -> set[int]:
+def run_ids(store, pipeline_name: str = names.PIPELINE_NAME) -> set[int]:
     """The runs of one pipeline the store knows (their pipeline_run context ids)."""
     pipeline = pipeline_context(store, pipeline_name)
     if pipeline is None:
@@ -167,7 +167,7 @@ def run_ids(store, pipeline_name: str = configs.PIPELINE_NAME) -> set[int]:
     return {c.id for c in store.get_children_contexts_by_context(pipeline.id) if c.type == "pipeline_run"}
 
 
-def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
+def latest_run_executions(store, pipeline_name: str = names.PIPELINE_NAME) -> dict[str, metadata_store_pb2.Execution]:
     """Node id → its execution in the pipeline's newest run (cached ones included)."""
     runs = store.get_contexts_by_id(list(run_ids(store, pipeline_name)))
     if not runs:
@@ -177,7 +177,7 @@ def latest_run_executions(store, pipeline_name: str = configs.PIPELINE_NAME) -> 
 
 
 def run_executions(
-    store, run_id: int, pipeline_name: str = configs.PIPELINE_NAME
+    store, run_id: int, pipeline_name: str = names.PIPELINE_NAME
 ) -> dict[str, metadata_store_pb2.Execution]:
     """Node id → its execution in the pipeline run `run_id` (cached ones included)."""
     in_run = {e.id: e for e in store.get_executions_by_context(run_id)}

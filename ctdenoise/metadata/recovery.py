@@ -15,11 +15,11 @@ from pathlib import Path
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from ctdenoise.pipeline import configs
-from ctdenoise.pipeline.store import StoreAddress
+from ctdenoise.metadata import names
+from ctdenoise.metadata.store import StoreAddress
 from ctdenoise.storage import files
 
-RESUMABLE_OUTPUTS = {(configs.TRAINER_ID, "model_run")}
+RESUMABLE_OUTPUTS = {(names.TRAINER_ID, "model_run")}
 """(node, output key) folders kept: the Trainer's checkpoints, from which a re-run resumes."""
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
 
@@ -31,7 +31,7 @@ def recover(
     partial outputs under `pipeline_root` (default RUN_ROOT/pipeline; it may be a bucket);
     return their ids. In a shared store only this root's pipeline is touched: another
     root's run may be running. Call only while holding the root's lock."""
-    if not address.shared and not configs.metadata_path(run_root).exists():
+    if not address.shared and not names.metadata_path(run_root).exists():
         return []
     store = metadata_store.MetadataStore(address.connection_config(run_root))
     name = address.pipeline_name(run_root)
@@ -45,7 +45,7 @@ def recover(
         execution.last_known_state = metadata_store_pb2.Execution.CANCELED
         execution.custom_properties["abandoned"].string_value = "its run was killed before it finished"
         store.put_executions([execution])
-        removed = _remove_outputs(files.join(pipeline_root or str(configs.pipeline_root(run_root)), node), execution.id)
+        removed = _remove_outputs(files.join(pipeline_root or str(names.pipeline_root(run_root)), node), execution.id)
         say(
             f"[run] {node}: execution {execution.id} was left unfinished by a killed run; marked canceled"
             + (f", {removed} partial output folder(s) removed" if removed else "")

@@ -1,7 +1,7 @@
 """Where a run root's ML Metadata lives: its own SQLite file, or a MySQL database that a team
 shares (Kubeflow's store is MySQL), and the pipeline name that keeps run roots apart in it.
 
-In a root's own SQLite file the pipeline is called `configs.PIPELINE_NAME`. In a shared
+In a root's own SQLite file the pipeline is called `names.PIPELINE_NAME`. In a shared
 database every run root is a pipeline of its own, named after the machine and the root's
 resolved path, so that its runs, its cache, its abandoned executions and its "latest" model
 are its own (docs/design.md, "A shared ML Metadata store (`--mlmd-mysql`)"). The password is never part of a name,
@@ -16,7 +16,7 @@ import re
 import socket
 from pathlib import Path
 
-from ctdenoise.pipeline import configs
+from ctdenoise.metadata import names
 
 PASSWORD_VARIABLE = "CTDENOISE_MLMD_PASSWORD"
 """The environment variable the MySQL password is read from (never a command-line option)."""
@@ -63,7 +63,7 @@ class StoreAddress:
             config.mysql.user, config.mysql.password = self.user, self.password
             config.mysql.skip_db_creation = read_only
         else:
-            config.sqlite.filename_uri = str(configs.metadata_path(run_root))
+            config.sqlite.filename_uri = str(names.metadata_path(run_root))
             if read_only:
                 config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
             else:
@@ -75,18 +75,18 @@ class StoreAddress:
         root's folder name and a hash of the machine's name and the root's resolved path
         (two machines' /app/runs are two roots: each machine has its own lock)."""
         if not self.shared:
-            return configs.PIPELINE_NAME
+            return names.PIPELINE_NAME
         resolved = str(Path(run_root).resolve())
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(resolved).name).strip("-")[:40] or "root"
         digest = hashlib.sha256(f"{socket.gethostname()}:{resolved}".encode()).hexdigest()[:8]
-        return f"{configs.PIPELINE_NAME}-{slug}-{digest}"
+        return f"{names.PIPELINE_NAME}-{slug}-{digest}"
 
     def describe(self, run_root: Path) -> str:
         """What a message names: the database (user, no password) or the SQLite file."""
         if self.shared:
             host, port, database = self.host_port_database()
             return f"MySQL {self.user}@{host}:{port}/{database}"
-        return str(configs.metadata_path(run_root))
+        return str(names.metadata_path(run_root))
 
 
 def host_port(address: str, option: str) -> tuple[str, int]:
