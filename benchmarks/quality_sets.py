@@ -90,16 +90,19 @@ def real_anatomy(cache: Path, size: int, seed: int) -> Images:
 
 def qa_scans(size: int, scans: int, seed: int) -> QAScans:
     """The QA phantom scanned `scans` times at both doses (new noise each time)."""
+    from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM
     from ctdenoise.simulator.phantom import FOV_MM
-    from ctdenoise.simulator.physics import scan_pair
+    from ctdenoise.simulator.physics import rescan
     from ctdenoise.simulator.qa_phantom import qa_slice
 
     spacing = FOV_MM / size
     hu, rods = qa_slice(size, spacing)
     stacks: dict[str, list[np.ndarray]] = {"ldct": [], "ndct": [], "truth": []}
     for index in range(scans):
-        result = scan_pair(hu, spacing, datasets.DOSE, np.random.default_rng([seed, index]), noise_free=True)
-        assert result.noise_free is not None  # asked for
-        for key, image in (("ldct", result.ldct), ("ndct", result.ndct), ("truth", result.noise_free)):
+        result = rescan(
+            hu, spacing, SLICE_THICKNESS_MM, datasets.DOSE, np.random.default_rng([seed, index]), noise_free=True
+        )
+        assert result.reference is not None  # asked for
+        for key, image in (("ldct", result.ldct), ("ndct", result.ndct), ("truth", result.reference)):
             stacks[key].append(np.rint(image).astype(np.float32))  # as stored in DICOM: whole HU
     return QAScans(**{k: np.stack(v) for k, v in stacks.items()}, rods=tuple(rods), pixel_mm=spacing)

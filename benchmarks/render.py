@@ -27,6 +27,7 @@ ORDER = (
     "roofline_avx512",
     "inference",
     "game",
+    "noise_realism",
     "quality_real",
     "demo_gate",
     "quality",

@@ -31,6 +31,18 @@ def ctdenoise(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+def run_tiny_to_push(
+    data: Path, root: Path, summary: Path, *sets: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`ctdenoise run --until push --preset tiny` with the permissive gate (a few steps cannot beat
+    the LDCT), each of `sets` as `--set`, the summary written to `summary`."""
+    from tests.conftest import PERMISSIVE_GATE
+
+    settings = [arg for item in sets for arg in ("--set", item)]
+    command = ["run", "--data", str(data), "--root", str(root), "--until", "push", "--preset", "tiny", *settings]
+    return ctdenoise(*command, *PERMISSIVE_GATE, "--summary", str(summary), env=env)
+
+
 def ingest(root: Path, out: Path, layout: Layout = Layout(), eval_fraction: float = 0.5) -> dict:
     """Run the ingestion component's Beam graph on the DirectRunner; return its report."""
     found = scan(str(root), layout)

@@ -24,9 +24,8 @@ from ctdenoise.trainer_module import hparams
 from ctdenoise.trainer_module.models import MODELS, build, configure, preset
 from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn
 from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
-from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_validators import assert_derived_series_valid
-from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest
+from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest, run_tiny_to_push
 
 
 def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -198,24 +197,7 @@ def test_wgan_vgg_reaches_push_and_denoise_names_it(simulated_data, vgg_weights,
     cycle_identity in the session's `pushed_run`, cyclegan in tests/test_pipeline_s3.py,
     red_cnn in tests/test_pacs.py; wgan_vgg, which needs a VGG19 file, here."""
     root, summary_path, out = tmp_path / "run", tmp_path / "summary.json", tmp_path / "denoised"
-    result = ctdenoise(
-        "run",
-        "--data",
-        str(simulated_data),
-        "--root",
-        str(root),
-        "--until",
-        "push",
-        "--preset",
-        "tiny",
-        "--set",
-        "model=wgan_vgg",
-        "--set",
-        f"vgg_weights={vgg_weights}",
-        *PERMISSIVE_GATE,
-        "--summary",
-        str(summary_path),
-    )
+    result = run_tiny_to_push(simulated_data, root, summary_path, "model=wgan_vgg", f"vgg_weights={vgg_weights}")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
     assert summary["push"]["pushed"], summary

@@ -15,8 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.conftest import PERMISSIVE_GATE
-from tests.pipeline_helpers import assert_denoised_by, ctdenoise
+from tests.pipeline_helpers import assert_denoised_by, ctdenoise, run_tiny_to_push
 
 TOY = Path(__file__).parent / "toy_model"
 
@@ -69,23 +68,7 @@ def test_its_own_keys_are_checked_and_refused_for_other_models(toy_site, tmp_pat
 @pytest.mark.slow
 def test_the_toy_trains_through_push_and_denoise_names_it(toy_site, simulated_data, tmp_path):
     root, summary_path, out = tmp_path / "run", tmp_path / "summary.json", tmp_path / "denoised"
-    result = ctdenoise(
-        "run",
-        "--data",
-        str(simulated_data),
-        "--root",
-        str(root),
-        "--until",
-        "push",
-        "--preset",
-        "tiny",
-        "--set",
-        "model=toy",
-        *PERMISSIVE_GATE,
-        "--summary",
-        str(summary_path),
-        env=toy_site,
-    )
+    result = run_tiny_to_push(simulated_data, root, summary_path, "model=toy", env=toy_site)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
     assert summary["push"]["pushed"], summary

@@ -1,9 +1,10 @@
 """`ctdenoise simulate`: a paired LDCT/NDCT DICOM data set made physically (docs/design.md, "Data contract",
 design, "Command line contract").
 
-Each slice's ground truth (a procedural phantom, or a real full-dose slice with
-`from_dir`) is projected once and scanned twice, at full dose and at `dose`·I0, then
-reconstructed by FBP (see `physics`). Both reconstructions are written as CT Image
+A procedural phantom's slice is projected once and scanned twice, at full dose and at `dose`,
+then reconstructed by FBP; a real full-dose slice (`from_dir`) stays the NDCT as its scanner
+wrote it, and the LDCT adds the noise that lowering the dose adds, calibrated to the slice's own
+noise with the kernel that matches its noise grain (see `physics`). Both are written as CT Image
 Storage files in the original project's layout::
 
     out_dir/SIM001/NDCT/0001.dcm ... out_dir/SIM001/LDCT/0001.dcm ...
@@ -15,10 +16,11 @@ doses are separate series of one study per patient, and everything, UIDs and the
 drawn from a dose range included, is a pure function of the arguments: the same seed
 gives byte-identical files.
 
-With `truth_dir`, the noise-free reconstruction of every slice (what both scans are noisy
-versions of) is written too, as a third series in the same layout,
+With `truth_dir`, every slice's reference is written too, as a third series in the same layout,
 ``truth_dir/SIM001/TRUTH/0001.dcm``, outside the data root so that it is never ingested:
-benchmarks score denoisers against it as well as against the noisy NDCT.
+benchmarks score denoisers against it. For a phantom it is the noise-free reconstruction (what
+both scans are noisy versions of); for a real source, which has no noise-free version, it is the
+NDCT, as in the Mayo/AAPM data.
 Odd-numbered patients are stored like most scanners (unsigned, intercept -1024),
 even-numbered ones signed with intercept 0, so ingestion meets both conventions.
 """
@@ -33,12 +35,16 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
+from ctdenoise.simulator import physics
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
+from ctdenoise.simulator.noise import flat_rois, measure
 from ctdenoise.simulator.phantom import FOV_MM, random_anatomy, render
-from ctdenoise.simulator.physics import scan_pair
-from ctdenoise.simulator.sources import GroundTruth, find_patients, ground_truth
+from ctdenoise.simulator.sources import GroundTruth, find_patients, ground_truth, spread
 
 SLICE_THICKNESS_MM = 3.0
+KERNEL_SLICES = 3
+"""On how many of a real patient's slices, spread over its length, its kernel is chosen: one slice's
+grain is a noisy guide, and the grain the flat regions show changes along the body."""
 PROGRESS_MIN_SLICES = 8
 """Patients with at least this many slices report each quarter; smaller ones once, when done."""
 FULL_DOSE_MA = 300
@@ -87,10 +93,11 @@ class DoseRange:
 
 @dataclass(frozen=True)
 class PatientReport:
-    """One simulated patient: where its anatomy came from, and each slice's dose fraction."""
+    """One simulated patient: where its anatomy came from, each slice's dose fraction, and its kernel."""
 
     source: str
     doses: list[float]
+    kernel: str = physics.DEFAULT_KERNEL
 
 
 @dataclass
@@ -111,7 +118,7 @@ class SimulationReport:
             "files_written": self.files_written,
             "seconds": round(self.seconds, 1),
             "patients": {
-                name: {"source": p.source, "slices": len(p.doses), "doses": p.doses}
+                name: {"source": p.source, "slices": len(p.doses), "doses": p.doses, "kernel": p.kernel}
                 for name, p in self.patients.items()
             },
         }
@@ -126,6 +133,13 @@ class _Patient:
     source: str
     truths: Iterator[GroundTruth]
     slices: int
+    kernel_sample: tuple[GroundTruth, ...] = ()
+    """For a real full-dose scan (which gets noise inserted, where a phantom is rescanned): the
+    slices, spread over its length, that its kernel is chosen on."""
+
+    @property
+    def real(self) -> bool:
+        return bool(self.kernel_sample)
 
 
 def simulate_dataset(
@@ -167,11 +181,11 @@ def simulate_dataset(
     written: dict[str, PatientReport] = {}
     for index, patient in enumerate(plan, start=1):
         truth_folder = truth_dir / patient.name / TRUTH if truth_dir else None
-        drawn = _write_patient(out_dir / patient.name, truth_folder, patient, index, doses, seed, run_key, say)
-        written[patient.name] = PatientReport(patient.source, drawn)
+        drawn, kernel = _write_patient(out_dir / patient.name, truth_folder, patient, index, doses, seed, run_key, say)
+        written[patient.name] = PatientReport(patient.source, drawn, kernel)
     seconds = time.perf_counter() - start
     pairs = sum(len(p.doses) for p in written.values())
-    truth_note = f" and {pairs} noise-free files to {truth_dir}" if truth_dir else ""
+    truth_note = f" and {pairs} reference files to {truth_dir}" if truth_dir else ""
     say(f"simulate: wrote {2 * pairs} files for {len(written)} patients to {out_dir}{truth_note} in {seconds:.1f} s")
     return SimulationReport(out_dir, written, 2 * pairs, seconds, truth_dir)
 
@@ -251,7 +265,8 @@ def _real_patients(
             f"{len(source.slices)} slices{short}{repeats}"
         )
         truths = (ground_truth(ref, size) for ref in chosen)
-        plan.append(_Patient(source.name, source.origin, truths, len(chosen)))
+        sample = tuple(ground_truth(ref, size) for ref in spread(chosen, KERNEL_SLICES))
+        plan.append(_Patient(source.name, source.origin, truths, len(chosen), kernel_sample=sample))
     return plan
 
 
@@ -264,20 +279,26 @@ def _write_patient(
     seed: int,
     run_key: str,
     say: Callable[[str], None],
-) -> list[float]:
-    """Scan and write every slice of one patient as an NDCT and an LDCT series (and the
-    noise-free series into `truth_folder`); return each slice's dose fraction."""
-    full, low, clean = _series(patient.name, doses, run_key)
+) -> tuple[list[float], str]:
+    """Scan and write every slice of one patient as an NDCT and an LDCT series (and the reference
+    series into `truth_folder`); return each slice's dose fraction and the patient's kernel."""
+    full, low, reference = _series(patient.name, doses, run_key, patient.real)
     representation = "uint16" if index % 2 else "int16"
     drawn: list[float] = []
+    kernel = _source_kernel(patient.name, patient.kernel_sample, say) if patient.real else physics.DEFAULT_KERNEL
     for number, truth in enumerate(patient.truths, start=1):
         dose = doses.draw(np.random.default_rng([seed, 3, index, number]))
         rng = np.random.default_rng([seed, 2, index, number])
-        scans = scan_pair(truth.hu, truth.pixel_spacing_mm, dose, rng, noise_free=truth_folder is not None)
+        if patient.real:
+            scans = _insert(truth, dose, rng, kernel)
+        else:
+            thickness = truth.thickness_mm or SLICE_THICKNESS_MM
+            scans = physics.rescan(truth.hu, truth.pixel_spacing_mm, thickness, dose, rng, truth_folder is not None)
         gain = scans.aec_gain
+        extra = {"ConvolutionKernel": scans.kernel.upper()}
         outputs = [(folder / "NDCT", full, scans.ndct, gain), (folder / "LDCT", low, scans.ldct, dose * gain)]
-        if truth_folder is not None and scans.noise_free is not None:  # asked for, so scanned
-            outputs.append((truth_folder, clean, scans.noise_free, gain))
+        if truth_folder is not None and scans.reference is not None:  # asked for, so made
+            outputs.append((truth_folder, reference, scans.reference, gain))
         for dose_dir, series, image, fraction in outputs:
             dose_dir.mkdir(parents=True, exist_ok=True)
             write_ct_slice(
@@ -289,13 +310,44 @@ def _write_patient(
                 pixel_spacing_mm=truth.pixel_spacing_mm,
                 slice_thickness_mm=truth.thickness_mm or SLICE_THICKNESS_MM,
                 representation=representation,
-                extra=_acquisition(fraction),
+                extra=_acquisition(fraction) | extra,
             )
         drawn.append(round(dose, 6))
         quarter = patient.slices >= PROGRESS_MIN_SLICES and number % (patient.slices // 4) == 0
         if number == patient.slices or quarter:
             say(f"simulate: patient {patient.name} slice {number}/{patient.slices}")
-    return drawn
+    return drawn, kernel
+
+
+def measured_source(source: GroundTruth) -> physics.Measured | None:
+    """A real slice with its own noise measured in its flat soft tissue, or None where it has none."""
+    rois = flat_rois(source.hu)
+    if rois is None:
+        return None
+    return physics.Measured(source.hu, source.pixel_spacing_mm, measure(source.hu, rois, source.pixel_spacing_mm), rois)
+
+
+def _source_kernel(name: str, sample: tuple[GroundTruth, ...], say: Callable[[str], None]) -> str:
+    """The kernel whose noise grain matches the source's over `sample`, slices spread over its
+    length (the default kernel where none has flat soft tissue to measure)."""
+    measured = [m for m in map(measured_source, sample) if m is not None]
+    if not measured:
+        say(f"simulate: patient {name}: no flat soft tissue to read its noise from: kernel {physics.DEFAULT_KERNEL}")
+        return physics.DEFAULT_KERNEL
+    kernel = physics.matching_kernel(measured)
+    sigma = np.mean([m.noise.sigma_hu for m in measured])
+    grain = np.mean([m.noise.mean_frequency for m in measured])
+    say(f"simulate: patient {name}: source noise {sigma:.1f} HU, NPS mean frequency {grain:.3f} /mm: kernel {kernel}")
+    return kernel
+
+
+def _insert(source: GroundTruth, dose: float, rng: np.random.Generator, kernel: str) -> physics.Scans:
+    """One real slice with the noise of `dose` inserted, calibrated to its own noise in its flat
+    soft tissue; a slice without any (the top of a head) gets the simulator's own full-dose level
+    for its size instead."""
+    measured = measured_source(source)
+    thickness = source.thickness_mm or SLICE_THICKNESS_MM
+    return physics.insert(source.hu, source.pixel_spacing_mm, thickness, dose, rng, kernel, measured)
 
 
 def _acquisition(fraction: float) -> dict:
@@ -304,7 +356,6 @@ def _acquisition(fraction: float) -> dict:
     keeps the fraction to five digits)."""
     return {
         "BodyPartExamined": "CHEST",
-        "ConvolutionKernel": "RAMP",
         "XRayTubeCurrent": round(FULL_DOSE_MA * fraction),
         "ExposureTime": EXPOSURE_TIME_MS,
         "Exposure": round(FULL_DOSE_MA * EXPOSURE_TIME_MS / 1000 * fraction),
@@ -312,8 +363,8 @@ def _acquisition(fraction: float) -> dict:
     }
 
 
-def _series(patient: str, doses: DoseRange, run_key: str) -> tuple[SeriesInfo, SeriesInfo, SeriesInfo]:
-    """The NDCT, LDCT and noise-free series of one patient's study, with UIDs derived from the run."""
+def _series(patient: str, doses: DoseRange, run_key: str, real: bool) -> tuple[SeriesInfo, SeriesInfo, SeriesInfo]:
+    """The NDCT, LDCT and reference series of one patient's study, with UIDs derived from the run."""
 
     def uid(role: str) -> str:
         return generate_uid(entropy_srcs=[run_key, patient, role])
@@ -321,5 +372,6 @@ def _series(patient: str, doses: DoseRange, run_key: str) -> tuple[SeriesInfo, S
     study, frame, name = uid("study"), uid("frame"), f"Simulated^{patient}"
     full = SeriesInfo(patient, name, study, uid("NDCT"), 1, "NDCT full dose (simulated)", frame)
     low = SeriesInfo(patient, name, study, uid("LDCT"), 2, f"LDCT {doses.label()} dose (simulated)", frame)
-    clean = SeriesInfo(patient, name, study, uid(TRUTH), 3, "noise-free ground truth (simulated)", frame)
-    return full, low, clean
+    about = "reference: the full-dose source as scanned" if real else "noise-free ground truth (simulated)"
+    reference = SeriesInfo(patient, name, study, uid(TRUTH), 3, about, frame)
+    return full, low, reference

@@ -1,74 +1,106 @@
-"""CT acquisition physics: one forward projection, two photon-noise draws, two FBPs.
+"""CT acquisition physics: projection, photon statistics, apodised filtered back-projection, and the two
+ways a pair is made (docs/design.md, "CT physics of the simulator").
 
-Both doses are made physically (docs/design.md, "Data contract", design, "Command line contract"): the ground-truth
-HU slice is turned
-into linear attenuation, projected once (`skimage.transform.radon`), and each dose
-gets its own Poisson photon counts plus Gaussian electronic noise before the log
-and a ramp-filtered back-projection (`skimage.transform.iradon`). The low-dose image
-is therefore noisier in the streaky, correlated way real FBP noise is, not white.
+Geometry: parallel beam, one detector row of bins one pixel wide, ⌈π/2·N⌉ views over 180° for an
+N-pixel slice (the number FBP needs to be free of view aliasing), the whole square projected, so
+no anatomy is cut at a scan circle.
 
-Noise calibration (why the constants look the way they do): for FBP with
-`n_views` views, the variance of the reconstructed attenuation in 1/mm is
-``var ∝ 1 / (I0 · n_views · Δx²)`` (each view contributes independent noise of
-variance ~1/I0 per detector bin, the back-projection averages the views, and line
-integrals in pixel units are divided by the pixel size Δx). With ``n_views = size``
-the photon count per detector bin is scaled as ``I0 = I0_REF · (REF_SIZE / size) ·
-(REF_SPACING_MM / Δx)²`` so that the HU noise of a slice does not depend on the
-matrix size or field of view. Electronic noise is scaled with ``sqrt(I0 / I0_REF)``
-so its share of the total variance stays the same too.
+Reconstruction: FBP with a ramp apodised by a Hann window whose cutoff names the kernel (`KERNELS`:
+from smoothest to sharp), as clinical kernels roll the ramp off: an unapodised ramp gives near-white
+noise, a clinical kernel's noise is coarser.
 
-The counts are *effective* counts per detector bin of the simulated parallel-beam,
-single-row geometry: a real scanner sums several detector rows into a 3 mm slice
-and takes 2-4x more views than `size`, so I0_REF = 1.5e6 corresponds to roughly
-1.5e5 photons per physical detector cell and view, and SIGMA_E_REF = 30 to about
-10 counts per cell. At every size they give 12-14 HU NDCT noise in the phantom's
-heart and liver, about 20 HU in a 300 x 220 mm water ellipse, and 2.1-2.3x that
-at dose 0.25 (more than 2x because electronic noise does not scale with dose).
+Photon statistics: each detector bin of each view counts Poisson photons, I0 = fluence × bin width ×
+slice thickness / views at full dose (times the AEC gain), plus Gaussian electronic noise. After FBP
+the variance of a pixel then grows as 1/(fluence · thickness · Δx³): halving the pixel makes the
+noise 2.8 times larger, as on a scanner, and the number of views does not change it. The fluence
+is derived, not set: `fluence()` calibrates it so that the centre of a 360 × 260 mm water ellipse,
+scanned with 0.74 mm pixels, 3 mm slices and the standard kernel, has FULL_DOSE_NOISE_HU.
 
-Automatic exposure control (AEC): a scanner raises the tube current for a patient who
-attenuates more, or a large abdomen would come out photon-starved (real adult abdomens
-reach line integrals of 8, some 400 mm of water, against about 5 for the phantoms). Each
-slice's full-dose photons are multiplied by its `aec_gain`, the ratio of its attenuation
-measure (the mean over views of exp(largest line integral), which the variance of the
-most attenuated rays follows) to that of AEC_REFERENCE_MM, a water ellipse larger than any
-procedural phantom, so the phantoms keep gain 1 and are scanned as before. The gain never
-lowers the dose and is capped at AEC_MAX_GAIN, as a tube's current is. Electronic noise does
-not scale with it.
+The two ways (`rescan`, `insert`):
+- a procedural phantom is noise-free, so it is scanned twice, at full dose and at `dose`, and its
+  noise-free reconstruction is the truth;
+- a real full-dose scan already carries its scanner's noise, so it stays the NDCT as written, and
+  the LDCT adds only the noise that lowering the dose adds (projection-domain noise insertion, as the
+  Mayo/AAPM quarter-dose data were made): the noise of each ray grows as exp(line integral), so
+  streaks behind bone and across large patients come out of the physics. Its level is calibrated to
+  the source's own noise in its flat regions (`noise.py`), and its kernel is the named kernel whose
+  noise grain is nearest the source's.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.transform import iradon, radon
+from skimage.transform import iradon
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
+from ctdenoise.simulator.noise import NoiseStats, Rois, measure
 
 MU_WATER_PER_MM = 0.019
 """Linear attenuation of water at an effective energy of roughly 70 keV (120 kVp)."""
 
-REF_SIZE = 512
-REF_SPACING_MM = 380.0 / 512
-I0_REF = 1.5e6
-"""Full-dose effective photons per detector bin per view at the reference geometry."""
+KERNELS = {"smoothest": 0.5, "smooth": 0.6, "soft": 0.7, "medium": 0.85, "standard": 1.0, "detail": 1.3, "sharp": 1.6}
+"""Reconstruction kernels: where the Hann window on the ramp reaches zero, as a fraction of Nyquist
+(beyond 1 it does not within the band). Their noise's NPS mean frequency runs from 0.19 to 0.44 of
+Nyquist (an unapodised ramp's: 0.56) in steps of at most a fifth, so that one of them is within a
+tenth of any grain in that range; the real scanners measured span it: the heads' and the neck's
+about 0.2 (smooth head kernels, and what anatomy the flat regions keep), the abdomens' FC13 and
+Br38f about 0.33, the GE phantom's STANDARD 0.43 (docs/experiments.md, "Noise that matches the
+scanner")."""
+DEFAULT_KERNEL = "standard"
 
-SIGMA_E_REF = 30.0
-"""Effective electronic noise (counts, std) at the reference geometry."""
+FULL_DOSE_NOISE_HU = 18.0
+"""Full-dose noise at the centre of the AEC reference ellipse with the standard kernel, 0.74 mm pixels
+and 3 mm slices: quarter-dose minus full-dose noise of the Mayo/AAPM abdomens is 29–35 HU with B30f at
+0.66–0.82 mm, and with inserted noise that difference is √3 × the full-dose noise."""
+REF_SPACING_MM = 380.0 / 512
+REF_SLICE_MM = 3.0
+ELECTRONIC_RATIO = 1e-5
+"""Electronic noise variance, in counts², per count of a bin's full-dose I0 before AEC (`bin_photons`
+for a phantom; for a real source the calibrated I0): at full dose it matches a ray's quantum noise
+where the ray is attenuated by e^11.5 (about 600 mm of water), so it matters only for photon-starved
+rays behind dense bone, and it does not scale with the dose or the AEC gain. Read from the real
+abdomens (docs/experiments.md, "Noise that matches the scanner"): at 1e-4 their inserted quarter-dose
+variance was 2 to 4 times the quantum-limited (1/d − 1)·σ², where the Mayo/AAPM abdomens show about
+that."""
 
 AEC_REFERENCE_MM = (360.0, 260.0)
 """Axes of the water ellipse whose attenuation gets the nominal full dose (AEC gain 1)."""
 AEC_MAX_GAIN = 16.0
 """The most AEC raises the full dose (a tube's current range)."""
+_CALIBRATION_SIZE, _CALIBRATION_DRAWS = 128, 16
+
+
+def views(size: int) -> int:
+    """Views over 180° for an FBP of a `size`-pixel slice without view aliasing: ⌈π/2 · size⌉."""
+    return int(np.ceil(np.pi / 2 * size))
 
 
 @dataclass(frozen=True)
 class Scan:
-    """A slice's forward projection, shared by the full- and low-dose acquisitions."""
+    """A slice's noise-free projection."""
 
     line_integrals: np.ndarray
     theta: np.ndarray
     pixel_spacing_mm: float
+    size: int
+
+
+@dataclass(frozen=True)
+class Scans:
+    """One slice at both doses, and its reference."""
+
+    ndct: np.ndarray
+    ldct: np.ndarray
+    reference: np.ndarray | None
+    """What a denoiser is scored against: a phantom's noise-free reconstruction (on request), or a
+    real source as its scanner wrote it (the NDCT: no noise-free truth exists)."""
+    aec_gain: float = 1.0
+    """The factor AEC raised both doses' photons by (the tube current's, on a scanner)."""
+    kernel: str = DEFAULT_KERNEL
 
 
 def hu_to_mu(hu: np.ndarray) -> np.ndarray:
@@ -81,21 +113,70 @@ def mu_to_hu(mu: np.ndarray) -> np.ndarray:
     return 1000.0 * (mu / MU_WATER_PER_MM - 1.0)
 
 
-def photons(size: int, pixel_spacing_mm: float) -> tuple[float, float]:
-    """Full-dose photons per bin and electronic noise std that keep HU noise size-independent."""
-    i0 = I0_REF * (REF_SIZE / size) * (REF_SPACING_MM / pixel_spacing_mm) ** 2
-    return i0, SIGMA_E_REF * float(np.sqrt(i0 / I0_REF))
-
-
 def project(hu: np.ndarray, pixel_spacing_mm: float) -> Scan:
-    """Line integrals of attenuation over `size` views in [0°, 180°), scaled to mm.
+    """Line integrals of attenuation over `views(size)` views in [0°, 180°), of the whole square:
+    each pixel's attenuation is shared between the two detector bins nearest its centre's
+    projection, in proportion to closeness (the transpose of the back-projection's linear
+    interpolation, on skimage's bins and angles). Rotating the image for each view, as
+    `skimage.transform.radon` does, costs about ten times as much at 512 pixels."""
+    size = hu.shape[0]
+    theta = np.linspace(0.0, 180.0, views(size), endpoint=False)
+    bins = size + int(np.ceil(np.sqrt(2.0) * size - size))  # skimage's padded width for circle=False
+    rows, cols = np.mgrid[:size, :size] - size // 2
+    mu = hu_to_mu(hu).ravel()
+    sinogram = np.empty((bins, len(theta)))
+    for view, angle in enumerate(np.deg2rad(theta)):
+        position = (cols * np.cos(angle) - rows * np.sin(angle)).ravel() + bins // 2
+        below = np.floor(position).astype(np.int64)
+        above_share = position - below
+        sinogram[:, view] = (
+            np.bincount(below, mu * (1.0 - above_share), minlength=bins + 1)[:bins]
+            + np.bincount(below + 1, mu * above_share, minlength=bins + 1)[:bins]
+        )
+    return Scan(sinogram * pixel_spacing_mm, theta, pixel_spacing_mm, size)
 
-    Everything outside the inscribed circle must already be air: `circle=True`
-    projects only the disc, exactly like a scanner's field of view.
-    """
-    theta = np.linspace(0.0, 180.0, hu.shape[0], endpoint=False)
-    sinogram = radon(hu_to_mu(hu), theta=theta, circle=True)
-    return Scan(sinogram * pixel_spacing_mm, theta, pixel_spacing_mm)
+
+def reconstruct(line_integrals: np.ndarray, scan: Scan, kernel: str = DEFAULT_KERNEL) -> np.ndarray:
+    """FBP to HU with the named kernel, clipped to the 12-bit CT scale like a scanner's. The ramp is
+    built in the spatial domain, so a uniform region keeps its mean HU."""
+    return np.clip(mu_to_hu(_fbp(line_integrals, scan, kernel)), CT_FLOOR_HU, CT_CEILING_HU)
+
+
+def noise_hu(line_integral_noise: np.ndarray, scan: Scan, kernel: str) -> np.ndarray:
+    """The HU image FBP makes of noise on the line integrals alone (FBP is linear): no offset, no clipping."""
+    return 1000.0 / MU_WATER_PER_MM * _fbp(line_integral_noise, scan, kernel)
+
+
+def _fbp(line_integrals: np.ndarray, scan: Scan, kernel: str) -> np.ndarray:
+    """Attenuation (1/mm) from line integrals: apodised ramp filter, then skimage's back-projection."""
+    bins = line_integrals.shape[0]
+    padded = max(64, int(2 ** np.ceil(np.log2(2 * bins))))
+    spectrum = np.fft.fft(np.pad(line_integrals / scan.pixel_spacing_mm, ((0, padded - bins), (0, 0))), axis=0)
+    filtered = np.real(np.fft.ifft(spectrum * _filter(padded, kernel)[:, None], axis=0))[:bins]
+    return iradon(filtered, theta=scan.theta, filter_name=None, circle=False, output_size=scan.size)
+
+
+@functools.lru_cache(maxsize=16)
+def _filter(padded: int, kernel: str) -> np.ndarray:
+    """The ramp (Kak and Slaney's spatial-domain form, exact at zero frequency) times a Hann window
+    reaching zero at the kernel's cutoff."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; known: {', '.join(KERNELS)}")
+    n = np.concatenate((np.arange(1, padded // 2 + 1, 2), np.arange(padded // 2 - 1, 0, -2)))
+    spatial = np.zeros(padded)
+    spatial[0] = 0.25
+    spatial[1::2] = -1.0 / (np.pi * n) ** 2
+    ramp = 2.0 * np.real(np.fft.fft(spatial))
+    frequency = np.abs(np.fft.fftfreq(padded)) / 0.5  # fraction of Nyquist
+    cutoff = KERNELS[kernel]
+    window = np.where(frequency < cutoff, 0.5 * (1.0 + np.cos(np.pi * frequency / cutoff)), 0.0)
+    return ramp * window
+
+
+def bin_photons(pixel_spacing_mm: float, thickness_mm: float, n_views: int) -> float:
+    """Full-dose photons per detector bin and view, before AEC: the fluence through one bin's
+    area, shared by the views."""
+    return fluence() * pixel_spacing_mm * thickness_mm / n_views
 
 
 def acquire(scan: Scan, i0: float, sigma_e: float, rng: np.random.Generator) -> np.ndarray:
@@ -109,21 +190,91 @@ def acquire(scan: Scan, i0: float, sigma_e: float, rng: np.random.Generator) -> 
     return -np.log(np.clip(counts, 1.0, None) / i0)
 
 
-def reconstruct(line_integrals: np.ndarray, scan: Scan) -> np.ndarray:
-    """Ramp-filtered back-projection to HU, clipped to the 12-bit CT scale like a scanner's.
+def rescan(
+    hu: np.ndarray,
+    pixel_spacing_mm: float,
+    thickness_mm: float,
+    dose: float,
+    rng: np.random.Generator,
+    noise_free: bool = False,
+    kernel: str = DEFAULT_KERNEL,
+) -> Scans:
+    """A noise-free slice (a phantom) scanned at full dose and at `dose`, both at its AEC gain, and on
+    request its noise-free reconstruction: the truth."""
+    scan = project(hu, pixel_spacing_mm)
+    i0 = bin_photons(pixel_spacing_mm, thickness_mm, len(scan.theta))
+    sigma_e = float(np.sqrt(ELECTRONIC_RATIO * i0))
+    gain = aec_gain(scan)
+    full = reconstruct(acquire(scan, gain * i0, sigma_e, rng), scan, kernel)
+    low = reconstruct(acquire(scan, dose * gain * i0, sigma_e, rng), scan, kernel)
+    truth = reconstruct(scan.line_integrals, scan, kernel) if noise_free else None
+    return Scans(full, low, truth, gain, kernel)
 
-    skimage's spatial-domain ramp filter keeps the DC level, so a uniform region
-    keeps its mean HU; the test suite checks this for water and soft tissue.
-    """
-    mu = iradon(line_integrals / scan.pixel_spacing_mm, theta=scan.theta, filter_name="ramp", circle=True)
-    return np.clip(mu_to_hu(mu), CT_FLOOR_HU, CT_CEILING_HU)
+
+def insert(
+    hu: np.ndarray,
+    pixel_spacing_mm: float,
+    thickness_mm: float,
+    dose: float,
+    rng: np.random.Generator,
+    kernel: str,
+    calibration: Measured | None,
+) -> Scans:
+    """A real full-dose slice as the NDCT, and as the LDCT with the noise that `dose` adds inserted:
+    the extra variance of a ray's log measurement is (1/d − 1)·e^p/I0 + (1/d² − 1)·σe²·e^2p/I0²
+    (Yu et al., Med. Phys. 2012). I0 is calibrated so that this slice's full-dose quantum noise, after
+    FBP with `kernel`, has the source's own standard deviation in its flat regions (`calibration`:
+    the slice measured there); without them it is the simulator's own full dose for the slice
+    (`bin_photons` at its AEC gain)."""
+    scan = project(hu, pixel_spacing_mm)
+    p = np.clip(scan.line_integrals, 0.0, None)
+    unit = noise_hu(np.sqrt(np.exp(p)) * rng.standard_normal(p.shape), scan, kernel)  # quantum noise at I0 = 1
+    if calibration:
+        own = calibration.noise.sigma_hu
+        i0 = electronic_i0 = (measure(unit, calibration.rois, pixel_spacing_mm).sigma_hu / own) ** 2
+    else:
+        electronic_i0 = bin_photons(pixel_spacing_mm, thickness_mm, len(scan.theta))
+        i0 = electronic_i0 * aec_gain(scan)
+    electronic_variance = (1.0 / dose**2 - 1.0) * ELECTRONIC_RATIO * electronic_i0 * np.exp(2.0 * p) / i0**2
+    added = np.sqrt((1.0 / dose - 1.0) / i0) * unit + noise_hu(
+        np.sqrt(electronic_variance) * rng.standard_normal(p.shape), scan, kernel
+    )
+    ndct = np.clip(hu, CT_FLOOR_HU, CT_CEILING_HU)
+    return Scans(ndct, np.clip(hu + added, CT_FLOOR_HU, CT_CEILING_HU), ndct, 1.0, kernel)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A real slice with its own noise measured in its flat soft tissue (`noise.flat_rois`)."""
+
+    hu: np.ndarray
+    pixel_spacing_mm: float
+    noise: NoiseStats
+    rois: Rois
+
+
+def matching_kernel(slices: Sequence[Measured]) -> str:
+    """The named kernel whose noise grain (NPS mean frequency in the same regions, averaged over
+    `slices`) is nearest the sources' own."""
+    grain = dict.fromkeys(KERNELS, 0.0)
+    for source in slices:
+        scan = project(source.hu, source.pixel_spacing_mm)
+        draw = np.sqrt(np.exp(np.clip(scan.line_integrals, 0.0, None))) * np.random.default_rng(0).standard_normal(
+            scan.line_integrals.shape
+        )
+        for kernel in KERNELS:
+            grain[kernel] += measure(noise_hu(draw, scan, kernel), source.rois, source.pixel_spacing_mm).mean_frequency
+    target = sum(source.noise.mean_frequency for source in slices)
+    return min(grain, key=lambda kernel: abs(grain[kernel] - target))
 
 
 def aec_gain(scan: Scan) -> float:
-    """How much AEC raises this slice's full dose: its attenuation measure over the reference
-    ellipse's, between 1 and AEC_MAX_GAIN (see the module docstring)."""
-    measure = float(np.mean(np.exp(scan.line_integrals.max(axis=0))))
-    return float(np.clip(measure / _reference_measure(), 1.0, AEC_MAX_GAIN))
+    """How much AEC raises this slice's full dose: its attenuation measure (the mean over views of
+    exp(largest line integral), which the variance of the most attenuated rays follows) over the
+    reference ellipse's, between 1 and AEC_MAX_GAIN. A large abdomen would otherwise come out
+    photon-starved; procedural phantoms, smaller than the reference, keep gain 1."""
+    measure_ = float(np.mean(np.exp(scan.line_integrals.max(axis=0))))
+    return float(np.clip(measure_ / _reference_measure(), 1.0, AEC_MAX_GAIN))
 
 
 def _reference_measure() -> float:
@@ -135,27 +286,26 @@ def _reference_measure() -> float:
     return float(np.mean(np.exp(2.0 * MU_WATER_PER_MM * half_chord)))
 
 
-@dataclass(frozen=True)
-class Scans:
-    """One slice scanned at both doses, and (on request) without any noise."""
-
-    ndct: np.ndarray
-    ldct: np.ndarray
-    noise_free: np.ndarray | None
-    """FBP of the noise-free line integrals: the image both scans are noisy versions of,
-    with the same resolution, so it is the truth a denoiser should reach."""
-    aec_gain: float = 1.0
-    """The factor AEC raised both doses' photons by (the tube current's, on a scanner)."""
-
-
-def scan_pair(
-    hu: np.ndarray, pixel_spacing_mm: float, dose: float, rng: np.random.Generator, noise_free: bool = False
-) -> Scans:
-    """NDCT and LDCT reconstructions in HU of one ground-truth slice, low dose = `dose`·I0,
-    both at the slice's AEC gain."""
-    scan = project(hu, pixel_spacing_mm)
-    i0, sigma_e = photons(hu.shape[0], pixel_spacing_mm)
-    gain = aec_gain(scan)
-    full = reconstruct(acquire(scan, gain * i0, sigma_e, rng), scan)
-    low = reconstruct(acquire(scan, dose * gain * i0, sigma_e, rng), scan)
-    return Scans(full, low, reconstruct(scan.line_integrals, scan) if noise_free else None, gain)
+@functools.lru_cache(maxsize=1)
+def fluence() -> float:
+    """Photons per mm² of detector per rotation at full dose, calibrated (see the module docstring):
+    the reference ellipse is scanned at a small size, where the variance at its centre per unit
+    fluence is measured over several draws, and carried to the reference pixel by the Δx³ law."""
+    size = _CALIBRATION_SIZE
+    spacing = 400.0 / size
+    a, b = (axis / 2 / spacing for axis in AEC_REFERENCE_MM)
+    rows, cols = np.mgrid[:size, :size] - (size - 1) / 2
+    water = np.where((cols / a) ** 2 + (rows / b) ** 2 <= 1.0, 0.0, -1000.0)
+    scan = project(water, spacing)
+    rng = np.random.default_rng(0)
+    i0_at_unit_fluence = spacing * REF_SLICE_MM / len(scan.theta)
+    std = np.sqrt(np.exp(scan.line_integrals) / i0_at_unit_fluence)
+    centre = (cols / a) ** 2 + (rows / b) ** 2 <= 0.15**2
+    variance = np.mean(
+        [
+            np.var(noise_hu(std * rng.standard_normal(std.shape), scan, DEFAULT_KERNEL)[centre])
+            for _ in range(_CALIBRATION_DRAWS)
+        ]
+    )
+    at_reference = variance * (spacing / REF_SPACING_MM) ** 3
+    return float(at_reference / FULL_DOSE_NOISE_HU**2)

@@ -49,7 +49,7 @@ def qa_slice(size: int, pixel_spacing_mm: float) -> tuple[np.ndarray, list[Rod]]
 
     Edges get partial-volume values from the same half-pixel Gaussian `phantom.render`
     applies (a staircase edge would ring through the FBP), and everything outside
-    the scan circle is air, so `physics.scan_pair` can scan the slice as it is.
+    the scan circle is air, so `physics.rescan` can scan the slice as it is.
     Raises ValueError when the cylinder does not fit inside the scan circle.
     """
     if (size // 2) * pixel_spacing_mm <= CYLINDER_RADIUS_MM:

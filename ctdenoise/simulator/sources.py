@@ -21,9 +21,12 @@ from pydicom.errors import InvalidDicomError
 from skimage.transform import resize
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
-from ctdenoise.dicomio.reader import DicomRejected, SliceRecord, read_ct_slices
-from ctdenoise.simulator.phantom import AIR_HU, FOV_MM, fov_mask
+from ctdenoise.dicomio.reader import DicomRejected, ReadOptions, SliceRecord, read_ct_slices
+from ctdenoise.simulator.phantom import AIR_HU, FOV_MM
 
+SOURCE_READ = ReadOptions(allow_tilt=True)
+"""How source slices are read: a gantry-tilted slice is still a 2-D image to rescan, and the
+simulated series is written axial."""
 NAME_LIMIT = 64
 """Longest simulated patient name taken from a source PatientID (a folder name, kept short)."""
 
@@ -61,11 +64,16 @@ class SourcePatient:
     def spread(self, count: int | None) -> tuple[SliceRef, ...]:
         """`count` slices spread evenly over the patient's length (all of them for None), so a
         few slices still cover the anatomy from one end to the other, not only its first part."""
-        total = len(self.slices)
-        if count is None or count >= total:
-            return self.slices
-        picks = ((np.arange(count) + 0.5) * total / count).astype(int)
-        return tuple(self.slices[i] for i in picks)
+        return spread(self.slices, count)
+
+
+def spread(slices: tuple[SliceRef, ...], count: int | None) -> tuple[SliceRef, ...]:
+    """`count` of `slices` spread evenly over them (all of them for None)."""
+    total = len(slices)
+    if count is None or count >= total:
+        return slices
+    picks = ((np.arange(count) + 0.5) * total / count).astype(int)
+    return tuple(slices[i] for i in picks)
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ def find_patients(root: Path) -> Sources:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         try:
-            records = read_ct_slices(path, rel.as_posix())
+            records = read_ct_slices(path, rel.as_posix(), SOURCE_READ)
         except DicomRejected as rejected:
             skipped.append((rel.as_posix(), rejected.reason))
             continue
@@ -148,16 +156,15 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def ground_truth(ref: SliceRef, size: int) -> GroundTruth:
-    """The slice read again, padded square with air and resized (anti-aliased) to `size`, with
-    air outside the scan circle; the pixel size scales with the resize, so the written spacing
-    stays the real one."""
-    record = read_ct_slices(ref.path, ref.path.name)[ref.frame]
+    """The slice read again, padded square with air and resized (anti-aliased) to `size`; the pixel
+    size scales with the resize, so the written spacing stays the real one. Nothing is cut: the
+    simulator projects the whole square."""
+    record = read_ct_slices(ref.path, ref.path.name, SOURCE_READ)[ref.frame]
     hu = np.clip(record.hu.astype(np.float64), CT_FLOOR_HU, CT_CEILING_HU)
     rows, cols = hu.shape
     side = max(rows, cols)
     top, left = (side - rows) // 2, (side - cols) // 2
     hu = np.pad(hu, ((top, side - rows - top), (left, side - cols - left)), constant_values=AIR_HU)
     hu = resize(hu, (size, size), anti_aliasing=True, preserve_range=True)
-    hu[~fov_mask(size)] = AIR_HU
     spacing = record.pixel_spacing_mm * side / size if record.pixel_spacing_mm else FOV_MM / size
     return GroundTruth(hu, spacing, record.z if record.z is not None else 0.0, record.slice_thickness_mm or 0.0)
