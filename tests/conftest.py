@@ -22,13 +22,14 @@ PERMISSIVE_GATE = [
     "--ssim-tolerance",
     "2",
     "--body-rmse-margin",
-    "-100",
+    "-1000000",
     "--body-ssim-tolerance",
     "2",
 ]
 """Thresholds any finite model passes: ten `tiny` steps cannot beat LDCT, and the lineage
-tests need a chain that reaches a pushed model. The gate itself is tested with real
-thresholds in test_evaluation_gate.py."""
+tests need a chain that reaches a pushed model. The in-body RMSE margin is a ratio to the LDCT's,
+which on the tests' coarse 64 px slices (5.9 mm pixels: under a HU of noise) is tiny. The gate
+itself is tested with real thresholds in test_evaluation_gate.py."""
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from ctdenoise.trainer_module.export import Description, export_generator
 from tests.pipeline_helpers import ingest, read_examples
 
 BLUR_SIGMA = 0.5
-"""Pixels; on the simulated LDCT this gains about 1 dB PSNR and 0.01 SSIM."""
+"""Pixels; on the fixture's LDCT (dose 0.005) it gains more than the gate's 0.5 dB and 10 % in-body RMSE."""
 
 
 def _blur_kernel(sigma: float, size: int = 5) -> np.ndarray:
@@ -77,7 +77,9 @@ def _export(folder: Path, layer: keras.layers.Layer) -> str:
 def examples_uri(tmp_path_factory) -> str:
     """Ingested simulated data: two patients, one in each split."""
     root = tmp_path_factory.mktemp("gate")
-    simulate_dataset(root / "dicom", patients=2, slices=3, size=256, seed=11, progress=None)
+    # dose 0.005: at 1.5 mm pixels the phantoms' full dose has some 6 HU of noise, and the smooth kernel's noise is
+    # coarse: a slight blur gains over the LDCT only where noise, not edges, dominates the error
+    simulate_dataset(root / "dicom", patients=2, slices=3, size=256, seed=11, dose=0.005, progress=None)
     ingest(root / "dicom", root / "examples", eval_fraction=0.5)
     return str(root / "examples")
 
