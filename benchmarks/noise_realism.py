@@ -116,9 +116,7 @@ def phantom_realism(every: int, size: int, bench: common.Benchmark) -> dict[str,
         if rois is None:  # the air at both ends
             continue
         scan = physics.project(hu, spacing)
-        draw = np.sqrt(np.exp(np.clip(scan.line_integrals, 0.0, None))) * np.random.default_rng(
-            len(unit)
-        ).standard_normal(scan.line_integrals.shape)
+        draw = physics.unit_quantum_noise(scan, np.random.default_rng(len(unit)))
         real = measure(hu, rois, spacing)
         measured.append(real.sigma_hu)
         grain.append(real.mean_frequency)

@@ -102,9 +102,8 @@ def mean_frequency(patches: np.ndarray, pixel_spacing_mm: float) -> float:
 
 def _detrended(patch: np.ndarray) -> np.ndarray:
     """`patch` minus its least-squares quadratic surface in row and column."""
-    return patch - (
-        _design(patch.shape[0]) @ np.linalg.lstsq(_design(patch.shape[0]), patch.ravel(), rcond=None)[0]
-    ).reshape(patch.shape)
+    design = _design(patch.shape[0])
+    return patch - (design @ np.linalg.lstsq(design, patch.ravel(), rcond=None)[0]).reshape(patch.shape)
 
 
 @functools.lru_cache(maxsize=8)

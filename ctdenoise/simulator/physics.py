@@ -173,6 +173,12 @@ def _filter(padded: int, kernel: str) -> np.ndarray:
     return ramp * window
 
 
+def unit_quantum_noise(scan: Scan, rng: np.random.Generator) -> np.ndarray:
+    """One draw of the line integrals' quantum noise at one photon per bin: variance e^p per ray
+    (p clipped at 0); scaled by 1/sqrt(I0) it is any dose's."""
+    return np.sqrt(np.exp(np.clip(scan.line_integrals, 0.0, None))) * rng.standard_normal(scan.line_integrals.shape)
+
+
 def bin_photons(pixel_spacing_mm: float, thickness_mm: float, n_views: int) -> float:
     """Full-dose photons per detector bin and view, before AEC: the fluence through one bin's
     area, shared by the views."""
@@ -228,7 +234,7 @@ def insert(
     (`bin_photons` at its AEC gain)."""
     scan = project(hu, pixel_spacing_mm)
     p = np.clip(scan.line_integrals, 0.0, None)
-    unit = noise_hu(np.sqrt(np.exp(p)) * rng.standard_normal(p.shape), scan, kernel)  # quantum noise at I0 = 1
+    unit = noise_hu(unit_quantum_noise(scan, rng), scan, kernel)
     if calibration:
         own = calibration.noise.sigma_hu
         i0 = electronic_i0 = (measure(unit, calibration.rois, pixel_spacing_mm).sigma_hu / own) ** 2
@@ -259,9 +265,7 @@ def matching_kernel(slices: Sequence[Measured]) -> str:
     grain = dict.fromkeys(KERNELS, 0.0)
     for source in slices:
         scan = project(source.hu, source.pixel_spacing_mm)
-        draw = np.sqrt(np.exp(np.clip(scan.line_integrals, 0.0, None))) * np.random.default_rng(0).standard_normal(
-            scan.line_integrals.shape
-        )
+        draw = unit_quantum_noise(scan, np.random.default_rng(0))
         for kernel in KERNELS:
             grain[kernel] += measure(noise_hu(draw, scan, kernel), source.rois, source.pixel_spacing_mm).mean_frequency
     target = sum(source.noise.mean_frequency for source in slices)
