@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import classical, common, datasets, quality, quality_scores, quality_sets
-from ctdenoise.contract.hu import BODY_HU
+from ctdenoise.contract.hu import BODY_HU, HU_MAX, HU_MIN
 
 MODELS = {"unpaired": [], "paired": quality.PAIRED}
 """The paper's CycleGAN, and RED-CNN on co-located patches (the quality benchmark's two
@@ -166,9 +166,9 @@ def _notes(sizes: dict) -> list[str]:
         "A difference smaller than the spreads is within run-to-run variation.",
         f"Generators: the `{sizes['preset']}` preset, with quality.PAIRED ({' '.join(quality.PAIRED)}) for paired; "
         "fidelity by the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'): "
-        "psnr/ssim on HU clipped to [-1000, 2000] "
+        f"psnr/ssim on HU clipped to [{HU_MIN:g}, {HU_MAX:g}] "
         f"scaled to [-1, 1]; body_rmse_hu pooled in HU inside the reference's body (> {BODY_HU:g} HU).",
-        "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of skimage's "
+        "BM3D's strength is tuned on the validation patient itself (white-noise sigma as a multiple of the slice's "
         "noise estimate): a reference at its best on these slices, not a held-out score.",
         "Training ran in this process while the machine may have been shared: no timing is reported.",
     ]

@@ -2,10 +2,11 @@
 through the product's `ctdenoise denoise` model path.
 
 Every method works on the normalised image the generator sees (HU clipped to
-[-1000, 2000] and mapped to [-1, 1]) and returns HU, so all outputs are clipped alike.
-Strengths are relative to the noise level skimage's `estimate_sigma` finds; `estimate_sigma`
-assumes white noise and CT (FBP) noise is correlated, so the quality benchmark tunes the
-factor on separate slices rather than trusting the estimate.
+[-1024, 2000] and mapped to [-1, 1]) and returns HU, so all outputs are clipped alike.
+Strengths are relative to the slice's noise level, the estimate the learned models are given
+(`ctdenoise.contract.noise_level`: the noise's standard deviation in flat soft tissue); white-noise
+methods given it see correlated CT (FBP) noise as stronger or weaker than it is, so the quality
+benchmark tunes the factor on separate slices rather than trusting it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ctdenoise.contract.hu import denormalize_hu, normalize_hu
+from ctdenoise.contract.hu import DATA_RANGE, HU_MAX, HU_MIN, denormalize_hu, normalize_hu
+from ctdenoise.contract.noise_level import noise_level_hu
 
 NLM_PATCH_SIZE, NLM_PATCH_DISTANCE = 5, 6
 """skimage's documented example values; fast_mode=True."""
@@ -25,10 +27,9 @@ Denoiser = Callable[[np.ndarray], np.ndarray]
 
 
 def noise_sigma(hu: np.ndarray) -> float:
-    """skimage's wavelet estimate of the noise std of the normalised image."""
-    from skimage.restoration import estimate_sigma
-
-    return float(estimate_sigma(normalize_hu(hu)))
+    """The slice's noise level (`noise_level_hu`, what the learned models are given) in the
+    normalised image's units."""
+    return noise_level_hu(np.clip(hu, HU_MIN, HU_MAX)) * DATA_RANGE / (HU_MAX - HU_MIN)
 
 
 def gaussian(sigma_px: float) -> Denoiser:

@@ -62,13 +62,15 @@ def paper_step_flops() -> float:
     """
     import tensorflow as tf
 
+    from ctdenoise.trainer_module.data import CHANNELS
     from ctdenoise.trainer_module.models import preset
     from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
     from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 
     hp = preset("paper", CycleIdentityParams)
-    x = tf.TensorSpec([1, hp.patch, hp.patch, 1], tf.float32)
-    per_patch = sum(6 * _forward_flops(model, x) for model in (build_generator(hp, "G"), build_discriminator(hp, "D")))
+    generator_input, patch = ([1, hp.patch, hp.patch, channels] for channels in (CHANNELS, 1))
+    per_patch = 6 * _forward_flops(build_generator(hp, "G"), tf.TensorSpec(generator_input, tf.float32))
+    per_patch += 6 * _forward_flops(build_discriminator(hp, "D"), tf.TensorSpec(patch, tf.float32))
     return 3.0 * per_patch * hp.batch
 
 

@@ -65,10 +65,11 @@ def run(
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
+    from ctdenoise.trainer_module.data import CHANNELS
     from ctdenoise.trainer_module.models import build, configure
 
     hp = configure(preset_name, overrides)
-    shape = [hp.batch, hp.patch, hp.patch, 1]
+    shape = [hp.batch, hp.patch, hp.patch, CHANNELS]  # each patch with its level map
     a, b = (tf.random.stateless_uniform(shape, [seed, 0], -1.0, 1.0) for seed in (1, 2))
     model = build(hp)
     graph = model._compiled_replica_step.get_concrete_function(a, b).graph

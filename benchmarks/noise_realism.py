@@ -3,7 +3,7 @@ simulator").
 
 - Every patient of ../shared/realct: `slices` slices spread over its length, at 512 pixels, get the
   noise of dose 0.25 inserted as `ctdenoise simulate --from` inserts it. In each slice's flat soft
-  tissue (`ctdenoise.simulator.noise`), the inserted noise is compared with the source's own:
+  tissue (`ctdenoise.contract.noise`), the inserted noise is compared with the source's own:
   - texture: the inserted noise's NPS mean frequency over the source's (target within 10 %);
   - level: σ_LDCT² − σ_NDCT² over (1/d − 1)·σ_NDCT² (target within 15 %). The level is calibrated
     on the same slice, so this checks that the calibration survives reconstruction and the
@@ -41,9 +41,9 @@ def _closeness(ratio: float) -> float:
 
 def patient_realism(size: int, slices: int, bench: common.Benchmark) -> dict[str, dict[str, Any]]:
     """Per source patient: the inserted noise's texture and level against the source's own."""
+    from ctdenoise.contract.noise import measure
     from ctdenoise.simulator import physics
     from ctdenoise.simulator.dataset import KERNEL_SLICES, measured_source
-    from ctdenoise.simulator.noise import measure
     from ctdenoise.simulator.sources import find_patients, ground_truth, spread
 
     rows: dict[str, dict[str, Any]] = {}
@@ -97,9 +97,9 @@ def phantom_realism(every: int, size: int, bench: common.Benchmark) -> dict[str,
     """The GE phantom's measured noise against mA, and the simulator's prediction of it."""
     from skimage.transform import resize
 
+    from ctdenoise.contract.noise import flat_rois, measure
     from ctdenoise.dicomio.reader import read_ct_slices
     from ctdenoise.simulator import physics
-    from ctdenoise.simulator.noise import flat_rois, measure
 
     measured: list[float] = []
     unit: list[float] = []

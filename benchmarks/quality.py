@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks import classical, common, datasets, quality_scores, quality_sets
 from benchmarks import ct_measures as ct
 from ctdenoise.components.dicom_example_gen.executor import read_report
-from ctdenoise.contract.hu import BODY_HU
+from ctdenoise.contract.hu import BODY_HU, HU_MAX, HU_MIN
 
 HYBRID = ["paired=true", "supervised_lambda=10"]
 """The cycle-identity CycleGAN plus the supervised term on co-located patches."""
@@ -61,7 +61,7 @@ TUNING = {
     "BM3D": (classical.bm3d, [1.0, 1.5, 2.0, 3.0, 4.0, 6.0]),
 }
 """Candidate strengths: Gaussian sigma in pixels; NLM h and BM3D sigma as multiples of
-skimage's noise estimate."""
+the slice's noise level (`classical.noise_sigma`)."""
 
 
 def apply(denoise: Callable[[np.ndarray], np.ndarray], stack: np.ndarray) -> np.ndarray:
@@ -358,8 +358,9 @@ def _notes(sizes: dict) -> list[str]:
         f"(seed {SEEDS['tune']}); the real-anatomy slices and the test patients are never tuned on.",
         "Fidelity: the product's metric table (docs/design.md, 'Pipeline metrics and the blessing gate'), "
         "pooled over slices as the Evaluator pools it, "
-        "against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [-1000, 2000] scaled to "
-        f"[-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter inside the "
+        f"against the truth (*_truth) and the NDCT (*_ndct): psnr/ssim on HU clipped to [{HU_MIN:g}, {HU_MAX:g}] "
+        f"scaled to [-1, 1] (data range 2), means of slices; rmse_hu and body_rmse_hu pooled in HU, the latter "
+        "inside the "
         f"reference's body (> {BODY_HU:g} HU); body_ssim over the windows centred in that body; "
         "noise_std: HU of output − truth in the truth's flat "
         "regions; regions: RMSE, bias (HU) and share of the squared error against the truth, pooled over the "

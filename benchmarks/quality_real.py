@@ -51,8 +51,8 @@ UNPAIRED = {"cycle_identity": [], "cyclegan": ["model=cyclegan"]}
 ROWS = {**PAIRED, **UNPAIRED}
 """Every row `--models` may name, paired first."""
 PSD_TUNING = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]
-"""BM3D-with-spectrum strengths: multiples of skimage's (white-noise) estimate, which
-underrates correlated noise, hence the wider range."""
+"""BM3D-with-spectrum strengths: multiples of the slice's noise level (`classical.noise_sigma`), 1 being
+the level as measured; chosen on the validation patient."""
 QUICK: dict[str, Any] = dict(val_slices=2, train_slices=3, qa_scans=2, seeds=(0,), preset="tiny")
 
 
@@ -331,8 +331,9 @@ def _notes(preset: str, seeds) -> list[str]:
         "against the noise-free truth and the NDCT; "
         "regions, NPS and MTF50 as in the quality benchmark.",
         "BM3D with noise spectrum: the `bm3d` package given the 2-D power spectrum of the training patient's "
-        "LDCT - NDCT (unit variance), scaled per slice by the strength × skimage's noise estimate; the strength "
-        "of every classical method is the one with the best PSNR against the truth on the validation patient.",
+        "LDCT - NDCT (unit variance), scaled per slice by the strength × the slice's noise level (the models' "
+        "input); the strength of every classical method is the one with the best PSNR against the truth on the "
+        "validation patient.",
         "Training ran in this process while the machine may have been shared: training minutes are indicative.",
     ]
 

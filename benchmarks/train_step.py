@@ -42,12 +42,13 @@ def run(preset_name: str, mode: str, min_steps: int, min_seconds: float) -> dict
     """Build a fresh cycle-identity CycleGAN for `mode`, time its first step, then the steady state."""
     import tensorflow as tf
 
+    from ctdenoise.trainer_module.data import CHANNELS
     from ctdenoise.trainer_module.models import preset, with_overrides
     from ctdenoise.trainer_module.models.cycle_identity.model import CycleIdentityGAN
     from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 
     hp = with_overrides(preset(preset_name, CycleIdentityParams), [f"jit_compile={mode == 'xla'}"])
-    shape = [hp.batch, hp.patch, hp.patch, 1]
+    shape = [hp.batch, hp.patch, hp.patch, CHANNELS]  # each patch with its level map
     a, b = (tf.random.stateless_uniform(shape, [seed, 0], -1.0, 1.0) for seed in (1, 2))
     tf.config.run_functions_eagerly(mode == "eager")
     try:

@@ -8,10 +8,12 @@ from pathlib import Path
 import tf_keras as keras
 
 from ctdenoise.trainer_module.export import Description, export_generator
+from ctdenoise.trainer_module.models.layers import generator_input
 
 
 def export_layer(folder: Path, output_layer: keras.layers.Layer) -> Path:
-    """`output_layer` on a one-channel image of any size, exported to `folder` under its name."""
-    image = keras.Input([None, None, 1])
-    export_generator(keras.Model(image, output_layer(image)), Description(folder.name, 0), str(folder), {"test": True})
+    """`output_layer` on the image channel of a generator's input (any size), exported to `folder`
+    under its name."""
+    inputs, image = generator_input()
+    export_generator(keras.Model(inputs, output_layer(image)), Description(folder.name, 0), str(folder), {"test": True})
     return folder

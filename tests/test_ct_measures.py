@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from benchmarks import ct_measures as cm
+from ctdenoise.contract.hu import HU_MIN
 from ctdenoise.simulator.phantom import AIR_HU, FOV_MM, fov_mask, random_anatomy, render
 from ctdenoise.simulator.physics import Scans, rescan
 from ctdenoise.simulator.qa_phantom import RODS_MM, Rod, qa_slice
@@ -84,7 +85,7 @@ def test_region_errors_put_an_edge_error_at_the_edges() -> None:
     assert scores["lungs_bias"] == pytest.approx(-20.0) and scores["soft_tissue_rmse"] == 0.0
     assert scores["edges_share"] + scores["lungs_share"] == pytest.approx(1.0)
     clipped = region_errors(truth - 500.0 * regions["air"], Images(ldct=truth, ndct=truth, truth=truth))
-    assert clipped["air_rmse"] == 0.0  # below -1000 HU is outside the window PSNR sees
+    assert clipped["air_rmse"] == pytest.approx(-1000.0 - HU_MIN)  # below the window's floor, PSNR sees the floor
 
 
 # --- noise ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from ctdenoise.contract import features
 from ctdenoise.contract.hu import denormalize_hu
+from ctdenoise.contract.noise_level import LEVEL_UNIT_HU, noise_level_hu
 from ctdenoise.dicomio.reader import SliceRecord
 from ctdenoise.trainer_module import data
 
@@ -46,14 +47,16 @@ def tfrecord(tmp_path_factory) -> str:
 
 def _draws(tfrecord: str, dose: str, seed: int, batches: int) -> list[tuple[int, int, int]]:
     """(slice, row, column) of each patch's top-left pixel; -1 for the LDCT-only slice.
-    Checks shape, dtype, contiguity and normalisation of every patch on the way."""
+    Checks shape, dtype, contiguity and normalisation of every patch on the way, and that its
+    level map holds its slice's noise level."""
     stream = data.patch_batches([tfrecord], dose, PATCH, BATCH, seed=seed)
     drawn = []
     for batch in stream.take(batches).as_numpy_iterator():
-        assert batch.shape == (BATCH, PATCH, PATCH, 1) and batch.dtype == np.float32
-        for patch in batch[..., 0]:
+        assert batch.shape == (BATCH, PATCH, PATCH, data.CHANNELS) and batch.dtype == np.float32
+        for patch, level in zip(batch[..., 0], batch[..., 1], strict=True):
             hu = denormalize_hu(patch)
             if np.allclose(patch, 1.0):
+                np.testing.assert_allclose(level, noise_level_hu(np.full((SIZE, SIZE), LDCT_ONLY_HU)) / LEVEL_UNIT_HU)
                 drawn.append((-1, 0, 0))
                 continue
             top = int(round(hu[0, 0]))
@@ -61,7 +64,8 @@ def _draws(tfrecord: str, dose: str, seed: int, batches: int) -> list[tuple[int,
             row, col = divmod(offset, SIZE)
             expected = _slice(i)[row : row + PATCH, col : col + PATCH]
             np.testing.assert_allclose(hu, expected, atol=0.01)
-            np.testing.assert_allclose(patch, (expected + 1000.0) / 3000.0 * 2.0 - 1.0, atol=1e-6)
+            np.testing.assert_allclose(patch, (expected + 1024.0) / 3024.0 * 2.0 - 1.0, atol=1e-6)
+            np.testing.assert_allclose(level, noise_level_hu(_slice(i)) / LEVEL_UNIT_HU, rtol=1e-6)
             drawn.append((i, row, col))
     return drawn
 
@@ -168,6 +172,7 @@ def test_a_slice_without_a_foreground_patch_gives_its_most_foreground_one(body_t
 
 def test_paired_patches_are_co_located(body_tfrecord):
     ldct, ndct = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
+    ldct, ndct = ldct[..., :1], ndct[..., :1]
     difference = denormalize_hu(ndct.numpy()) - denormalize_hu(ldct.numpy())
     assert ldct.shape == ndct.shape == (64, 16, 16, 1)
     np.testing.assert_allclose(difference[denormalize_hu(ldct.numpy()) > -500], SLICE_OFFSET_HU, atol=0.01)
@@ -198,7 +203,7 @@ def test_augmented_pairs_stay_co_located(body_tfrecord):
     ldct, ndct = next(
         iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0, augment=True))
     )
-    ldct_hu, ndct_hu = denormalize_hu(ldct.numpy()), denormalize_hu(ndct.numpy())
+    ldct_hu, ndct_hu = denormalize_hu(ldct.numpy()[..., 0]), denormalize_hu(ndct.numpy()[..., 0])
     np.testing.assert_allclose((ndct_hu - ldct_hu)[ldct_hu > -500], SLICE_OFFSET_HU, atol=0.01)
     plain, _ = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
     assert not np.array_equal(plain.numpy(), ldct.numpy())  # turned, yet the pair still differs only by the offset
@@ -218,4 +223,5 @@ def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
         assert any(np.array_equal(image, after) for image in _symmetries(before))
     ldct, _ = data.paired_eval_slices([body_tfrecord], 10)
     tissue = denormalize_hu(ldct[..., 0]) > -500
-    assert ldct.shape == (4, BODY_SIZE, BODY_SIZE, 1) and tissue[:, 4:24, 4:24].all() and tissue.sum() == 4 * 400
+    assert ldct.shape == (4, BODY_SIZE, BODY_SIZE, data.CHANNELS) and tissue[:, 4:24, 4:24].all()
+    assert tissue.sum() == 4 * 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.dicom_validators import assert_dcmtk_reads, assert_no_new_iod_errors,
 from tests.saved_models import export_layer
 
 SHIFT = 0.1
-"""Added by the shift model in normalised units: 0.1 · 3000 / 2 = 150 HU."""
+"""Added by the shift model in normalised units: 0.1 · 3024 / 2 = 151.2 HU."""
 KEPT = (
     "PatientID",
     "PatientName",
@@ -98,7 +99,8 @@ def test_output_is_a_new_derived_series_that_keeps_patient_study_and_geometry(id
         assert "PixelPaddingValue" not in ds
         for keyword in KEPT:
             assert ds.get(keyword) == src.get(keyword), keyword
-    assert "denoise: 2/3 slices" in lines and "denoise: 3/3 slices" in lines
+    for done in ("2/3", "3/3"):
+        assert any(re.fullmatch(rf"denoise: {done} slices \(noise level [0-9.–]+ HU\)", line) for line in lines), lines
     assert not any(str(sources[0].PatientName) in line for line in lines)
 
 
@@ -160,7 +162,8 @@ def test_identity_model_returns_the_input_hu_within_the_training_window(identity
 def test_shift_model_changes_hu(models, series_dir, tmp_path):
     report = denoise_series(models["shift"], series_dir, tmp_path / "out", progress=None)
     for src, out in _pairs(series_dir, report.out_dir):
-        expected = np.clip(np.clip(_hu(src), HU_MIN, HU_MAX) + 150, -1024, 3071)
+        shift_hu = SHIFT * (HU_MAX - HU_MIN) / 2  # the normalised offset, in HU
+        expected = np.clip(np.rint(np.clip(_hu(src), HU_MIN, HU_MAX) + shift_hu), -1024, 3071)
         np.testing.assert_array_equal(_hu(out), expected)
     assert "shift" in pydicom.dcmread(next(report.out_dir.glob("*.dcm"))).DerivationDescription
 

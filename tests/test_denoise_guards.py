@@ -18,6 +18,7 @@ import tensorflow as tf
 from ctdenoise.app.denoise import DenoiseError, denoise_series
 from ctdenoise.contract.names import (
     INPUT_KEY,
+    LEVEL_KEY,
     MODEL_NAME_VARIABLE,
     OUTPUT_KEY,
     RECEPTIVE_RADIUS_VARIABLE,
@@ -29,7 +30,8 @@ from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise_cmd
 
 HU_IN = tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)
-"""The product's serving input (trainer_module/export.py)."""
+LEVEL_IN = tf.TensorSpec([None], tf.float32, name=LEVEL_KEY)
+"""The product's serving inputs (trainer_module/export.py)."""
 
 
 def _save(
@@ -40,14 +42,14 @@ def _save(
     radius: int = 0,
     input_name: str = INPUT_KEY,
 ) -> Path:
-    """A SavedModel whose `serving_default` maps `hu` to `denoised_hu` with `denoise`, and that
+    """A SavedModel whose `serving_default` maps `hu` (and `noise_hu`) to `denoised_hu` with `denoise`, and that
     describes itself (`described`) with `name` and `radius`, as the product's export names them."""
     module = tf.Module()
     if described:
         setattr(module, MODEL_NAME_VARIABLE, tf.Variable(name))
         setattr(module, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(radius))
     spec = tf.TensorSpec(HU_IN.shape, HU_IN.dtype, name=input_name)
-    module.serve = tf.function(lambda hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[spec])
+    module.serve = tf.function(lambda hu, noise_hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[spec, LEVEL_IN])
     tf.saved_model.save(module, str(folder), signatures={SERVING_SIGNATURE: module.serve})
     return folder
 
@@ -110,7 +112,8 @@ def _series(root: Path, slices: int, size: int = 64) -> Path:
         ("negative radius", r"the model describes itself with a negative receptive radius \(-3\)"),
         (
             "other input",
-            r"the model's serving_default signature takes image, not hu: it was not exported by `ctdenoise run`$",
+            r"the model's serving_default signature takes image and noise_hu, not hu and noise_hu: "
+            r"it was not exported by this version of `ctdenoise run`$",
         ),
     ],
 )

@@ -27,6 +27,7 @@ from ctdenoise.metadata.summary import build_summary
 from ctdenoise.pipeline.pipeline import build_evaluator, build_pusher
 from ctdenoise.simulator.dataset import simulate_dataset
 from ctdenoise.trainer_module.export import Description, export_generator
+from ctdenoise.trainer_module.models.layers import generator_input
 from tests.pipeline_helpers import ingest, read_examples
 
 BLUR_SIGMA = 0.5
@@ -63,9 +64,9 @@ class _AddNoise(keras.layers.Layer):
 
 def _export(folder: Path, layer: keras.layers.Layer) -> str:
     """A Model artifact folder (SavedModel under Format-Serving, as the Trainer writes it)."""
-    image = keras.Input([None, None, 1])
+    inputs, image = generator_input()
     export_generator(
-        keras.Model(image, layer(image)),
+        keras.Model(inputs, layer(image)),
         Description(folder.name, 0),
         str(folder / "Format-Serving"),
         {"test": folder.name},

@@ -65,7 +65,7 @@ def test_identical_images():
 
 
 def test_normalize_hu_window():
-    np.testing.assert_allclose(normalize_hu(np.array([-3000, -1000, 500, 2000, 4000])), [-1, -1, 0, 1, 1])
+    np.testing.assert_allclose(normalize_hu(np.array([-3000, -1024, 488, 2000, 4000])), [-1, -1, 0, 1, 1])
 
 
 def test_rmse_and_body_mask():

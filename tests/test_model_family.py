@@ -21,6 +21,7 @@ import tf_keras as keras
 
 from ctdenoise.simulator.dataset import simulate_dataset
 from ctdenoise.trainer_module import hparams
+from ctdenoise.trainer_module.data import CHANNELS, image_of, level_map, with_level
 from ctdenoise.trainer_module.models import MODELS, build, configure, preset
 from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn
 from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
@@ -29,9 +30,10 @@ from tests.pipeline_helpers import assert_denoised_by, ctdenoise, ingest, run_ti
 
 
 def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random LDCT and NDCT patches, each with a 20 HU level map beside it (the networks' input)."""
     rng = np.random.default_rng(seed)
-    shape = (hp.batch, hp.patch, hp.patch, 1)
-    return tuple(tf.constant(rng.uniform(-1, 1, shape), tf.float32) for _ in range(2))
+    images = (tf.constant(rng.uniform(-1, 1, (hp.batch, hp.patch, hp.patch, 1)), tf.float32) for _ in range(2))
+    return tuple(with_level(image, level_map(image, 20.0)) for image in images)
 
 
 def _step_variables(model) -> list[tf.Variable]:
@@ -46,7 +48,7 @@ def test_a_red_cnn_step_trains_its_one_network_and_builds_nothing_else():
     assert {id(v) for v in _step_variables(model)} == {id(v) for v in network}
     assert {id(v) for v in model.trainable_variables} == {id(v) for v in network}  # no D, no second generator
     low, _ = _patches(model.hp, 1)
-    np.testing.assert_array_equal(model.generator(low).numpy(), low.numpy())  # starts as the identity
+    np.testing.assert_array_equal(model.generator(low).numpy(), image_of(low).numpy())  # starts as the identity
     before = [v.numpy() for v in network]
     for _ in range(2):  # the first step moves only the zeroed last layer: the rest get its gradient after
         losses = model.train_step(*_patches(model.hp, 1))
@@ -72,9 +74,9 @@ def test_the_cycle_identity_step_trains_all_four_networks_and_cyclegan_skips_the
 def test_the_paper_size_red_cnn_has_the_papers_layers_and_about_1_85_million_weights():
     hp = preset("paper", RedCNNParams)
     network = build_red_cnn(hp)
-    assert network.count_params() == 1_848_865
-    image = tf.zeros([1, 64, 48, 1])
-    assert network(image).shape == image.shape  # the decoder restores the size
+    assert network.count_params() == 1_848_865 + 5 * 5 * 96  # the paper's, and the level map's first-layer kernels
+    image = tf.zeros([1, 64, 48, CHANNELS])
+    assert network(image).shape == [1, 64, 48, 1]  # the decoder restores the size
     convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(convs) == 10 and {layer.kernel_size for layer in convs} == {(5, 5)}
 

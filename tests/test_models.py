@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import level_map, with_level
 from ctdenoise.trainer_module.models import preset
 from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
@@ -31,10 +32,14 @@ def paper_models():
 
 
 def test_paper_parameter_counts_match_the_original(paper_models):
+    """The original's counts, plus the first convolution's 3 × 3 × ngf kernels that read the level map."""
     generator, discriminator = paper_models
-    assert trainable_parameters(generator) == 3_712_693
+    level_kernels = 3 * 3 * preset("paper", CycleIdentityParams).ngf
+    assert trainable_parameters(generator) == 3_712_693 + level_kernels
     assert trainable_parameters(discriminator) == 2_765_131
-    assert 2 * trainable_parameters(generator) + 2 * trainable_parameters(discriminator) == 12_955_648
+    assert (
+        2 * trainable_parameters(generator) + 2 * trainable_parameters(discriminator) == 12_955_648 + 2 * level_kernels
+    )
 
 
 def test_discriminator_gives_25_logits_for_a_56_pixel_patch(paper_models):
@@ -53,7 +58,7 @@ def test_batch_norm_uses_the_original_momentum_and_epsilon(paper_models):
 def test_generator_keeps_any_slice_size_and_stays_in_range():
     generator = build_generator(preset("tiny", CycleIdentityParams), "G")
     image = tf.random.uniform([2, 64, 48, 1], -1.0, 1.0, seed=1)
-    output = generator(image, training=False)
+    output = generator(with_level(image, level_map(image, 20.0)), training=False)
     assert output.shape == (2, 64, 48, 1)
     assert output.dtype == tf.float32
     assert np.all(np.abs(output.numpy()) < 1.0)
@@ -65,7 +70,7 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     from ctdenoise.trainer_module.export import Denoiser, Description
     from ctdenoise.trainer_module.models import with_overrides
 
-    air = tf.fill([1, 32, 32, 1], -1.0)
+    air = with_level(tf.fill([1, 32, 32, 1], -1.0), tf.fill([1, 32, 32, 1], 0.2))
     for tanh_output, expected in ((True, np.tanh(-1.0)), (False, -1.0)):
         generator = build_generator(
             with_overrides(preset("tiny", CycleIdentityParams), [f"tanh_output={tanh_output}"]), "G"
@@ -74,8 +79,8 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     final_conv = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)][-1]
     final_conv.bias.assign([-0.5])  # a correction that pushes air below the window
     denoiser = Denoiser(generator, Description("cycle_identity", 22))
-    hu = denoiser.denoise_hu(tf.fill([1, 32, 32, 1], -1000.0))["denoised_hu"].numpy()
-    assert hu.min() >= -1000.0 and hu.min() < -990.0
+    hu = denoiser.denoise_hu(tf.fill([1, 32, 32, 1], -1024.0), tf.constant([20.0]))["denoised_hu"].numpy()
+    assert hu.min() >= -1024.0 and hu.min() < -1014.0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

@@ -1,4 +1,4 @@
-"""Noise measured in a slice's flat soft tissue (ctdenoise/simulator/noise.py), against known answers:
+"""Noise measured in a slice's flat soft tissue (ctdenoise/contract/noise.py), against known answers:
 the level and grain of white and blurred noise, and regions that keep clear of edges, air and bone."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ctdenoise.simulator.noise import flat_rois, measure, roi_side
+from ctdenoise.contract.noise import flat_rois, measure, roi_side
 
 
 def _body(size: int = 256) -> np.ndarray:

@@ -14,10 +14,10 @@ from skimage.transform import radon, resize
 
 from ctdenoise.app.cli import main
 from ctdenoise.app.demo import REAL_CT
+from ctdenoise.contract.noise import flat_rois, measure
 from ctdenoise.simulator import physics
 from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
-from ctdenoise.simulator.noise import flat_rois, measure
 from ctdenoise.simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
 from tests.dicom_factory import pydicom_file
 

@@ -20,6 +20,7 @@ import tf_keras as keras
 
 from ctdenoise.contract.hu import unit_from_hu
 from ctdenoise.trainer_module import hparams
+from ctdenoise.trainer_module.data import level_map, with_level
 from ctdenoise.trainer_module.export import reestimate_batch_norm
 from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.loop import NonFiniteLossError, fit
@@ -52,9 +53,14 @@ def synthetic_ct(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return ldct, ndct
 
 
+def leveled(images: np.ndarray, level_hu: float = 20.0) -> np.ndarray:
+    """Images [N, H, W, 1] as the networks take them: with a level map beside each."""
+    return with_level(images, level_map(images, level_hu)).numpy()
+
+
 def datasets(hp: HParams, ldct: np.ndarray, ndct: np.ndarray) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     def batches(images: np.ndarray) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices(images).batch(hp.batch, drop_remainder=True)
+        return tf.data.Dataset.from_tensor_slices(leveled(images)).batch(hp.batch, drop_remainder=True)
 
     return batches(ldct), batches(ndct)
 
@@ -117,7 +123,7 @@ def run(tmp_path_factory) -> Run:
         tf.data.Dataset.zip((dataset_a, dataset_b)),
         root / "checkpoints",
         root / "logs",
-        eval_pairs=(eval_ldct, eval_ndct),
+        eval_pairs=(leveled(eval_ldct), eval_ndct),
         progress=messages.append,
     )
     return Run(
@@ -209,7 +215,8 @@ def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
     )
     gan = CycleIdentityGAN(supervised_only)
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=4)
-    expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct)))
+    ldct, ndct = leveled(ldct), leveled(ndct)
+    expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct[..., :1])))
     losses = gan.train_step(tf.constant(ldct), tf.constant(ndct))
     assert float(losses["supervised"]) == pytest.approx(expected, rel=1e-4)
     assert float(losses["g_total"]) == pytest.approx(float(losses["supervised"]))
@@ -339,7 +346,7 @@ def test_overrides_parse_by_field_type():
         ("ngf=many", "bad value for hyperparameter 'ngf'"),
         ("use_pool=maybe", "bad value for hyperparameter 'use_pool'"),
         ("mixed_precision=fp8", "mixed_precision must be one of"),
-        ("foreground_hu=-1000", r"^foreground_hu must be a finite number in \(-1000, 2000\), got -1000.0$"),
+        ("foreground_hu=-1024", r"^foreground_hu must be a finite number in \(-1024, 2000\), got -1024.0$"),
         ("beta2=1", r"^beta2 must be a finite number in \[0, 1\), got 1.0$"),
         ("epochs=0", r"^epochs must be >= 1, got 0$"),
         ("ngf", "not of the form key=value"),
@@ -382,7 +389,7 @@ hp = with_overrides(preset("cpu-demo", CycleIdentityParams), ["deterministic=tru
 rng = np.random.default_rng(0)
 gan = CycleIdentityGAN(hp)
 for _ in range(6):
-    a, b = (rng.uniform(-1, 1, [hp.batch, hp.patch, hp.patch, 1]).astype(np.float32) for _ in range(2))
+    a, b = (rng.uniform(-1, 1, [hp.batch, hp.patch, hp.patch, 2]).astype(np.float32) for _ in range(2))
     gan.train_step(a, b)
 digest = hashlib.sha256()
 optimizers = (gan.generator_optimizer, gan.D_A_optimizer, gan.D_B_optimizer)

@@ -1,7 +1,8 @@
 """tf.data input pipelines from the Examples artifact, entirely in the TF graph.
 
-Parse → decode int16 HU → truncate to [-1000, 2000] → normalise to [-1, 1] → random
-patches. Unpaired training (the paper's) samples LDCT and NDCT streams independently;
+Parse → decode int16 HU → truncate to [-1024, 2000] → normalise to [-1, 1] → beside it, as a
+second channel, the slice's noise level as a constant map (docs/design.md, "Noise-level input") →
+random patches. Unpaired training (the paper's) samples LDCT and NDCT streams independently;
 paired training crops both doses of one example at the same place. A chosen share of the
 patches are foreground patches, drawn uniformly among the positions where at least
 FOREGROUND_PATCH of the pixels are the patient, above a chosen HU line (docs/design.md
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from ctdenoise.contract import features
 from ctdenoise.contract.hu import FOREGROUND_HU, HU_MAX, HU_MIN, grey_from_hu, hu_from_unit, unit_from_hu
+from ctdenoise.contract.noise_level import LEVEL_UNIT_HU
 from ctdenoise.storage import files as storage_files
 
 LDCT, NDCT = features.DOSES
@@ -31,7 +33,10 @@ _IMAGE_SPEC = {
     features.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     features.WIDTH: tf.io.FixedLenFeature([], tf.int64),
     **{features.image_key(d): tf.io.FixedLenFeature([], tf.string, default_value="") for d in features.DOSES},
+    **{features.noise_key(d): tf.io.FixedLenFeature([], tf.float32, default_value=0.0) for d in features.DOSES},
 }
+CHANNELS = 2
+"""A network's input: the normalised image, then its noise level map (`with_level`)."""
 FOREGROUND_PATCH = 0.9
 """A foreground patch has at least this share of foreground pixels."""
 
@@ -50,6 +55,35 @@ def soft_tissue_window(normalised: tf.Tensor) -> tf.Tensor:
     """[-1, 1] images → [0, 1] grey levels of the soft-tissue window (TensorBoard images and
     the discriminators' view under `d_window`)."""
     return tf.clip_by_value(grey_from_hu(denormalize(normalised)), 0.0, 1.0)
+
+
+def level_map(image: tf.Tensor, level_hu: tf.Tensor) -> tf.Tensor:
+    """A map like `image` ([..., H, W, 1]) holding `level_hu` (a scalar, or one per image of a
+    batch) in the networks' unit, `LEVEL_UNIT_HU`."""
+    level = tf.cast(level_hu, tf.float32) / LEVEL_UNIT_HU
+    level = tf.reshape(level, tf.concat([tf.shape(level), tf.ones([tf.rank(image) - tf.rank(level)], tf.int32)], 0))
+    return tf.ones_like(image) * tf.cast(level, image.dtype)
+
+
+def with_level(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
+    """A network's input: the image [..., 1] and a level map of the same shape, as two channels."""
+    return tf.concat([image, tf.cast(level, image.dtype)], axis=-1)
+
+
+def image_of(x: tf.Tensor) -> tf.Tensor:
+    """The image channel of a network's input."""
+    return x[..., :1]
+
+
+def level_of(x: tf.Tensor) -> tf.Tensor:
+    """The level map of a network's input."""
+    return x[..., 1:]
+
+
+def decode_input(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:
+    """`dose`'s image with its noise level: [H, W, CHANNELS] (`with_level`)."""
+    image = decode_image(parsed, dose)
+    return with_level(image, level_map(image, parsed[features.noise_key(dose)]))
 
 
 def decode_image(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:
@@ -78,26 +112,33 @@ def _has(dose: str):
 
 
 def dose_slices(file_patterns: Sequence[str], dose: str) -> tf.data.Dataset:
-    """Whole normalised slices of one dose (examples without that dose are skipped)."""
+    """Whole normalised slices of one dose with their level maps, [H, W, CHANNELS] (examples
+    without that dose are skipped)."""
     return (
         records(file_patterns)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .filter(_has(dose))
-        .map(lambda p: decode_image(p, dose), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda p: decode_input(p, dose), num_parallel_calls=tf.data.AUTOTUNE)
     )
 
 
 def paired_slices(file_patterns: Sequence[str]) -> tf.data.Dataset:
-    """Whole normalised slices [H, W, 2] of examples holding both doses: LDCT, NDCT channels."""
+    """Whole normalised slices [H, W, 2 × CHANNELS] of examples holding both doses: the LDCT's
+    channels, then the NDCT's (`split_pair`)."""
     return (
         records(file_patterns)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .filter(lambda p: tf.logical_and(_has(LDCT)(p), _has(NDCT)(p)))
         .map(
-            lambda p: tf.concat([decode_image(p, LDCT), decode_image(p, NDCT)], axis=-1),
+            lambda p: tf.concat([decode_input(p, LDCT), decode_input(p, NDCT)], axis=-1),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     )
+
+
+def split_pair(both: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The LDCT's and the NDCT's channels of `paired_slices`' tensors."""
+    return both[..., :CHANNELS], both[..., CHANNELS:]
 
 
 def patch_batches(
@@ -112,7 +153,7 @@ def patch_batches(
     foreground_hu: float = FOREGROUND_HU,
     augment: bool = False,
 ) -> tf.data.Dataset:
-    """Endless batches [batch, patch, patch, 1] of random patches of one dose's slices.
+    """Endless batches [batch, patch, patch, CHANNELS] of random patches of one dose's slices.
 
     Decoded slices are cached (in memory for "", in files under a path prefix, not at all
     for None) so later epochs only crop. Call it once per dose with different seeds: the
@@ -142,7 +183,7 @@ def paired_patch_batches(
     foreground_hu: float = FOREGROUND_HU,
     augment: bool = False,
 ) -> tf.data.Dataset:
-    """Endless (LDCT, NDCT) batches, each [batch, patch, patch, 1], cropped at the same place
+    """Endless (LDCT, NDCT) batches, each [batch, patch, patch, CHANNELS], cropped at the same place
     of the same example (and turned alike with `augment`): co-located patches for paired training."""
     pairs = _patches(
         paired_slices(file_patterns),
@@ -154,7 +195,7 @@ def paired_patch_batches(
         shuffle_buffer,
         augment,
     )
-    return pairs.map(lambda both: (both[..., :1], both[..., 1:]))
+    return pairs.map(split_pair)
 
 
 class _Foreground(NamedTuple):
@@ -252,11 +293,14 @@ def smallest_side(file_patterns: Sequence[str]) -> int | None:
 
 
 def paired_eval_slices(file_patterns: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `limit` whole (LDCT, NDCT) slice pairs of equal size, normalised, as NumPy arrays
-    for TensorBoard PSNR and image summaries."""
-    items = [(both[..., :1], both[..., 1:]) for both in paired_slices(file_patterns).take(limit).as_numpy_iterator()]
+    """Up to `limit` whole (LDCT with its level, NDCT image) slice pairs of equal size, normalised,
+    as NumPy arrays for TensorBoard PSNR and image summaries."""
+    items = [
+        (both[..., :CHANNELS], both[..., CHANNELS : CHANNELS + 1])
+        for both in paired_slices(file_patterns).take(limit).as_numpy_iterator()
+    ]
     if not items:
-        return np.zeros((0, 1, 1, 1), np.float32), np.zeros((0, 1, 1, 1), np.float32)
+        return np.zeros((0, 1, 1, CHANNELS), np.float32), np.zeros((0, 1, 1, 1), np.float32)
     shape = items[0][0].shape
     same = [(a, b) for a, b in items if a.shape == shape]
     return np.stack([a for a, _ in same]), np.stack([b for _, b in same])

@@ -19,6 +19,7 @@ from ctdenoise.contract import features
 from ctdenoise.contract.names import (
     EXAMPLES_SIGNATURE,
     INPUT_KEY,
+    LEVEL_KEY,
     MODEL_METADATA_FILE,
     MODEL_NAME_VARIABLE,
     OUTPUT_KEY,
@@ -26,7 +27,15 @@ from ctdenoise.contract.names import (
     SERVING_SIGNATURE,
 )
 from ctdenoise.storage import files
-from ctdenoise.trainer_module.data import LDCT, decode_image, denormalize, normalize_hu, parse
+from ctdenoise.trainer_module.data import (
+    LDCT,
+    decode_image,
+    denormalize,
+    level_map,
+    normalize_hu,
+    parse,
+    with_level,
+)
 from ctdenoise.trainer_module.models.base import DenoisingModel, infer
 
 
@@ -43,7 +52,8 @@ class Description:
 
 
 class Denoiser(tf.Module):
-    """The generator G with HU-in, HU-out signatures, and its description as variables."""
+    """The generator G with HU-in, HU-out signatures that take each slice's noise level, and its
+    description as variables."""
 
     def __init__(self, generator: keras.Model, description: Description):
         super().__init__(name="denoiser")
@@ -51,14 +61,21 @@ class Denoiser(tf.Module):
         setattr(self, MODEL_NAME_VARIABLE, tf.Variable(description.model, trainable=False))
         setattr(self, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(description.receptive_radius, trainable=False))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)])
-    def denoise_hu(self, hu: tf.Tensor) -> dict[str, tf.Tensor]:
-        """[N, H, W, 1] HU of any H, W → denoised HU of the same shape."""
-        return {OUTPUT_KEY: self._denoise(normalize_hu(hu))}
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY),
+            tf.TensorSpec([None], tf.float32, name=LEVEL_KEY),
+        ]
+    )
+    def denoise_hu(self, hu: tf.Tensor, noise_hu: tf.Tensor) -> dict[str, tf.Tensor]:
+        """[N, H, W, 1] HU of any H, W and each slice's noise level [N] in HU → denoised HU of
+        the same shape."""
+        return {OUTPUT_KEY: self._denoise(normalize_hu(hu), noise_hu)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def denoise_examples(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Serialized tf.Examples (the ingestion contract) → denoised LDCT HU, [N, H, W, 1].
+        """Serialized tf.Examples (the ingestion contract) → denoised LDCT HU, [N, H, W, 1], each
+        at the noise level ingestion measured for it.
 
         Each example is denoised at its own size and padded (bottom, right) to the largest
         in the batch, which TFMA may mix; the metrics crop it back. An example without an
@@ -73,9 +90,10 @@ class Denoiser(tf.Module):
 
         def one(example: tf.Tensor) -> tf.Tensor:
             fields = parse(example)
+            level = fields[features.noise_key(LDCT)][tf.newaxis]
             image = tf.cond(
                 tf.strings.length(fields[features.image_key(LDCT)]) > 0,
-                lambda: self._denoise(decode_image(fields, LDCT)[tf.newaxis])[0],
+                lambda: self._denoise(decode_image(fields, LDCT)[tf.newaxis], level)[0],
                 lambda: tf.zeros(tf.cast(tf.stack([fields[features.HEIGHT], fields[features.WIDTH], 1]), tf.int32)),
             )
             pad = tf.cast(tf.stack([height, width]), tf.int32) - tf.shape(image)[:2]
@@ -84,8 +102,8 @@ class Denoiser(tf.Module):
         denoised = tf.map_fn(one, serialized, fn_output_signature=tf.TensorSpec([None, None, 1], tf.float32))
         return {OUTPUT_KEY: denoised}
 
-    def _denoise(self, normalised: tf.Tensor) -> tf.Tensor:
-        return denormalize(infer(self.generator, normalised))
+    def _denoise(self, normalised: tf.Tensor, level_hu: tf.Tensor) -> tf.Tensor:
+        return denormalize(infer(self.generator, with_level(normalised, level_map(normalised, level_hu))))
 
 
 def export_generator(

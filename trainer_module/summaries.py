@@ -9,11 +9,12 @@ import numpy as np
 import tensorflow as tf
 
 from ctdenoise.contract.hu import DATA_RANGE
-from ctdenoise.trainer_module.data import soft_tissue_window
+from ctdenoise.trainer_module.data import image_of, soft_tissue_window
 from ctdenoise.trainer_module.models.base import DenoisingModel
 
 EvalPairs = tuple[np.ndarray, np.ndarray]
-"""(LDCT, NDCT) whole slices [n, H, W, 1] in [-1, 1]."""
+"""(LDCT, NDCT) whole slices in [-1, 1]: the LDCT with its level map [n, H, W, CHANNELS], the
+NDCT image [n, H, W, 1] (`data.paired_eval_slices`)."""
 
 
 def write_summaries(
@@ -28,6 +29,7 @@ def write_summaries(
         return {}
     ldct, ndct = (tf.constant(x, tf.float32) for x in eval_pairs)
     denoised = model.denoise(ldct)
+    ldct = image_of(ldct)
     psnr = {
         "ldct_vs_ndct": mean_psnr(ldct, ndct),
         "denoised_vs_ndct": mean_psnr(denoised, ndct),
@@ -43,7 +45,7 @@ def log_exported_psnr(model: DenoisingModel, eval_pairs: EvalPairs, log_dir: str
     """PSNR of the generator as exported (after BN re-estimation) on the eval slices, also
     written to TensorBoard as psnr/exported_vs_ndct at the final step."""
     ldct, ndct = (tf.constant(x, tf.float32) for x in eval_pairs)
-    value = mean_psnr(model.denoise(ldct), ndct)
+    value = mean_psnr(model.denoise(ldct), ndct)  # ldct: the image and its level map
     with tf.summary.create_file_writer(str(log_dir)).as_default():
         tf.summary.scalar("psnr/exported_vs_ndct", value, step=model.completed_steps)
     return value

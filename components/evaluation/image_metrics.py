@@ -1,7 +1,7 @@
 """Image-quality metrics for CT denoising, as pure functions on NumPy arrays.
 
 Conventions (the contract's, `ctdenoise.contract.hu`, shared with the trainer):
-* HU images are truncated to the model's window [-1000, 2000] and mapped linearly to
+* HU images are truncated to the model's window [-1024, 2000] and mapped linearly to
   [-1, 1] before PSNR / SSIM, so the data range is 2.
 * RMSE is reported in raw HU (no truncation) over the whole slice and inside a body mask
   (reference NDCT HU > `ctdenoise.contract.hu.BODY_HU`).

@@ -216,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--png", action="store_true", help="also write preview/NNNN.png: LDCT | denoised")
     den.add_argument("--batch", type=int, default=4, help="slices per model call")
     den.add_argument(
+        "--strength",
+        type=float,
+        metavar="HU",
+        help="denoise every slice as if its noise level were HU (default: each slice's own estimate, "
+        "which the progress lines show); higher removes more",
+    )
+    den.add_argument(
         "--no-research-label",
         action="store_true",
         help=f"leave '{RESEARCH_LABEL}' out of SeriesDescription and ImageComments",

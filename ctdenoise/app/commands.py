@@ -87,6 +87,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             png=args.png,
             batch_size=args.batch,
             research_label=not args.no_research_label,
+            strength_hu=args.strength,
         )
     return 0
 

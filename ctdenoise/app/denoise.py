@@ -33,12 +33,14 @@ from ctdenoise.app.display import labelled_panels
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.contract.names import (
     INPUT_KEY,
+    LEVEL_KEY,
     MODEL_METADATA_FILE,
     MODEL_NAME_VARIABLE,
     OUTPUT_KEY,
     RECEPTIVE_RADIUS_VARIABLE,
     SERVING_SIGNATURE,
 )
+from ctdenoise.contract.noise_level import check_level, noise_level_hu
 from ctdenoise.dicomio.derived import (
     Provenance,
     SourceSlice,
@@ -95,18 +97,22 @@ def denoise_series(
     batch_size: int = 4,
     model_version: str = "",
     research_label: bool = True,
+    strength_hu: float | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> DenoiseReport:
     """Denoise the CT series in `input_dir` with the SavedModel in `model_dir` (a folder or a
     bucket URL) into `out_dir`.
 
-    `out_dir` must not exist or be empty. With `png`, `out_dir/preview/NNNN.png` shows each
-    slice as LDCT | denoised in a soft-tissue window. Raises DenoiseError on bad input.
+    Each slice is denoised at its own estimated noise level, or at `strength_hu` for all; the
+    level goes into each derived instance's DerivationDescription. `out_dir` must not exist or
+    be empty. With `png`, `out_dir/preview/NNNN.png` shows each slice as LDCT | denoised in a
+    soft-tissue window. Raises DenoiseError on bad input.
     """
     say = progress or (lambda _line: None)
     start = time.monotonic()
     if batch_size < 1:
         raise DenoiseError(f"batch size must be at least 1, got {batch_size}")
+    check_strength(strength_hu)
     out_dir = _resolved_out(out_dir)
     _check_out_dir(out_dir, input_dir)
     slices = _read_series(input_dir)
@@ -114,7 +120,9 @@ def denoise_series(
     model = load_model(str(model_dir))
     say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
     _check_batch_memory(model, slices, batch_size)
-    provenance = Provenance(model.name, model_version or _name(str(model_dir)), model.digest, research_label)
+    provenance = Provenance(
+        model.name, model_version or _name(str(model_dir)), model.digest, research_label, strength_hu
+    )
     series_uid = derived_uid(provenance, slices[0].source.header.get("SeriesInstanceUID", ""))
     try:
         with staged(str(out_dir)) as staging:
@@ -126,6 +134,15 @@ def denoise_series(
     seconds = time.monotonic() - start
     say(f"denoise: wrote {len(slices)} slices to {out_dir} in {seconds:.1f} s")
     return DenoiseReport(out_dir, len(slices), series_uid, [out_dir / p for p in pngs], seconds)
+
+
+def check_strength(strength_hu: float | None) -> None:
+    """DenoiseError in one line unless `strength_hu` is None or a level a user may give."""
+    if strength_hu is not None:
+        try:
+            check_level(strength_hu)
+        except ValueError as exc:
+            raise DenoiseError(f"--strength: {exc}") from None
 
 
 def _os_reason(exc: OSError) -> str:
@@ -170,18 +187,25 @@ def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddre
 @dataclass(frozen=True)
 class LoadedModel:
     """An exported denoiser: which model it is, a digest of its graph and weights, what context
-    it reads, and its HU → HU call ([N, H, W, 1] float32 HU in, denoised HU out, slices larger
-    than TILE² tile by tile)."""
+    it reads, and its HU → HU call ([N, H, W, 1] float32 HU and each slice's noise level [N] in
+    HU in, denoised HU out, slices larger than TILE² tile by tile)."""
 
     name: str
     digest: str
     receptive_radius: int
-    denoise: Callable[[np.ndarray], np.ndarray]
+    denoise: Callable[[np.ndarray, np.ndarray], np.ndarray]
     widest_layer: int = 1
     """The most channels any of its convolutions has: what one pixel costs it at the most."""
 
-    def __call__(self, hu: np.ndarray) -> np.ndarray:
-        return self.denoise(hu)
+    def __call__(self, hu: np.ndarray, levels_hu: np.ndarray | None = None) -> np.ndarray:
+        """Denoise `hu` at `levels_hu`, by default each slice's own estimate (`noise_levels`)."""
+        return self.denoise(hu, noise_levels(hu) if levels_hu is None else np.asarray(levels_hu, np.float32))
+
+
+def noise_levels(hu: np.ndarray) -> np.ndarray:
+    """Each slice's noise level in HU [N] (`contract.noise_level`) of [N, H, W, 1] HU: what ingestion
+    measured for the examples the model was trained on."""
+    return np.array([noise_level_hu(image[..., 0]) for image in hu], np.float32)
 
 
 def load_model(model_dir: str) -> LoadedModel:
@@ -204,11 +228,11 @@ def load_model(model_dir: str) -> LoadedModel:
         raise DenoiseError(
             f"{model_dir}: cannot load the model's {SERVING_SIGNATURE} signature ({type(exc).__name__})"
         ) from None
-    inputs = sorted(serve.structured_input_signature[1])
-    if inputs != [INPUT_KEY]:
+    inputs, expected = sorted(serve.structured_input_signature[1]), sorted([INPUT_KEY, LEVEL_KEY])
+    if inputs != expected:
         raise DenoiseError(
-            f"{model_dir}: the model's {SERVING_SIGNATURE} signature takes {', '.join(inputs) or 'nothing'}, "
-            f"not {INPUT_KEY}: it was not exported by `ctdenoise run`"
+            f"{model_dir}: the model's {SERVING_SIGNATURE} signature takes {' and '.join(inputs) or 'nothing'}, "
+            f"not {' and '.join(expected)}: it was not exported by this version of `ctdenoise run`"
         )
     name, radius = (getattr(loaded, variable, None) for variable in (MODEL_NAME_VARIABLE, RECEPTIVE_RADIUS_VARIABLE))
     if name is None or radius is None:
@@ -224,15 +248,16 @@ def load_model(model_dir: str) -> LoadedModel:
             f"{model_dir}: the model describes itself with {problem}; it was not exported by `ctdenoise run`"
         )
 
-    def whole(hu: np.ndarray) -> np.ndarray:
-        return _checked_output(model_dir, hu, serve(**{INPUT_KEY: tf.constant(hu)})[OUTPUT_KEY].numpy())
+    def whole(hu: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        out = serve(**{INPUT_KEY: tf.constant(hu), LEVEL_KEY: tf.constant(levels, tf.float32)})[OUTPUT_KEY]
+        return _checked_output(model_dir, hu, out.numpy())
 
     widest = max((max(v.shape[-2:]) for v in serve.variables if len(v.shape) == 4), default=1)
     return LoadedModel(
         name_text,
         _digest(model_dir),
         radius,
-        lambda hu: tiled(whole, hu, overlap=radius + TILE_MARGIN),
+        lambda hu, levels: tiled(lambda piece: whole(piece, levels), hu, overlap=radius + TILE_MARGIN),
         int(widest),
     )
 
@@ -432,14 +457,20 @@ def _write_series(
     pngs, done = [], 0
     for batch in _batches(slices, batch_size):
         hu = np.stack([s.source.record.hu for s in batch]).astype(np.float32)[..., np.newaxis]
-        for item, denoised in zip(batch, to_ct_hu(model(hu)[..., 0]), strict=True):
-            ds = derived_dataset(item.source, denoised, item.number, series_uid, provenance)
+        levels = noise_levels(hu) if provenance.strength_hu is None else np.full(len(batch), provenance.strength_hu)
+        for item, denoised, level in zip(batch, to_ct_hu(model(hu, levels)[..., 0]), levels, strict=True):
+            ds = derived_dataset(item.source, denoised, item.number, series_uid, provenance, float(level))
             ds.save_as(folder / f"{item.name}.dcm", enforce_file_format=True)
             if png:
                 pngs.append(_write_preview(folder, item, denoised))
         done += len(batch)
-        say(f"denoise: {done}/{len(slices)} slices")
+        say(f"denoise: {done}/{len(slices)} slices (noise level {_range(levels)} HU)")
     return sorted(pngs)
+
+
+def _range(levels: np.ndarray) -> str:
+    low, high = float(np.min(levels)), float(np.max(levels))
+    return f"{low:.1f}" if round(low, 1) == round(high, 1) else f"{low:.1f}–{high:.1f}"
 
 
 def _batches(slices: list[_Slice], size: int) -> Iterator[list[_Slice]]:

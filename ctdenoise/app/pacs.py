@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pydicom
 
-from ctdenoise.app.denoise import DenoiseError, DenoiseReport, denoise_series
+from ctdenoise.app.denoise import DenoiseError, DenoiseReport, check_strength, denoise_series
 from ctdenoise.dicomweb_io.address import DicomwebAddress, is_dicomweb, parse
 from ctdenoise.dicomweb_io.client import DicomwebError, Pacs
 
@@ -35,11 +35,13 @@ def denoise_location(
     png: bool = False,
     batch_size: int = 4,
     research_label: bool = True,
+    strength_hu: float | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> DenoiseReport:
     """`denoise_series` from a folder or a DICOMweb series (or a study of one CT series) into
     a new folder or a DICOMweb service (or the input's study on it)."""
     say = progress or (lambda _line: None)
+    check_strength(strength_hu)
     destination = parse(target) if is_dicomweb(target) else None
     if destination is not None and destination.series:
         raise DenoiseError(
@@ -58,6 +60,7 @@ def denoise_location(
                 png=png,
                 batch_size=batch_size,
                 research_label=research_label,
+                strength_hu=strength_hu,
                 progress=progress,
             )
         study = _study_of(input_dir)
@@ -73,6 +76,7 @@ def denoise_location(
             Path(work) / "derived",
             batch_size=batch_size,
             research_label=research_label,
+            strength_hu=strength_hu,
             progress=progress,
         )
         store_series(pacs, report.out_dir, study, report.series_uid, destination.base, say)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
+from ctdenoise.contract.noise_level import noise_level_hu
+
 if TYPE_CHECKING:  # imported where used: the contract loads without TensorFlow
     import tensorflow as tf
 
@@ -83,10 +85,16 @@ def stat_key(dose: str, stat: str) -> str:
     return f"{dose}_hu_{stat}"
 
 
+def noise_key(dose: str) -> str:
+    """Feature holding the noise level of `dose`'s slice in HU (`contract.noise_level`), e.g. ``ldct_noise_hu``:
+    what the networks are given beside the image."""
+    return f"{dose}_noise_hu"
+
+
 def scalar_feature_names() -> list[str]:
     """Every float feature: the ones TFDV validates against the curated schema."""
     stats = [stat_key(d, s) for d in DOSES for s in HU_STATS]
-    return stats + list(METADATA_FLOATS)
+    return stats + [noise_key(d) for d in DOSES] + list(METADATA_FLOATS)
 
 
 def hu_stats(hu: np.ndarray) -> dict[str, float]:
@@ -175,6 +183,7 @@ def build_example(
         feats[path_key(dose)] = _bytes(rec.rel_path.encode())
         for stat, value in hu_stats(rec.hu).items():
             feats[stat_key(dose, stat)] = _float(value)
+        feats[noise_key(dose)] = _float(noise_level_hu(rec.hu))
     return tf.train.Example(features=tf.train.Features(feature=feats))
 
 

@@ -16,9 +16,11 @@ CT_FLOOR_HU, CT_CEILING_HU = -1024, 3071
 """The 12-bit CT scale. Ingestion reads padding and anything below the floor as the floor
 (air); derived series are clipped to this range."""
 
-HU_MIN, HU_MAX = -1000.0, 2000.0
-"""The model's window (the paper's): HU are truncated to it and mapped linearly to [-1, 1]
-for training, evaluation (PSNR and SSIM) and inference."""
+HU_MIN, HU_MAX = float(CT_FLOOR_HU), 2000.0
+"""The model's window: HU are truncated to it and mapped linearly to [-1, 1] for training,
+evaluation (PSNR and SSIM) and inference. The paper's floor was -1000 HU; air as scanners write
+it lies between -1024 and -1000, so a window that cuts it there teaches the model a brighter air
+than the reference's (docs/design.md, "HU conversion and the model window")."""
 
 BODY_HU = -500.0
 """Pixels above this HU are "body": the Evaluator's in-body metrics use it (mask of the

@@ -74,13 +74,15 @@ _MODIFYING_EQUIPMENT_CODE = ("109103", "DCM", "Modifying Equipment")
 @dataclass(frozen=True)
 class Provenance:
     """What made a derived series: which model of the family, its version, a digest of the
-    exported model (so that two models of one name and version give different UIDs), and
-    whether the series is labelled research output."""
+    exported model (so that two models of one name and version give different UIDs), whether
+    the series is labelled research output, and the noise level the user gave in place of each
+    slice's estimate (`denoise --strength`; None: estimated), which also changes the UIDs."""
 
     model_name: str
     model_version: str
     model_digest: str
     research_label: bool = True
+    strength_hu: float | None = None
 
     @property
     def derivation(self) -> str:
@@ -149,13 +151,17 @@ def to_ct_hu(hu: np.ndarray) -> np.ndarray:
 def derived_uid(provenance: Provenance, *parts: object) -> str:
     """A UID that depends only on the model (its digest and version) and `parts` (the
     source's UIDs): the same input and model always give the same derived UIDs."""
-    return generate_uid(entropy_srcs=[PRODUCT, provenance.model_digest, provenance.model_version, *map(str, parts)])
+    strength = [] if provenance.strength_hu is None else [f"strength {provenance.strength_hu!r}"]
+    return generate_uid(
+        entropy_srcs=[PRODUCT, provenance.model_digest, provenance.model_version, *strength, *map(str, parts)]
+    )
 
 
 def derived_dataset(
-    source: SourceSlice, hu: np.ndarray, number: int, series_uid: str, provenance: Provenance
+    source: SourceSlice, hu: np.ndarray, number: int, series_uid: str, provenance: Provenance, noise_level_hu: float
 ) -> Dataset:
-    """A copy of the source header turned into derived single-frame CT Image `number` holding `hu`."""
+    """A copy of the source header turned into derived single-frame CT Image `number` holding `hu`,
+    denoised at `noise_level_hu`, which its DerivationDescription states."""
     ds = copy.deepcopy(source.header)
     _flatten_groups(ds, source.groups)
     for keyword in _STALE_PIXEL_ELEMENTS:
@@ -166,7 +172,8 @@ def derived_dataset(
     ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, sop_uid, series_uid
     ds.InstanceNumber = number
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-    ds.DerivationDescription = provenance.derivation
+    how = "estimated from the slice" if provenance.strength_hu is None else "given"
+    ds.DerivationDescription = f"{provenance.derivation}; noise level {noise_level_hu:.1f} HU, {how}"
     ds.DerivationCodeSequence = [_code(*_DENOISING_CODE)]
     ds.ContributingEquipmentSequence = [
         *ds.get("ContributingEquipmentSequence", []),

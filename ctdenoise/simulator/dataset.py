@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
+from ctdenoise.contract.noise import flat_rois, measure
 from ctdenoise.simulator import physics
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
-from ctdenoise.simulator.noise import flat_rois, measure
 from ctdenoise.simulator.phantom import FOV_MM, random_anatomy, render
 from ctdenoise.simulator.sources import GroundTruth, find_patients, ground_truth, spread
 

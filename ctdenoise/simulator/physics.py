@@ -37,7 +37,7 @@ import numpy as np
 from skimage.transform import iradon
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
-from ctdenoise.simulator.noise import NoiseStats, Rois, measure
+from ctdenoise.contract.noise import NoiseStats, Rois, measure
 
 MU_WATER_PER_MM = 0.019
 """Linear attenuation of water at an effective energy of roughly 70 keV (120 kVp)."""

@@ -27,7 +27,8 @@ BYTES_PER_WEIGHT = 16
 
 
 def infer(generator: keras.Model, normalised: tf.Tensor) -> tf.Tensor:
-    """The generator in inference mode, float32 and clipped to [-1, 1], the HU window: a
+    """The generator in inference mode on images in [-1, 1] with their level maps, float32 and
+    clipped to [-1, 1], the HU window: a
     generator without an output tanh can leave it. Training keeps the unclipped output,
     whose gradient does not vanish outside the window."""
     output = tf.cast(generator(normalised, training=False), tf.float32)
@@ -138,7 +139,8 @@ class DenoisingModel(tf.Module, Generic[P]):
 
     @tf.function(reduce_retracing=True, autograph=False)
     def denoise(self, ldct: tf.Tensor) -> tf.Tensor:
-        """The generator in inference mode on whole slices in [-1, 1], as exported (`infer`)."""
+        """The generator in inference mode on whole slices in [-1, 1] with their level maps, as
+        exported (`infer`)."""
         return infer(self.generator, ldct)
 
     def _train_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:

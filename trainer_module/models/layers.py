@@ -7,6 +7,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import CHANNELS, image_of
+
 
 def conv(x, channels: int, kernel: int = 3, stride: int = 1):
     """Zero-pad one pixel on each side, then a 'valid' convolution with bias."""
@@ -63,3 +65,11 @@ class LeakyReLU(keras.layers.LeakyReLU):
             return y, grad
 
         return leaky_relu(inputs)
+
+
+def generator_input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """What every generator takes, [N, H, W, CHANNELS]: the image and its noise level map
+    (docs/design.md, "Noise-level input"); and the image channel alone, to which a residual
+    generator adds its correction."""
+    inputs = keras.Input(shape=(None, None, CHANNELS), name="image_and_level")
+    return inputs, keras.layers.Lambda(image_of, name="image")(inputs)

@@ -1,4 +1,4 @@
-"""The toy model: LDCT + conv(ReLU(conv(LDCT))), the last convolution starting at zero so that
+"""The toy model: LDCT + conv(ReLU(conv(LDCT and its noise level map))), the last convolution starting at zero so that
 the model starts as the identity; one Adam, MSE to the co-located NDCT patch."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import CHANNELS, image_of
 from ctdenoise.trainer_module.losses import mse_loss
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
+from ctdenoise.trainer_module.models.layers import generator_input
 from ctdenoise_toy.params import ToyParams
 
 
@@ -18,11 +20,11 @@ class ToyDenoiser(DenoisingModel[ToyParams]):
     PROGRESS_TERMS = ("mse",)
 
     def build_state(self, hp: ToyParams) -> None:
-        image = keras.Input((None, None, 1))
-        hidden = keras.layers.Conv2D(hp.toy_channels, 3, padding="same", activation="relu")(image)
+        inputs, image = generator_input()
+        hidden = keras.layers.Conv2D(hp.toy_channels, 3, padding="same", activation="relu")(inputs)
         residual = keras.layers.Conv2D(1, 3, padding="same", kernel_initializer="zeros")(hidden)
         output = keras.layers.Activation("linear", dtype="float32")(keras.layers.Add()([image, residual]))
-        self.G = keras.Model(image, output, name="toy")
+        self.G = keras.Model(inputs, output, name="toy")
         self.optimizer = self.adam(self.G.trainable_variables, self.learning_rate)
 
     @property
@@ -38,11 +40,11 @@ class ToyDenoiser(DenoisingModel[ToyParams]):
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            losses = self.per_replica({"mse": mse_loss(b, self.G(a, training=True))})
+            losses = self.per_replica({"mse": mse_loss(image_of(b), self.G(a, training=True))})
         self.optimizer.minimize(losses["mse"], self.G.trainable_variables, tape=tape)
         return losses
 
     @classmethod
     def weights_and_activations(cls, hp: ToyParams) -> tuple[int, int]:
-        weights = 9 * hp.toy_channels * 2 + hp.toy_channels + 1
+        weights = 9 * hp.toy_channels * (CHANNELS + 1) + hp.toy_channels + 1
         return BYTES_PER_WEIGHT * weights, 4 * hp.batch * hp.patch**2 * (hp.toy_channels + 2)

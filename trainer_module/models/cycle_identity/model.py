@@ -19,7 +19,7 @@ from typing import ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
-from ctdenoise.trainer_module.data import soft_tissue_window
+from ctdenoise.trainer_module.data import image_of, level_of, soft_tissue_window, with_level
 from ctdenoise.trainer_module.image_pool import ImagePool
 from ctdenoise.trainer_module.losses import (
     cycle_loss,
@@ -107,20 +107,27 @@ class CycleIdentityGAN(DenoisingModel[CycleParams]):
         return weights, activations
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Both generators read a level beside the image (docs/design.md, "Noise-level input"):
+        G the level of the image it cleans, F the level of the image it must make, which for each
+        NDCT patch is the level of the batch's LDCT patch at the same place: the unpaired game
+        pairs no slices, so F learns to make the levels of the LDCT it imitates."""
         hp = self.hp
+        level = level_of(a)
+        a, b_level, b = image_of(a), level_of(b), image_of(b)
         with tf.GradientTape(persistent=True) as tape:
-            fake_b = self.G(a, training=True)  # denoised LDCT
-            fake_a = self.F(b, training=True)  # NDCT made noisy
-            cycled_a = self.F(fake_b, training=True)
-            cycled_b = self.G(fake_a, training=True)
+            fake_b = self.G(with_level(a, level), training=True)  # denoised LDCT
+            fake_a = self.F(with_level(b, level), training=True)  # NDCT made noisy
+            cycled_a = self.F(with_level(fake_b, level), training=True)
+            cycled_b = self.G(with_level(fake_a, level), training=True)
 
             g_adv_ab = hp.adversarial_weight * lsgan_generator_loss(self._judge_fake(self.D_B, b, fake_b))
             g_adv_ba = hp.adversarial_weight * lsgan_generator_loss(self._judge_fake(self.D_A, a, fake_a))
             cycle = cycle_loss(a, cycled_a, hp.cycle_lambda) + cycle_loss(b, cycled_b, hp.cycle_lambda)
             losses = {"g_adv_ab": g_adv_ab, "g_adv_ba": g_adv_ba, "cycle": cycle}
             if self.IDENTITY:
-                same_a = self.F(a, training=True)
-                same_b = self.G(b, training=True)
+                # Each told its input's own level: nothing to add, nothing to remove.
+                same_a = self.F(with_level(a, level), training=True)
+                same_b = self.G(with_level(b, b_level), training=True)
                 gamma = getattr(hp, "identity_gamma")  # noqa: B009 (only CycleIdentityParams, the cycle-identity model's, has it)
                 losses["identity"] = identity_loss(a, same_a, gamma) + identity_loss(b, same_b, gamma)
             if hp.supervised_lambda:  # a and b are co-located patches (hp.paired)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tf_keras as keras
 
 from ctdenoise.trainer_module.models.cycle_identity.params import CycleParams
-from ctdenoise.trainer_module.models.layers import LeakyReLU, bn, conv, conv_layer
+from ctdenoise.trainer_module.models.layers import LeakyReLU, bn, conv, conv_layer, generator_input
 
 RESIDUAL_MODULES = 6
 RECEPTIVE_RADIUS = 1 + 3 * RESIDUAL_MODULES + 3
@@ -26,12 +26,13 @@ def residual_module(x, channels: int):
 def build_generator(hp: CycleParams, name: str) -> keras.Model:
     """Image-to-image generator for slices of any height and width.
 
-    It predicts a correction that is added to its input (global residual), then tanh
+    It reads the image and its noise level map (`generator_input`), predicts a correction that
+    is added to the image (global residual), then tanh
     (unless `hp.tanh_output` is off); the add and the tanh stay float32 under mixed
     precision so that the output image keeps full precision.
     """
-    image = keras.Input(shape=(None, None, 1), name="image")
-    features = [conv_layer(image, hp.ngf)]
+    inputs, image = generator_input()
+    features = [conv_layer(inputs, hp.ngf)]
     for _ in range(RESIDUAL_MODULES):
         features.append(residual_module(features[-1], hp.ngf))
     x = keras.layers.Concatenate()(features)
@@ -40,7 +41,7 @@ def build_generator(hp: CycleParams, name: str) -> keras.Model:
     x = conv(x, 1)
     x = keras.layers.Add(dtype="float32")([x, image])
     output = keras.layers.Activation("tanh" if hp.tanh_output else "linear", dtype="float32", name="denoised")(x)
-    return keras.Model(image, output, name=name)
+    return keras.Model(inputs, output, name=name)
 
 
 def build_discriminator(hp: CycleParams, name: str) -> keras.Model:

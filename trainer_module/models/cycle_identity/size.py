@@ -3,6 +3,7 @@ weights of each network and the generator's feature maps, for the memory check."
 
 from __future__ import annotations
 
+from ctdenoise.trainer_module.data import CHANNELS
 from ctdenoise.trainer_module.models.cycle_identity.networks import RESIDUAL_MODULES
 from ctdenoise.trainer_module.models.cycle_identity.params import CycleParams
 
@@ -12,12 +13,12 @@ the one over the concatenated feature maps."""
 
 
 def generator_weights(hp: CycleParams) -> int:
-    """Weights of one generator (BatchNorm's four per channel included): a conv_layer to ngf
-    channels, six residual modules of three, one over the seven concatenated feature maps,
-    one to nglf channels and the output convolution."""
+    """Weights of one generator (BatchNorm's four per channel included): a conv_layer from the
+    image and its level map to ngf channels, six residual modules of three, one over the seven
+    concatenated feature maps, one to nglf channels and the output convolution."""
     ngf, nglf = hp.ngf, hp.nglf
     return (
-        conv_weights(3, 1, ngf, bn=True)
+        conv_weights(3, CHANNELS, ngf, bn=True)
         + 3 * RESIDUAL_MODULES * conv_weights(3, ngf, ngf, bn=True)
         + conv_weights(3, (RESIDUAL_MODULES + 1) * ngf, ngf, bn=True)
         + conv_weights(3, ngf, nglf, bn=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import image_of
 from ctdenoise.trainer_module.losses import mse_loss
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
 from ctdenoise.trainer_module.models.red_cnn import network
@@ -13,7 +14,7 @@ from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 
 
 class RedCNN(DenoisingModel[RedCNNParams]):
-    """G: LDCT -> NDCT, trained on co-located patch pairs."""
+    """G: LDCT and its noise level -> NDCT, trained on co-located patch pairs."""
 
     NAME = "red_cnn"
     PARAMS = RedCNNParams
@@ -45,6 +46,6 @@ class RedCNN(DenoisingModel[RedCNNParams]):
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            losses = self.per_replica({"mse": mse_loss(b, self.G(a, training=True))})
+            losses = self.per_replica({"mse": mse_loss(image_of(b), self.G(a, training=True))})
         self.optimizer.minimize(losses["mse"], self.G.trainable_variables, tape=tape)
         return losses

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import CHANNELS
+from ctdenoise.trainer_module.models.layers import generator_input
 from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 
 LAYERS = 5
@@ -20,7 +22,8 @@ def receptive_radius(kernel: int) -> int:
 
 
 def build_red_cnn(hp: RedCNNParams, name: str = "red_cnn") -> keras.Model:
-    """The network for slices of any height and width larger than its receptive field."""
+    """The network for slices of any height and width larger than its receptive field; it reads
+    the image and its noise level map (`generator_input`) and adds its output to the image."""
     channels, kernel = hp.red_channels, hp.red_kernel
 
     def conv(x):
@@ -33,8 +36,8 @@ def build_red_cnn(hp: RedCNNParams, name: str = "red_cnn") -> keras.Model:
             filters, kernel, padding="valid", kernel_initializer=initializer or _initializer()
         )(x)
 
-    image = keras.Input(shape=(None, None, 1), name="image")
-    x = conv(image)
+    inputs, image = generator_input()
+    x = conv(inputs)
     shortcut_3 = x = conv(x)  # conv 2
     x = conv(conv(x))
     shortcut_1 = x  # conv 4
@@ -45,7 +48,7 @@ def build_red_cnn(hp: RedCNNParams, name: str = "red_cnn") -> keras.Model:
     x = keras.layers.ReLU()(deconv(x))
     x = keras.layers.Activation("linear", dtype="float32")(deconv(x, 1, keras.initializers.Zeros()))
     output = keras.layers.Add(dtype="float32", name="denoised")([x, image])
-    return keras.Model(image, output, name=name)
+    return keras.Model(inputs, output, name=name)
 
 
 def _initializer() -> keras.initializers.Initializer:
@@ -61,9 +64,10 @@ def _initializer() -> keras.initializers.Initializer:
 
 def weights(hp: RedCNNParams) -> int:
     """Trainable weights: ten layers with bias, all of `red_channels` but the first's input
-    and the last's output."""
+    (the image and its level map) and the last's output."""
     channels, area = hp.red_channels, hp.red_kernel**2
-    return 2 * (area * channels + channels) - channels + 1 + 8 * (area * channels * channels + channels)
+    first, last = area * CHANNELS * channels + channels, area * channels + 1
+    return first + last + 8 * (area * channels * channels + channels)
 
 
 def maps(hp: RedCNNParams) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from ctdenoise.trainer_module.data import image_of
 from ctdenoise.trainer_module.losses import mse_loss
 from ctdenoise.trainer_module.models.base import BYTES_PER_WEIGHT, DenoisingModel
 from ctdenoise.trainer_module.models.wgan_vgg import networks, vgg
@@ -71,6 +72,7 @@ class WganVgg(DenoisingModel[WganVggParams]):
 
     def replica_step(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         hp = self.hp
+        b = image_of(b)  # the critic and VGG19 judge images; only G reads a level
         fake = tf.stop_gradient(tf.cast(self.G(a, training=True), tf.float32))
         for update in range(hp.n_critic):
             with tf.GradientTape() as tape:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from ctdenoise.trainer_module.models.layers import LeakyReLU
+from ctdenoise.trainer_module.data import CHANNELS
+from ctdenoise.trainer_module.models.layers import LeakyReLU, generator_input
 from ctdenoise.trainer_module.models.wgan_vgg.params import WganVggParams
 
 GENERATOR_CONVS = 8
@@ -19,15 +20,16 @@ CRITIC_WIDTHS = (1, 1, 2, 2, 4, 4)
 
 def build_generator(hp: WganVggParams, name: str = "wgan_generator") -> keras.Model:
     """The generator for slices of any height and width ('same' padding keeps the size). The
-    output stays linear and float32: the product's window is [-1, 1], and inference clips."""
-    image = keras.Input(shape=(None, None, 1), name="image")
-    x = image
+    input is the image and its noise level map (`generator_input`); the output stays linear
+    and float32: the product's window is [-1, 1], and inference clips."""
+    inputs, _ = generator_input()
+    x = inputs
     for _ in range(GENERATOR_CONVS - 1):
         x = keras.layers.Conv2D(hp.wgan_channels, 3, padding="same", activation="relu", kernel_initializer="he_normal")(
             x
         )
     output = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="denoised")(x)
-    return keras.Model(image, output, name=name)
+    return keras.Model(inputs, output, name=name)
 
 
 def build_critic(hp: WganVggParams, name: str = "critic") -> keras.Model:
@@ -43,7 +45,7 @@ def build_critic(hp: WganVggParams, name: str = "critic") -> keras.Model:
 
 def generator_weights(hp: WganVggParams) -> int:
     c = hp.wgan_channels
-    return (9 * c + c) + (GENERATOR_CONVS - 2) * (9 * c * c + c) + (9 * c + 1)
+    return (9 * CHANNELS * c + c) + (GENERATOR_CONVS - 2) * (9 * c * c + c) + (9 * c + 1)
 
 
 def critic_weights(hp: WganVggParams) -> int:
