@@ -28,6 +28,7 @@ ORDER = (
     "inference",
     "game",
     "noise_realism",
+    "simulate_speed",
     "quality_real",
     "demo_gate",
     "quality",

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
+from ctdenoise.contract.hu import HU_MAX, HU_MIN
 from ctdenoise.metadata.queries import latest_run_executions, open_store, output_artifacts
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise
@@ -44,9 +45,9 @@ def test_saved_model_maps_a_512_slice_of_hu_to_hu(pushed_run):
     model = tf.saved_model.load(os.path.join(summary["train"]["model_uri"], "Format-Serving"))
     hu = np.full((1, 512, 512, 1), -1000.0, np.float32)
     hu[0, 128:384, 128:384] = 40.0
-    out = model.signatures["serving_default"](hu=tf.constant(hu))["denoised_hu"].numpy()
+    out = model.signatures["serving_default"](hu=tf.constant(hu), noise_hu=tf.constant([20.0]))["denoised_hu"].numpy()
     assert out.shape == hu.shape and out.dtype == np.float32
-    assert out.min() >= -1000.0 and out.max() <= 2000.0  # HU inside the training window, not [-1, 1]
+    assert out.min() >= HU_MIN and out.max() <= HU_MAX  # HU inside the training window, not [-1, 1]
     assert out.max() - out.min() > 100.0
 
 

@@ -321,7 +321,7 @@ def test_one_slope_zero_slice_among_good_ones_is_rejected_at_ingestion_and_by_de
 
 
 def test_an_ndct_on_another_grid_stays_unpaired_and_training_reads_both(tmp_path):
-    from ctdenoise.trainer_module.data import dose_slices
+    from ctdenoise.trainer_module.data import CHANNELS, dose_slices
 
     root = tmp_path / "data"
     for patient in ("P1", "P2"):
@@ -333,7 +333,7 @@ def test_an_ndct_on_another_grid_stays_unpaired_and_training_reads_both(tmp_path
     shapes = {
         dose: sorted(image.shape for image in dose_slices(files, dose).as_numpy_iterator()) for dose in ("ldct", "ndct")
     }
-    assert shapes == {"ldct": [(64, 64, 1)] * 2, "ndct": [(32, 32, 1)] * 2}
+    assert shapes == {"ldct": [(64, 64, CHANNELS)] * 2, "ndct": [(32, 32, CHANNELS)] * 2}
 
 
 # --- 5. one run per root ------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
-from skimage.transform import radon, resize
+from skimage.transform import iradon, radon, resize
 
 from ctdenoise.app.cli import main
 from ctdenoise.app.demo import REAL_CT
 from ctdenoise.contract.noise import flat_rois, measure
-from ctdenoise.simulator import physics
+from ctdenoise.simulator import physics, tomography
 from ctdenoise.simulator.dataset import SLICE_THICKNESS_MM, simulate_dataset
 from ctdenoise.simulator.dicom_writer import SeriesInfo, write_ct_slice
 from ctdenoise.simulator.phantom import FOV_MM, fov_mask, random_anatomy, render
@@ -240,6 +240,16 @@ def test_the_projector_agrees_with_skimages_radon() -> None:
     reference = radon(physics.hu_to_mu(hu), theta=scan.theta, circle=False) * (FOV_MM / size)
     assert scan.line_integrals.shape == reference.shape
     assert np.sqrt(np.mean((scan.line_integrals - reference) ** 2)) < 0.01 * np.sqrt(np.mean(reference**2))
+
+
+def test_the_back_projection_is_skimages() -> None:
+    """skimage's `iradon` without a filter, up to float32 rounding, on a sinogram of any values."""
+    size = 96
+    theta = np.linspace(0.0, 180.0, physics.views(size), endpoint=False)
+    sinogram = np.random.default_rng(4).normal(size=(size + int(np.ceil(np.sqrt(2.0) * size - size)), len(theta)))
+    reference = iradon(sinogram, theta=theta, filter_name=None, circle=False, output_size=size)
+    back = tomography.backproject(sinogram, theta, size)
+    assert np.sqrt(np.mean((back - reference) ** 2)) < 1e-5 * np.sqrt(np.mean(reference**2))
 
 
 @pytest.mark.parametrize("fill", [0.0, 50.0])

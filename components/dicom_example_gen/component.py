@@ -9,6 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from ctdenoise.components.dicom_example_gen import executor
 from ctdenoise.components.dicom_example_gen.layout import Layout
+from ctdenoise.contract import features
 from ctdenoise.dicomio.reader import ReadOptions
 
 
@@ -47,7 +48,8 @@ class DicomExampleGen(base_beam_component.BaseBeamComponent):
                 layout=layout.to_json(),
                 eval_fraction=eval_fraction,
                 read_options=read_options.to_json(),
-                input_fingerprint=input_fingerprint,
+                # the contract's version too: examples written under another contract are not reused
+                input_fingerprint=f"contract {features.CONTRACT_VERSION}|{input_fingerprint}",
                 examples=types.Channel(type=standard_artifacts.Examples),
             )
         )

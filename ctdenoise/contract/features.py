@@ -30,6 +30,10 @@ HU_STATS = ("mean", "std", "min", "max", "p01", "p50", "p99")
 HU_DTYPE = np.dtype("<i2")
 """On-disk HU dtype: int16 little-endian."""
 
+CONTRACT_VERSION = 2
+"""Bumped whenever the features below change (2: `noise_key`): part of ingestion's cache key, so
+a run never reuses examples written under another contract."""
+
 SPLITS = ("train", "eval")
 
 Z_TOLERANCE_MM = 0.01

@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.transform import iradon
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.contract.noise import NoiseStats, Rois, measure
+from ctdenoise.simulator import tomography
 
 MU_WATER_PER_MM = 0.019
 """Linear attenuation of water at an effective energy of roughly 70 keV (120 kVp)."""
@@ -114,26 +114,12 @@ def mu_to_hu(mu: np.ndarray) -> np.ndarray:
 
 
 def project(hu: np.ndarray, pixel_spacing_mm: float) -> Scan:
-    """Line integrals of attenuation over `views(size)` views in [0°, 180°), of the whole square:
-    each pixel's attenuation is shared between the two detector bins nearest its centre's
-    projection, in proportion to closeness (the transpose of the back-projection's linear
-    interpolation, on skimage's bins and angles). Rotating the image for each view, as
-    `skimage.transform.radon` does, costs about ten times as much at 512 pixels."""
+    """Line integrals of attenuation over `views(size)` views in [0°, 180°), of the whole square, on
+    skimage's bins and angles (`tomography.project`, Joseph's method)."""
     size = hu.shape[0]
     theta = np.linspace(0.0, 180.0, views(size), endpoint=False)
     bins = size + int(np.ceil(np.sqrt(2.0) * size - size))  # skimage's padded width for circle=False
-    rows, cols = np.mgrid[:size, :size] - size // 2
-    mu = hu_to_mu(hu).ravel()
-    sinogram = np.empty((bins, len(theta)))
-    for view, angle in enumerate(np.deg2rad(theta)):
-        position = (cols * np.cos(angle) - rows * np.sin(angle)).ravel() + bins // 2
-        below = np.floor(position).astype(np.int64)
-        above_share = position - below
-        sinogram[:, view] = (
-            np.bincount(below, mu * (1.0 - above_share), minlength=bins + 1)[:bins]
-            + np.bincount(below + 1, mu * above_share, minlength=bins + 1)[:bins]
-        )
-    return Scan(sinogram * pixel_spacing_mm, theta, pixel_spacing_mm, size)
+    return Scan(tomography.project(hu_to_mu(hu), bins, theta) * pixel_spacing_mm, theta, pixel_spacing_mm, size)
 
 
 def reconstruct(line_integrals: np.ndarray, scan: Scan, kernel: str = DEFAULT_KERNEL) -> np.ndarray:
@@ -148,12 +134,12 @@ def noise_hu(line_integral_noise: np.ndarray, scan: Scan, kernel: str) -> np.nda
 
 
 def _fbp(line_integrals: np.ndarray, scan: Scan, kernel: str) -> np.ndarray:
-    """Attenuation (1/mm) from line integrals: apodised ramp filter, then skimage's back-projection."""
+    """Attenuation (1/mm) from line integrals: apodised ramp filter, then back-projection (`tomography`)."""
     bins = line_integrals.shape[0]
     padded = max(64, int(2 ** np.ceil(np.log2(2 * bins))))
     spectrum = np.fft.fft(np.pad(line_integrals / scan.pixel_spacing_mm, ((0, padded - bins), (0, 0))), axis=0)
     filtered = np.real(np.fft.ifft(spectrum * _filter(padded, kernel)[:, None], axis=0))[:bins]
-    return iradon(filtered, theta=scan.theta, filter_name=None, circle=False, output_size=scan.size)
+    return tomography.backproject(filtered, scan.theta, scan.size)
 
 
 @functools.lru_cache(maxsize=16)
