@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from ctdenoise.simulator.dataset import simulate_dataset
 from ctdenoise.trainer_module import hparams
-from ctdenoise.trainer_module.data import CHANNELS, image_of, level_map, with_level
+from ctdenoise.trainer_module.data import CHANNELS, at_level, image_of
 from ctdenoise.trainer_module.models import MODELS, build, configure, preset
 from ctdenoise.trainer_module.models.red_cnn.network import build_red_cnn
 from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
@@ -33,7 +33,7 @@ def _patches(hp: hparams.HParams, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Random LDCT and NDCT patches, each with a 20 HU level map beside it (the networks' input)."""
     rng = np.random.default_rng(seed)
     images = (tf.constant(rng.uniform(-1, 1, (hp.batch, hp.patch, hp.patch, 1)), tf.float32) for _ in range(2))
-    return tuple(with_level(image, level_map(image, 20.0)) for image in images)
+    return tuple(at_level(image, 20.0) for image in images)
 
 
 def _step_variables(model) -> list[tf.Variable]:

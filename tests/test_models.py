@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from ctdenoise.trainer_module.data import level_map, with_level
+from ctdenoise.trainer_module.data import at_level
 from ctdenoise.trainer_module.models import preset
 from ctdenoise.trainer_module.models.cycle_identity.networks import build_discriminator, build_generator
 from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
@@ -58,7 +58,7 @@ def test_batch_norm_uses_the_original_momentum_and_epsilon(paper_models):
 def test_generator_keeps_any_slice_size_and_stays_in_range():
     generator = build_generator(preset("tiny", CycleIdentityParams), "G")
     image = tf.random.uniform([2, 64, 48, 1], -1.0, 1.0, seed=1)
-    output = generator(with_level(image, level_map(image, 20.0)), training=False)
+    output = generator(at_level(image, 20.0), training=False)
     assert output.shape == (2, 64, 48, 1)
     assert output.dtype == tf.float32
     assert np.all(np.abs(output.numpy()) < 1.0)
@@ -70,7 +70,7 @@ def test_without_tanh_air_passes_through_and_the_export_clips_to_the_window():
     from ctdenoise.trainer_module.export import Denoiser, Description
     from ctdenoise.trainer_module.models import with_overrides
 
-    air = with_level(tf.fill([1, 32, 32, 1], -1.0), tf.fill([1, 32, 32, 1], 0.2))
+    air = at_level(tf.fill([1, 32, 32, 1], -1.0), 20.0)
     for tanh_output, expected in ((True, np.tanh(-1.0)), (False, -1.0)):
         generator = build_generator(
             with_overrides(preset("tiny", CycleIdentityParams), [f"tanh_output={tanh_output}"]), "G"

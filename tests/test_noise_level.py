@@ -20,7 +20,7 @@ from ctdenoise.app.denoise import DenoiseError, denoise_series
 from ctdenoise.contract.hu import unit_from_hu
 from ctdenoise.contract.noise_level import _finest_scale_level, check_level, noise_level_hu
 from ctdenoise.simulator.phantom import random_anatomy, render
-from ctdenoise.trainer_module.data import level_map, with_level
+from ctdenoise.trainer_module.data import at_level
 from ctdenoise.trainer_module.export import Description, export_generator
 from ctdenoise.trainer_module.loop import fit
 from ctdenoise.trainer_module.models import build, configure
@@ -91,7 +91,7 @@ def trained(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
         truth = truths[rng.integers(len(truths))]
         noisy = _noisy(truth, rng.uniform(*LEVELS_HU), rng)
         image = unit_from_hu(noisy)[..., np.newaxis].astype(np.float32)
-        inputs.append(with_level(image, level_map(image, noise_level_hu(noisy))).numpy())
+        inputs.append(at_level(image, noise_level_hu(noisy)).numpy())
         targets.append(unit_from_hu(truth)[..., np.newaxis].astype(np.float32))
     hp = configure(
         "tiny",

@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from ctdenoise.contract.hu import unit_from_hu
 from ctdenoise.trainer_module import hparams
-from ctdenoise.trainer_module.data import level_map, with_level
+from ctdenoise.trainer_module.data import at_level
 from ctdenoise.trainer_module.export import reestimate_batch_norm
 from ctdenoise.trainer_module.hparams import HParams
 from ctdenoise.trainer_module.loop import NonFiniteLossError, fit
@@ -33,6 +33,8 @@ from ctdenoise.trainer_module.strategy import make_strategy
 from tests.limits import HANG_S
 
 STEPS = 30
+LEVEL_HU = 20.0
+"""The noise level every synthetic patch is given."""
 HP = with_overrides(
     preset("tiny", CycleIdentityParams),
     [
@@ -53,14 +55,9 @@ def synthetic_ct(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return ldct, ndct
 
 
-def leveled(images: np.ndarray, level_hu: float = 20.0) -> np.ndarray:
-    """Images [N, H, W, 1] as the networks take them: with a level map beside each."""
-    return with_level(images, level_map(images, level_hu)).numpy()
-
-
 def datasets(hp: HParams, ldct: np.ndarray, ndct: np.ndarray) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     def batches(images: np.ndarray) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices(leveled(images)).batch(hp.batch, drop_remainder=True)
+        return tf.data.Dataset.from_tensor_slices(at_level(images, LEVEL_HU)).batch(hp.batch, drop_remainder=True)
 
     return batches(ldct), batches(ndct)
 
@@ -123,7 +120,7 @@ def run(tmp_path_factory) -> Run:
         tf.data.Dataset.zip((dataset_a, dataset_b)),
         root / "checkpoints",
         root / "logs",
-        eval_pairs=(leveled(eval_ldct), eval_ndct),
+        eval_pairs=(at_level(eval_ldct, LEVEL_HU).numpy(), eval_ndct),
         progress=messages.append,
     )
     return Run(
@@ -215,7 +212,7 @@ def test_the_supervised_term_needs_pairs_and_joins_the_generators_loss():
     )
     gan = CycleIdentityGAN(supervised_only)
     ldct, ndct = synthetic_ct(HP.batch, HP.patch, seed=4)
-    ldct, ndct = leveled(ldct), leveled(ndct)
+    ldct, ndct = (at_level(x, LEVEL_HU).numpy() for x in (ldct, ndct))
     expected = 10 * float(tf.reduce_mean(tf.abs(gan.G(ldct, training=True) - ndct[..., :1])))
     losses = gan.train_step(tf.constant(ldct), tf.constant(ndct))
     assert float(losses["supervised"]) == pytest.approx(expected, rel=1e-4)

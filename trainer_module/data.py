@@ -57,12 +57,12 @@ def soft_tissue_window(normalised: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(grey_from_hu(denormalize(normalised)), 0.0, 1.0)
 
 
-def level_map(image: tf.Tensor, level_hu: tf.Tensor) -> tf.Tensor:
-    """A map like `image` ([..., H, W, 1]) holding `level_hu` (a scalar, or one per image of a
-    batch) in the networks' unit, `LEVEL_UNIT_HU`."""
+def at_level(image: tf.Tensor, level_hu: tf.Tensor | float) -> tf.Tensor:
+    """A network's input: the image [..., H, W, 1] beside a map of the same shape holding `level_hu`
+    (a scalar, or one per image of a batch) in the networks' unit, `LEVEL_UNIT_HU`."""
     level = tf.cast(level_hu, tf.float32) / LEVEL_UNIT_HU
     level = tf.reshape(level, tf.concat([tf.shape(level), tf.ones([tf.rank(image) - tf.rank(level)], tf.int32)], 0))
-    return tf.ones_like(image) * tf.cast(level, image.dtype)
+    return with_level(image, tf.ones_like(image) * tf.cast(level, image.dtype))
 
 
 def with_level(image: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
@@ -81,9 +81,8 @@ def level_of(x: tf.Tensor) -> tf.Tensor:
 
 
 def decode_input(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:
-    """`dose`'s image with its noise level: [H, W, CHANNELS] (`with_level`)."""
-    image = decode_image(parsed, dose)
-    return with_level(image, level_map(image, parsed[features.noise_key(dose)]))
+    """`dose`'s image with its noise level: [H, W, CHANNELS] (`at_level`)."""
+    return at_level(decode_image(parsed, dose), parsed[features.noise_key(dose)])
 
 
 def decode_image(parsed: dict[str, tf.Tensor], dose: str) -> tf.Tensor:
@@ -295,10 +294,8 @@ def smallest_side(file_patterns: Sequence[str]) -> int | None:
 def paired_eval_slices(file_patterns: Sequence[str], limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` whole (LDCT with its level, NDCT image) slice pairs of equal size, normalised,
     as NumPy arrays for TensorBoard PSNR and image summaries."""
-    items = [
-        (both[..., :CHANNELS], both[..., CHANNELS : CHANNELS + 1])
-        for both in paired_slices(file_patterns).take(limit).as_numpy_iterator()
-    ]
+    pairs = paired_slices(file_patterns).take(limit).map(split_pair)
+    items = [(ldct, image_of(ndct)) for ldct, ndct in pairs.as_numpy_iterator()]
     if not items:
         return np.zeros((0, 1, 1, CHANNELS), np.float32), np.zeros((0, 1, 1, 1), np.float32)
     shape = items[0][0].shape

@@ -27,15 +27,7 @@ from ctdenoise.contract.names import (
     SERVING_SIGNATURE,
 )
 from ctdenoise.storage import files
-from ctdenoise.trainer_module.data import (
-    LDCT,
-    decode_image,
-    denormalize,
-    level_map,
-    normalize_hu,
-    parse,
-    with_level,
-)
+from ctdenoise.trainer_module.data import LDCT, at_level, decode_image, denormalize, normalize_hu, parse
 from ctdenoise.trainer_module.models.base import DenoisingModel, infer
 
 
@@ -103,7 +95,7 @@ class Denoiser(tf.Module):
         return {OUTPUT_KEY: denoised}
 
     def _denoise(self, normalised: tf.Tensor, level_hu: tf.Tensor) -> tf.Tensor:
-        return denormalize(infer(self.generator, with_level(normalised, level_map(normalised, level_hu))))
+        return denormalize(infer(self.generator, at_level(normalised, level_hu)))
 
 
 def export_generator(

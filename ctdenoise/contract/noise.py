@@ -79,7 +79,12 @@ def flat_rois(hu: np.ndarray, side: int | None = None) -> Rois | None:
 def measure(image: np.ndarray, rois: Rois, pixel_spacing_mm: float) -> NoiseStats:
     """The noise of `image` in `rois`: its pooled standard deviation and NPS mean frequency."""
     patches = rois.patches(np.asarray(image, dtype=np.float64))
-    return NoiseStats(float(np.sqrt(np.mean(patches**2))), mean_frequency(patches, pixel_spacing_mm), len(patches))
+    return NoiseStats(pooled_sigma(patches), mean_frequency(patches, pixel_spacing_mm), len(patches))
+
+
+def pooled_sigma(patches: np.ndarray) -> float:
+    """The standard deviation of zero-mean (detrended) patches, pooled over all of them."""
+    return float(np.sqrt(np.mean(patches**2)))
 
 
 def mean_frequency(patches: np.ndarray, pixel_spacing_mm: float) -> float:

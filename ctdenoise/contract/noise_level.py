@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ctdenoise.contract.noise import flat_rois
+from ctdenoise.contract.noise import flat_rois, pooled_sigma
 
 BODY_HU = -500.0
 """The fallback measures 2×2 blocks with every pixel above this line."""
@@ -40,7 +40,7 @@ def noise_level_hu(hu: np.ndarray) -> float:
     image = np.asarray(hu, dtype=np.float64)
     rois = flat_rois(image)
     if rois is not None:
-        return float(np.sqrt(np.mean(rois.patches(image) ** 2)))
+        return pooled_sigma(rois.patches(image))
     return _finest_scale_level(image)
 
 
