@@ -31,6 +31,7 @@ ORDER = (
     "simulate_speed",
     "quality_real",
     "demo_gate",
+    "serve_load",
     "quality",
     "augment",
 )

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -38,10 +40,36 @@ end
 """
 
 
-@dataclass(frozen=True)
+@dataclass
 class OrthancServer:
     port: int
     reject_flag: Path
+    folder: Path
+    process: subprocess.Popen | None = None
+    log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server on its port with its storage (kept across restarts)."""
+        self.log = open(self.folder / "server.log", "a+b")  # noqa: SIM115  (closed by `stop`)
+        self.process = subprocess.Popen(
+            [_binary(), str(self.folder / "orthanc.json")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.process, self.port, self.log, "Orthanc")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+        if self.log is not None:
+            self.log.close()
+        self.process = self.log = None
+
+    def restart(self) -> None:
+        """Stop the server and start it again, as a PACS restart does: what it stored stays."""
+        self.stop()
+        self.start()
 
     @property
     def dicomweb(self) -> str:
@@ -68,6 +96,26 @@ class OrthancServer:
         assert len(found) == 1, f"{len(found)} series with UID {series_uid}"
         return found[0]
 
+    def instance_count(self, series_uid: str) -> int:
+        return len(self.series_of(series_uid)["Instances"])
+
+    def derived_of(self) -> dict[str, list[str]]:
+        """Each source series UID on the server → the series derived from it, read from the
+        derived instances' SourceImageSequence (every instance's tags: for small servers)."""
+        series_of_instance: dict[str, str] = {}
+        made: dict[str, set[str]] = {}
+        for series in self.rest("GET", "/series", params={"expand": ""}).json():
+            uid = series["MainDicomTags"]["SeriesInstanceUID"]
+            for instance in series["Instances"]:
+                tags = self.rest("GET", f"/instances/{instance}/tags", params={"simplify": ""}).json()
+                series_of_instance[tags["SOPInstanceUID"]] = uid
+                for source in tags.get("SourceImageSequence", []):
+                    made.setdefault(source["ReferencedSOPInstanceUID"], set()).add(uid)
+        derived: dict[str, set[str]] = {}
+        for source_instance, series_uids in made.items():
+            derived.setdefault(series_of_instance[source_instance], set()).update(series_uids)
+        return {source: sorted(uids) for source, uids in derived.items()}
+
     def refuse_from(self, instance_number: int | None) -> None:
         """Refuse stored instances whose InstanceNumber is at least this (None: accept all again)."""
         if instance_number is None:
@@ -89,8 +137,6 @@ def _binary() -> str:
 def start_orthanc() -> Generator[OrthancServer, None, None]:
     """A generator for a pytest fixture: a fresh, empty server, then (on teardown, also after
     failures) the server stopped and its storage removed."""
-    import subprocess
-
     folder = Path(tempfile.mkdtemp(prefix="ctdenoise-orthanc-"))
     port, flag = free_port(), folder / "refuse-from"
     (folder / "filter.lua").write_text(_FILTER.format(flag=flag))
@@ -108,14 +154,10 @@ def start_orthanc() -> Generator[OrthancServer, None, None]:
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
-    log = open(folder / "server.log", "w+b")  # noqa: SIM115  (the server's lifetime; closed when it stops)
-    server = subprocess.Popen(
-        [_binary(), str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    server = OrthancServer(port, flag, folder)
     try:
-        wait_for_port(server, port, log, "Orthanc")
-        yield OrthancServer(port, flag)
+        server.start()
+        yield server
     finally:
-        stop(server)
-        log.close()
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -9,80 +9,30 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import tensorflow as tf
 
 from ctdenoise.app.denoise import DenoiseError, denoise_series
-from ctdenoise.contract.names import (
-    INPUT_KEY,
-    LEVEL_KEY,
-    MODEL_NAME_VARIABLE,
-    OUTPUT_KEY,
-    RECEPTIVE_RADIUS_VARIABLE,
-    SERVING_SIGNATURE,
-)
 from ctdenoise.storage.publish import staged, staging_name
 from tests import dicom_factory
 from tests.limits import HANG_S
 from tests.pipeline_helpers import ctdenoise_cmd
-
-HU_IN = tf.TensorSpec([None, None, None, 1], tf.float32, name=INPUT_KEY)
-LEVEL_IN = tf.TensorSpec([None], tf.float32, name=LEVEL_KEY)
-"""The product's serving inputs (trainer_module/export.py)."""
-
-
-def _save(
-    folder: Path,
-    denoise: Callable[[tf.Tensor], tf.Tensor],
-    described: bool = True,
-    name: str = "wrong",
-    radius: int = 0,
-    input_name: str = INPUT_KEY,
-) -> Path:
-    """A SavedModel whose `serving_default` maps `hu` (and `noise_hu`) to `denoised_hu` with `denoise`, and that
-    describes itself (`described`) with `name` and `radius`, as the product's export names them."""
-    module = tf.Module()
-    if described:
-        setattr(module, MODEL_NAME_VARIABLE, tf.Variable(name))
-        setattr(module, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(radius))
-    spec = tf.TensorSpec(HU_IN.shape, HU_IN.dtype, name=input_name)
-    module.serve = tf.function(lambda hu, noise_hu: {OUTPUT_KEY: denoise(hu)}, input_signature=[spec, LEVEL_IN])
-    tf.saved_model.save(module, str(folder), signatures={SERVING_SIGNATURE: module.serve})
-    return folder
-
-
-def _held_identity(written: str, release: str) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The input, but once a file matching `written` exists each call waits until one matching
-    `release` does: the series stops mid-write until the test lets it go, however fast the
-    machine (a wait on files, spun in TensorFlow ops, since a SavedModel holds no Python)."""
-
-    def held(hu: tf.Tensor) -> tf.Tensor:
-        def waiting(i):
-            return tf.logical_and(
-                tf.size(tf.io.matching_files(written)) > 0, tf.size(tf.io.matching_files(release)) == 0
-            )
-
-        spins = tf.while_loop(waiting, lambda i: i + 1, [0 * tf.cast(tf.reduce_mean(hu), tf.int32)])
-        return hu + 0.0 * tf.cast(spins, hu.dtype)
-
-    return held
+from tests.saved_models import held_identity, save_module
 
 
 @pytest.fixture(scope="module")
 def wrong_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("wrong_models")
     return {
-        "nan": _save(root / "nan", lambda hu: hu * float("nan")),
-        "half": _save(root / "half", lambda hu: hu[:, ::2, ::2]),
-        "bright": _save(root / "bright", lambda hu: hu * 0.0 + 5000.0),
-        "undescribed": _save(root / "undescribed", lambda hu: hu, described=False),
-        "backslash": _save(root / "backslash", lambda hu: hu, name="red\\cnn\x07"),
-        "long name": _save(root / "long name", lambda hu: hu, name="x" * 55),
-        "negative radius": _save(root / "negative radius", lambda hu: hu, radius=-3),
-        "other input": _save(root / "other input", lambda hu: hu, input_name="image"),
+        "nan": save_module(root / "nan", lambda hu: hu * float("nan")),
+        "half": save_module(root / "half", lambda hu: hu[:, ::2, ::2]),
+        "bright": save_module(root / "bright", lambda hu: hu * 0.0 + 5000.0),
+        "undescribed": save_module(root / "undescribed", lambda hu: hu, described=False),
+        "backslash": save_module(root / "backslash", lambda hu: hu, name="red\\cnn\x07"),
+        "long name": save_module(root / "long name", lambda hu: hu, name="x" * 55),
+        "negative radius": save_module(root / "negative radius", lambda hu: hu, radius=-3),
+        "other input": save_module(root / "other input", lambda hu: hu, input_name="image"),
     }
 
 
@@ -149,7 +99,7 @@ def test_an_out_name_too_long_to_stage_is_refused_before_the_model_loads(tmp_pat
 
 def test_sigterm_mid_write_removes_the_partial_series(tmp_path):
     release = tmp_path / "slow" / "release"
-    model = _save(tmp_path / "slow", _held_identity(str(tmp_path / ".out.partial-*" / "0001.dcm"), str(release)))
+    model = save_module(tmp_path / "slow", held_identity(str(tmp_path / ".out.partial-*" / "0001.dcm"), str(release)))
     series = _series(tmp_path / "in", slices=4)
     out = tmp_path / "out"
     process = subprocess.Popen(

@@ -319,6 +319,19 @@ def test_a_server_that_ignores_the_search_offset_does_not_page_for_ever():
     assert len(requests) == 2  # the first page, and the second that repeats it
 
 
+def _search_failure(
+    do_get: Callable[[http.server.BaseHTTPRequestHandler], None], test_over: threading.Event
+) -> tuple[str, str]:
+    """The host, and the one line a series search of a server answering with `do_get` fails
+    with; `test_over` is set once the client has given up, which ends the server's answer."""
+    with _answering(do_get) as url, pytest.raises(DicomwebError) as failed:
+        try:
+            Pacs(parse(url)).series(["Modality"])
+        finally:
+            test_over.set()
+    return parse(url).host, str(failed.value)
+
+
 def test_a_silent_server_is_given_up_once_by_the_read_timeout(monkeypatch):
     """A silent server cost three 300 s read timeouts with no output (dicomweb-client retries
     every exception): a timeout now ends the call, which is not tried again."""
@@ -331,15 +344,31 @@ def test_a_silent_server_is_given_up_once_by_the_read_timeout(monkeypatch):
         requests_seen.append(handler.path)
         test_over.wait(HANG_S)
 
-    with _answering(silent) as url, pytest.raises(DicomwebError) as failed:
-        try:
-            Pacs(parse(url)).series(["Modality"])
-        finally:
-            test_over.set()
-    assert str(failed.value) == (
-        f"{parse(url).host}: no whole answer to 'search for series' in time (each read may wait 2 s, a call 60 s)"
-    )
+    host, failure = _search_failure(silent, test_over)
+    assert failure == f"{host}: no whole answer to 'search for series' in time (each read may wait 2 s, a call 60 s)"
     assert len(requests_seen) == 1
+
+
+def test_a_server_that_trickles_its_answer_is_given_up_at_the_call_deadline(monkeypatch):
+    """A byte every 0.2 s restarts a 2 s read timeout for ever: only the call's deadline ends it."""
+    monkeypatch.setattr(client, "TIMEOUT_S", (5.0, 2.0))
+    monkeypatch.setattr(client, "CALL_DEADLINE_S", 3.0)
+    test_over = threading.Event()
+
+    def trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/dicom+json")
+        handler.send_header("Content-Length", "1000000")
+        handler.end_headers()
+        while not test_over.wait(0.2):  # how often a byte comes, not how long the test waits
+            try:
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+            except OSError:
+                return
+
+    host, failure = _search_failure(trickle, test_over)
+    assert failure == f"{host}: no whole answer to 'search for series' in time (each read may wait 2 s, a call 3 s)"
 
 
 def test_a_search_answer_without_uids_is_one_line_naming_what_is_missing():

@@ -32,6 +32,7 @@ from ctdenoise.app.commands import (
     cmd_pull,
     cmd_report,
     cmd_run,
+    cmd_serve,
     cmd_simulate,
     one_line,
 )
@@ -256,6 +257,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--ndct", default=NDCT_PATTERN, metavar="REGEX", help=f"normal-dose pattern (default {NDCT_PATTERN})"
     )
     pul.set_defaults(func=cmd_pull)
+
+    srv = sub.add_parser("serve", help="watch a PACS and denoise each matching CT series as it arrives")
+    srv.add_argument(
+        "--pacs",
+        required=True,
+        help="DICOMweb service to watch and store into: dicomweb+http://HOST:PORT/PATH "
+        f"(credentials from ${USER_VARIABLE}/${DICOMWEB_PASSWORD_VARIABLE} or netrc)",
+    )
+    srv.add_argument(
+        "--model",
+        default="latest",
+        help="SavedModel folder, or 'latest' (newest pushed under --root, taken between series)",
+    )
+    srv.add_argument("--root", default=str(names.DEFAULT_RUN_ROOT), help="run root ('latest', and the journal)")
+    srv.add_argument("--journal", help="SQLite journal of the series (default RUN_ROOT/serve/journal.sqlite)")
+    srv.add_argument(
+        "--match",
+        action="append",
+        metavar="ATTRIBUTE=REGEX",
+        help=f"a CT series is denoised when every rule matches (default {DOSE_ATTRIBUTE}={LDCT_PATTERN})",
+    )
+    srv.add_argument("--since", metavar="YYYY-MM-DD", help="only studies of this date or later")
+    srv.add_argument("--workers", type=int, default=1, help="series denoised at once (each holds one series)")
+    srv.add_argument("--poll", type=float, default=10.0, metavar="S", help="seconds between searches of the PACS")
+    srv.add_argument(
+        "--settle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a series' instance count must stay the same before it is denoised (also the retry back-off)",
+    )
+    srv.add_argument("--http", default="127.0.0.1:9464", metavar="HOST:PORT", help="where /healthz and /metrics answer")
+    _add_store_options(srv)
+    srv.set_defaults(func=cmd_serve)
 
     lin = sub.add_parser("lineage", help="trace a model back to its DICOM data, or a data root forward to models")
     lin.add_argument(

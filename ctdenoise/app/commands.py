@@ -109,6 +109,32 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ctdenoise.app.serve.service import Settings, serve
+    from ctdenoise.app.serve.watch import parse_rules
+
+    host, colon, port = args.http.rpartition(":")
+    if not colon or not port.isdigit():
+        raise UserError(f"--http {args.http}: give HOST:PORT, e.g. 127.0.0.1:9464 (port 0: any free port)")
+    for flag, seconds in (("--poll", args.poll), ("--settle", args.settle)):
+        if not seconds >= 0:
+            raise UserError(f"{flag} {seconds}: give seconds, 0 or more")
+    settings = Settings(
+        pacs=args.pacs,
+        model=args.model,
+        root=Path(args.root),
+        rules=parse_rules(args.match or [], args.since or ""),
+        journal=Path(args.journal) if args.journal else None,
+        workers=args.workers,
+        poll_s=args.poll,
+        settle_s=args.settle,
+        http_host=host,
+        http_port=int(port),
+        store=_store_address(args),
+    )
+    return serve(settings)  # logs one JSON line per event; runs until SIGTERM or Ctrl-C
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is, so that it unwinds (and cleans up) like Ctrl-C."""
 

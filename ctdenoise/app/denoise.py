@@ -99,9 +99,11 @@ def denoise_series(
     research_label: bool = True,
     strength_hu: float | None = None,
     progress: Callable[[str], None] | None = print,
+    loaded: LoadedModel | None = None,
 ) -> DenoiseReport:
     """Denoise the CT series in `input_dir` with the SavedModel in `model_dir` (a folder or a
-    bucket URL) into `out_dir`.
+    bucket URL) into `out_dir`; `loaded` is that model already loaded (`load_model`), as a
+    service that denoises series after series keeps it.
 
     Each slice is denoised at its own estimated noise level, or at `strength_hu` for all; the
     level goes into each derived instance's DerivationDescription. `out_dir` must not exist or
@@ -117,7 +119,7 @@ def denoise_series(
     _check_out_dir(out_dir, input_dir)
     slices = _read_series(input_dir)
     say(f"denoise: {len(slices)} slices read from {input_dir}")
-    model = load_model(str(model_dir))
+    model = loaded or load_model(str(model_dir))
     say(f"denoise: model {model_dir} ({model.name}, receptive radius {model.receptive_radius} px)")
     _check_batch_memory(model, slices, batch_size)
     provenance = Provenance(

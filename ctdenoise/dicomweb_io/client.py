@@ -32,12 +32,20 @@ RETRY_ATTEMPTS = 3
 _RETRY_WAIT_MS = 500
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _FAILED_SOP_SEQUENCE = "FailedSOPSequence"
+_UNAVAILABLE = (408, 429)
 _PLAIN = re.compile(r"[A-Za-z0-9._-]*")
 _CREDENTIALS_HINT = f"set {USER_VARIABLE} and {PASSWORD_VARIABLE}, or a netrc entry for the host"
 
 
 class DicomwebError(RuntimeError):
-    """A DICOMweb request that failed; the message is one line without credentials."""
+    """A DICOMweb request that failed; the message is one line without credentials.
+    `transient` says the server could not be reached or was unavailable (a refused
+    connection, a timeout, HTTP 408, 429 or 5xx): the same request may succeed later, where a
+    refusal of the request itself will not."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ class Pacs:
         self._client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=_RETRY_WAIT_MS)
 
     def series(
-        self, fields: Sequence[str], *, study: str = "", series: str = "", patient: str = ""
+        self, fields: Sequence[str], *, study: str = "", series: str = "", patient: str = "", modality: str = ""
     ) -> list[SeriesEntry]:
         """The series matching the filters given, each with `fields` (keywords) filled in where the server has them.
 
@@ -78,7 +86,7 @@ class Pacs:
         (Orthanc's DICOMweb plugin 1.7) do not decode percent-escapes in a query, so they find
         nothing for a value with a space, a slash or a wildcard in it."""
         plain = patient if _PLAIN.fullmatch(patient) else ""
-        filters = {"SeriesInstanceUID": series, "PatientID": plain}
+        filters = {"SeriesInstanceUID": series, "PatientID": plain, "Modality": modality}
         with self._request("search for series"):
             found = _every_page(
                 functools.partial(
@@ -138,18 +146,24 @@ class Pacs:
         except retrying.RetryError as exc:  # dicomweb-client gave up retrying a 408, 429, 503 or 504
             last = exc.last_attempt
             response = None if last.has_exception else last.value
-            raise DicomwebError(f"{self._http_reason(what, response)} ({last.attempt_number} attempts)") from None
+            raise DicomwebError(
+                f"{self._http_reason(what, response)} ({last.attempt_number} attempts)", transient=True
+            ) from None
         except requests.exceptions.HTTPError as exc:
-            raise DicomwebError(self._http_reason(what, exc.response)) from None
+            code = exc.response.status_code if exc.response is not None else 0
+            raise DicomwebError(
+                self._http_reason(what, exc.response), transient=code in _UNAVAILABLE or code >= 500
+            ) from None
         except requests.exceptions.Timeout:
             raise DicomwebError(
                 f"{self.host}: no whole answer to '{what}' in time (each read may wait {TIMEOUT_S[1]:g} s, "
-                f"a call {CALL_DEADLINE_S:g} s)"
+                f"a call {CALL_DEADLINE_S:g} s)",
+                transient=True,
             ) from None
         except requests.exceptions.ConnectionError as exc:
             found = _ERRNO.search(str(exc))
             reason = found[1].strip() if found else type(exc).__name__
-            raise DicomwebError(f"{self.host}: cannot reach the DICOMweb server ({reason})") from None
+            raise DicomwebError(f"{self.host}: cannot reach the DICOMweb server ({reason})", transient=True) from None
         except requests.exceptions.RequestException as exc:
             raise DicomwebError(f"{self.host}: {what} failed ({type(exc).__name__})") from None
         finally:
