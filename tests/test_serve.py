@@ -24,6 +24,7 @@ from ctdenoise.app.serve.service import GRACE_S
 from ctdenoise.contract.names import MODEL_METADATA_FILE
 from ctdenoise.dicomweb_io.address import PASSWORD_VARIABLE, USER_VARIABLE
 from tests import dicom_factory, orthanc_server
+from tests.pipeline_helpers import ctdenoise
 from tests.saved_models import export_layer, held_identity, save_module
 from tests.serve_process import ServeProcess
 
@@ -97,6 +98,37 @@ def test_serve_denoises_each_arrival_once_and_takes_a_new_push_between_series(or
     again.wait_for(lambda e: e["event"] == "polled", count=2)
     assert again.count("claimed") == 0 and orthanc.derived_of() == derived
     again.terminate()
+
+
+def test_bad_settings_are_one_line_and_a_second_service_on_a_journal_is_refused(orthanc, env, tmp_path):
+    root = tmp_path / "root"
+    _serving(root, 1, keras.layers.Identity())
+    base = ["serve", "--pacs", orthanc.dicomweb, "--root", str(root)]
+    refused = {
+        ("--match", "SeriesDescription"): "--match SeriesDescription: give ATTRIBUTE=REGEX with a DICOM keyword",
+        ("--match", "Description=x"): "--match Description=x: give ATTRIBUTE=REGEX with a DICOM keyword",
+        ("--match", "SeriesDescription=(x"): "--match SeriesDescription=(x: not a regular expression",
+        ("--since", "yesterday"): "--since yesterday: give a date as YYYY-MM-DD",
+        ("--http", "9464"): "--http 9464: give HOST:PORT",
+        ("--workers", "0"): "--workers 0: give at least 1",
+        ("--pacs", f"{orthanc.dicomweb}/studies/1.2"): "give the DICOMweb service, not a study or series in it",
+    }
+    for extra, message in refused.items():
+        result = ctdenoise(*base, *extra, env=env)
+        (line,) = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and line.startswith("ctdenoise: error: ") and message in line, line
+    first = ServeProcess(["--pacs", orthanc.dicomweb, "--root", str(root), *FAST], env, tmp_path / "stderr")
+    port = first.http.rpartition(":")[2]
+    second = ctdenoise(
+        *base, "--journal", str(tmp_path / "other" / "journal.sqlite"), "--http", f"127.0.0.1:{port}", env=env
+    )
+    assert (
+        second.returncode == 1
+        and f"--http 127.0.0.1:{port}: cannot answer there (Address already in use)" in second.stderr
+    )
+    third = ctdenoise(*base, "--http", "127.0.0.1:0", env=env)
+    assert third.returncode == 1 and "is in use by ctdenoise serve (pid" in third.stderr
+    first.terminate()
 
 
 def test_journal_settles_retries_and_parks(tmp_path):

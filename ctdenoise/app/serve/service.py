@@ -130,7 +130,11 @@ class _Service:
         resumed = self.journal.release_in_progress("interrupted: the service stopped while it was in hand")
         shutil.rmtree(self.work, ignore_errors=True)  # what a killed service left; the lock says none runs
         self.work.mkdir(parents=True)
-        http = serve_http(self.settings.http_host, self.settings.http_port, self.metrics, self.heartbeat)
+        host, port = self.settings.http_host, self.settings.http_port
+        try:
+            http = serve_http(host, port, self.metrics, self.heartbeat)
+        except OSError as exc:
+            raise ServeError(f"--http {host}:{port}: cannot answer there ({exc.strerror or exc})") from None
         workers = [
             threading.Thread(target=self._work, name=f"serve-worker-{n}", daemon=True)
             for n in range(self.settings.workers)
@@ -140,7 +144,7 @@ class _Service:
             pacs=self.base,
             journal=str(self.journal.path),
             workers=len(workers),
-            http=f"{self.settings.http_host}:{http.server_port}",
+            http=f"{host}:{http.server_port}",
             resumed=resumed,
             pid=os.getpid(),
         )
