@@ -148,7 +148,10 @@ def test_journal_settles_retries_and_parks(tmp_path):
     assert other is not None and other.series == "1.2.4"  # a parked series blocks nothing
     journal.observe("1.2", "9.9", 1)  # its derived series, seen half-stored
     journal.stored("1.2.4", derived="9.9", seconds=1.0)
-    assert journal.counts() == {"seen": 0, "in_progress": 0, "stored": 1, "skipped": 1, "failed": 0, "parked": 1}
+    journal.observe("1.2", "9.9", 2)  # and seen again, whole: still skipped
+    journal.stored("1.2.3", derived="9.8", seconds=1.0)  # stored while a poll that listed 9.8 runs:
+    journal.observe("1.2", "9.8", 2)  # the poll journals nothing for it
+    assert journal.counts() == {"seen": 0, "in_progress": 0, "stored": 2, "skipped": 1, "failed": 0, "parked": 0}
 
 
 @pytest.mark.slow

@@ -76,12 +76,15 @@ class Journal:
             return self._db.execute(sql, args)
 
     def observe(self, study: str, series: str, instances: int) -> None:
-        """A poll found the series with `instances` instances: a new series is `seen`; a waiting
-        one whose count changed starts its settle time again."""
+        """A poll found the series with `instances` instances: a new series is `seen`, unless it is
+        a derived series this journal stored (checked here, in one statement with the insert, as a
+        store may finish while the poll runs); a waiting one whose count changed starts its
+        settle time again."""
         now = time.time()
         self._run(
             "INSERT INTO series (series, study, state, instances, changed_at, updated_at) "
-            "VALUES (?, ?, 'seen', ?, ?, ?) ON CONFLICT (series) DO UPDATE SET "
+            "SELECT ?, ?, 'seen', ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM series WHERE derived = ?) "
+            "ON CONFLICT (series) DO UPDATE SET "
             "instances = excluded.instances, changed_at = excluded.changed_at, updated_at = excluded.updated_at "
             f"WHERE state IN {_WAITING} AND instances != excluded.instances",
             series,
@@ -89,6 +92,7 @@ class Journal:
             instances,
             now,
             now,
+            series,
         )
 
     def is_derived(self, series: str) -> bool:
