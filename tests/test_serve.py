@@ -191,7 +191,9 @@ def test_serve_stores_every_series_once_through_kills_restarts_and_a_refused_sto
     orthanc.restart()
     serve = kill_while_in_hand(serve)
     upload(8)
-    done = serve.wait_for(lambda e: e["event"] == "polled" and e["stored"] == len(sources))
+    done = serve.wait_for(  # derived series seen half-stored are skipped once a worker has read them
+        lambda e: e["event"] == "polled" and e["stored"] == len(sources) and e["seen"] == e["in_progress"] == 0
+    )
 
     derived = orthanc.derived_of()
     assert sorted(derived) == sorted(sources), "a source series without, or a non-matching one with, a derived series"
@@ -202,7 +204,7 @@ def test_serve_stores_every_series_once_through_kills_restarts_and_a_refused_sto
     with sqlite3.connect(root / "serve" / "journal.sqlite") as db:
         journal = dict(db.execute("SELECT series, derived FROM series WHERE state = 'stored'").fetchall())
     assert journal == {source: made for source, (made,) in derived.items()}
-    assert done["seen"] == done["in_progress"] == done["failed"] == done["parked"] == 0
+    assert done["failed"] == done["parked"] == 0
     metrics = serve.get("/metrics").text
     assert _metric(metrics, "stored") == len(sources) and _metric(metrics, "parked") == 0
     code, seconds = serve.terminate()
