@@ -46,11 +46,11 @@ def denoise_entry(
     try:
         pacs = Pacs(address)
         instances = pacs.instances(entry.study, entry.series)
+        derived = derived_reason(pacs.retrieve(entry.study, entry.series, instances[0])) if instances else ""
+        if derived:  # first: a derived series still being stored changes its count, and is never taken
+            return Outcome("skipped", f"derived ({derived}), not a scan")
         if len(instances) != entry.instances:
             return Outcome("requeue", f"{len(instances)} instances on the server, {entry.instances} when it settled")
-        derived = derived_reason(pacs.retrieve(entry.study, entry.series, instances[0])) if instances else ""
-        if derived:
-            return Outcome("skipped", f"derived ({derived}), not a scan")
         with tempfile.TemporaryDirectory(dir=work) as folder:
             source = fetch_series(address, Path(folder) / "input", _quiet)
             report = denoise_series(
