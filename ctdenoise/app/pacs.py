@@ -83,15 +83,18 @@ def denoise_location(
     return report
 
 
-def fetch_series(address: DicomwebAddress, folder: Path, progress: Callable[[str], None]) -> Path:
-    """Every instance of the address's series (or of its study's one CT series) as files in `folder`."""
+def fetch_series(
+    address: DicomwebAddress, folder: Path, progress: Callable[[str], None], instances: list[str] | None = None
+) -> Path:
+    """Every instance of the address's series (or of its study's one CT series) as files in `folder`;
+    `instances` are its SOP Instance UIDs when the caller has just listed them."""
     if not address.study:
         raise DenoiseError(
             f"--input {address}: give a series, .../studies/UID/series/UID (or a study of one CT series)"
         )
     pacs = Pacs(address)
     series = address.series or _only_ct_series(pacs, address)
-    instances = pacs.instances(address.study, series)
+    instances = pacs.instances(address.study, series) if instances is None else instances
     if not instances:
         raise DenoiseError(f"--input {address}: no such series on the server (it holds no instance of it)")
     folder.mkdir(parents=True)

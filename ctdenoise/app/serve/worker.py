@@ -52,7 +52,7 @@ def denoise_entry(
         if len(instances) != entry.instances:
             return Outcome("requeue", f"{len(instances)} instances on the server, {entry.instances} when it settled")
         with tempfile.TemporaryDirectory(dir=work) as folder:
-            source = fetch_series(address, Path(folder) / "input", _quiet)
+            source = fetch_series(address, Path(folder) / "input", _quiet, instances)
             report = denoise_series(
                 model_dir, source, Path(folder) / "derived", progress=None, loaded=model, batch_size=4
             )
