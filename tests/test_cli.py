@@ -59,3 +59,13 @@ def test_version_is_the_distributions(capsys):
 def test_curated_schema_lists_exactly_the_validated_features():
     schema = text_format.Parse(configs.SCHEMA_FILE.read_text(), schema_pb2.Schema())
     assert [f.name for f in schema.feature] == validated_feature_names()
+
+
+def test_an_error_message_becomes_one_bounded_line():
+    from ctdenoise.app.messages import LIMIT, one_line
+
+    assert one_line(ValueError("first\n  second\tthird")) == "first second third"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line(OSError("disk full"), typed=True) == "OSError: disk full"
+    long = one_line(RuntimeError("x" * 5000))
+    assert len(long) == LIMIT and long.endswith("...")

@@ -66,13 +66,15 @@ def identity_model(tmp_path_factory) -> Path:
     return export_layer(tmp_path_factory.mktemp("models") / "identity", keras.layers.Identity())
 
 
-def _upload_patient(orthanc, root: Path, patient: str, seed: int) -> dict[str, Path]:
-    """A simulated patient (three 64² LDCT/NDCT slice pairs) stored in Orthanc; its dose folders."""
+def _upload_patient(orthanc, root: Path, patient: str, seed: int, study_date: str = "") -> dict[str, Path]:
+    """A simulated patient (three 64² LDCT/NDCT slice pairs) stored in Orthanc, its study dated
+    `study_date` (YYYYMMDD) if given; its dose folders."""
     simulate_dataset(root, patients=1, slices=3, size=64, seed=seed, progress=None)
     source = root / "SIM001"
     for path in source.rglob("*.dcm"):
         ds = pydicom.dcmread(path)
         ds.PatientID = patient
+        ds.StudyDate = study_date or ds.StudyDate
         ds.save_as(path)
     orthanc.upload(sorted(source.rglob("*.dcm")))
     return {dose: source / dose for dose in ("LDCT", "NDCT")}
@@ -159,6 +161,18 @@ def test_store_that_fails_half_way_says_what_is_stored_and_the_same_command_comp
     assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
     denoise_location(str(identity_model), url, orthanc.dicomweb, progress=None)  # a third time: nothing new
     assert len(orthanc.series_of(report.series_uid)["Instances"]) == 3
+
+
+def test_a_series_search_by_study_date_is_narrowed_by_the_server(orthanc, credentials, tmp_path):
+    old = _upload_patient(orthanc, tmp_path / "old", "DATED1", seed=21, study_date="19990101")
+    new = _upload_patient(orthanc, tmp_path / "new", "DATED2", seed=22, study_date="20300101")
+    pacs = Pacs(parse(orthanc.dicomweb))
+    found = {entry.series for entry in pacs.series(["StudyDate"], modality="CT", study_date="20290101-")}
+
+    def uids(doses: dict[str, Path]) -> set[str]:
+        return {pydicom.dcmread(next(folder.glob("*.dcm"))).SeriesInstanceUID for folder in doses.values()}
+
+    assert uids(new) <= found and not uids(old) & found
 
 
 def test_bad_input_on_the_pacs_is_refused_before_anything_is_stored(orthanc, credentials, identity_model, tmp_path):

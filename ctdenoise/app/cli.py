@@ -34,8 +34,8 @@ from ctdenoise.app.commands import (
     cmd_run,
     cmd_serve,
     cmd_simulate,
-    one_line,
 )
+from ctdenoise.app.messages import one_line
 from ctdenoise.app.pull import DOSE_ATTRIBUTE, LDCT_PATTERN, NDCT_PATTERN
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.contract.names import PRODUCT, RESEARCH_LABEL, product_version

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ctdenoise.app.messages import one_line
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.metadata import names
 from ctdenoise.metadata.store import PASSWORD_VARIABLE, StoreAddress
@@ -384,11 +385,6 @@ def _check_summary_path(summary_path: str | None) -> None:
 
 class UserError(Exception):
     """A failure the user can act on; printed as one line."""
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 600 else text[:597] + "..."
 
 
 def _root_pipeline(store, root: Path, address: StoreAddress) -> str | None:

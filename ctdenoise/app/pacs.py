@@ -84,10 +84,15 @@ def denoise_location(
 
 
 def fetch_series(
-    address: DicomwebAddress, folder: Path, progress: Callable[[str], None], instances: list[str] | None = None
+    address: DicomwebAddress,
+    folder: Path,
+    progress: Callable[[str], None],
+    instances: list[str] | None = None,
+    first: pydicom.Dataset | None = None,
 ) -> Path:
     """Every instance of the address's series (or of its study's one CT series) as files in `folder`;
-    `instances` are its SOP Instance UIDs when the caller has just listed them."""
+    `instances` are its SOP Instance UIDs when the caller has just listed them, and `first` the
+    first of them when it has already retrieved that one."""
     if not address.study:
         raise DenoiseError(
             f"--input {address}: give a series, .../studies/UID/series/UID (or a study of one CT series)"
@@ -100,7 +105,8 @@ def fetch_series(
     folder.mkdir(parents=True)
     digits = max(4, len(str(len(instances))))
     for number, instance in enumerate(instances, 1):
-        pacs.retrieve(address.study, series, instance).save_as(folder / f"{number:0{digits}d}.dcm")
+        dataset = first if number == 1 and first is not None else pacs.retrieve(address.study, series, instance)
+        dataset.save_as(folder / f"{number:0{digits}d}.dcm")
         if number == len(instances) or number % 25 == 0:
             progress(f"denoise: read {number}/{len(instances)} instances from {pacs.host}")
     return folder

@@ -77,16 +77,24 @@ class Pacs:
         self._client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=_RETRY_WAIT_MS)
 
     def series(
-        self, fields: Sequence[str], *, study: str = "", series: str = "", patient: str = "", modality: str = ""
+        self,
+        fields: Sequence[str],
+        *,
+        study: str = "",
+        series: str = "",
+        patient: str = "",
+        modality: str = "",
+        study_date: str = "",
     ) -> list[SeriesEntry]:
         """The series matching the filters given, each with `fields` (keywords) filled in where the server has them.
+        `study_date` is a DICOM date or range (YYYYMMDD-: that day on), for the server to narrow by.
 
         A PatientID other than letters, digits, '.', '_' and '-' is matched here rather than by
         the server, which then lists every series in scope (narrow it by study): some servers
         (Orthanc's DICOMweb plugin 1.7) do not decode percent-escapes in a query, so they find
         nothing for a value with a space, a slash or a wildcard in it."""
         plain = patient if _PLAIN.fullmatch(patient) else ""
-        filters = {"SeriesInstanceUID": series, "PatientID": plain, "Modality": modality}
+        filters = {"SeriesInstanceUID": series, "PatientID": plain, "Modality": modality, "StudyDate": study_date}
         with self._request("search for series"):
             found = _every_page(
                 functools.partial(

@@ -24,7 +24,8 @@ from pathlib import Path
 MAX_ATTEMPTS = 3
 """Failures after which a series is parked."""
 STATES = ("seen", "in_progress", "stored", "skipped", "failed", "parked")
-_WAITING = ("seen", "failed")
+_WAITING = "('seen', 'failed')"
+"""The states a claim may take, as SQL: constants of this module, never data."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     series TEXT PRIMARY KEY,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctdenoise.app.denoise import DenoiseError, LoadedModel, load_model, resolve_model
+from ctdenoise.app.messages import one_line
 from ctdenoise.app.serve.health import Heartbeat, Metrics, serve_http
 from ctdenoise.app.serve.journal import Entry, Journal
 from ctdenoise.app.serve.watch import Rules, poll
@@ -175,7 +176,7 @@ class _Service:
                 self.log("pacs_unavailable", reason=str(exc))
                 self.heartbeat.beat()  # the loop lives; a PACS away is not cured by restarting the service
             except Exception as exc:  # logged; /healthz turns 503 if it persists, and a restart may cure it
-                self.log("poll_failed", reason=_one_line(exc))
+                self.log("poll_failed", reason=one_line(exc, typed=True))
             self.stop.wait(self.settings.poll_s)
 
     def _work(self) -> None:
@@ -200,7 +201,7 @@ class _Service:
         except DenoiseError as exc:  # the model of an interrupted series is gone or broken
             outcome = Outcome("failed", str(exc))
         except Exception as exc:  # a worker outlives any one series: it fails, with its reason
-            outcome = Outcome("failed", _one_line(exc))
+            outcome = Outcome("failed", one_line(exc, typed=True))
         self._record(entry, outcome)
 
     def _record(self, entry: Entry, outcome: Outcome) -> None:
@@ -231,9 +232,3 @@ class _Service:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An unexpected error as one line: its type, then its message's first line."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:600]

@@ -78,9 +78,10 @@ def _study_date(since: str) -> str:
 
 
 def poll(pacs: Pacs, rules: Rules, journal: Journal) -> int:
-    """Journal every matching CT series on the PACS with its instance count; how many matched."""
+    """Journal every matching CT series on the PACS with its instance count; how many matched.
+    The server lists only studies from `rules.since` on, and the rules check that date again."""
     matched = 0
-    for entry in pacs.series(rules.fields, modality=_CT):
+    for entry in pacs.series(rules.fields, modality=_CT, study_date=f"{rules.since}-" if rules.since else ""):
         if not rules.accepts(entry) or journal.is_derived(entry.series):
             continue
         matched += 1

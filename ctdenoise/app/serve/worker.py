@@ -46,13 +46,14 @@ def denoise_entry(
     try:
         pacs = Pacs(address)
         instances = pacs.instances(entry.study, entry.series)
-        derived = derived_reason(pacs.retrieve(entry.study, entry.series, instances[0])) if instances else ""
+        first = pacs.retrieve(entry.study, entry.series, instances[0]) if instances else None
+        derived = derived_reason(first) if first is not None else ""
         if derived:  # first: a derived series still being stored changes its count, and is never taken
             return Outcome("skipped", f"derived ({derived}), not a scan")
         if len(instances) != entry.instances:
             return Outcome("requeue", f"{len(instances)} instances on the server, {entry.instances} when it settled")
         with tempfile.TemporaryDirectory(dir=work) as folder:
-            source = fetch_series(address, Path(folder) / "input", _quiet, instances)
+            source = fetch_series(address, Path(folder) / "input", _quiet, instances, first)
             report = denoise_series(
                 model_dir, source, Path(folder) / "derived", progress=None, loaded=model, batch_size=4
             )
