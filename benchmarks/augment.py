@@ -1,15 +1,17 @@
-"""Augmentation on real anatomy: generators trained with and without flips and 90° rotations of
-their patches (`augment`, docs/design.md, "Training mechanics"), scored on a real validation patient.
+"""Training switches on real anatomy: generators trained with a switch on and off, scored on a
+real validation patient (docs/design.md, "Training mechanics"). `--switch augment` (the default)
+turns patches by flips and 90° rotations; `--switch noise_rescale` redraws each paired patch's
+noise at a random scale and sign (paired models only).
 
-    python -m benchmarks.augment --real-train ../shared/realct/TCGA-09-2043 \
-        --real-val ../shared/realct/TCGA-E3-A3E5
+    python -m benchmarks.augment [--switch noise_rescale] --real-train ../shared/realct/TCGA-09-2043 \
+        [../shared/realct/GE-HEAD] --real-val ../shared/realct/TCGA-E3-A3E5
 
 Data (each source patient is one simulated patient, `simulate --from`):
-- training: every slice of the `--real-train` patient, rescanned at doses drawn from
-  datasets.REAL_TRAIN_DOSE, ingested by the product's Beam graph;
+- training: every slice of the `--real-train` patients, rescanned at doses drawn from
+  datasets.REAL_TRAIN_DOSE, ingested by the product's Beam graph, every split trained on;
 - validation: slices of the `--real-val` patient spread over its length, at dose 0.25,
-  scored against their noise-free truth and the NDCT. This patient is where the product's
-  choices are made; BM3D's strength is tuned on it too (its best shot there);
+  scored against its NDCT (a real source is its own reference). This patient is where the
+  product's choices are made; BM3D's strength is tuned on it too (its best shot there);
 - the pydicom slices, the quality benchmark's real-anatomy test set, are not used.
 
 Each generator is trained by the Trainer's own `run_fn` for every seed of SEEDS, so the
@@ -30,74 +32,89 @@ from ctdenoise.contract.hu import BODY_HU, HU_MAX, HU_MIN
 MODELS = {"unpaired": [], "paired": quality.PAIRED}
 """The paper's CycleGAN, and RED-CNN on co-located patches (the quality benchmark's two
 headline configurations)."""
-SWITCH = {"augment": ["augment=true"], "no augment": ["augment=false"]}
-FULL: dict[str, Any] = dict(size=256, val_slices=16, train_slices=None, preset="cpu-demo", seeds=(0, 1))
+SWITCHES = {
+    "augment": {"augment": ["augment=true"], "no augment": ["augment=false"]},
+    "noise_rescale": {"noise rescaled x0.5-2": ["noise_rescale=2"], "noise as ingested": ["noise_rescale=1"]},
+}
+"""Per switch: its setting on, then off (overrides of the preset)."""
+PAIRED_ONLY = ("noise_rescale",)
+"""Switches that only paired training reads."""
+FULL: dict[str, Any] = dict(size=256, val_slices=16, train_slices=None, preset="cpu-demo", seeds=(0, 1, 2))
 QUICK: dict[str, Any] = dict(size=64, val_slices=2, train_slices=4, preset="tiny", seeds=(0,))
-METRICS = ("psnr_truth", "ssim_truth", "psnr_ndct", "body_rmse_hu_truth", "body_rmse_hu_ndct")
-"""The fidelity scores (`quality_scores.fidelity`) averaged over the seeds."""
+METRICS = ("psnr_ndct", "ssim_ndct", "body_rmse_hu_ndct", "body_ssim_ndct")
+"""The fidelity scores (`quality_scores.fidelity` against the NDCT) averaged over the seeds."""
 
 
 def main() -> None:
     args = common.parse_args("benchmarks.augment", __doc__, _options)
     common.quiet_tensorflow()
     sizes = QUICK if args.quick else FULL
-    bench = common.Benchmark(args, "augment", "Augmentation on real anatomy (validation patient)")
-    train = datasets.simulated(
-        args.data,
-        patients=1,
-        slices=sizes["train_slices"],
-        size=sizes["size"],
-        seed=10,
-        from_dir=args.real_train,
-        dose=datasets.REAL_TRAIN_DOSE,
+    switch = args.switch
+    bench = common.Benchmark(
+        args, _result_name(switch), f"Training switch `{switch}` on real anatomy (validation patient)"
+    )
+    train = quality_sets.real_training_set(
+        args.data, args.real_train, slices=sizes["train_slices"], size=sizes["size"], seed=10
     )
     val_set = datasets.simulated(
         args.data, patients=1, slices=sizes["val_slices"], size=sizes["size"], seed=11, from_dir=args.real_val
     )
     validation = quality_sets.images(val_set)
-    examples = datasets.ingested(args.data, train)
-    scratch = args.out / "scratch" / "augment"
+    examples, val_examples = datasets.ingested(args.data, train), datasets.ingested(args.data, val_set)
+    scratch = args.out / "scratch" / _result_name(switch)
     shutil.rmtree(scratch, ignore_errors=True)  # never resume from an earlier benchmark run
 
     variants: dict[str, dict] = {}
     for name, denoise in _references(bench, validation).items():
-        variants[name] = quality_scores.fidelity(denoise, validation)
+        variants[name] = quality_scores.fidelity(denoise, validation, against=("ndct",))
     per_seed: dict[str, list[dict]] = {}
-    models = {name: MODELS[name] for name in args.models}
+    models = {name: MODELS[name] for name in args.models if name == "paired" or switch not in PAIRED_ONLY}
     for model, overrides in models.items():
-        for switch, values in SWITCH.items():
+        for setting, values in SWITCHES[switch].items():
             runs = {
-                f"{model}, {switch}, seed {seed}": (sizes["preset"], [*overrides, *values, f"seed={seed}"])
+                f"{model}, {setting}, seed {seed}": (sizes["preset"], [*overrides, *values, f"seed={seed}"])
                 for seed in sizes["seeds"]
             }
-            trained = quality.train_and_export(bench, examples, scratch, runs)
+            trained = quality.train_and_export(bench, examples, scratch, runs, val_examples, len(validation))
             scores = []
             for run, info in trained.items():
                 output = classical.saved_model(info["dir"])(validation.ldct[..., None])[..., 0]
-                scores.append(quality_scores.fidelity(output, validation))
+                scores.append(quality_scores.fidelity(output, validation, against=("ndct",)))
                 bench.log(
-                    f"{run}: vs truth {scores[-1]['psnr_truth']:.2f} dB, "
-                    f"body RMSE vs NDCT {scores[-1]['body_rmse_hu_ndct']:.1f} HU"
+                    f"{run}: {scores[-1]['psnr_ndct']:.2f} dB, body RMSE {scores[-1]['body_rmse_hu_ndct']:.2f} HU "
+                    "vs NDCT"
                 )
-            per_seed[f"{model}, {switch}"] = scores
-            variants[f"{model}, {switch}"] = _mean_and_spread(scores)
+            per_seed[f"{model}, {setting}"] = scores
+            variants[f"{model}, {setting}"] = _mean_and_spread(scores)
     bench.finish(
         params={
+            "switch": switch,
             "size_px": sizes["size"],
             "preset": sizes["preset"],
             "seeds": list(sizes["seeds"]),
-            "train": f"{Path(args.real_train).name}, {train.files // 2} slices, dose {datasets.REAL_TRAIN_DOSE}",
+            "train": f"{' + '.join(f.name for f in args.real_train)}, {train.files // 2} slices, "
+            f"dose {datasets.REAL_TRAIN_DOSE}",
             "validation": f"{Path(args.real_val).name}, {len(validation)} slices, dose {datasets.DOSE}",
         },
         variants=variants,
-        ratios=_ratios(models, per_seed, variants),
+        ratios=_ratios(switch, models, per_seed, variants),
         notes=_notes(sizes),
         extra={"per_seed": per_seed},
     )
 
 
+def _result_name(switch: str) -> str:
+    """`augment` keeps its result's name; another switch's is `augment_<switch>`."""
+    return "augment" if switch == "augment" else f"augment_{switch}"
+
+
 def _options(parser) -> None:
-    parser.add_argument("--real-train", type=Path, required=True, help="folder of the real training patient")
+    parser.add_argument(
+        "--switch", choices=SWITCHES, default="augment", help="which switch to compare (default augment)"
+    )
+    parser.add_argument(
+        "--real-train", type=Path, nargs="+", required=True, help="folders of the real training patients"
+    )
     parser.add_argument("--real-val", type=Path, required=True, help="folder of the real validation patient")
     parser.add_argument(
         "--models", nargs="+", choices=MODELS, default=list(MODELS), help="which generators to train (default all)"
@@ -106,7 +123,7 @@ def _options(parser) -> None:
 
 def _references(bench: common.Benchmark, validation: quality_sets.Images) -> dict[str, np.ndarray]:
     """The LDCT as it is, the NDCT, and BM3D at its best strength on this patient."""
-    chosen = quality.tune(bench, validation, {"BM3D": quality.TUNING["BM3D"]})
+    chosen = quality.tune(bench, validation, {"BM3D": quality.TUNING["BM3D"]}, quality.BODY_RMSE, reference="ndct")
     make, _ = quality.TUNING["BM3D"]
     strength = chosen["BM3D"][0]
     return {
@@ -127,36 +144,30 @@ def _mean_and_spread(scores: list[dict]) -> dict[str, float]:
 
 
 def _ratios(
-    models: dict[str, list[str]], per_seed: dict[str, list[dict]], variants: dict[str, dict]
+    switch: str, models: dict[str, list[str]], per_seed: dict[str, list[dict]], variants: dict[str, dict]
 ) -> list[common.Ratio]:
-    """Augmentation's gain per model (mean over seeds), and each generator against BM3D."""
+    """The switch's gain per model (mean over seeds), and each generator with it on against BM3D."""
     bm3d = next(v for name, v in variants.items() if name.startswith("BM3D"))
+    on_name, off_name = SWITCHES[switch]
     ratios = []
     for model in models:
-        on, off = variants[f"{model}, augment"], variants[f"{model}, no augment"]
-        ratios.append(
+        on, off = variants[f"{model}, {on_name}"], variants[f"{model}, {off_name}"]
+        seeds = len(per_seed[f"{model}, {on_name}"])
+        ratios += [
             common.Ratio(
-                f"{model}: augment - no augment, PSNR vs truth (mean of {len(per_seed[f'{model}, augment'])} seeds)",
-                on["psnr_truth"] - off["psnr_truth"],
+                f"{model}: {off_name} / {on_name} in-body RMSE vs NDCT (mean of {seeds} seeds)",
+                off["body_rmse_hu_ndct"] / on["body_rmse_hu_ndct"],
                 None,
-                "dB",
-            )
-        )
-        ratios.append(
+            ),
             common.Ratio(
-                f"{model}: no augment / augment in-body RMSE vs truth",
-                off["body_rmse_hu_truth"] / on["body_rmse_hu_truth"],
-                None,
-            )
-        )
-        ratios.append(
+                f"{model}: {on_name} - {off_name}, PSNR vs NDCT", on["psnr_ndct"] - off["psnr_ndct"], None, "dB"
+            ),
             common.Ratio(
-                f"{model}, augment: generator - BM3D, PSNR vs truth, validation patient",
-                on["psnr_truth"] - bm3d["psnr_truth"],
+                f"{model}, {on_name}: BM3D / generator in-body RMSE vs NDCT, validation patient",
+                bm3d["body_rmse_hu_ndct"] / on["body_rmse_hu_ndct"],
                 None,
-                "dB",
-            )
-        )
+            ),
+        ]
     return ratios
 
 

@@ -68,35 +68,73 @@ def apply(denoise: Callable[[np.ndarray], np.ndarray], stack: np.ndarray) -> np.
     return np.stack([denoise(image) for image in stack]).astype(np.float32)
 
 
-def tune(
-    bench: common.Benchmark, tuning: quality_sets.Images, methods: dict[str, tuple[Callable, list[float]]] = TUNING
-) -> dict[str, tuple[float, dict]]:
-    """Each classical method's strength (of `methods`, all by default) with the best mean PSNR
-    against the truth."""
+Criterion = tuple[str, Callable[[np.ndarray, np.ndarray], float], int]
+"""What a strength is chosen by: (name, score of one output slice against its reference, +1 when
+higher is better or -1 when lower is)."""
+
+
+def _psnr(output: np.ndarray, reference: np.ndarray) -> float:
     from ctdenoise.components.evaluation.image_metrics import psnr_hu
 
+    return psnr_hu(output, reference)
+
+
+def _body_rmse(output: np.ndarray, reference: np.ndarray) -> float:
+    from ctdenoise.components.evaluation.metric_table import BY_NAME, score
+
+    return score(BY_NAME["body_rmse_hu"], [output], [reference])
+
+
+PSNR_TRUTH: Criterion = ("psnr_truth", _psnr, 1)
+BODY_RMSE: Criterion = ("in-body RMSE, HU", _body_rmse, -1)
+
+
+def tune(
+    bench: common.Benchmark,
+    tuning: quality_sets.Images,
+    methods: dict[str, tuple[Callable, list[float]]] = TUNING,
+    criterion: Criterion = PSNR_TRUTH,
+    reference: str = "truth",
+) -> dict[str, tuple[float, dict]]:
+    """Each classical method's strength (of `methods`, all by default) with the best mean
+    `criterion` against `reference` (an attribute of `tuning`: the truth, or the NDCT)."""
+    name_of, measure, sign = criterion
     chosen = {}
     for name, (make, candidates) in methods.items():
-        psnr = {
-            c: float(np.mean([psnr_hu(o, t) for o, t in zip(apply(make(c), tuning.ldct), tuning.truth, strict=True)]))
+        scores = {
+            c: float(
+                np.mean(
+                    [
+                        measure(o, r)
+                        for o, r in zip(apply(make(c), tuning.ldct), getattr(tuning, reference), strict=True)
+                    ]
+                )
+            )
             for c in candidates
         }
-        best = max(psnr, key=psnr.__getitem__)
-        chosen[name] = (best, psnr)
+        best = max(scores, key=lambda c: sign * scores[c])
+        chosen[name] = (best, scores)
         if best in (candidates[0], candidates[-1]):
             bench.log(f"warning: {name}'s best strength is at the edge of its candidates")
-        bench.log(f"tuned {name}: {best} (PSNR vs truth by candidate: { {k: round(v, 2) for k, v in psnr.items()} })")
+        bench.log(f"tuned {name}: {best} ({name_of} by candidate: { {k: round(v, 2) for k, v in scores.items()} })")
     return chosen
 
 
 def train_and_export(
-    bench: common.Benchmark, examples: Path, scratch: Path, generators: dict[str, tuple[str, list[str]]]
+    bench: common.Benchmark,
+    examples: Path,
+    scratch: Path,
+    generators: dict[str, tuple[str, list[str]]],
+    validation: Path | None = None,
+    validation_slices: int = 0,
 ) -> dict[str, dict]:
     """One generator per entry, trained and exported by the Trainer's own `run_fn`, as TFX's
-    GenericExecutor calls it."""
+    GenericExecutor calls it. With `validation` (an Examples folder of other patients), every
+    split of `examples` is trained on and the Trainer's eval slices are `validation_slices` of
+    the validation patients: its curve (the fit's "validation") is then read on them."""
     import json
 
-    from ctdenoise.contract.names import MODEL_METADATA_FILE
+    from ctdenoise.contract.names import MODEL_METADATA_FILE, split_dir
     from ctdenoise.trainer_module.models import configure
     from ctdenoise.trainer_module.run import fn_args, run_fn
 
@@ -105,6 +143,10 @@ def train_and_export(
         hp = configure(preset_name, overrides)
         run_dir = scratch / name.replace(", ", "_")
         args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp)
+        if validation is not None:
+            args.train_files = [*args.train_files, *args.eval_files]
+            args.eval_files = [f"{split_dir(str(validation), split)}/*.gz" for split in ("train", "eval")]
+            args.eval_steps = validation_slices
         _, seconds = common.timed(functools.partial(run_fn, args))
         train = json.loads((run_dir / "serving_model" / MODEL_METADATA_FILE).read_text())["train"]
         judged = {k: round(v, 3) for k, v in train["losses"].items() if k.endswith("/accuracy")}
@@ -115,6 +157,7 @@ def train_and_export(
             "overrides": " ".join(overrides) or "none",
             "train_minutes": round(seconds / 60, 1),
             "final_d_accuracy": judged,
+            **({"validation": train.get("validation", [])} if validation is not None else {}),
         }
         bench.log(
             f"{name}: {hp.total_steps} steps trained and exported in {seconds / 60:.1f} min"

@@ -18,17 +18,26 @@ NPS_ROI_PX = 32
 """Side of the NPS regions: nine fit in the QA phantom's water at 256 px."""
 
 
-def fidelity(output: np.ndarray, images: Images) -> dict[str, float]:
+def fidelity(output: np.ndarray, images: Images, against: tuple[str, ...] = ("truth", "ndct")) -> dict[str, float]:
     """Every metric of the product's table (`metric_table.METRICS`), defined and pooled over
-    the slices as the Evaluator does, against the truth and against the NDCT: keys
-    ``<metric>_truth`` and ``<metric>_ndct``."""
+    the slices as the Evaluator does, against each reference of `against` (the truth, the
+    NDCT): keys ``<metric>_truth`` and ``<metric>_ndct``. A real source has no noise-free
+    truth (its reference is its NDCT), so its sets are scored against the NDCT alone."""
     from ctdenoise.components.evaluation.metric_table import METRICS, score
 
     return {
-        f"{entry.name}_{suffix}": score(entry, output, reference)
-        for reference, suffix in ((images.truth, "truth"), (images.ndct, "ndct"))
+        f"{entry.name}_{suffix}": score(entry, output, getattr(images, suffix))
+        for suffix in against
         for entry in METRICS
     }
+
+
+def body_rmse_by_slice(output: np.ndarray, images: Images) -> list[float]:
+    """Each slice's in-body RMSE (HU) against its NDCT, as the metric table defines it: the
+    figure by which a model must never make a slice worse than its LDCT."""
+    from ctdenoise.components.evaluation.metric_table import BY_NAME, score
+
+    return [score(BY_NAME["body_rmse_hu"], [o], [r]) for o, r in zip(output, images.ndct, strict=True)]
 
 
 def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:

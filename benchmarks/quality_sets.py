@@ -1,8 +1,10 @@
-"""The image sets the quality benchmark scores denoisers on, each with its noise-free truth.
+"""The image sets the quality benchmark scores denoisers on, each with its reference.
 
-- simulated patients (procedural chest phantoms) for tuning and for testing, never trained on;
+- simulated patients (procedural chest phantoms) for tuning and for testing, never trained on,
+  with their noise-free truth;
 - real anatomy: clinical CT slices that pydicom and pydicom-data ship (not made by this
-  project), scanned at low dose by the simulator (`simulate --from`);
+  project), scanned at low dose by the simulator (`simulate --from`); a real source is its own
+  NDCT and reference (its `truth` is the NDCT: noise insertion has no noise-free image);
 - the QA phantom (a water cylinder with rods, `ctdenoise.simulator.qa_phantom`) scanned several
   times, for noise, noise texture and edge sharpness where the geometry is known.
 """
@@ -26,9 +28,9 @@ REAL_SLICES = (
     "CT_small.dcm",
 )
 """Clinical CT files of pydicom's test data (head, abdomen, head, brain, spine, spine); the
-lossy copies of 693 are left out. Each file becomes one simulated patient. The set holds six
-slices from five of them: `J2K_pixelrep_mismatch.dcm` is gantry-tilted (-22°), and the reader
-refuses a tilted slice as ingestion does; `eCT_Supplemental.dcm` has two frames."""
+lossy copies of 693 are left out. Each file becomes one simulated patient: seven slices from six
+files (`eCT_Supplemental.dcm` has two frames; `J2K_pixelrep_mismatch.dcm` is gantry-tilted, −22°,
+and read as the simulator reads any source, a 2-D image to rescan)."""
 
 
 @dataclass(frozen=True)
@@ -71,21 +73,49 @@ def real_anatomy(cache: Path, size: int, seed: int) -> Images:
 
     from ctdenoise.simulator.sources import find_patients
 
-    staging = cache / "real_anatomy_sources"
-    if not staging.is_dir():
-        partial = staging.with_name(staging.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        for index, name in enumerate(REAL_SLICES):
-            path = get_testdata_file(name)
-            if path is None:
-                raise FileNotFoundError(f"{name}: not in pydicom's test data (is pydicom-data installed?)")
-            target = partial / f"{index:02d}_{name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        partial.rename(staging)
+    def found(name: str) -> Path:
+        path = get_testdata_file(name)
+        if path is None:
+            raise FileNotFoundError(f"{name}: not in pydicom's test data (is pydicom-data installed?)")
+        return Path(path)
+
+    staging = staged(
+        cache / "real_anatomy_sources", {f"{i:02d}_{name}": found(name) for i, name in enumerate(REAL_SLICES)}
+    )
     patients = len(find_patients(staging).patients)
     data = datasets.simulated(cache, patients=patients, slices=None, size=size, seed=seed, from_dir=staging)
     return images(data)
+
+
+def real_training_set(
+    cache: Path, folders: list[Path], *, slices: int | None, size: int, seed: int
+) -> datasets.DicomSet:
+    """The real patients of `folders` rescanned together (one simulated patient each, `slices` of
+    each or all), at doses drawn per slice from `datasets.REAL_TRAIN_DOSE`."""
+    sources = staged(cache / ("real_train_" + "+".join(sorted(f.name for f in folders))), {f.name: f for f in folders})
+    return datasets.simulated(
+        cache,
+        patients=len(folders),
+        slices=slices,
+        size=size,
+        seed=seed,
+        from_dir=sources,
+        dose=datasets.REAL_TRAIN_DOSE,
+    )
+
+
+def staged(folder: Path, sources: dict[str, Path]) -> Path:
+    """`folder` holding a copy of each source (a file or a patient's folder) under its name,
+    made once: the simulator reads several source patients from one folder."""
+    if not folder.is_dir():
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for name, source in sources.items():
+            copy = shutil.copytree if source.is_dir() else shutil.copyfile
+            copy(source, partial / name)
+        partial.rename(folder)
+    return folder
 
 
 def qa_scans(size: int, scans: int, seed: int) -> QAScans:

@@ -34,6 +34,7 @@ ORDER = (
     "serve_load",
     "quality",
     "augment",
+    "augment_noise_rescale",
 )
 """Known results first, in this order; any other result file after them."""
 QUALITY_RESULTS = ("quality_real", "quality")
@@ -97,8 +98,12 @@ _FIDELITY = (
     *((f"{m.name}_truth", f"{m.title} vs truth", m.decimals) for m in METRICS),
     *((f"{m.name}_ndct", f"{m.title} vs NDCT", m.decimals) for m in METRICS if m.name in ("psnr", "body_rmse_hu")),
 )
-"""The metric table's scores (`quality_scores.fidelity`): all against the truth, PSNR and
-in-body RMSE against the NDCT."""
+"""The metric table's scores (`quality_scores.fidelity`) of a set with a noise-free truth: all
+against the truth, PSNR and in-body RMSE against the NDCT."""
+_EXTRA = (("noise_std", "noise HU", 1), ("slices_worse_than_ldct", "slices worse than LDCT (in-body RMSE)", 1))
+"""Scores beside the metric table's that some results carry."""
+_FIDELITY_NDCT = tuple((f"{m.name}_ndct", f"{m.title} vs NDCT", m.decimals) for m in METRICS)
+"""Those of a set whose reference is its NDCT (real sources): all against the NDCT."""
 _QA = (("noise_std", "water noise HU", 1), ("nps_mean_frequency", "NPS mean freq. /mm", 3))
 _REGIONS = (
     *((f"{r}_rmse", f"{r.replace('_', ' ')} RMSE HU", 1) for r in ("edges", "lungs", "soft_tissue", "bone", "air")),
@@ -121,11 +126,12 @@ def _quality_tables(quality: dict) -> list[str]:
     }
     lines: list[str] = []
     for key, caption in tables.items():
-        extra = (("noise_std", "noise HU", 1),) if any("noise_std" in v.get(key, {}) for v in ran.values()) else ()
+        extra = tuple(c for c in _EXTRA if any(c[0] in v.get(key, {}) for v in ran.values()))
+        truth = any(k.endswith("_truth") for v in ran.values() for k in v.get(key, {}))
         lines += [
             f"{caption}, scores as the quality notes define them:",
             "",
-            *_fidelity_rows(ran, key, (*_FIDELITY, *extra)),
+            *_fidelity_rows(ran, key, (*(_FIDELITY if truth else _FIDELITY_NDCT), *extra)),
             "",
         ]
     rods = sorted({k.split("_")[-1] for v in ran.values() for k in v["qa"] if k.startswith("mtf50_")})
@@ -139,7 +145,8 @@ def _quality_tables(quality: dict) -> list[str]:
     if all("regions" in v for v in ran.values()):
         lines += [
             "",
-            "Error against the truth by region of the truth (test slices, pooled; edges: the band around the "
+            "Error against the reference by region of the reference (the noise-free truth, or a real source's "
+            "NDCT; test slices, pooled; edges: the band around the "
             "body's outline, which the other regions exclude; thresholds in the quality notes):",
             "",
             *_rows(ran, "regions", _REGIONS),
@@ -254,7 +261,7 @@ def _cpu(machine: dict) -> str:
 def _model_choice(results: list[dict]) -> list[str]:
     """Which model costs what: each model at its CPU preset size, the minutes of the preset's
     steps at model_cost's steps/s on each CPU it ran on, and where quality_real trained it, its
-    test PSNR against the truth beside BM3D given the noise spectrum."""
+    test in-body RMSE against BM3D given the noise spectrum's and its time to that quality."""
     by_name = {r["name"]: r for r in results}
     costs = [by_name[name] for name in ("model_cost", "model_cost_avx2") if name in by_name]
     if not costs:
@@ -265,12 +272,13 @@ def _model_choice(results: list[dict]) -> list[str]:
     head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]
     real_cpu = _cpu(by_name["quality_real"]["machine"]) if "quality_real" in by_name else "—"
     head += [
-        f"minutes trained in quality_real (whole run, {real_cpu})",
-        "real-anatomy test: PSNR vs truth − BM3D with noise spectrum, dB",
+        f"minutes trained in quality_real ({real_cpu})",
+        "test in-body RMSE / BM3D-with-spectrum's",
+        "minutes to BM3D's in-body RMSE (validation), by seed (—: not reached)",
     ]
     lines = [
-        f"Each model at the `{costs[0]['params']['preset']}` preset: minutes on 2 cores (model_cost's steps/s; "
-        "quality_real's own training runs) and its score on real anatomy (quality_real):",
+        f"Each model at the `{costs[0]['params']['preset']}` preset: minutes on 2 cores (model_cost; quality_real's "
+        "runs), its score on real anatomy and its time to BM3D's quality (quality_real):",
         "",
         "| " + " | ".join(head) + " |",
         "|---" * len(head) + "|",
@@ -282,17 +290,23 @@ def _model_choice(results: list[dict]) -> list[str]:
             f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—" for c in costs
         ]
         row: dict[str, Any] = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
-        gain = (
-            "not run: " + row["not_run"]
-            if "not_run" in row
-            else f"{row['test']['psnr_truth'] - bm3d['test']['psnr_truth']:+.2f} "
-            + (f"(mean of {row['seeds']} seeds)" if row["seeds"] > 1 else "(one seed)")
-            if row and bm3d
-            else "not measured"
+        lines.append(
+            f"| `{v['model']}` | " + " | ".join(minutes) + " | " + " | ".join(_quality_cells(row, bm3d)) + " |"
         )
-        trained = ", ".join(f"{t['train_minutes']:g}" for t in row.get("training", [])) or "—"
-        lines.append(f"| `{v['model']}` | " + " | ".join(minutes) + f" | {trained} | {gain} |")
     return lines + [""]
+
+
+def _quality_cells(row: dict, bm3d: dict | None) -> list[str]:
+    """A model's quality_real cells: minutes trained, in-body RMSE / BM3D's, time to quality."""
+    if "not_run" in row:
+        return ["—", "not run: " + row["not_run"], "—"]
+    if not row or bm3d is None or "time_to_quality" not in row:
+        return ["—", "not measured", "—"]
+    trained = ", ".join(f"{t['train_minutes']:g}" for t in row["training"])
+    ratio = row["test"]["body_rmse_hu_ndct"] / bm3d["test"]["body_rmse_hu_ndct"]
+    minutes = row["time_to_quality"]["minutes_by_seed"]
+    reached = ", ".join("—" if m is None else f"{m:g}" for m in minutes) if any(minutes) else "not reached"
+    return [trained, f"{ratio:.2f}x (mean of {row['seeds']} seeds)", reached]
 
 
 def _ratio_value(ratio: dict) -> str:

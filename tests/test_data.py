@@ -225,3 +225,48 @@ def test_training_augments_by_default_and_evaluation_never(body_tfrecord):
     tissue = denormalize_hu(ldct[..., 0]) > -500
     assert ldct.shape == (4, BODY_SIZE, BODY_SIZE, data.CHANNELS) and tissue[:, 4:24, 4:24].all()
     assert tissue.sum() == 4 * 400
+
+
+def test_redrawn_noise_is_the_pairs_own_scaled_and_signed_with_its_level_following():
+    """redraw_noise makes the LDCT its NDCT plus ±s times the pair's noise, one s per patch within
+    [1/r, r], both signs and a spread of scales over keys, the NDCT kept, and the level map
+    √(σ_N² + s²(σ_L² − σ_N²)) of the recorded levels."""
+    rng = np.random.default_rng(0)
+    ndct = rng.uniform(-0.5, 0.5, (16, 16, 1)).astype(np.float32)
+    noise = rng.normal(0.0, 0.02, (16, 16, 1)).astype(np.float32)
+    ldct_level, ndct_level = 0.2, 0.1  # 20 and 10 HU in level units
+    pair = np.concatenate([ndct + noise, np.full_like(ndct, ldct_level), ndct, np.full_like(ndct, ndct_level)], -1)
+    rescale, scales = 4.0, []
+    for index in range(64):
+        out = data.redraw_noise(tf.constant(pair), tf.constant([7, index], tf.int64), rescale).numpy()
+        np.testing.assert_array_equal(out[..., 2:], pair[..., 2:])
+        s = float(np.sum((out[..., :1] - ndct) * noise) / np.sum(noise * noise))
+        np.testing.assert_allclose(out[..., :1], ndct + s * noise, atol=1e-6)
+        np.testing.assert_allclose(
+            out[..., 1], np.sqrt(ndct_level**2 + s**2 * (ldct_level**2 - ndct_level**2)), rtol=1e-5
+        )
+        scales.append(s)
+    magnitudes = np.abs(scales)
+    assert magnitudes.min() >= 1 / rescale - 1e-6 and magnitudes.max() <= rescale + 1e-6
+    assert magnitudes.min() < 0.5 and magnitudes.max() > 2 and min(scales) < 0 < max(scales)
+    again = data.redraw_noise(tf.constant(pair), tf.constant([7, 0], tf.int64), rescale).numpy()
+    np.testing.assert_allclose(again[..., :1], ndct + scales[0] * noise, atol=1e-6)  # one key, one draw
+
+
+def test_paired_training_redraws_noise_when_asked_and_unpaired_refuses_it(body_tfrecord):
+    from ctdenoise.trainer_module.models import configure
+
+    plain = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
+    redrawn = next(
+        iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0, noise_rescale=2.0))
+    )
+    np.testing.assert_array_equal(redrawn[1], plain[1])  # the same crops, the NDCT as it was
+    tissue = denormalize_hu(plain[1].numpy()[..., 0]) > -500
+    offset = denormalize_hu(plain[1].numpy()[..., 0]) - denormalize_hu(redrawn[0].numpy()[..., 0])
+    magnitude = np.abs(offset[tissue]) / SLICE_OFFSET_HU  # |s| of each tissue pixel's patch
+    assert magnitude.min() >= 0.5 - 1e-3 and magnitude.max() <= 2 + 1e-3 and np.ptp(magnitude) > 0.5
+    assert configure("tiny", ["model=red_cnn", "noise_rescale=2"]).noise_rescale == 2
+    with pytest.raises(
+        ValueError, match="noise_rescale=2 redraws the noise of LDCT/NDCT pairs: model 'cycle_identity'"
+    ):
+        configure("tiny", ["noise_rescale=2"])

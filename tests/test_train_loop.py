@@ -5,6 +5,7 @@ Tracing the train step dominates the cost (~20 s per CycleGAN on 2 cores), so on
 module-scoped run feeds most tests.
 """
 
+import itertools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -153,6 +154,10 @@ def test_fit_trains_to_the_total_and_reports(run):
     assert run.result["losses"]["lr"] == pytest.approx(HP.lr)
     assert run.result["checkpoint"].endswith(f"ckpt-{STEPS}")
     assert set(run.result["psnr"]) == {"ldct_vs_ndct", "denoised_vs_ndct"}
+    curve = run.result["validation"]
+    assert [point["step"] for point in curve] == list(range(2, STEPS + 1))  # summary_every=1; step 1 ran before
+    assert all(b["seconds"] >= a["seconds"] for a, b in itertools.pairwise(curve))
+    assert curve[-1]["body_rmse_hu"] == pytest.approx(run.events["body_rmse_hu/denoised_vs_ndct"][STEPS], rel=1e-5)
     assert any("steps/s" in line and "ETA" in line for line in run.progress)
 
 
@@ -169,6 +174,7 @@ def test_tensorboard_has_every_term_psnr_and_images(run):
     for word in ("cycle", "identity", "g_adv_ab", "g_adv_ba", "g_total", "d_a", "d_b"):
         assert f"loss/{word}" in tags
     assert {"lr", "psnr/ldct_vs_ndct", "psnr/denoised_vs_ndct", "images/ldct_denoised_ndct"} <= tags
+    assert {"body_rmse_hu/ldct_vs_ndct", "body_rmse_hu/denoised_vs_ndct"} <= tags
     assert {"d_a/accuracy", "d_b/accuracy", "d_a/real", "d_b/fake"} <= tags  # is the adversarial game on?
 
 
@@ -432,3 +438,14 @@ def test_deterministic_turns_the_memory_optimizer_off_for_the_train_step_only():
 
     assert without_memory_optimizer(memory_optimization)() == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
     assert memory_optimization() == rewriter_config_pb2.RewriterConfig.DEFAULT_MEM_OPT
+
+
+def test_body_rmse_counts_only_the_reference_body_in_hu():
+    """Air outside the body is left out; inside, the error is read in HU, not in [-1, 1]."""
+    from ctdenoise.contract.hu import normalize_hu
+    from ctdenoise.trainer_module.summaries import body_rmse_hu
+
+    reference = np.full((2, 8, 8, 1), -1000.0)
+    reference[:, 2:6, 2:6] = 40.0
+    image = reference + np.where(reference > -1000.0, 10.0, 300.0)  # 10 HU in the body, 300 HU in air
+    assert body_rmse_hu(normalize_hu(image), normalize_hu(reference)) == pytest.approx(10.0, rel=1e-6)

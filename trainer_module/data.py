@@ -10,8 +10,10 @@ design, "Making the adversarial game start"): most random patches of a slice are
 domains. With
 `augment`, each training patch is also turned by one of the square's eight symmetries
 (flips and 90° rotations; both doses of a pair alike): anatomy seen from every side, so a
-few real patients go further. No Python runs per element, so tf.data's parallelism and
-prefetch apply.
+few real patients go further. With `noise_rescale` above 1, paired training draws each
+patch's noise afresh (`redraw_noise`): the NDCT plus the pair's own noise scaled and signed at
+random, so a slice is seen at many noise levels with its scanner's texture. No Python runs per
+element, so tf.data's parallelism and prefetch apply.
 """
 
 from __future__ import annotations
@@ -181,9 +183,11 @@ def paired_patch_batches(
     shuffle_buffer: int = 256,
     foreground_hu: float = FOREGROUND_HU,
     augment: bool = False,
+    noise_rescale: float = 1.0,
 ) -> tf.data.Dataset:
     """Endless (LDCT, NDCT) batches, each [batch, patch, patch, CHANNELS], cropped at the same place
-    of the same example (and turned alike with `augment`): co-located patches for paired training."""
+    of the same example (and turned alike with `augment`): co-located patches for paired training;
+    with `noise_rescale` above 1, each LDCT patch's noise drawn afresh (`redraw_noise`)."""
     pairs = _patches(
         paired_slices(file_patterns),
         f"{cache}.paired" if cache else cache,
@@ -193,6 +197,7 @@ def paired_patch_batches(
         _Foreground(foreground_patches, foreground_hu),
         shuffle_buffer,
         augment,
+        noise_rescale,
     )
     return pairs.map(split_pair)
 
@@ -213,6 +218,7 @@ def _patches(
     foreground: _Foreground,
     shuffle_buffer: int,
     augment: bool,
+    noise_rescale: float = 1.0,
 ) -> tf.data.Dataset:
     if cache is not None:
         slices = slices.cache(cache)
@@ -220,15 +226,16 @@ def _patches(
         slices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .enumerate()
-        .map(_crop(patch, seed, foreground, augment), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_crop(patch, seed, foreground, augment, noise_rescale), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool):
+def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool, noise_rescale: float = 1.0):
     """A stateless random crop keyed by (seed, element index): runs with one seed are identical.
-    With `augment`, the crop is then turned by a symmetry drawn from the same key (`dihedral`).
+    With `augment`, the crop is then turned by a symmetry drawn from the same key (`dihedral`);
+    with `noise_rescale` above 1 (pairs only), its noise is drawn afresh from it (`redraw_noise`).
 
     With probability `foreground.share` the crop is a foreground patch, uniform over the
     positions whose patch holds at least FOREGROUND_PATCH pixels above `foreground.hu`
@@ -239,7 +246,10 @@ def _crop(patch: int, seed: int, foreground: _Foreground, augment: bool):
     def crop(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         key = tf.stack([tf.constant(seed, tf.int64), index])
         cut = place_crop(key, image)
-        return dihedral(cut, tf.random.experimental.stateless_fold_in(key, 1)) if augment else cut
+        cut = dihedral(cut, tf.random.experimental.stateless_fold_in(key, 1)) if augment else cut
+        if noise_rescale > 1:
+            cut = redraw_noise(cut, tf.random.experimental.stateless_fold_in(key, 2), noise_rescale)
+        return cut
 
     def place_crop(key: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         anywhere = tf.image.stateless_random_crop(image, [patch, patch, tf.shape(image)[-1]], seed=key)
@@ -266,6 +276,24 @@ def dihedral(image: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     draw = tf.random.stateless_uniform([], seed=key, maxval=8, dtype=tf.int32)
     turned = tf.image.rot90(image, k=draw % 4)
     return tf.cond(draw >= 4, lambda: tf.image.flip_left_right(turned), lambda: turned)
+
+
+def redraw_noise(pair: tf.Tensor, key: tf.Tensor, rescale: float) -> tf.Tensor:
+    """A (LDCT, NDCT) patch [H, W, 2 × CHANNELS] with a fresh LDCT: the NDCT plus ±s times the
+    pair's own noise (LDCT − NDCT), s log-uniform in [1/`rescale`, `rescale`] and the sign drawn
+    from `key` (Gaussian noise is as likely negated). The level map follows: the LDCT's noise
+    variance σ_L² = σ_N² + σ_added² becomes σ_N² + s²·σ_added², exact where the LDCT is the NDCT
+    with noise inserted (real sources), and close where both doses carry their own draw (the
+    phantoms; docs/design.md, "Training mechanics")."""
+    ldct, ndct = split_pair(pair)
+    scale_key, sign_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    log_scale = tf.random.stateless_uniform([], seed=scale_key, minval=-1.0, maxval=1.0) * float(np.log(rescale))
+    sign = tf.where(tf.random.stateless_uniform([], seed=sign_key) < 0.5, -1.0, 1.0)
+    scale = sign * tf.exp(log_scale)
+    image = tf.clip_by_value(image_of(ndct) + scale * (image_of(ldct) - image_of(ndct)), -1.0, 1.0)
+    added = tf.maximum(tf.square(level_of(ldct)) - tf.square(level_of(ndct)), 0.0)
+    level = tf.sqrt(tf.square(level_of(ndct)) + tf.square(scale) * added)
+    return tf.concat([with_level(image, level), ndct], axis=-1)
 
 
 def foreground_share(image: tf.Tensor, patch: int, line_hu: float = FOREGROUND_HU) -> tf.Tensor:

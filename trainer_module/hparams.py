@@ -99,6 +99,11 @@ class HParams:
     """Turn each training patch by a random flip and 90° rotation (one of the square's eight
     symmetries; both doses of a pair alike). Evaluation and BatchNorm re-estimation always
     see the slices as they are."""
+    noise_rescale: float = knob(1.0, minimum=1.0, maximum=8.0)
+    """Paired training only: above 1, each LDCT patch is redrawn as its NDCT plus its own noise
+    times ±s, s log-uniform in [1/noise_rescale, noise_rescale], its level map following
+    (`data.redraw_noise`): fresh noise realisations over a range of levels, with the scanner's
+    texture. 1 trains on the LDCT as ingested."""
 
     # Optimisation.
     lr: float = knob(2e-4, above=0.0)

@@ -41,8 +41,11 @@ def fit(
     `eval_pairs` is (ldct, ndct), whole slices [n, H, W, 1] in [-1, 1], for the PSNR and
     image summaries.
 
-    Returns {"steps", "seconds", "steps_per_second", "losses": {...}, "checkpoint"} plus
-    "psnr": {"ldct_vs_ndct", "denoised_vs_ndct"} when `eval_pairs` is given.
+    Returns {"steps", "seconds", "steps_per_second", "losses": {...}, "checkpoint"} plus, when
+    `eval_pairs` is given, "psnr": {"ldct_vs_ndct", "denoised_vs_ndct"} at the end and
+    "validation": the curve [{"step", "seconds", "body_rmse_hu"}] of the denoised eval slices'
+    in-body RMSE at every summary, "seconds" counted from this run's start (training time to a
+    quality reads from it).
     """
     hp = model.hp
     manager = tf.train.CheckpointManager(model.checkpoint(), str(checkpoint_dir), max_to_keep=3)
@@ -55,6 +58,7 @@ def fit(
     step = first_step = model.completed_steps
     losses: dict[str, float] = {}
     psnr: dict[str, float] = {}
+    curve: list[dict[str, float]] = []
     started = time.perf_counter()
     throughput = _Throughput(step)
     with writer.as_default():
@@ -65,7 +69,11 @@ def fit(
             _check_finite(losses, step)
             last = step == hp.total_steps
             if step % hp.summary_every == 0 or last:
-                psnr = write_summaries(model, losses, step, eval_pairs)
+                scores = write_summaries(model, losses, step, eval_pairs)
+                if scores:
+                    psnr = scores["psnr"]
+                    seconds, rmse = round(time.perf_counter() - started, 1), scores["body_rmse_hu"]["denoised_vs_ndct"]
+                    curve.append({"step": step, "seconds": seconds, "body_rmse_hu": rmse})
             if step % hp.checkpoint_every == 0 or last:
                 manager.save(checkpoint_number=step)
             if step % hp.log_every == 0 or last:
@@ -82,6 +90,7 @@ def fit(
     }
     if psnr:
         result["psnr"] = psnr
+        result["validation"] = curve
     return result
 
 

@@ -168,11 +168,17 @@ def _check_pairs(train_files: list[str], hp: HParams) -> None:
 
 def training_batches(train_files: list[str], hp: HParams) -> tf.data.Dataset:
     """(LDCT, NDCT) patch batches: two independent streams (unpaired, the paper), or
-    co-located crops of slice pairs for a paired model or `hp.paired`; turned at random with
-    `hp.augment`."""
+    co-located crops of slice pairs for a paired model or `hp.paired`, their noise redrawn with
+    `hp.noise_rescale`; turned at random with `hp.augment`."""
     if uses_pairs(hp):
         return paired_patch_batches(
-            train_files, hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment, **_foreground(hp)
+            train_files,
+            hp.patch,
+            hp.batch,
+            seed=2 * hp.seed,
+            augment=hp.augment,
+            noise_rescale=hp.noise_rescale,
+            **_foreground(hp),
         )
     ldct = patch_batches(
         train_files, "ldct", hp.patch, hp.batch, seed=2 * hp.seed, augment=hp.augment, **_foreground(hp)

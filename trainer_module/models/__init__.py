@@ -121,7 +121,13 @@ def with_overrides(hp: P, overrides: Iterable[str]) -> P:
     changes = dict(hparams_lib.parse_override(type(hp), item) for item in overrides)
     if changes.get("model", hp.model) != hp.model:
         raise ValueError(f"model={changes['model']} changes the model of {hp.model!r} hyperparameters: use configure")
-    return dataclasses.replace(hp, **changes)
+    changed = dataclasses.replace(hp, **changes)
+    if changed.noise_rescale > 1 and not uses_pairs(changed):
+        raise ValueError(
+            f"noise_rescale={changed.noise_rescale:g} redraws the noise of LDCT/NDCT pairs: model {hp.model!r} "
+            "trains on unpaired streams here"
+        )
+    return changed
 
 
 def _key(item: str) -> str:
