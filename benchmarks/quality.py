@@ -79,14 +79,8 @@ def _psnr(output: np.ndarray, reference: np.ndarray) -> float:
     return psnr_hu(output, reference)
 
 
-def _body_rmse(output: np.ndarray, reference: np.ndarray) -> float:
-    from ctdenoise.components.evaluation.metric_table import BY_NAME, score
-
-    return score(BY_NAME["body_rmse_hu"], [output], [reference])
-
-
 PSNR_TRUTH: Criterion = ("psnr_truth", _psnr, 1)
-BODY_RMSE: Criterion = ("in-body RMSE, HU", _body_rmse, -1)
+BODY_RMSE: Criterion = ("in-body RMSE, HU", quality_scores.slice_body_rmse, -1)
 
 
 def tune(

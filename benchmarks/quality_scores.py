@@ -32,12 +32,17 @@ def fidelity(output: np.ndarray, images: Images, against: tuple[str, ...] = ("tr
     }
 
 
-def body_rmse_by_slice(output: np.ndarray, images: Images) -> list[float]:
-    """Each slice's in-body RMSE (HU) against its NDCT, as the metric table defines it: the
-    figure by which a model must never make a slice worse than its LDCT."""
+def slice_body_rmse(output: np.ndarray, reference: np.ndarray) -> float:
+    """One slice's in-body RMSE (HU) against `reference`, as the metric table defines it."""
     from ctdenoise.components.evaluation.metric_table import BY_NAME, score
 
-    return [score(BY_NAME["body_rmse_hu"], [o], [r]) for o, r in zip(output, images.ndct, strict=True)]
+    return score(BY_NAME["body_rmse_hu"], [output], [reference])
+
+
+def body_rmse_by_slice(output: np.ndarray, images: Images) -> list[float]:
+    """Each slice's in-body RMSE against its NDCT: the figure by which a model must never make a
+    slice worse than its LDCT."""
+    return [slice_body_rmse(o, r) for o, r in zip(output, images.ndct, strict=True)]
 
 
 def noise_in_uniform_regions(output: np.ndarray, images: Images) -> float:
