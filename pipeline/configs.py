@@ -24,3 +24,6 @@ SCHEMA_FILE = Path(__file__).resolve().parent.parent / SCHEMA_FILE_IN_REPO
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 """Beam DirectRunner in-process: no worker start-up cost on small local runs. Pass
 `--beam-arg --direct_running_mode=multi_processing --beam-arg --direct_num_workers=2` for more cores."""
+
+WARM_START_LATEST = "latest"
+"""`run --warm-start` value that starts from the latest blessed model of the run root."""

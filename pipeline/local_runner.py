@@ -15,7 +15,9 @@ from ctdenoise.components.evaluation.thresholds import BlessingThresholds
 from ctdenoise.dicomio.reader import ReadOptions
 from ctdenoise.metadata import names, recovery
 from ctdenoise.metadata.store import StoreAddress
+from ctdenoise.pipeline.configs import WARM_START_LATEST
 from ctdenoise.pipeline.pipeline import create_pipeline
+from ctdenoise.pipeline.warm_start import stage
 from ctdenoise.storage.files import absolute, fingerprint
 from ctdenoise.storage.lock import exclusive
 from ctdenoise.trainer_module.hparams import HParams
@@ -34,6 +36,7 @@ def run_local(
     pipeline_root: str | None = None,
     serving_dir: str | None = None,
     address: StoreAddress = StoreAddress(),
+    warm_start: str | None = None,
 ) -> None:
     """Run the pipeline up to `until`; cached steps are reused when data and code are unchanged.
 
@@ -42,12 +45,16 @@ def run_local(
     stays in RUN_ROOT/metadata.sqlite unless `address` names a shared database, where the
     root's runs form a pipeline of their own (`ctdenoise.metadata.store`). One run at a time per
     run root: a second one raises `ctdenoise.storage.lock.Busy` at once. Work a killed run left
-    unfinished is marked abandoned first (`ctdenoise.metadata.recovery`).
+    unfinished is marked abandoned first (`ctdenoise.metadata.recovery`). `warm_start` is
+    `WARM_START_LATEST` or a model PATH, whose SavedModel is first copied under the pipeline
+    root (`ctdenoise.pipeline.warm_start`).
     """
     pipeline_root = absolute(pipeline_root or names.pipeline_root(run_root))
     serving_dir = absolute(serving_dir or names.serving_dir(run_root))
     with exclusive(run_root, "ctdenoise run"):
         recovery.recover(run_root, progress, pipeline_root, address)
+        if warm_start and warm_start != WARM_START_LATEST:
+            warm_start = stage(warm_start, pipeline_root)
         _run(
             absolute(data_root),
             run_root,
@@ -60,6 +67,7 @@ def run_local(
             pipeline_root,
             serving_dir,
             address,
+            warm_start,
         )
 
 
@@ -75,6 +83,7 @@ def _run(
     pipeline_root: str,
     serving_dir: str,
     address: StoreAddress,
+    warm_start: str | None,
 ) -> None:
     pipeline = create_pipeline(
         pipeline_name=address.pipeline_name(run_root),
@@ -89,6 +98,7 @@ def _run(
         input_fingerprint=fingerprint(data_root),
         metadata_connection_config=address.connection_config(run_root),
         beam_pipeline_args=beam_pipeline_args,
+        warm_start=warm_start,
     )
     with _no_tfx_sdist_for_local_workers():
         tfx.orchestration.LocalDagRunner().run(pipeline)

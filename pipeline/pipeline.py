@@ -10,6 +10,8 @@ from typing import Any
 
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
+from tfx import version as tfx_version
+from tfx.types import BaseChannel
 
 from ctdenoise.components.dicom_example_gen.component import DicomExampleGen
 from ctdenoise.components.dicom_example_gen.layout import Layout
@@ -46,6 +48,7 @@ def create_pipeline(
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
     latest_blessed_baseline: bool = True,
+    warm_start: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """The ctdenoise pipeline up to stage `until` (one of configs.STAGES).
 
@@ -55,9 +58,15 @@ def create_pipeline(
     resource request for the Trainer (e.g. Kubeflow's CPU, memory and GPUs). Without
     `latest_blessed_baseline` the Evaluator does not compare with the latest blessed model
     (no resolver node: open-source Kubeflow Pipelines cannot run one, docs/kubeflow.md).
+    `warm_start` starts the Trainer's generator from a model (docs/design.md, "Warm start"):
+    `configs.WARM_START_LATEST`, the latest blessed model, or the URI of a model artifact folder (one
+    with the Trainer's Format-Serving layout); the Evaluator then compares the candidate with
+    that model instead of the latest blessed one.
     """
     if until not in configs.STAGES:
         raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(configs.STAGES)}")
+    if warm_start == configs.WARM_START_LATEST and not latest_blessed_baseline:
+        raise ValueError("a warm start from the latest blessed model needs its resolver; name a model folder instead")
 
     example_gen = DicomExampleGen(
         data_root=data_root,
@@ -80,25 +89,30 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         thresholds=gate_thresholds,
     ).with_id(names.HU_GATE_ID)
+    baseline = build_baseline(warm_start, latest_blessed_baseline)
     trainer = Trainer(
         examples=example_gen.outputs["examples"],
         validated_schema=hu_gate.outputs["validated_schema"],
         hparams=hparams,
         eval_slices=TENSORBOARD_EVAL_SLICES,
+        base_model=_model_of(baseline) if warm_start else None,
     ).with_id(names.TRAINER_ID)
     if trainer_platform_config is not None:
         trainer.with_platform_config(trainer_platform_config)
-    evaluation = build_evaluator(
-        example_gen.outputs["examples"], trainer.outputs["model"], blessing, baseline=latest_blessed_baseline
+    evaluator = build_evaluator(
+        example_gen.outputs["examples"],
+        trainer.outputs["model"],
+        blessing,
+        baseline_model=_model_of(baseline) if baseline else None,
     )
-    evaluator = evaluation[-1]
     pusher = build_pusher(trainer.outputs["model"], evaluator.outputs["blessing"], serving_dir)
 
+    starting = [baseline] if baseline else []
     by_stage = {
         "ingest": [example_gen],
         "validate": [statistics_gen, schema_gen, example_validator, hu_gate],
-        "train": [trainer],
-        "evaluate": evaluation,
+        "train": [*starting, trainer] if warm_start else [trainer],
+        "evaluate": [evaluator] if warm_start else [*starting, evaluator],
         "push": [pusher],
     }
     stages = configs.STAGES[: configs.STAGES.index(until) + 1]
@@ -112,30 +126,43 @@ def create_pipeline(
     )
 
 
-def build_evaluator(examples, model, blessing: BlessingThresholds = BlessingThresholds(), baseline: bool = True):
-    """[latest blessed model resolver, Evaluator]: the standard Evaluator on the eval split's
-    whole slices, with TFMA image metrics (components/evaluation). It blesses the candidate
-    when it beats the LDCT as it is by the PSNR margin without losing SSIM, and is no worse
-    than the latest blessed model (without `baseline`: [Evaluator], and no such comparison)."""
-    if not baseline:
-        return [
-            tfx.components.Evaluator(
-                examples=examples, model=model, example_splits=["eval"], eval_config=eval_config(blessing)
-            ).with_id(names.EVALUATOR_ID)
-        ]
-    model_resolver = tfx.dsl.Resolver(
+def build_baseline(warm_start: str | None, latest_blessed: bool = True):
+    """The node that gives the model the candidate is compared with, and starts from when
+    `warm_start` is set: an Importer of the model folder `warm_start` names, else the latest
+    blessed model's resolver (`latest_blessed`), else None."""
+    if warm_start and warm_start != configs.WARM_START_LATEST:
+        return tfx.dsl.Importer(
+            source_uri=warm_start,
+            artifact_type=tfx.types.standard_artifacts.Model,
+            # read as a Model written by this TFX: its SavedModel under Format-Serving
+            custom_properties={"tfx_version": tfx_version.__version__},
+        ).with_id(names.WARM_START_IMPORTER_ID)
+    if not latest_blessed:
+        return None
+    return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(names.BASELINE_RESOLVER_ID)
-    evaluator = tfx.components.Evaluator(
+
+
+def _model_of(baseline) -> BaseChannel:
+    """The baseline node's Model channel (an Importer names it `result`)."""
+    return baseline.outputs["result" if isinstance(baseline, tfx.dsl.Importer) else "model"]
+
+
+def build_evaluator(examples, model, blessing: BlessingThresholds = BlessingThresholds(), baseline_model=None):
+    """The standard Evaluator on the eval split's whole slices, with TFMA image metrics
+    (components/evaluation). It blesses the candidate when it beats the LDCT as it is by the
+    PSNR margin without losing SSIM, and, given `baseline_model`, is no worse than that model
+    (the latest blessed one, or the one training started from)."""
+    return tfx.components.Evaluator(
         examples=examples,
         model=model,
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=baseline_model,
         example_splits=["eval"],
-        eval_config=eval_config(blessing),
+        eval_config=eval_config(blessing, with_baseline=baseline_model is not None),
     ).with_id(names.EVALUATOR_ID)
-    return [model_resolver, evaluator]
 
 
 def build_pusher(model, blessing, serving_dir: str):

@@ -154,13 +154,19 @@ def test_a_non_chief_worker_resumes_privately_from_the_chiefs_checkpoint(tmp_pat
 @pytest.mark.slow
 def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, tmp_path):
     """A chief and a worker (TF_CONFIG, 127.0.0.1) run `python -m ctdenoise.trainer_module.worker`, i.e.
-    run_fn with fn_args as TFX builds them, on the `tiny` preset with one model run folder.
+    run_fn with fn_args as TFX builds them, on the `tiny` preset with one model run folder,
+    both warm-started from one exported generator (a worker that missed it would part ways).
     The pools hold more than the 10 steps' fakes, so their fill count shows the per-replica
     batch: the global batch of 2 split over 2 replicas is 1 patch per replica and step."""
-    from ctdenoise.trainer_module.models import configure
+    from ctdenoise.trainer_module.export import Description, export_generator
+    from ctdenoise.trainer_module.models import build, configure
 
     overrides = ["pool_size=50"]
     hp = configure("tiny", overrides)
+    base, start = tmp_path / "base", build(hp)
+    for variable in start.generator.variables:  # not the weights the workers would start with anyway
+        variable.assign(variable * 1.5 + 0.01)
+    export_generator(start.generator, Description.of(start), str(base), None)
     model_run = tmp_path / "model_run"
     run_chief_and_worker(
         tmp_path,
@@ -176,6 +182,8 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
             "--preset",
             "tiny",
             *(f"--set={o}" for o in overrides),
+            "--base-model",
+            str(base),
         ),
     )
 
@@ -191,6 +199,7 @@ def test_two_workers_train_in_step_and_only_the_chief_keeps_anything(examples, t
     assert (serving / "saved_model.pb").is_file() and (serving / MODEL_METADATA_FILE).is_file()
     metadata = json.loads((serving / MODEL_METADATA_FILE).read_text())
     assert metadata["train"]["steps"] == hp.total_steps and metadata["hparams"]["pool_size"] == 50
+    assert metadata["warm_start"] == str(base)
     assert metadata["train"]["tensorboard_dir"] == str(model_run / "tensorboard")
     assert not (tmp_path / "serving-worker").exists()
     assert {p.name for p in model_run.iterdir()} == {"checkpoints", "tensorboard", "resume_key.txt"}

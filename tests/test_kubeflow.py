@@ -317,4 +317,4 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
         (local / key).parent.mkdir(parents=True, exist_ok=True)
         (local / key).write_bytes(object_store.read(f"{evaluation['uri']}/{key}"))
     overall = read_evaluation(str(local))["overall"]
-    assert overall["latest_blessed"]["psnr"] == pytest.approx(overall["candidate"]["psnr"])  # same model, cached
+    assert overall["baseline"]["psnr"] == pytest.approx(overall["candidate"]["psnr"])  # same model, cached

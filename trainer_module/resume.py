@@ -29,9 +29,13 @@ CHECKPOINT_STATE_FILE = "checkpoint"
 """tf.train.CheckpointManager's index of a folder's checkpoints; written last by a copy."""
 
 
-def resume_key(train_files: Sequence[str], hparams: dict[str, Any]) -> str:
-    """Same data and same hyperparameters → same key."""
-    text = json.dumps({"train_files": sorted(train_files), "hparams": hparams}, sort_keys=True)
+def resume_key(train_files: Sequence[str], hparams: dict[str, Any], start: str | None = None) -> str:
+    """Same data, same hyperparameters and the same starting model (`start`, a warm start's
+    SavedModel) → same key."""
+    inputs: dict[str, Any] = {"train_files": sorted(train_files), "hparams": hparams}
+    if start:
+        inputs["start"] = start
+    text = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -45,6 +45,7 @@ from ctdenoise.trainer_module.models.base import DenoisingModel
 from ctdenoise.trainer_module.resume import CHECKPOINTS, prepare_checkpoint_dir, resume_key
 from ctdenoise.trainer_module.strategy import Worker, make_strategy, this_worker
 from ctdenoise.trainer_module.summaries import log_exported_psnr
+from ctdenoise.trainer_module.warm_start import warm_start
 
 HPARAMS_KEY = "hparams"
 """Key of the hyperparameter dict in the Trainer's custom_config."""
@@ -56,10 +57,12 @@ def fn_args(
     serving_model_dir: str,
     hp: HParams,
     eval_slices: int = hparams_lib.TENSORBOARD_EVAL_SLICES,
+    base_model: str | None = None,
 ) -> SimpleNamespace:
-    """The arguments TFX's Trainer would give `run_fn` for this Examples artifact, for callers
-    outside the pipeline (the multi-worker worker, benchmarks, tests)."""
+    """The arguments TFX's Trainer would give `run_fn` for this Examples artifact (and starting
+    SavedModel), for callers outside the pipeline (the multi-worker worker, benchmarks, tests)."""
     return SimpleNamespace(
+        base_model=base_model,
         train_files=[split_dir(examples, "train") + "/*.gz"],
         eval_files=[split_dir(examples, "eval") + "/*.gz"],
         model_run_dir=model_run_dir,
@@ -85,10 +88,13 @@ def run_fn(fn_args) -> DenoisingModel:
     tf.random.set_seed(hp.seed)
     progress = _progress_printer()
     worker = this_worker()
-    key = resume_key(fn_args.train_files, hparams_lib.to_dict(hp))
+    start = getattr(fn_args, "base_model", None)
+    key = resume_key(fn_args.train_files, hparams_lib.to_dict(hp), start)
     with _worker_outputs(fn_args, worker, key, progress) as out:
         eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
         model = build(hp, strategy)
+        if start:  # before fit, whose resume from a checkpoint of this run overrides it
+            progress(f"warm start: generator from {warm_start(model.generator, start, hp.model)} ({start})")
         has_eval = len(eval_pairs[0]) > 0
         result = fit(
             model,
@@ -106,7 +112,7 @@ def run_fn(fn_args) -> DenoisingModel:
         if has_eval:
             result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(model, eval_pairs, out.tensorboard)
         result["tensorboard_dir"] = files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR))
-        metadata = {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result)}
+        metadata = {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result), "warm_start": start}
         export_generator(model.generator, Description.of(model), out.model, metadata if worker.is_chief else None)
     return model
 

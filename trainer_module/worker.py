@@ -5,7 +5,7 @@ checkpoints, TensorBoard logs and model are kept (docs/design.md, "Training mech
 in ML Metadata: this trains on more machines than one Trainer pod, it is not a pipeline step.
 
     python -m ctdenoise.trainer_module.worker --examples URI --model-run-dir URI --serving-model-dir URI \\
-        [--preset paper] [--set KEY=VALUE]... [--eval-slices N]
+        [--preset paper] [--set KEY=VALUE]... [--eval-slices N] [--base-model SAVED_MODEL_DIR]
 """
 
 from __future__ import annotations
@@ -35,10 +35,15 @@ def main(argv: list[str] | None = None) -> DenoisingModel:
     parser.add_argument(
         "--eval-slices", type=int, default=hparams_lib.TENSORBOARD_EVAL_SLICES, help="eval slices shown in TensorBoard"
     )
+    parser.add_argument(
+        "--base-model", help="SavedModel folder whose generator every worker starts from (a warm start)"
+    )
     args = parser.parse_args(argv)
     hp = configure(args.preset, args.set)
     set_training_threads(hp)
-    return run_fn(fn_args(args.examples, args.model_run_dir, args.serving_model_dir, hp, args.eval_slices))
+    return run_fn(
+        fn_args(args.examples, args.model_run_dir, args.serving_model_dir, hp, args.eval_slices, args.base_model)
+    )
 
 
 if __name__ == "__main__":

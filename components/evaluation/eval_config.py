@@ -10,9 +10,10 @@ Gate (`BlessingThresholds`; on the overall slice unless `per_patient`):
   (``psnr_gain >= psnr_margin_db``, ``ssim_gain >= -ssim_tolerance``, and inside the body,
   where whole-slice figures are dominated by air, ``body_rmse_reduction >=
   body_rmse_margin`` and ``body_ssim_gain >= -body_ssim_tolerance``);
-* change vs the latest blessed model (TFMA's ``is_baseline`` ModelSpec, named
-  ``latest_blessed`` here, only when `with_latest_blessed`): an entry with a `change` field
-  may drop by at most that much (``psnr`` by `max_psnr_drop_db`, ``ssim`` by `max_ssim_drop`).
+* change vs the baseline (TFMA's ``is_baseline`` ModelSpec, named ``baseline`` here, only
+  when `with_baseline`): the latest blessed model, or the model a warm-started run began
+  from (`ctdenoise.pipeline.pipeline.build_baseline`); an entry with a `change` field may
+  drop by at most that much (``psnr`` by `max_psnr_drop_db`, ``ssim`` by `max_ssim_drop`).
 
 The TFX Evaluator strips the ``is_baseline`` spec and change thresholds itself on the first
 run, when no blessed model exists yet.
@@ -29,8 +30,9 @@ from ctdenoise.contract import features as feature_contract
 from ctdenoise.contract.names import EXAMPLES_SIGNATURE, OUTPUT_KEY
 
 CANDIDATE = "candidate"
-LATEST_BLESSED = "latest_blessed"
-"""TFMA model name of the latest blessed model (TFMA's "baseline" model)."""
+BASELINE = "baseline"
+"""TFMA model name of the model the candidate must be no worse than: the latest blessed one,
+or the one training started from."""
 
 
 def _model_spec(name: str, is_baseline: bool = False) -> tfma.ModelSpec:
@@ -67,20 +69,20 @@ def _gated(config: tfma.MetricConfig, threshold: tfma.MetricThreshold | None, pe
 
 def eval_config(
     thresholds: BlessingThresholds = BlessingThresholds(),
-    with_latest_blessed: bool = True,
+    with_baseline: bool = True,
 ) -> tfma.EvalConfig:
     """EvalConfig with slicing overall + `patient_id` and the gate described in the module doc.
 
-    `with_latest_blessed` adds an ``is_baseline`` ModelSpec (the latest blessed model) and the
+    `with_baseline` adds an ``is_baseline`` ModelSpec (the baseline model) and the
     change thresholds.
     """
     model_specs = [_model_spec(CANDIDATE)]
-    if with_latest_blessed:
-        model_specs.append(_model_spec(LATEST_BLESSED, is_baseline=True))
+    if with_baseline:
+        model_specs.append(_model_spec(BASELINE, is_baseline=True))
 
     metrics = []
     for entry in table.METRICS:
-        change = _change_threshold(getattr(thresholds, entry.change)) if entry.change and with_latest_blessed else None
+        change = _change_threshold(getattr(thresholds, entry.change)) if entry.change and with_baseline else None
         metrics.append(_gated(metric_config(entry.name), change, thresholds.per_patient))
         metrics.append(metric_config(entry.name, reference="ldct"))
         if entry.gate is not None:

@@ -62,7 +62,7 @@ class Metric:
     rather than Σ sum / Σ count (the mean of per-slice values when each slice counts 1)."""
     gate: Gate | None = None
     change: str | None = None
-    """The `BlessingThresholds` field bounding how far below the latest blessed model the
+    """The `BlessingThresholds` field bounding how far below the baseline model the
     candidate may fall, where the gate compares them on this metric."""
 
     @property

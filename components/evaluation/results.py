@@ -2,7 +2,7 @@
 table and lineage.
 
 Names in the result: ``ldct`` is the LDCT as it is (no denoising), ``candidate`` the model
-under evaluation, ``latest_blessed`` the model blessed before it (TFMA's "baseline" model;
+under evaluation, ``baseline`` the model it must be no worse than (TFMA's "baseline" model;
 present only once a model has been blessed).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import tensorflow_model_analysis as tfma
 
 from ctdenoise.components.evaluation import metric_table as table
-from ctdenoise.components.evaluation.eval_config import LATEST_BLESSED
+from ctdenoise.components.evaluation.eval_config import BASELINE
 from ctdenoise.contract.features import PATIENT_ID
 from ctdenoise.storage import files
 
@@ -37,9 +37,9 @@ _CANDIDATE_NAMES = {entry.name for entry in table.METRICS} | {entry.gain_name fo
 
 
 def _place(target: dict[str, Any], name: str, model_name: str, value: float) -> None:
-    """Sort one metric into ldct / candidate / latest_blessed / gains / slices."""
+    """Sort one metric into ldct / candidate / baseline / gains / slices."""
     kept = value if math.isfinite(value) else None
-    role = LATEST_BLESSED if model_name == LATEST_BLESSED else "candidate"
+    role = BASELINE if model_name == BASELINE else "candidate"
     if name == "example_count":
         target.setdefault("slices", int(value))
     elif name.startswith(table.LDCT_PREFIX):
@@ -69,4 +69,4 @@ def _threshold(threshold) -> str:
             return f">= {bound.lower_bound.value:.4g}"
         return f"<= {bound.upper_bound.value:.4g}"
     change = threshold.change_threshold
-    return f"change vs latest blessed >= {change.absolute.value:.4g}"
+    return f"change vs baseline >= {change.absolute.value:.4g}"

@@ -22,6 +22,7 @@ class BlessingThresholds:
     """How far the candidate's in-body SSIM may fall below the raw LDCT's."""
     max_psnr_drop_db: float = 0.0
     max_ssim_drop: float = 0.0
-    """How much worse than the latest blessed model the candidate may be."""
+    """How much worse than the baseline (the latest blessed model, or the model a warm start
+    began from) the candidate may be."""
     per_patient: bool = False
     """Apply every threshold to each patient too, not only to the whole eval split."""

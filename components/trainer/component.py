@@ -24,11 +24,21 @@ class Trainer(tfx.components.Trainer):
 
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, examples: BaseChannel, validated_schema: BaseChannel, hparams: HParams, eval_slices: int):
+    def __init__(
+        self,
+        examples: BaseChannel,
+        validated_schema: BaseChannel,
+        hparams: HParams,
+        eval_slices: int,
+        base_model: BaseChannel | None = None,
+    ):
+        """`base_model`, when given, is the exported model whose generator training starts from
+        (`trainer_module.warm_start`); ML Metadata records it as the Trainer's input."""
         super().__init__(
             run_fn=RUN_FN,
             examples=examples,
             schema=validated_schema,
+            base_model=base_model,
             train_args=tfx.proto.TrainArgs(num_steps=hparams.total_steps),
             eval_args=tfx.proto.EvalArgs(num_steps=eval_slices),
             custom_config={HPARAMS_KEY: hparams_lib.to_dict(hparams)},

@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one hyperparameter, e.g. --set epochs=2 (repeatable)",
     )
+    run.add_argument(
+        "--warm-start",
+        metavar="latest|PATH",
+        help="start the generator from a model of the same architecture: the root's latest blessed one "
+        "(latest) or a SavedModel folder, or a Trainer's model folder; the gate then also compares with it",
+    )
     run.add_argument("--summary", help="write the run summary JSON here")
     run.add_argument(
         "--require-blessed",

@@ -257,6 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
+    _check_warm_start(args.warm_start, args.until, Path(args.root), _store_address(args))
     summary = _run_pipeline(
         data,
         Path(args.root),
@@ -270,6 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         blessing=_blessing(args),
         address=_store_address(args),
         read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt),
+        warm_start=args.warm_start,
     )
     if args.require_blessed and not (summary.get("evaluation") or {}).get("blessed"):
         print("ctdenoise: the gate refused the model (--require-blessed)", file=sys.stderr)
@@ -289,6 +291,28 @@ def _check_pairs(data: str, layout, hparams) -> None:
             f"model {hparams.model} trains on co-located LDCT/NDCT pairs, but no patient under {data} "
             f"has files in both {folders}"
         )
+
+
+def _check_warm_start(warm_start: str | None, until: str, root: Path, address: StoreAddress) -> None:
+    """A --warm-start that could not start anything, refused in one line before anything runs;
+    `latest` in a root without a blessed model says that training starts from scratch."""
+    if not warm_start:
+        return
+    if configs.STAGES.index(until) < configs.STAGES.index("train"):
+        raise UserError(f"--warm-start starts training: --until {until} stops before train")
+    if warm_start == configs.WARM_START_LATEST:
+        from ctdenoise.metadata.queries import existing_store, has_blessing
+
+        store = existing_store(root, address)
+        if store is None or not has_blessing(store, address.pipeline_name(root)):
+            print(f"ctdenoise: --warm-start latest: no blessed model in {root} yet, so training starts from scratch")
+    else:
+        from ctdenoise.pipeline.warm_start import saved_model_dir
+
+        try:
+            saved_model_dir(warm_start)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
 
 def _blessing(args: argparse.Namespace) -> BlessingThresholds:

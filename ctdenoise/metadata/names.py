@@ -19,6 +19,7 @@ EXAMPLE_GEN_ID, HU_GATE_ID, TRAINER_ID, EVALUATOR_ID, PUSHER_ID = (
     "Pusher",
 )
 BASELINE_RESOLVER_ID = "LatestBlessedModelResolver"
+WARM_START_IMPORTER_ID = "WarmStartModel"
 """Node ids of the pipeline's components (`ctdenoise.pipeline.pipeline.create_pipeline` sets them): ML Metadata
 records each execution under its node id, and the run summary, resume and Kubeflow's
 per-component images find them by it."""
@@ -38,3 +39,9 @@ def metadata_path(run_root: Path) -> Path:
 def serving_dir(run_root: Path) -> Path:
     """Where Pusher writes blessed models, one numbered version folder each."""
     return run_root / "serving"
+
+
+def warm_start_dir(pipeline_root: str) -> str:
+    """Where `ctdenoise run --warm-start PATH` keeps its copy of the starting model, one
+    content-addressed model artifact folder each (`ctdenoise.pipeline.warm_start`)."""
+    return pipeline_root.rstrip("/") + "/WarmStart"

@@ -226,6 +226,12 @@ def newest_push(store, pipeline_name: str | None = None) -> metadata_store_pb2.A
     return max(pushed, key=lambda a: (a.create_time_since_epoch, a.id)) if pushed else None
 
 
+def has_blessing(store, pipeline_name: str) -> bool:
+    """Whether the Evaluator of `pipeline_name` has blessed a model, so that its latest
+    blessed model resolves."""
+    return any(property_value(a, "blessed") == 1 for a in artifacts_of_type(store, "ModelBlessing", pipeline_name))
+
+
 def artifacts_of_type(store, type_name: str, pipeline_name: str | None = None) -> list[metadata_store_pb2.Artifact]:
     """Artifacts of a type, only those of one pipeline when it is named."""
     artifacts = store.get_artifacts_by_type(type_name)
