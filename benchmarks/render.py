@@ -29,6 +29,7 @@ ORDER = (
     "game",
     "noise_realism",
     "simulate_speed",
+    "evaluator_speed",
     "quality_real",
     "demo_gate",
     "serve_load",
