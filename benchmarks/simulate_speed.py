@@ -164,7 +164,8 @@ def main() -> None:
             "simulate's slices/s counts LDCT/NDCT pairs written (reading, noise measurement and DICOM writing "
             "included).",
             "The first run includes TensorFlow's import and one XLA compilation per slice size.",
-            "Each patient's kernel is chosen once, on three slices and all seven kernels (21 back-projections): "
+            "Each patient's kernel is chosen once, on three slices (a projection and one back-projection each, "
+            "all seven kernels' windows applied to it): "
             "the shipped patients have 8 and 24 slices, so that choice weighs more here than on a clinical series.",
         ],
     )

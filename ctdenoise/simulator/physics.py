@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft
 
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.contract.noise import NoiseStats, Rois, measure
@@ -138,8 +139,10 @@ def _fbp(line_integrals: np.ndarray, scan: Scan, kernel: str | None) -> np.ndarr
     """Attenuation (1/mm) from line integrals: apodised ramp filter, then back-projection (`tomography`)."""
     bins = line_integrals.shape[0]
     padded = max(64, int(2 ** np.ceil(np.log2(2 * bins))))
-    spectrum = np.fft.fft(np.pad(line_integrals / scan.pixel_spacing_mm, ((0, padded - bins), (0, 0))), axis=0)
-    filtered = np.real(np.fft.ifft(spectrum * _filter(padded, kernel)[:, None], axis=0))[:bins]
+    # real input and a real, even filter: the half spectrum suffices, on every core
+    spectrum = fft.rfft(line_integrals / scan.pixel_spacing_mm, n=padded, axis=0, workers=-1)
+    window = _filter(padded, kernel)[: padded // 2 + 1, None]
+    filtered = fft.irfft(spectrum * window, n=padded, axis=0, workers=-1)[:bins]
     return tomography.backproject(filtered, scan.theta, scan.size)
 
 
