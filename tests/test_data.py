@@ -254,7 +254,8 @@ def test_redrawn_noise_is_the_pairs_own_scaled_and_signed_with_its_level_followi
 
 
 def test_paired_training_redraws_noise_when_asked_and_unpaired_refuses_it(body_tfrecord):
-    from ctdenoise.trainer_module.models import configure
+    from ctdenoise.trainer_module import hparams
+    from ctdenoise.trainer_module.models import configure, from_dict
 
     plain = next(iter(data.paired_patch_batches([body_tfrecord], 16, 64, seed=2, foreground_patches=1.0)))
     redrawn = next(
@@ -270,3 +271,6 @@ def test_paired_training_redraws_noise_when_asked_and_unpaired_refuses_it(body_t
         ValueError, match="noise_rescale=2 redraws the noise of LDCT/NDCT pairs: model 'cycle_identity'"
     ):
         configure("tiny", ["noise_rescale=2"])
+    recorded = {**hparams.to_dict(configure("tiny")), "noise_rescale": 2.0}  # as a Trainer's custom_config holds it
+    with pytest.raises(ValueError, match="redraws the noise of LDCT/NDCT pairs"):
+        from_dict(recorded)

@@ -121,13 +121,18 @@ def with_overrides(hp: P, overrides: Iterable[str]) -> P:
     changes = dict(hparams_lib.parse_override(type(hp), item) for item in overrides)
     if changes.get("model", hp.model) != hp.model:
         raise ValueError(f"model={changes['model']} changes the model of {hp.model!r} hyperparameters: use configure")
-    changed = dataclasses.replace(hp, **changes)
-    if changed.noise_rescale > 1 and not uses_pairs(changed):
+    return _consistent(dataclasses.replace(hp, **changes))
+
+
+def _consistent(hp: P) -> P:
+    """`hp`, refused in one line where two of its values contradict each other; every way of making
+    hyperparameters (overrides, a recorded dict) passes through here."""
+    if hp.noise_rescale > 1 and not uses_pairs(hp):
         raise ValueError(
-            f"noise_rescale={changed.noise_rescale:g} redraws the noise of LDCT/NDCT pairs: model {hp.model!r} "
+            f"noise_rescale={hp.noise_rescale:g} redraws the noise of LDCT/NDCT pairs: model {hp.model!r} "
             "trains on unpaired streams here"
         )
-    return changed
+    return hp
 
 
 def _key(item: str) -> str:
@@ -141,7 +146,7 @@ def from_dict(values: Mapping[str, Any]) -> HParams:
     unknown = set(values) - set(hparams_lib.field_types(params))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for model {_name(params)!r}")
-    return params(**values)
+    return _consistent(params(**values))
 
 
 def build(hp: HParams, strategy: tf.distribute.Strategy | None = None) -> DenoisingModel:
