@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONWARNINGS ?= ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: venv demo test test-fast check format bench lock clean
+.PHONY: venv demo test test-fast check format bench base-models lock clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,11 @@ format: $(STAMP)
 # Every benchmark, one after the other (about 21 min on 2 cores), then BENCHMARKS.md and README's figures.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --out benchmarks/results
+
+# Retrain the shipped base model (docs/design.md, "Base models") on the real patients in ../shared/realct whose
+# licences let weights ship; replaces ctdenoise/data/base/red_cnn. Run it from a clean checkout: the commit is recorded.
+base-models: $(STAMP)
+	$(VENV)/bin/ctdenoise train-base --realct ../shared/realct
 
 # Re-resolve the lock (docs/design.md, "Lock recipe"): resolve as for Python 3.10 with the protobuf that 3.11
 # needs (requirements.overrides), install with --no-deps on 3.11. uv keeps the lock's versions where it can.

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from ctdenoise.app.machine import cpu_flags
 
 PEAK_TARGET = 0.4
 """The cpu-demo step's achieved GFLOP/s as a share of the measured float32 peak."""
@@ -80,7 +81,7 @@ def main() -> None:
         print(json.dumps(_child(json.loads(args.child))), flush=True)
         return
     presets = ["tiny"] if args.quick else args.presets
-    emulate = "avx512f" in common.cpu_flags() and "ONEDNN_MAX_CPU_ISA" not in os.environ
+    emulate = "avx512f" in cpu_flags() and "ONEDNN_MAX_CPU_ISA" not in os.environ
     family = " on AVX-512, AVX2 emulated" if emulate else ""
     name = args.name or ("roofline_avx512" if emulate else "roofline")
     bench = common.Benchmark(args, name, f"Training step against the CPU's peak (roofline{family})")

@@ -27,3 +27,5 @@ BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1
 
 WARM_START_LATEST = "latest"
 """`run --warm-start` value that starts from the latest blessed model of the run root."""
+WARM_START_BASE = "base"
+"""`run --warm-start` value that starts from the shipped base model of the run's model."""

@@ -20,6 +20,7 @@ import sys
 import warnings
 
 from ctdenoise import tensorflow_env  # noqa: F401 (before TensorFlow is imported by any command)
+from ctdenoise.app.base_models import BASE_DIR, RECIPE
 from ctdenoise.app.commands import (
     NOT_BLESSED_EXIT,
     Terminated,
@@ -34,6 +35,7 @@ from ctdenoise.app.commands import (
     cmd_run,
     cmd_serve,
     cmd_simulate,
+    cmd_train_base,
 )
 from ctdenoise.app.messages import one_line
 from ctdenoise.app.pull import DOSE_ATTRIBUTE, LDCT_PATTERN, NDCT_PATTERN
@@ -173,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--warm-start",
-        metavar="latest|PATH",
-        help="start the generator from a model of the same architecture: the root's latest blessed one "
-        "(latest) or a SavedModel folder, or a Trainer's model folder; the gate then also compares with it",
+        metavar="base|latest|PATH",
+        help="start the generator from a model of the same architecture: the shipped base model (base), the "
+        "root's latest blessed one (latest), a SavedModel folder or a Trainer's model folder; the gate then "
+        "also compares with it",
     )
     run.add_argument("--summary", help="write the run summary JSON here")
     run.add_argument(
@@ -202,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     den = sub.add_parser("denoise", help="denoise a CT DICOM series with a trained generator")
-    den.add_argument("--model", required=True, help="SavedModel folder, or 'latest' (newest pushed under --root)")
+    den.add_argument(
+        "--model",
+        required=True,
+        help="SavedModel folder, 'latest' (newest pushed under --root; the base model when there is none) or "
+        "'base' (the shipped base model)",
+    )
     den.add_argument(
         "--root",
         default=str(names.DEFAULT_RUN_ROOT),
@@ -375,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hyperparameter preset (default {configs.LOCAL_PRESET}; tiny for a quick look)",
     )
     demo.set_defaults(func=cmd_demo)
+
+    base = sub.add_parser(
+        "train-base", help="train the shipped base model on real CT rescanned at low dose (make base-models)"
+    )
+    base.add_argument("--realct", required=True, help="real full-dose CT, one folder per patient (../shared/realct)")
+    base.add_argument("--out", default=str(BASE_DIR), help="where base models live (default: the package's)")
+    base.add_argument("--root", default="runs/base", help="run root of the training run (data, outputs, ML Metadata)")
+    base.add_argument("--preset", default=RECIPE["preset"], choices=PRESETS, help="hyperparameter preset")
+    base.add_argument("--size", type=int, default=RECIPE["size"], help="slice size in pixels")
+    base.add_argument("--slices", type=int, default=RECIPE["slices"], help="slices per patient, spread evenly")
+    base.add_argument("--summary", help="write the run summary JSON here")
+    _add_gate_options(base)
+    base.set_defaults(func=cmd_train_base)
     return parser
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -69,7 +70,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from ctdenoise.app.denoise import resolve_model
     from ctdenoise.app.pacs import denoise_location
     from ctdenoise.dicomweb_io.address import is_dicomweb
 
@@ -79,7 +79,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                 f"{flag} {value}: denoise reads and writes local folders or DICOMweb "
                 "(dicomweb+http://...); copy the series there first"
             )
-    model_dir = resolve_model(args.model, Path(args.root), _store_address(args))
+    model_dir = _denoising_model(args.model, Path(args.root), _store_address(args))
     with _terminate_as_interrupt():  # prints its own progress and closing line
         denoise_location(
             model_dir,
@@ -91,6 +91,23 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             strength_hu=args.strength,
         )
     return 0
+
+
+def _denoising_model(model: str, root: Path, address: StoreAddress) -> str:
+    """The model `denoise --model` names; `latest` in a root that has pushed none falls back to
+    the shipped base model, and says so in one line."""
+    from ctdenoise.app.base_models import PAIRED_BASE, BaseModelError, base_model
+    from ctdenoise.app.denoise import NoPushedModel, resolve_model
+
+    try:
+        return resolve_model(model, root, address)
+    except NoPushedModel as missing:
+        try:
+            base = base_model(PAIRED_BASE)
+        except BaseModelError:
+            raise missing from None
+        print(f"ctdenoise: {missing}; denoising with the base model instead ({base})")
+        return str(base)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -257,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
-    _check_warm_start(args.warm_start, args.until, Path(args.root), _store_address(args))
+    warm_start = _warm_start(args.warm_start, hparams.model, args.until, Path(args.root), _store_address(args))
     summary = _run_pipeline(
         data,
         Path(args.root),
@@ -271,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         blessing=_blessing(args),
         address=_store_address(args),
         read_options=ReadOptions(axial_tolerance_deg=args.axial_tolerance, allow_tilt=args.allow_tilt),
-        warm_start=args.warm_start,
+        warm_start=warm_start,
     )
     if args.require_blessed and not (summary.get("evaluation") or {}).get("blessed"):
         print("ctdenoise: the gate refused the model (--require-blessed)", file=sys.stderr)
@@ -293,11 +310,12 @@ def _check_pairs(data: str, layout, hparams) -> None:
         )
 
 
-def _check_warm_start(warm_start: str | None, until: str, root: Path, address: StoreAddress) -> None:
-    """A --warm-start that could not start anything, refused in one line before anything runs;
-    `latest` in a root without a blessed model says that training starts from scratch."""
+def _warm_start(warm_start: str | None, model: str, until: str, root: Path, address: StoreAddress) -> str | None:
+    """What --warm-start starts from (`base`: the shipped base model of `model`, as a path),
+    refused in one line before anything runs when it could not start anything; `latest` in a
+    root without a blessed model says that training starts from scratch."""
     if not warm_start:
-        return
+        return None
     if configs.STAGES.index(until) < configs.STAGES.index("train"):
         raise UserError(f"--warm-start starts training: --until {until} stops before train")
     if warm_start == configs.WARM_START_LATEST:
@@ -306,13 +324,18 @@ def _check_warm_start(warm_start: str | None, until: str, root: Path, address: S
         store = existing_store(root, address)
         if store is None or not has_blessing(store, address.pipeline_name(root)):
             print(f"ctdenoise: --warm-start latest: no blessed model in {root} yet, so training starts from scratch")
-    else:
-        from ctdenoise.pipeline.warm_start import saved_model_dir
+        return warm_start
+    if warm_start == configs.WARM_START_BASE:
+        from ctdenoise.app.base_models import base_model
 
-        try:
-            saved_model_dir(warm_start)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        return str(base_model(model))
+    from ctdenoise.pipeline.warm_start import saved_model_dir
+
+    try:
+        saved_model_dir(warm_start)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return warm_start
 
 
 def _blessing(args: argparse.Namespace) -> BlessingThresholds:
@@ -344,6 +367,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
     print(f"demo: LDCT | denoised | NDCT picture: {png}")
     print(f"demo: report (model card, panels, curves; open it in a browser): {report}")
+    return 0
+
+
+def cmd_train_base(args: argparse.Namespace) -> int:
+    """`make base-models`: rescan the licensed real patients, train the paired base model to push
+    with `deterministic=true`, and ship it with its provenance (`ctdenoise.app.base_models`)."""
+    import datetime
+    import time
+
+    from ctdenoise.app import base_models as base
+    from ctdenoise.app.report import write_report
+    from ctdenoise.metadata.lineage import model_lineage
+    from ctdenoise.metadata.queries import open_store
+    from ctdenoise.simulator.dataset import simulate_dataset
+    from ctdenoise.trainer_module import hparams as hparams_lib
+    from ctdenoise.trainer_module.models import configure, set_training_threads
+
+    recipe = {**base.RECIPE, "preset": args.preset, "size": args.size, "slices": args.slices}
+    hparams = configure(args.preset, [f"model={base.PAIRED_BASE}", "deterministic=true", f"seed={recipe['seed']}"])
+    set_training_threads(hparams)
+    root = Path(args.root)
+    started, clock = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    data = root / "base-data"
+    shutil.rmtree(data, ignore_errors=True)  # made afresh: the recipe decides it, not an earlier run
+    sources = base.stage_sources(Path(args.realct), root / "sources")
+    simulate_dataset(
+        data, from_dir=sources, size=args.size, slices=args.slices, dose=recipe["dose"], seed=recipe["seed"]
+    )
+    summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams, blessing=_blessing(args))
+    push = summary.get("push") or {}
+    if not push.get("pushed"):
+        raise UserError("the gate refused the base model, so nothing was shipped (the summary above says why)")
+    made = base.provenance(
+        ["ctdenoise", *sys.argv[1:]],
+        started,
+        time.monotonic() - clock,
+        recipe,
+        hparams_lib.to_dict(hparams),
+        summary,
+    )
+    lineage = model_lineage(open_store(root), push["path"])
+    folder = base.ship(
+        push["path"], Path(args.out), base.PAIRED_BASE, made, lineage, lambda out: write_report(root, push["path"], out)
+    )
+    print(f"train-base: {base.PAIRED_BASE} base model in {folder}")
     return 0
 
 

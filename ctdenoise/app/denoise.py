@@ -68,6 +68,10 @@ class DenoiseError(ValueError):
     """A problem with the model, the input series or the output folder; the message is one line."""
 
 
+class NoPushedModel(DenoiseError):
+    """`latest` asked of a run root that has pushed no model yet."""
+
+
 @dataclass
 class DenoiseReport:
     """What `denoise_series` wrote."""
@@ -160,14 +164,19 @@ def _os_reason(exc: OSError) -> str:
 
 
 def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddress()) -> str:
-    """A SavedModel folder (local or in a bucket), or for "latest" the newest complete
-    version in the run's serving folder: the one ML Metadata records the newest push into
-    (it may be a bucket), else RUN_ROOT/serving.
+    """A SavedModel folder (local or in a bucket); for "base" the shipped base model
+    (`ctdenoise.app.base_models`); for "latest" the newest complete version in the run's
+    serving folder: the one ML Metadata records the newest push into (it may be a bucket),
+    else RUN_ROOT/serving (NoPushedModel when there is none).
 
     Pusher names versions by integer timestamp, so the newest is the numerically largest
     (not the lexically last: "9" < "10"); a version is complete once its metadata file,
     which Pusher writes last, is there.
     """
+    if model == "base":
+        from ctdenoise.app.base_models import PAIRED_BASE, base_model
+
+        return str(base_model(PAIRED_BASE))
     if model == "latest":
         serving = _serving_dir(run_root, address)
         names = files.listdir(serving) if files.isdir(serving) else []
@@ -179,10 +188,10 @@ def resolve_model(model: str, run_root: Path, address: StoreAddress = StoreAddre
             and files.exists(files.join(files.join(serving, n), MODEL_METADATA_FILE))
         ]
         if not versions:
-            raise DenoiseError(f"no pushed model under {serving}: run `ctdenoise run --until push` first")
+            raise NoPushedModel(f"no pushed model under {serving}: run `ctdenoise run --until push` first")
         return files.join(serving, max(versions, key=int))
     if not _is_model(model):
-        raise DenoiseError(f"{model}: not a SavedModel folder (no saved_model.pb) and not 'latest'")
+        raise DenoiseError(f"{model}: not a SavedModel folder (no saved_model.pb) and not 'latest' or 'base'")
     return model
 
 

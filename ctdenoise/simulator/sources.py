@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import cast
 
 import numpy as np
@@ -23,6 +23,7 @@ from skimage.transform import resize
 from ctdenoise.contract.hu import CT_CEILING_HU, CT_FLOOR_HU
 from ctdenoise.dicomio.reader import DicomRejected, ReadOptions, SliceRecord, read_ct_slices
 from ctdenoise.simulator.phantom import AIR_HU, FOV_MM
+from ctdenoise.storage import files
 
 SOURCE_READ = ReadOptions(allow_tilt=True)
 """How source slices are read: a gantry-tilted slice is still a 2-D image to rescan, and the
@@ -90,8 +91,10 @@ def find_patients(root: Path) -> Sources:
     listed with its reason."""
     groups: dict[str, _Group] = {}
     skipped: list[tuple[str, str]] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
+    listing = files.list_tree(str(root))  # links followed, as ingestion follows them
+    skipped += [(problem["path"], problem["reason"]) for problem in listing.problems]
+    for rel in map(PurePosixPath, listing.files):
+        path = root / rel
         try:
             records = read_ct_slices(path, rel.as_posix(), SOURCE_READ)
         except DicomRejected as rejected:
