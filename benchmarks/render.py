@@ -31,6 +31,7 @@ ORDER = (
     "simulate_speed",
     "evaluator_speed",
     "quality_real",
+    "base_model",
     "demo_gate",
     "serve_load",
     "quality",
@@ -69,8 +70,8 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
     md_link = os.path.relpath(md, readme.parent)
     block = [
         README_START,
-        f"Each benchmark's first target, and how many of its targets it meets, rendered from `{rel}`; "
-        f"[{md_link}]({md_link}) has every figure, its exact command and what limits it.",
+        f"Each benchmark's first target and how many it meets, from `{rel}`; "
+        f"[{md_link}]({md_link}) has every figure, its command and what limits it.",
         "",
     ]
     block += _headlines(results)

@@ -55,6 +55,8 @@ def test_train_base_ships_a_pushed_model_with_its_provenance(trained):
     lineage = json.loads((folder / "lineage.json").read_text())
     assert lineage["type"] == "PushedModel" and lineage["produced_by"]["component"] == "Pusher"
     assert f"train-base: {PAIRED_BASE} base model in {folder}" in run["result"].stdout
+    card = (folder / "model_card.html").read_text()
+    assert all(name in card for name in SOURCES) and "BSD-2-Clause" in card and "INV-0051" not in card
 
 
 @pytest.mark.slow
@@ -117,3 +119,18 @@ def test_warm_start_base_needs_a_base_model_of_the_run_s_model(simulated_data, t
     assert result.returncode != 0
     assert f"no base model ships for cycle_identity (shipped: {PAIRED_BASE})" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "metadata.sqlite").exists()
+    sized = ctdenoise(
+        "run",
+        "--data",
+        str(simulated_data),
+        "--root",
+        str(tmp_path),
+        "--warm-start",
+        "base",
+        "--preset",
+        "tiny",
+        "--set",
+        f"model={PAIRED_BASE}",
+    )
+    assert sized.returncode != 0 and not (tmp_path / "metadata.sqlite").exists()
+    assert f"the base {PAIRED_BASE} has red_channels=64" in sized.stderr and "this run red_channels=4" in sized.stderr

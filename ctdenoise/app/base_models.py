@@ -63,6 +63,27 @@ def base_model(model: str) -> Path:
     return folder
 
 
+def starting_point(hp: Any) -> Path:
+    """The base model a run with hyperparameters `hp` can start from (`run --warm-start base`):
+    BaseModelError in one line when none ships for its model, or when its architecture fields
+    (the model's own sizing fields: channels, kernel) differ from the base's, naming both."""
+    from ctdenoise.trainer_module import hparams as hparams_lib
+
+    folder = base_model(hp.model)
+    made = json.loads((folder / PROVENANCE_FILE).read_text())
+    params = type(hp)
+    fields = [name for name in hparams_lib.size_fields(params) if name in hparams_lib.own_fields(params)]
+    differ = [name for name in fields if made["hparams"].get(name) != getattr(hp, name)]
+    if differ:
+        base = ", ".join(f"{name}={made['hparams'].get(name)}" for name in differ)
+        ours = ", ".join(f"{name}={getattr(hp, name)}" for name in differ)
+        raise BaseModelError(
+            f"the base {hp.model} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
+            "choose a preset or --set values of the same size"
+        )
+    return folder
+
+
 def stage_sources(realct: Path, staging: Path) -> Path:
     """`staging` holding a link to each SOURCES patient of `realct` and nothing else, so that the
     simulator reads exactly them; BaseModelError when one is missing."""

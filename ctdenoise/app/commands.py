@@ -274,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = Layout()
     layout = Layout(tuple(args.ldct_dir or default.ldct_dirs), tuple(args.ndct_dir or default.ndct_dirs), args.pattern)
     _check_pairs(data, layout, hparams)
-    warm_start = _warm_start(args.warm_start, hparams.model, args.until, Path(args.root), _store_address(args))
+    warm_start = _warm_start(args.warm_start, hparams, args.until, Path(args.root), _store_address(args))
     summary = _run_pipeline(
         data,
         Path(args.root),
@@ -310,8 +310,8 @@ def _check_pairs(data: str, layout, hparams) -> None:
         )
 
 
-def _warm_start(warm_start: str | None, model: str, until: str, root: Path, address: StoreAddress) -> str | None:
-    """What --warm-start starts from (`base`: the shipped base model of `model`, as a path),
+def _warm_start(warm_start: str | None, hparams, until: str, root: Path, address: StoreAddress) -> str | None:
+    """What --warm-start starts from (`base`: the shipped base model of the run's model, as a path),
     refused in one line before anything runs when it could not start anything; `latest` in a
     root without a blessed model says that training starts from scratch."""
     if not warm_start:
@@ -326,9 +326,9 @@ def _warm_start(warm_start: str | None, model: str, until: str, root: Path, addr
             print(f"ctdenoise: --warm-start latest: no blessed model in {root} yet, so training starts from scratch")
         return warm_start
     if warm_start == configs.WARM_START_BASE:
-        from ctdenoise.app.base_models import base_model
+        from ctdenoise.app.base_models import starting_point
 
-        return str(base_model(model))
+        return str(starting_point(hparams))
     from ctdenoise.pipeline.warm_start import saved_model_dir
 
     try:
@@ -409,7 +409,12 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     )
     lineage = model_lineage(open_store(root), push["path"])
     folder = base.ship(
-        push["path"], Path(args.out), base.PAIRED_BASE, made, lineage, lambda out: write_report(root, push["path"], out)
+        push["path"],
+        Path(args.out),
+        base.PAIRED_BASE,
+        made,
+        lineage,
+        lambda out: write_report(root, push["path"], out, sources=base.SOURCES),
     )
     print(f"train-base: {base.PAIRED_BASE} base model in {folder}")
     return 0

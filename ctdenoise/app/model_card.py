@@ -63,8 +63,10 @@ def find_run(store, pipeline_name: str, model: str) -> ReportedRun:
     raise ReportError(f"no run of this run root trained {'a model' if model == 'latest' else model}")
 
 
-def model_card(run: ReportedRun) -> dict[str, Any]:
-    """The model card of `run`, in model-card-toolkit's field names."""
+def model_card(run: ReportedRun, sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The model card of `run`, in model-card-toolkit's field names; `sources` names where the
+    training data came from, each with its licence and what the licence asks of whoever ships the
+    model (the base models', `ctdenoise.app.base_models.SOURCES`)."""
     properties = run.lineage["properties"]
     hparams = properties.get("hparams") or {}
     examples = _find(run.lineage, "Examples") or {}
@@ -84,6 +86,7 @@ def model_card(run: ReportedRun) -> dict[str, Any]:
             "model_architecture": hparams.get("model", "?"),
             "hyperparameters": hparams,
             "data": _datasets(data_root, set(evaluation.get("per_patient", {})), examples.get("properties") or {}),
+            "data_sources": [{"name": name, "license": text} for name, text in (sources or {}).items()],
             "input_format": "[N, H, W, 1] float32 HU",
             "output_format": "denoised HU, the input's shape",
         },

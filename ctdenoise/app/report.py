@@ -33,17 +33,23 @@ _CHART = (360, 140, 36)
 
 
 def write_report(
-    root: Path, model: str, out: str, address: StoreAddress = StoreAddress(), progress: Callable[[str], None] = print
+    root: Path,
+    model: str,
+    out: str,
+    address: StoreAddress = StoreAddress(),
+    progress: Callable[[str], None] = print,
+    sources: dict[str, str] | None = None,
 ) -> str:
     """Write the report on `model` ('latest' or a Model artifact / pushed model path) of the
-    run root to `out` (a local path or a bucket URL); return `out`."""
+    run root to `out` (a local path or a bucket URL), with the data `sources` and their licences
+    when given (`model_card.model_card`); return `out`."""
     from ctdenoise.metadata.queries import existing_store
 
     store = existing_store(root, address, read_only=True)
     if store is None:
         raise ReportError(f"{root}: no ML Metadata here; run `ctdenoise run` first")
     run = find_run(store, address.pipeline_name(root), model)
-    card = model_card(run)
+    card = model_card(run, sources)
     progress(f"report: model {card['model_details']['name']} version {card['model_details']['version']['name']}")
     panels = _panels(card, run.model_dir, progress)
     curves = read_scalars(card["training"].get("tensorboard_dir") or "")
@@ -151,6 +157,7 @@ def render(card: dict[str, Any], panels: dict[str, dict[str, str]], curves: dict
         "</details>",
         "<h2>Training data</h2>",
         _data_table(card["model_parameters"]["data"]),
+        _sources_list(card["model_parameters"]["data_sources"]),
         "<h2>Evaluation</h2>",
         _metrics_table(card["quantitative_analysis"]["performance_metrics"]),
         "<h2>Evaluation patients</h2>",
@@ -179,6 +186,14 @@ def json_for_script(card: dict[str, Any]) -> str:
     script into text."""
     text = json.dumps(card, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _sources_list(sources: list[dict[str, str]]) -> str:
+    """Where the training data came from and under which licence; nothing when the card names no sources."""
+    if not sources:
+        return ""
+    items = "".join(f"<li>{_e(s['name'])}: {_e(s['license'])}</li>" for s in sources)
+    return f"<p>Sources and their licences:</p><ul class=sources>{items}</ul>"
 
 
 def _definition_list(values: dict[str, Any]) -> str:

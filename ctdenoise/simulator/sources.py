@@ -93,7 +93,7 @@ def find_patients(root: Path) -> Sources:
     skipped: list[tuple[str, str]] = []
     listing = files.list_tree(str(root))  # links followed, as ingestion follows them
     skipped += [(problem["path"], problem["reason"]) for problem in listing.problems]
-    for rel in map(PurePosixPath, listing.files):
+    for rel in sorted(map(PurePosixPath, listing.files)):  # folder by folder, as the paths read
         path = root / rel
         try:
             records = read_ct_slices(path, rel.as_posix(), SOURCE_READ)
