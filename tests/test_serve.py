@@ -17,6 +17,7 @@ import pytest
 import tf_keras as keras
 import yaml
 
+from ctdenoise.app.base_models import BASE_DIR, PAIRED_BASE
 from ctdenoise.app.cli import build_parser
 from ctdenoise.app.commands import cmd_serve
 from ctdenoise.app.serve.journal import MAX_ATTEMPTS, Journal
@@ -98,6 +99,20 @@ def test_serve_denoises_each_arrival_once_and_takes_a_new_push_between_series(or
     again.wait_for(lambda e: e["event"] == "polled", count=2)
     assert again.count("claimed") == 0 and orthanc.derived_of() == derived
     again.terminate()
+
+
+def test_serve_with_the_base_model_needs_no_pushed_model(orthanc, env, tmp_path):
+    """`--model base`: the shipped base model (docs/design.md, "Base models"), with no push in the root."""
+    series = _upload_series(orthanc, tmp_path / "data", "P0", "LDCT", 2)
+    serve = ServeProcess(
+        ["--pacs", orthanc.dicomweb, "--model", "base", "--root", str(tmp_path / "root"), *FAST], env, tmp_path / "err"
+    )
+    stored = serve.wait_for(lambda e: e["event"] == "stored")
+    assert stored["series"] == series and list(orthanc.derived_of()) == [series]
+    with sqlite3.connect(tmp_path / "root" / "serve" / "journal.sqlite") as db:
+        [(model,)] = db.execute("SELECT model FROM series WHERE state = 'stored'").fetchall()
+    assert model == str(BASE_DIR / PAIRED_BASE)
+    assert serve.terminate()[0] == 0
 
 
 def test_bad_settings_are_one_line_and_a_second_service_on_a_journal_is_refused(orthanc, env, tmp_path):

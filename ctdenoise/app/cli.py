@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--model",
         default="latest",
-        help="SavedModel folder, or 'latest' (newest pushed under --root, taken between series)",
+        help="SavedModel folder, 'latest' (newest pushed under --root, taken between series) or 'base' "
+        "(the shipped base model)",
     )
     srv.add_argument("--root", default=str(names.DEFAULT_RUN_ROOT), help="run root ('latest', and the journal)")
     srv.add_argument("--journal", help="SQLite journal of the series (default RUN_ROOT/serve/journal.sqlite)")
