@@ -88,7 +88,7 @@ def run_fn(fn_args) -> DenoisingModel:
     tf.random.set_seed(hp.seed)
     progress = _progress_printer()
     worker = this_worker()
-    start = getattr(fn_args, "base_model", None)
+    start = fn_args.base_model  # TFX's FnArgs, or `fn_args` above: None without a warm start
     key = resume_key(fn_args.train_files, hparams_lib.to_dict(hp), start)
     with _worker_outputs(fn_args, worker, key, progress) as out:
         eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
