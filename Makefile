@@ -48,7 +48,8 @@ bench: $(STAMP)
 # Retrain the shipped base model (docs/design.md, "Base models") on the real patients in ../shared/realct whose
 # licences let weights ship; replaces ctdenoise/data/base/red_cnn. Run it from a clean checkout: the commit is recorded.
 base-models: $(STAMP)
-	$(VENV)/bin/ctdenoise train-base --realct ../shared/realct
+	$(VENV)/bin/ctdenoise train-base --realct ../shared/realct --model red_cnn --root runs/base/red_cnn
+	$(VENV)/bin/ctdenoise train-base --realct ../shared/realct --model cycle_identity --root runs/base/cycle_identity
 
 # Re-resolve the lock (docs/design.md, "Lock recipe"): resolve as for Python 3.10 with the protobuf that 3.11
 # needs (requirements.overrides), install with --no-deps on 3.11. uv keeps the lock's versions where it can.

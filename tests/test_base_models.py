@@ -13,7 +13,15 @@ import pydicom
 import pytest
 import tensorflow as tf
 
-from ctdenoise.app.base_models import BASE_DIR, LEFT_OUT, PAIRED_BASE, PROVENANCE_FILE, SOURCES
+from ctdenoise.app.base_models import (
+    BASE_DIR,
+    LEFT_OUT,
+    PAIRED_BASE,
+    PROVENANCE_FILE,
+    SOURCES,
+    BaseModelError,
+    base_model,
+)
 from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_factory import body_hu, write_slice
 from tests.pipeline_helpers import ctdenoise
@@ -112,12 +120,18 @@ def test_the_shipped_base_model_denoises_with_no_run_root(simulated_data, tmp_pa
     assert "no pushed model under" in fallback.stdout and "denoising with the base model instead" in fallback.stdout
 
 
-def test_warm_start_base_needs_a_base_model_of_the_run_s_model(simulated_data, tmp_path):
+def test_warm_start_base_needs_a_base_model_of_the_run_s_architecture(simulated_data, tmp_path):
+    with pytest.raises(
+        BaseModelError, match=f"no base model ships for wgan_vgg \\(shipped: cycle_identity, {PAIRED_BASE}\\)"
+    ):
+        base_model("wgan_vgg")
+    assert base_model("cyclegan") == base_model("cycle_identity")  # the same generators
     result = ctdenoise(
         "run", "--data", str(simulated_data), "--root", str(tmp_path), "--warm-start", "base", *PERMISSIVE_GATE
     )
     assert result.returncode != 0
-    assert f"no base model ships for cycle_identity (shipped: {PAIRED_BASE})" in result.stderr.strip().splitlines()[-1]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the base cycle_identity has tanh_output=False" in last and "--set tanh_output=false" in last
     assert not (tmp_path / "metadata.sqlite").exists()
     sized = ctdenoise(
         "run",

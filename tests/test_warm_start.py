@@ -29,7 +29,7 @@ def test_a_new_generator_starts_from_the_exported_weights(exported_red_cnn):
     fresh = build(preset("tiny", RedCNNParams))
     for variable in fresh.generator.variables:  # other weights than the exported ones
         variable.assign(variable + 1.0)
-    assert warm_start(fresh.generator, str(folder), "red_cnn") == "red_cnn"
+    assert warm_start(fresh.generator, str(folder), "red_cnn") == ("red_cnn", ["generator"])
     for want, variable in zip(exported, fresh.generator.variables, strict=True):
         np.testing.assert_array_equal(variable.numpy(), want)
 

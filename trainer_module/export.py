@@ -30,6 +30,9 @@ from ctdenoise.storage import files
 from ctdenoise.trainer_module.data import LDCT, at_level, decode_image, denormalize, normalize_hu, parse
 from ctdenoise.trainer_module.models.base import DenoisingModel, infer
 
+GENERATOR, REVERSE = "generator", "reverse_generator"
+"""The exported module's attributes holding the generator's and the reverse generator's weights."""
+
 
 @dataclass(frozen=True)
 class Description:
@@ -45,11 +48,14 @@ class Description:
 
 class Denoiser(tf.Module):
     """The generator G with HU-in, HU-out signatures that take each slice's noise level, and its
-    description as variables."""
+    description as variables; a model's reverse generator (NDCT → LDCT), where it has one, rides
+    along as weights only (REVERSE), for a later warm start."""
 
-    def __init__(self, generator: keras.Model, description: Description):
+    def __init__(self, generator: keras.Model, description: Description, reverse: keras.Model | None = None):
         super().__init__(name="denoiser")
         self.generator = generator
+        if reverse is not None:
+            setattr(self, REVERSE, reverse)
         setattr(self, MODEL_NAME_VARIABLE, tf.Variable(description.model, trainable=False))
         setattr(self, RECEPTIVE_RADIUS_VARIABLE, tf.Variable(description.receptive_radius, trainable=False))
 
@@ -99,15 +105,20 @@ class Denoiser(tf.Module):
 
 
 def export_generator(
-    generator: keras.Model, description: Description, export_dir: str, metadata: dict[str, Any] | None
+    generator: keras.Model,
+    description: Description,
+    export_dir: str,
+    metadata: dict[str, Any] | None,
+    reverse: keras.Model | None = None,
 ) -> None:
-    """Write the SavedModel with both signatures and its description, plus the metadata JSON beside it.
+    """Write the SavedModel with both signatures and its description (and the weights of a
+    `reverse` generator), plus the metadata JSON beside it.
 
     Under a multi-worker strategy every worker must save (writing the variables averages the
     BatchNorm statistics across workers, a collective); a worker other than the chief saves
     into a folder it throws away and passes no metadata, so nothing else is written.
     """
-    module = Denoiser(generator, description)
+    module = Denoiser(generator, description, reverse)
     tf.saved_model.save(
         module,
         files.tf_path(export_dir),

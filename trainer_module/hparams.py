@@ -75,6 +75,9 @@ class HParams:
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     """The model's own values in named presets (`SHARED_PRESETS`' names); a preset it does not
     name leaves its fields at their defaults, the paper's sizes."""
+    SHAPE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields beyond the sizing ones that change what a generator's weights compute (a warm
+    start must match them: `ctdenoise.app.base_models.starting_point`)."""
 
     model: str = DEFAULT_MODEL
     """Which model of the family to train (ctdenoise.trainer_module.models; docs/design.md, "The model family")."""

@@ -94,7 +94,8 @@ def run_fn(fn_args) -> DenoisingModel:
         eval_pairs = paired_eval_slices(fn_args.eval_files, fn_args.eval_steps)
         model = build(hp, strategy)
         if start:  # before fit, whose resume from a checkpoint of this run overrides it
-            progress(f"warm start: generator from {warm_start(model.generator, start, hp.model)} ({start})")
+            name, warm = warm_start(model.generator, start, hp.model, model.reverse_generator)
+            progress(f"warm start: {' and '.join(warm)} from {name} ({start})")
         has_eval = len(eval_pairs[0]) > 0
         result = fit(
             model,
@@ -113,7 +114,13 @@ def run_fn(fn_args) -> DenoisingModel:
             result.setdefault("psnr", {})["exported_vs_ndct"] = log_exported_psnr(model, eval_pairs, out.tensorboard)
         result["tensorboard_dir"] = files.tf_path(files.join(fn_args.model_run_dir, TENSORBOARD_DIR))
         metadata = {"hparams": hparams_lib.to_dict(hp), "train": _jsonable(result), "warm_start": start}
-        export_generator(model.generator, Description.of(model), out.model, metadata if worker.is_chief else None)
+        export_generator(
+            model.generator,
+            Description.of(model),
+            out.model,
+            metadata if worker.is_chief else None,
+            model.reverse_generator,
+        )
     return model
 
 

@@ -29,7 +29,25 @@ from ctdenoise.app.machine import cpu_flags, cpu_model
 
 BASE_DIR = Path(__file__).resolve().parents[1] / "data" / "base"
 PAIRED_BASE = "red_cnn"
-"""The model a base is trained for: the README's choice for paired data (`denoise --model base`)."""
+"""The README's choice for paired data, and the base `denoise --model base` uses."""
+PRETRAINING: dict[str, list[str]] = {
+    PAIRED_BASE: [],
+    "cycle_identity": [
+        "paired=true",
+        "supervised_lambda=10",
+        "adversarial_weight=0",
+        "cycle_lambda=0",
+        "tanh_output=false",
+    ],
+}
+"""The models a base is made for, each with the overrides of the recipe's preset it trains with.
+The CycleGANs' generators learn from pairs alone: G by the supervised term (and the identity
+term on NDCT), F by the identity term; no adversary and no cycle, whose term would have G keep
+its input's noise for F to find; without the output tanh, which holds paired generators back
+at every air edge (docs/design.md, "Base models")."""
+BASE_OF = {"cyclegan": "cycle_identity"}
+"""Models that start from another model's base: the plain CycleGAN has the cycle-identity one's
+generators."""
 PROVENANCE_FILE, LINEAGE_FILE, MODEL_CARD_FILE = "provenance.json", "lineage.json", "model_card.html"
 SOURCES = {
     "TCGA-09-2043": "TCIA TCGA-OV, DOI 10.7937/K9/TCIA.2016.NDO1MDFQ, CC BY 3.0 (cite the collection and DOI; "
@@ -56,7 +74,7 @@ class BaseModelError(ValueError):
 
 def base_model(model: str) -> Path:
     """The shipped base model of `model`; BaseModelError, naming what ships, when there is none."""
-    folder = BASE_DIR / model
+    folder = BASE_DIR / BASE_OF.get(model, model)
     if not (folder / "saved_model.pb").is_file():
         shipped = [p.name for p in sorted(BASE_DIR.glob("*")) if (p / "saved_model.pb").is_file()]
         raise BaseModelError(f"no base model ships for {model} (shipped: {', '.join(shipped) or 'none'})")
@@ -66,20 +84,23 @@ def base_model(model: str) -> Path:
 def starting_point(hp: Any) -> Path:
     """The base model a run with hyperparameters `hp` can start from (`run --warm-start base`):
     BaseModelError in one line when none ships for its model, or when its architecture fields
-    (the model's own sizing fields: channels, kernel) differ from the base's, naming both."""
+    (the model's own sizing fields, such as channels and kernel, and its SHAPE_FIELDS, such as
+    the output tanh) differ from the base's, naming both and the `--set` that matches."""
     from ctdenoise.trainer_module import hparams as hparams_lib
 
     folder = base_model(hp.model)
     made = json.loads((folder / PROVENANCE_FILE).read_text())
     params = type(hp)
-    fields = [name for name in hparams_lib.size_fields(params) if name in hparams_lib.own_fields(params)]
+    own = hparams_lib.own_fields(params)
+    fields = [name for name in (*hparams_lib.size_fields(params), *params.SHAPE_FIELDS) if name in own]
     differ = [name for name in fields if made["hparams"].get(name) != getattr(hp, name)]
     if differ:
         base = ", ".join(f"{name}={made['hparams'].get(name)}" for name in differ)
         ours = ", ".join(f"{name}={getattr(hp, name)}" for name in differ)
+        matching = " ".join(f"{name}={json.dumps(made['hparams'].get(name))}" for name in differ)
         raise BaseModelError(
-            f"the base {hp.model} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
-            "choose a preset or --set values of the same size"
+            f"the base {made['hparams']['model']} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
+            f"--set {matching}, or choose a preset of the same size"
         )
     return folder
 

@@ -20,7 +20,7 @@ import sys
 import warnings
 
 from ctdenoise import tensorflow_env  # noqa: F401 (before TensorFlow is imported by any command)
-from ctdenoise.app.base_models import BASE_DIR, RECIPE
+from ctdenoise.app.base_models import BASE_DIR, PAIRED_BASE, PRETRAINING, RECIPE
 from ctdenoise.app.commands import (
     NOT_BLESSED_EXIT,
     Terminated,
@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train-base", help="train the shipped base model on real CT rescanned at low dose (make base-models)"
     )
     base.add_argument("--realct", required=True, help="real full-dose CT, one folder per patient (../shared/realct)")
+    base.add_argument(
+        "--model", default=PAIRED_BASE, choices=list(PRETRAINING), help=f"which base model (default {PAIRED_BASE})"
+    )
     base.add_argument("--out", default=str(BASE_DIR), help="where base models live (default: the package's)")
     base.add_argument("--root", default="runs/base", help="run root of the training run (data, outputs, ML Metadata)")
     base.add_argument("--preset", default=RECIPE["preset"], choices=PRESETS, help="hyperparameter preset")

@@ -371,7 +371,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train_base(args: argparse.Namespace) -> int:
-    """`make base-models`: rescan the licensed real patients, train the paired base model to push
+    """`make base-models`: rescan the licensed real patients, train a base model (`--model`) to push
     with `deterministic=true`, and ship it with its provenance (`ctdenoise.app.base_models`)."""
     import datetime
     import time
@@ -385,7 +385,8 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     from ctdenoise.trainer_module.models import configure, set_training_threads
 
     recipe = {**base.RECIPE, "preset": args.preset, "size": args.size, "slices": args.slices}
-    hparams = configure(args.preset, [f"model={base.PAIRED_BASE}", "deterministic=true", f"seed={recipe['seed']}"])
+    overrides = [f"model={args.model}", *base.PRETRAINING[args.model], "deterministic=true", f"seed={recipe['seed']}"]
+    hparams = configure(args.preset, overrides)
     set_training_threads(hparams)
     root = Path(args.root)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
@@ -411,12 +412,12 @@ def cmd_train_base(args: argparse.Namespace) -> int:
     folder = base.ship(
         push["path"],
         Path(args.out),
-        base.PAIRED_BASE,
+        args.model,
         made,
         lineage,
         lambda out: write_report(root, push["path"], out, sources=base.SOURCES),
     )
-    print(f"train-base: {base.PAIRED_BASE} base model in {folder}")
+    print(f"train-base: {args.model} base model in {folder}")
     return 0
 
 

@@ -92,6 +92,12 @@ class DenoisingModel(tf.Module, Generic[P]):
         raise NotImplementedError
 
     @property
+    def reverse_generator(self) -> keras.Model | None:
+        """The NDCT → LDCT network of a model that has one (a CycleGAN's F), exported beside the
+        generator so that a warm start can seed both (docs/design.md, "Warm start"); None here."""
+        return None
+
+    @property
     def receptive_radius(self) -> int:
         """Pixels of context the generator reads on each side of an output pixel: `denoise`
         tiles large slices with more overlap than this."""

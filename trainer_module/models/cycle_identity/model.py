@@ -70,6 +70,10 @@ class CycleIdentityGAN(DenoisingModel[CycleParams]):
         return self.G
 
     @property
+    def reverse_generator(self) -> keras.Model:
+        return self.F
+
+    @property
     def receptive_radius(self) -> int:
         return RECEPTIVE_RADIUS
 

@@ -24,6 +24,7 @@ class CycleParams(HParams):
         "cpu-30min": {**CPU_SIZES, **GAME_SWITCHES},
         "tiny": {"ngf": 4, "nglf": 4, "ndf": 4, "pool_size": 4},
     }
+    SHAPE_FIELDS: ClassVar = ("tanh_output",)
 
     ngf: int = knob(128, minimum=1, size=True)
     """Generator feature channels."""
