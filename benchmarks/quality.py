@@ -121,11 +121,13 @@ def train_and_export(
     generators: dict[str, tuple[str, list[str]]],
     validation: Path | None = None,
     validation_slices: int = 0,
+    base_model: Path | None = None,
 ) -> dict[str, dict]:
     """One generator per entry, trained and exported by the Trainer's own `run_fn`, as TFX's
-    GenericExecutor calls it. With `validation` (an Examples folder of other patients), every
-    split of `examples` is trained on and the Trainer's eval slices are `validation_slices` of
-    the validation patients: its curve (the fit's "validation") is then read on them."""
+    GenericExecutor calls it (warm-started from the exported `base_model` where given). With
+    `validation` (an Examples folder of other patients), every split of `examples` is trained on
+    and the Trainer's eval slices are `validation_slices` of the validation patients: its curve
+    (the fit's "validation") is then read on them."""
     import json
 
     from ctdenoise.contract.names import MODEL_METADATA_FILE, split_dir
@@ -136,7 +138,8 @@ def train_and_export(
     for name, (preset_name, overrides) in generators.items():
         hp = configure(preset_name, overrides)
         run_dir = scratch / name.replace(", ", "_")
-        args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp)
+        start = None if base_model is None else str(base_model)
+        args = fn_args(str(examples), str(run_dir / "model_run"), str(run_dir / "serving_model"), hp, base_model=start)
         if validation is not None:
             args.train_files = [*args.train_files, *args.eval_files]
             args.eval_files = [f"{split_dir(str(validation), split)}/*.gz" for split in ("train", "eval")]

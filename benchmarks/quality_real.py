@@ -90,7 +90,7 @@ def main() -> None:
     chosen = quality.tune(bench, sets["val"], tuning, quality.BODY_RMSE, reference="ndct")
     methods = _classical_methods(chosen, tuning)
     ldct_slices = quality_scores.body_rmse_by_slice(sets["test"].ldct, sets["test"])
-    variants = {name: _scores(run, sets, qa, ldct_slices) for name, run in methods.items()}
+    variants = {name: method_scores(run, sets, qa, ldct_slices) for name, run in methods.items()}
     bm3d_psd = next(name for name in variants if name.startswith("BM3D with noise spectrum"))
     bm3d_val = variants[bm3d_psd]["val"][IN_BODY[0]]
 
@@ -98,7 +98,7 @@ def main() -> None:
     shutil.rmtree(scratch, ignore_errors=True)  # never resume from an earlier benchmark run
     seeds = QUICK["seeds"] if quick else SEEDS_PER_ROW
     rows = _rows(args)
-    runs = _Runs(
+    runs = Runs(
         bench,
         preset,
         datasets.ingested(args.data, train),
@@ -112,11 +112,11 @@ def main() -> None:
         runs.train(row, overrides, seeds)
     for row, scores in runs.per_seed.items():
         variants[_label(row, preset)] = {
-            **_mean(scores),
+            **mean(scores),
             "seeds": len(scores),
-            "spread": _spread(scores),
+            "spread": spread(scores),
             "training": runs.training[row],
-            "time_to_quality": _time_to_quality(runs.training[row], bm3d_val),
+            "time_to_quality": time_to_quality(runs.training[row], bm3d_val),
             "worst_seed_slices_worse_than_ldct": max(run["test"]["slices_worse_than_ldct"] for run in scores),
         }
     for row in ROWS:
@@ -214,7 +214,7 @@ def _classical_methods(chosen: dict, tuning: dict) -> dict[str, Callable[[np.nda
     return methods
 
 
-def _scores(
+def method_scores(
     run: Callable | None, sets: dict[str, quality_sets.Images], qa: quality_sets.QAScans, ldct_slices: list[float]
 ) -> dict:
     """Fidelity against the NDCT on each set, error by region, slices made worse than their LDCT
@@ -230,9 +230,10 @@ def _scores(
     return scores
 
 
-class _Runs:
-    """Trains rows seed by seed and keeps each run's scores, its training record (with its
-    validation curve), and each row's first test output (for the panel)."""
+class Runs:
+    """Trains rows seed by seed (each from `base_model` where one is given) and keeps each run's
+    scores, its training record (with its validation curve), and each row's first test output
+    (for the panel)."""
 
     def __init__(
         self,
@@ -244,9 +245,11 @@ class _Runs:
         sets: dict[str, quality_sets.Images],
         qa: quality_sets.QAScans,
         ldct_slices: list[float],
+        base_model: Path | None = None,
     ):
         self.bench, self.preset, self.examples, self.validation = bench, preset, examples, validation
         self.scratch, self.sets, self.qa, self.ldct_slices = scratch, sets, qa, ldct_slices
+        self.base_model = base_model
         self.per_seed: dict[str, list[dict]] = {}
         self.training: dict[str, list[dict]] = {}
         self.first_test_output: dict[str, np.ndarray] = {}
@@ -254,12 +257,12 @@ class _Runs:
     def train(self, row: str, overrides: list[str], seeds) -> None:
         runs = {f"{row}, seed {seed}": (self.preset, [*overrides, f"seed={seed}"]) for seed in seeds}
         trained = quality.train_and_export(
-            self.bench, self.examples, self.scratch, runs, self.validation, len(self.sets["val"])
+            self.bench, self.examples, self.scratch, runs, self.validation, len(self.sets["val"]), self.base_model
         )
         for name, info in trained.items():
             serve = classical.saved_model(info["dir"])
             denoise = functools.partial(quality.served, serve)
-            scores = _scores(denoise, self.sets, self.qa, self.ldct_slices)
+            scores = method_scores(denoise, self.sets, self.qa, self.ldct_slices)
             self.per_seed.setdefault(row, []).append(scores)
             self.training.setdefault(row, []).append({k: v for k, v in info.items() if k not in ("dir", "overrides")})
             self.first_test_output.setdefault(row, denoise(self.sets["test"].ldct))
@@ -271,7 +274,7 @@ class _Runs:
             )
 
 
-def _time_to_quality(training: list[dict], bound_hu: float) -> dict[str, Any]:
+def time_to_quality(training: list[dict], bound_hu: float) -> dict[str, Any]:
     """Per seed, the training minutes at which the validation curve first reached `bound_hu`
     (None: not within the run), and how many seeds reached it."""
     minutes = [
@@ -287,7 +290,7 @@ def _flat(scores: dict) -> dict[tuple[str, str], float]:
     return {(group, key): float(value) for group, values in scores.items() for key, value in values.items()}
 
 
-def _mean(runs: list[dict]) -> dict:
+def mean(runs: list[dict]) -> dict:
     """Each score's mean over the seeds, in the scores' own shape (`blessed` becomes the share
     of seeds blessed)."""
     flats = [_flat(run) for run in runs]
@@ -306,7 +309,7 @@ SPREAD = (
 )
 
 
-def _spread(runs: list[dict]) -> dict[str, float]:
+def spread(runs: list[dict]) -> dict[str, float]:
     """Largest minus smallest over the seeds of the figures a choice rests on."""
     return {f"{group}.{key}": float(np.ptp([run[group][key] for run in runs])) for group, key in SPREAD}
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from benchmarks import common
 from ctdenoise.components.evaluation.metric_table import METRICS
-from ctdenoise.trainer_module import hparams
 
 ORDER = (
     "input_pipeline",
@@ -32,6 +31,7 @@ ORDER = (
     "evaluator_speed",
     "quality_real",
     "base_model",
+    "sim_to_real",
     "demo_gate",
     "serve_load",
     "quality",
@@ -39,7 +39,7 @@ ORDER = (
     "augment_noise_rescale",
 )
 """Known results first, in this order; any other result file after them."""
-QUALITY_RESULTS = ("quality_real", "quality")
+QUALITY_RESULTS = ("quality_real", "sim_to_real", "quality")
 """Results rendered as quality tables (BENCHMARKS.md; the README links them)."""
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 """The README's performance section lies between these markers; `update_readme` rewrites it."""
@@ -61,7 +61,7 @@ def render(results: Path, md: Path, readme: Path | None = None) -> None:
 
 def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path) -> None:
     """Replace what lies between README_START and README_END with the headline figures: one
-    row a benchmark (its first target and how many it meets), then the models' cost and score."""
+    row a benchmark (its first target and how many it meets), then what each kind of data gets."""
     text = readme.read_text()
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
@@ -75,7 +75,7 @@ def update_readme(readme: Path, results: list[dict], results_dir: Path, md: Path
         "",
     ]
     block += _headlines(results)
-    block += _model_choice(results)
+    block += _data_kinds(results)
     readme.write_text(text[:start] + "\n".join(block) + text[end:])
 
 
@@ -260,55 +260,55 @@ def _cpu(machine: dict) -> str:
     return f"{machine['cores']}-core {model} ({isa})"
 
 
-def _model_choice(results: list[dict]) -> list[str]:
-    """Which model costs what: each model at its CPU preset size, the minutes of the preset's
-    steps at model_cost's steps/s on each CPU it ran on, and where quality_real trained it, its
-    test in-body RMSE against BM3D given the noise spectrum's and its time to that quality."""
+IN_BODY = "body_rmse_hu_ndct"
+"""The quality headline the README's which-model table quotes: in-body RMSE against the NDCT (HU)."""
+
+
+def _data_kinds(results: list[dict]) -> list[str]:
+    """The README's which-model table: for each kind of data a user brings (paired, unpaired, none
+    of their own), each measured way to get a denoiser, the minutes it trained on 2 cores and
+    its in-body RMSE on quality_real's test slices beside BM3D with the noise spectrum's
+    (quality_real, base_model and sim_to_real, which score the same slices)."""
     by_name = {r["name"]: r for r in results}
-    costs = [by_name[name] for name in ("model_cost", "model_cost_avx2") if name in by_name]
-    if not costs:
+    if "quality_real" not in by_name:
         return []
-    steps = hparams.schedule(costs[0]["params"]["preset"]).total_steps
-    quality = by_name.get("quality_real", {}).get("variants", {})
-    bm3d = next((v for name, v in quality.items() if name.startswith("BM3D with noise spectrum")), None)
-    head = ["model"] + [f"minutes for {steps} steps, {_cpu(c['machine'])}" for c in costs]
-    real_cpu = _cpu(by_name["quality_real"]["machine"]) if "quality_real" in by_name else "—"
-    head += [
-        f"minutes trained in quality_real ({real_cpu})",
-        "test in-body RMSE / BM3D-with-spectrum's",
-        "minutes to BM3D's in-body RMSE (validation), by seed (—: not reached)",
-    ]
+    real = by_name["quality_real"]
+    bm3d = next(v for name, v in real["variants"].items() if name.startswith("BM3D with noise spectrum"))
+    rows = [("—", "the LDCT as it is", "0", real["variants"]["LDCT (as is)"]["test"][IN_BODY], real)]
+    rows.append(("—", "BM3D with the noise spectrum", "—", bm3d["test"][IN_BODY], real))
+    for name in ("quality_real", "base_model", "sim_to_real"):
+        result = by_name.get(name)
+        for label, v in (result or {}).get("variants", {}).items():
+            kind = _data_kind(label)
+            if kind and "not_run" not in v:
+                minutes = [t["train_minutes"] for t in v.get("training", [])]
+                trained = f"{sum(minutes) / len(minutes):.1f}" if minutes else "0"
+                rows.append((kind, label, trained, v.get("test", v)[IN_BODY], result))
     lines = [
-        f"Each model at the `{costs[0]['params']['preset']}` preset: minutes on 2 cores (model_cost; quality_real's "
-        "runs), its score on real anatomy and its time to BM3D's quality (quality_real):",
+        "What to run for the data you have, and what it scored on the real test slices (in-body RMSE against the "
+        "NDCT, mean of the seeds trained; lower is better):",
         "",
-        "| " + " | ".join(head) + " |",
-        "|---" * len(head) + "|",
+        "| your data | what | minutes trained | in-body RMSE HU | / BM3D's | measured on |",
+        "|---|---|---|---|---|---|",
     ]
-    for label, v in costs[0]["variants"].items():
-        if label != v["model"] and "(preset" not in label:
-            continue
-        minutes = [
-            f"{steps / c['variants'][label]['steps_per_s'] / 60:.1f}" if label in c["variants"] else "—" for c in costs
-        ]
-        row: dict[str, Any] = next((q for name, q in quality.items() if name.split(" (")[0] == v["model"]), {})
-        lines.append(
-            f"| `{v['model']}` | " + " | ".join(minutes) + " | " + " | ".join(_quality_cells(row, bm3d)) + " |"
-        )
+    for kind, what, trained, hu, result in rows:
+        ratio = hu / bm3d["test"][IN_BODY]
+        lines.append(f"| {kind} | {what} | {trained} | {hu:.1f} | {ratio:.2f}x | {_cpu(result['machine'])} |")
     return lines + [""]
 
 
-def _quality_cells(row: dict, bm3d: dict | None) -> list[str]:
-    """A model's quality_real cells: minutes trained, in-body RMSE / BM3D's, time to quality."""
-    if "not_run" in row:
-        return ["—", "not run: " + row["not_run"], "—"]
-    if not row or bm3d is None or "time_to_quality" not in row:
-        return ["—", "not measured", "—"]
-    trained = ", ".join(f"{t['train_minutes']:g}" for t in row["training"])
-    ratio = row["test"]["body_rmse_hu_ndct"] / bm3d["test"]["body_rmse_hu_ndct"]
-    minutes = row["time_to_quality"]["minutes_by_seed"]
-    reached = ", ".join("—" if m is None else f"{m:g}" for m in minutes) if any(minutes) else "not reached"
-    return [trained, f"{ratio:.2f}x (mean of {row['seeds']} seeds)", reached]
+def _data_kind(label: str) -> str:
+    """The kind of data a result row's method needs, from its label; empty for a row that is no
+    way to get a denoiser (classical rows, references, rows read from another result)."""
+    if "quality_real's run" in label:
+        return ""
+    if "base alone" in label or label.startswith("base "):
+        return "none of your own"
+    if "(paired," in label:
+        return "paired"
+    if "(unpaired," in label or "unpaired fine-tune" in label:
+        return "unpaired"
+    return ""
 
 
 def _ratio_value(ratio: dict) -> str:

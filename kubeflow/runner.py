@@ -21,10 +21,11 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY as DEFAULT_IMAGE_KEY
 
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
-from ctdenoise.kubeflow.entrypoint import MINIO
+from ctdenoise.kubeflow.entrypoint import MINIO, S3
 from ctdenoise.metadata import names
 from ctdenoise.pipeline import configs
 from ctdenoise.pipeline.pipeline import create_pipeline
+from ctdenoise.pipeline.warm_start import stage
 from ctdenoise.storage.files import fingerprint, is_remote, isdir, needs_tensorflow_io
 from ctdenoise.trainer_module.models import configure
 
@@ -72,6 +73,10 @@ class KubeflowSettings:
     latest_blessed_baseline: bool = True
     """Compare with the latest blessed model through TFX's resolver, which Vertex AI
     Pipelines runs and open-source Kubeflow Pipelines refuses (docs/kubeflow.md)."""
+    warm_start: str = ""
+    """What the Trainer's generators start from (docs/design.md, "Warm start"): the URI of a model
+    artifact folder the pods can read (`stage_warm_start` puts one under the pipeline root),
+    `latest` (the resolver's model, where it runs), or empty: from scratch."""
 
     def __post_init__(self) -> None:
         base = self.storage.rstrip("/")
@@ -123,7 +128,18 @@ def build_pipeline(settings: KubeflowSettings):
         beam_pipeline_args=list(settings.beam_args),
         blessing=settings.blessing,
         latest_blessed_baseline=settings.latest_blessed_baseline,
+        warm_start=settings.warm_start or None,
     )
+
+
+def stage_warm_start(path: str, pipeline_root: str) -> str:
+    """The URI under `pipeline_root` of a copy of the SavedModel that `path` names, for the
+    pipeline's Importer (`ctdenoise.pipeline.warm_start.stage`, once per content). A minio://
+    root, which only the pods' entrypoint reads, is written through s3:// and named by its
+    minio:// URI again."""
+    if not pipeline_root.startswith(MINIO):
+        return stage(path, pipeline_root)
+    return MINIO + stage(path, S3 + pipeline_root[len(MINIO) :])[len(S3) :]
 
 
 def compile_pipeline(settings: KubeflowSettings, out_file: Path) -> Path:

@@ -10,6 +10,8 @@ plus the producers of its input artifacts, as KFP's compiler adds them):
   metadata), output artifacts at `<pipeline root>/<pipeline>/<run>/<task>/<key>`, and a
   local `outputFile`; the `executor_output.json` the step writes is read back and merged
   into the recorded outputs (URI and metadata), as the launcher does;
+- importer tasks (TFX's Importer) record one artifact at the URI the spec names, with its
+  metadata, as KFP's importer does (without reimport: the same URI is the same artifact);
 - resolver tasks (TFX's LatestBlessedModelResolver, which open-source KFP cannot run) are
   resolved from the recorded outputs of earlier runs by evaluating their
   `outputArtifactQueries` filters (schema title, state, metadata values, name);
@@ -42,7 +44,7 @@ from tests.limits import HANG_S
 @dataclass
 class Execution:
     task: str
-    kind: str  # "container", "cached" or "resolver"
+    kind: str  # "container", "cached", "importer" or "resolver"
     outputs: dict[str, list[dict[str, Any]]]
     cache_key: str = ""
     seconds: float = 0.0
@@ -130,6 +132,8 @@ class Driver:
         }
         if "resolver" in executor:
             return Execution(name, "resolver", self._resolve(executor["resolver"], inputs))
+        if "importer" in executor:
+            return Execution(name, "importer", self._import(executor["importer"], component))
         parameters = {
             key: self._image_path(value["runtimeValue"]["constant"])
             for key, value in task.get("inputs", {}).get("parameters", {}).items()
@@ -201,7 +205,14 @@ class Driver:
                     return here + value[len(inside) :]
         return value
 
-    # -- resolvers ----------------------------------------------------------------------------
+    # -- importers and resolvers --------------------------------------------------------------
+
+    def _import(self, importer: dict[str, Any], component: dict[str, Any]) -> dict[str, list[dict]]:
+        """The importer's one output: an artifact at its `artifactUri`, named by that URI."""
+        [(key, definition)] = component["outputDefinitions"]["artifacts"].items()
+        uri = importer["artifactUri"]["constant"]
+        artifact = {"name": f"{self.pipeline_name}/import/{uri}", "type": definition["artifactType"], "uri": uri}
+        return {key: [{**artifact, "metadata": copy.deepcopy(importer.get("metadata", {}))}]}
 
     def _resolve(self, resolver: dict[str, Any], inputs: dict[str, list[dict]]) -> dict[str, list[dict]]:
         """Each output query: the newest artifact of earlier runs that matches its filter."""

@@ -17,11 +17,16 @@ from ctdenoise.app.base_models import (
     BASE_DIR,
     LEFT_OUT,
     PAIRED_BASE,
+    PRETRAINING,
     PROVENANCE_FILE,
     SOURCES,
     BaseModelError,
     base_model,
+    starting_point,
 )
+from ctdenoise.trainer_module.hparams import PRESETS
+from ctdenoise.trainer_module.models import build, configure
+from ctdenoise.trainer_module.warm_start import warm_start
 from tests.conftest import PERMISSIVE_GATE
 from tests.dicom_factory import body_hu, write_slice
 from tests.pipeline_helpers import ctdenoise
@@ -118,6 +123,27 @@ def test_the_shipped_base_model_denoises_with_no_run_root(simulated_data, tmp_pa
     )
     assert fallback.returncode == 0, fallback.stderr[-2000:]
     assert "no pushed model under" in fallback.stdout and "denoising with the base model instead" in fallback.stdout
+
+
+@pytest.mark.parametrize("model", ["cycle_identity", "cyclegan"])
+def test_the_shipped_cycle_base_starts_both_generators_of_a_cpu_preset_run(model):
+    """`--warm-start base` for an unpaired model: the shipped cycle-identity base matches the CPU
+    presets with its output (no tanh) and seeds G and F; its recipe asked for that output."""
+    hp = configure("cpu-demo", [f"model={model}", "tanh_output=false"])
+    folder = starting_point(hp)
+    made = json.loads((folder / PROVENANCE_FILE).read_text())
+    assert made["hparams"]["tanh_output"] is False and made["hparams"]["adversarial_weight"] == 0
+    fresh = build(hp)
+    assert warm_start(fresh.generator, str(folder), model, fresh.reverse_generator)[1] == [
+        "generator",
+        "reverse_generator",
+    ]
+
+
+def test_the_pretraining_recipes_configure_at_every_preset():
+    for model, overrides in PRETRAINING.items():
+        for name in PRESETS:
+            assert configure(name, [f"model={model}", *overrides]).model == model
 
 
 def test_warm_start_base_needs_a_base_model_of_the_run_s_architecture(simulated_data, tmp_path):

@@ -2,7 +2,8 @@
 loader, every component runs on the given image (the Trainer on its GPU image), the
 ingestion component runs through the container entrypoint a KFP v2 pod runs, with the
 executor input KFP would give it, and (slow) every node of two whole runs does, driven as
-KFP's driver and launcher would, against an S3 object store."""
+KFP's driver and launcher would, against an S3 object store, and a warm-started run's model
+is staged there and imported."""
 
 from __future__ import annotations
 
@@ -318,3 +319,74 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
         (local / key).write_bytes(object_store.read(f"{evaluation['uri']}/{key}"))
     overall = read_evaluation(str(local))["overall"]
     assert overall["baseline"]["psnr"] == pytest.approx(overall["candidate"]["psnr"])  # same model, cached
+
+
+@pytest.mark.slow
+def test_a_warm_start_is_staged_in_the_object_store_and_imported(object_store, simulated_data, tmp_path):
+    """`kubeflow compile --warm-start PATH --no-baseline` (open-source KFP runs importers, not
+    resolvers): the model is copied under the minio:// pipeline root, and an importer node hands
+    it to the Trainer, which starts both generators from it, and to the Evaluator as its baseline
+    (the spec's wiring; the Evaluator's reading a baseline from the bucket is the test above's)."""
+    from ctdenoise.app.cli import build_parser
+    from ctdenoise.trainer_module.export import Description, export_generator
+    from ctdenoise.trainer_module.models import build, preset
+    from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
+    from tests.conftest import PERMISSIVE_GATE
+    from tests.kfp_driver import Driver
+
+    start = build(preset("tiny", CycleIdentityParams))
+    folder = tmp_path / "start"
+    export_generator(start.generator, Description.of(start), str(folder), {"test": True}, start.reverse_generator)
+    object_store.upload_tree(simulated_data, "warm/dicom")
+    pipeline_root = f"minio://{object_store.bucket}/warm/pipeline"
+    spec_file = tmp_path / "ctdenoise.json"
+    args = build_parser().parse_args(
+        [
+            "kubeflow",
+            "compile",
+            "--image",
+            IMAGE,
+            "--out",
+            str(spec_file),
+            "--storage",
+            object_store.url("warm"),
+            "--pipeline-root",
+            pipeline_root,
+            "--preset",
+            "tiny",
+            "--no-baseline",
+            "--warm-start",
+            str(folder),
+            *PERMISSIVE_GATE,
+            "--beam-arg=--direct_running_mode=in_memory",
+            "--beam-arg=--direct_num_workers=1",
+        ]
+    )
+    assert args.func(args) == 0
+    spec = json.loads(spec_file.read_text())
+    resolvers = {name for name in NODES if name.startswith("LatestBlessedModelResolver")}
+    assert set(spec["root"]["dag"]["tasks"]) == NODES - resolvers | {"WarmStartModel"}
+    repo = Path(__file__).resolve().parent.parent
+    driver = Driver(spec, tmp_path / "pods", image_paths={IMAGE_SOURCE_DIR: str(repo)}, cwd=repo)
+    run = driver.run("run-1", until="Trainer")  # the Evaluator reading a bucket's baseline: the test above
+    [imported] = run.executions["WarmStartModel"].outputs["result"]
+    assert run.executions["WarmStartModel"].kind == "importer"
+    assert imported["uri"].startswith(pipeline_root + "/WarmStart/")
+    assert "Format-Serving/saved_model.pb" in object_store.keys(imported["uri"])  # staged in the bucket
+    trainer_log = (tmp_path / "pods" / "run-1" / "Trainer" / "log.txt").read_text()
+    assert "warm start: generator and reverse_generator from cycle_identity" in trainer_log
+    evaluator = spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]["baseline_model"]
+    assert evaluator["taskOutputArtifact"] == {"outputArtifactKey": "result", "producerTask": "WarmStartModel"}
+
+
+def test_warm_start_latest_needs_the_resolver_that_no_baseline_leaves_out(tmp_path):
+    from ctdenoise.app.cli import build_parser
+    from ctdenoise.app.commands import UserError
+
+    args = build_parser().parse_args(
+        ["kubeflow", "compile", "--image", IMAGE, "--out", str(tmp_path / "s.json"), "--no-baseline"]
+        + ["--warm-start", "latest"]
+    )
+    with pytest.raises(UserError, match="needs the latest blessed model's resolver"):
+        args.func(args)
+    assert not (tmp_path / "s.json").exists()

@@ -1,6 +1,7 @@
 """Warm start (`trainer_module.warm_start`, `pipeline.warm_start`): an exported generator seeds
-a new model of the same architecture weight for weight, another architecture is refused in
-one line, and a starting model is kept once per content under the pipeline root."""
+a new model of the same architecture weight for weight (a CycleGAN's reverse generator too,
+where the export carries one), another architecture is refused in one line, and a starting
+model is kept once per content under the pipeline root."""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from ctdenoise.pipeline.warm_start import saved_model_dir, stage
 from ctdenoise.trainer_module.export import Description, export_generator
-from ctdenoise.trainer_module.models import build, preset
+from ctdenoise.trainer_module.models import build, configure, preset
 from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
 from ctdenoise.trainer_module.models.red_cnn.params import RedCNNParams
 from ctdenoise.trainer_module.warm_start import WarmStartError, saved_model_name, warm_start
@@ -32,6 +33,32 @@ def test_a_new_generator_starts_from_the_exported_weights(exported_red_cnn):
     assert warm_start(fresh.generator, str(folder), "red_cnn") == ("red_cnn", ["generator"])
     for want, variable in zip(exported, fresh.generator.variables, strict=True):
         np.testing.assert_array_equal(variable.numpy(), want)
+
+
+def test_a_cycle_model_starts_both_generators_and_only_them(tmp_path):
+    """The reverse generator F rides in the export; a plain CycleGAN (the same generators)
+    starts G and F from a cycle-identity export, and its discriminators stay as built."""
+    start = build(preset("tiny", CycleIdentityParams))
+    export_generator(start.generator, Description.of(start), str(tmp_path / "cycle"), None, start.reverse_generator)
+    fresh = build(configure("tiny", ["model=cyclegan", "seed=7"]))
+    judges = [v.numpy() for v in fresh.D_A.variables]
+    assert warm_start(fresh.generator, str(tmp_path / "cycle"), "cyclegan", fresh.reverse_generator) == (
+        "cycle_identity",
+        ["generator", "reverse_generator"],
+    )
+    for ours, theirs in ((fresh.G, start.G), (fresh.F, start.F)):
+        for got, want in zip(ours.variables, theirs.variables, strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for got, want in zip(fresh.D_A.variables, judges, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want)
+    export_generator(start.generator, Description.of(start), str(tmp_path / "g_only"), None)
+    other = build(configure("tiny", ["model=cyclegan", "seed=7"]))
+    before = [v.numpy() for v in other.F.variables]
+    assert warm_start(other.generator, str(tmp_path / "g_only"), "cyclegan", other.reverse_generator)[1] == [
+        "generator"
+    ]
+    for got, want in zip(other.F.variables, before, strict=True):  # F starts as it would from scratch
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_another_architecture_is_refused_in_one_line(exported_red_cnn):

@@ -69,6 +69,15 @@ def _quiet_libraries() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation notices of libraries we call
 
 
+def _add_warm_start(command: argparse.ArgumentParser, latest: str) -> None:
+    command.add_argument(
+        "--warm-start",
+        metavar="base|latest|PATH",
+        help=f"start the generators from a model of the same architecture: the shipped base model (base), {latest}, "
+        "a SavedModel folder or a Trainer's model folder; the gate then also compares with it",
+    )
+
+
 def _add_gate_options(command: argparse.ArgumentParser) -> None:
     """The Evaluator's blessing thresholds (docs/design.md, "Pipeline metrics and the blessing gate"), for local
     and Kubeflow runs."""
@@ -173,13 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one hyperparameter, e.g. --set epochs=2 (repeatable)",
     )
-    run.add_argument(
-        "--warm-start",
-        metavar="base|latest|PATH",
-        help="start the generator from a model of the same architecture: the shipped base model (base), the "
-        "root's latest blessed one (latest), a SavedModel folder or a Trainer's model folder; the gate then "
-        "also compares with it",
-    )
+    _add_warm_start(run, "the root's latest blessed one (latest)")
     run.add_argument("--summary", help="write the run summary JSON here")
     run.add_argument(
         "--require-blessed",
@@ -367,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
             "on all cores (repeatable), e.g. --beam-arg=--runner=DataflowRunner",
         )
         _add_gate_options(command)
+        _add_warm_start(command, "the latest blessed one (latest, through the resolver)")
         command.add_argument(
             "--no-baseline",
             action="store_true",

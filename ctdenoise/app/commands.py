@@ -215,12 +215,16 @@ def cmd_kubeflow_create(args: argparse.Namespace) -> int:
 
 
 def _kubeflow_settings(args: argparse.Namespace):
-    from ctdenoise.kubeflow.runner import KubeflowSettings
+    """The compile's settings; a warm start's model (`base` or PATH) is copied under the
+    pipeline root first, where the pods read it."""
+    import dataclasses
+
+    from ctdenoise.kubeflow.runner import KubeflowSettings, stage_warm_start
 
     optional = {key: getattr(args, key) for key in ("pipeline_root", "data_root", "serving_dir") if getattr(args, key)}
     if args.beam_arg:
         optional["beam_args"] = tuple(args.beam_arg)
-    return KubeflowSettings(
+    settings = KubeflowSettings(
         image=args.image,
         trainer_image=args.trainer_image or "",
         storage=args.storage,
@@ -231,6 +235,14 @@ def _kubeflow_settings(args: argparse.Namespace):
         latest_blessed_baseline=not args.no_baseline,
         **optional,
     )
+    if args.warm_start == configs.WARM_START_LATEST and args.no_baseline:
+        raise UserError("--warm-start latest needs the latest blessed model's resolver, which --no-baseline leaves out")
+    if args.warm_start in (None, configs.WARM_START_LATEST):
+        return dataclasses.replace(settings, warm_start=args.warm_start or "")
+    from ctdenoise.trainer_module.models import configure
+
+    start = _start_model(args.warm_start, configure(args.preset, args.set))
+    return dataclasses.replace(settings, warm_start=stage_warm_start(start, settings.pipeline_root))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -325,6 +337,12 @@ def _warm_start(warm_start: str | None, hparams, until: str, root: Path, address
         if store is None or not has_blessing(store, address.pipeline_name(root)):
             print(f"ctdenoise: --warm-start latest: no blessed model in {root} yet, so training starts from scratch")
         return warm_start
+    return _start_model(warm_start, hparams)
+
+
+def _start_model(warm_start: str, hparams) -> str:
+    """The model folder `--warm-start base|PATH` names (`base`: the shipped base model of the
+    run's model), refused in one line when it could not start this run."""
     if warm_start == configs.WARM_START_BASE:
         from ctdenoise.app.base_models import starting_point
 
