@@ -284,16 +284,19 @@ def _data_kinds(results: list[dict]) -> list[str]:
                 minutes = [t["train_minutes"] for t in v.get("training", [])]
                 trained = f"{sum(minutes) / len(minutes):.1f}" if minutes else "0"
                 rows.append((kind, label, trained, v.get("test", v)[IN_BODY], result))
+    sources = {result["name"]: _cpu(result["machine"]) for *_, result in rows}
     lines = [
         "What to run for the data you have, and what it scored on the real test slices (in-body RMSE against the "
-        "NDCT, mean of the seeds trained; lower is better):",
+        "NDCT, mean of the seeds trained; lower is better; "
+        + ", ".join(f"{name} on a {cpu}" for name, cpu in sources.items())
+        + "):",
         "",
-        "| your data | what | minutes trained | in-body RMSE HU | / BM3D's | measured on |",
-        "|---|---|---|---|---|---|",
+        "| your data | what | minutes trained | in-body RMSE HU | / BM3D's | from |",
+        "|---" * 6 + "|",
     ]
     for kind, what, trained, hu, result in rows:
-        ratio = hu / bm3d["test"][IN_BODY]
-        lines.append(f"| {kind} | {what} | {trained} | {hu:.1f} | {ratio:.2f}x | {_cpu(result['machine'])} |")
+        cells = [kind, what, trained, f"{hu:.1f}", f"{hu / bm3d['test'][IN_BODY]:.2f}x", result["name"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -302,11 +305,11 @@ def _data_kind(label: str) -> str:
     way to get a denoiser (classical rows, references, rows read from another result)."""
     if "quality_real's run" in label:
         return ""
-    if "base alone" in label or label.startswith("base "):
+    if label.startswith("base "):  # base_model's: what `denoise --model base` serves
         return "none of your own"
     if "(paired," in label:
         return "paired"
-    if "(unpaired," in label or "unpaired fine-tune" in label:
+    if "(unpaired," in label or "unpaired fine-tune" in label or "base alone" in label:
         return "unpaired"
     return ""
 
