@@ -276,9 +276,8 @@ def _data_kinds(results: list[dict]) -> list[str]:
     bm3d = next(v for name, v in real["variants"].items() if name.startswith("BM3D with noise spectrum"))
     rows = [("—", "the LDCT as it is", "0", real["variants"]["LDCT (as is)"]["test"][IN_BODY], real)]
     rows.append(("—", "BM3D with the noise spectrum", "—", bm3d["test"][IN_BODY], real))
-    for name in ("quality_real", "base_model", "sim_to_real"):
-        result = by_name.get(name)
-        for label, v in (result or {}).get("variants", {}).items():
+    for result in (by_name[name] for name in ("quality_real", "base_model", "sim_to_real") if name in by_name):
+        for label, v in result["variants"].items():
             kind = _data_kind(label)
             if kind and "not_run" not in v:
                 minutes = [t["train_minutes"] for t in v.get("training", [])]
