@@ -243,36 +243,11 @@ def test_every_node_runs_through_its_container_entrypoint_on_an_object_store(obj
     resolvers find no blessed model; the second's resolve to the first run's, which the
     Evaluator then compares against (its upstream steps come from KFP's cache; the second
     run stops after the Evaluator to keep the test short)."""
-    from ctdenoise.app.cli import build_parser
     from ctdenoise.components.evaluation.results import read_evaluation
-    from tests.conftest import PERMISSIVE_GATE
     from tests.kfp_driver import Driver
 
-    object_store.upload_tree(simulated_data, "kfp/dicom")  # the data root `--storage` implies
     serving = object_store.url("kfp/serving")
-    pipeline_root = f"minio://{object_store.bucket}/kfp/pipeline"
-    spec_file = tmp_path / "ctdenoise.json"
-    args = build_parser().parse_args(
-        [  # `ctdenoise kubeflow compile`, in this process to spare a TensorFlow start-up
-            "kubeflow",
-            "compile",
-            "--image",
-            IMAGE,
-            "--out",
-            str(spec_file),
-            "--storage",
-            object_store.url("kfp"),
-            "--pipeline-root",
-            pipeline_root,
-            "--preset",
-            "tiny",
-            *PERMISSIVE_GATE,
-            "--beam-arg=--direct_running_mode=in_memory",
-            "--beam-arg=--direct_num_workers=1",
-        ]
-    )
-    assert args.func(args) == 0
-    spec = json.loads(spec_file.read_text())
+    spec, pipeline_root = _compile_on_store(object_store, simulated_data, tmp_path, "kfp")
     assert spec["defaultPipelineRoot"] == pipeline_root
     repo = Path(__file__).resolve().parent.parent
     driver = Driver(spec, tmp_path / "pods", image_paths={IMAGE_SOURCE_DIR: str(repo)}, cwd=repo)
@@ -327,43 +302,17 @@ def test_a_warm_start_is_staged_in_the_object_store_and_imported(object_store, s
     resolvers): the model is copied under the minio:// pipeline root, and an importer node hands
     it to the Trainer, which starts both generators from it, and to the Evaluator as its baseline
     (the spec's wiring; the Evaluator's reading a baseline from the bucket is the test above's)."""
-    from ctdenoise.app.cli import build_parser
     from ctdenoise.trainer_module.export import Description, export_generator
     from ctdenoise.trainer_module.models import build, preset
     from ctdenoise.trainer_module.models.cycle_identity.params import CycleIdentityParams
-    from tests.conftest import PERMISSIVE_GATE
     from tests.kfp_driver import Driver
 
     start = build(preset("tiny", CycleIdentityParams))
     folder = tmp_path / "start"
     export_generator(start.generator, Description.of(start), str(folder), {"test": True}, start.reverse_generator)
-    object_store.upload_tree(simulated_data, "warm/dicom")
-    pipeline_root = f"minio://{object_store.bucket}/warm/pipeline"
-    spec_file = tmp_path / "ctdenoise.json"
-    args = build_parser().parse_args(
-        [
-            "kubeflow",
-            "compile",
-            "--image",
-            IMAGE,
-            "--out",
-            str(spec_file),
-            "--storage",
-            object_store.url("warm"),
-            "--pipeline-root",
-            pipeline_root,
-            "--preset",
-            "tiny",
-            "--no-baseline",
-            "--warm-start",
-            str(folder),
-            *PERMISSIVE_GATE,
-            "--beam-arg=--direct_running_mode=in_memory",
-            "--beam-arg=--direct_num_workers=1",
-        ]
+    spec, pipeline_root = _compile_on_store(
+        object_store, simulated_data, tmp_path, "warm", "--no-baseline", "--warm-start", str(folder)
     )
-    assert args.func(args) == 0
-    spec = json.loads(spec_file.read_text())
     resolvers = {name for name in NODES if name.startswith("LatestBlessedModelResolver")}
     assert set(spec["root"]["dag"]["tasks"]) == NODES - resolvers | {"WarmStartModel"}
     repo = Path(__file__).resolve().parent.parent
@@ -390,3 +339,21 @@ def test_warm_start_latest_needs_the_resolver_that_no_baseline_leaves_out(tmp_pa
     with pytest.raises(UserError, match="needs the latest blessed model's resolver"):
         args.func(args)
     assert not (tmp_path / "s.json").exists()
+
+
+def _compile_on_store(object_store, data: Path, tmp_path: Path, prefix: str, *extra: str) -> tuple[dict, str]:
+    """`ctdenoise kubeflow compile` (in this process, to spare a TensorFlow start-up) of a tiny
+    run whose data is uploaded under `prefix` in the bucket and whose pipeline root is minio://
+    (KFP's default scheme on a standalone install); the spec and that root."""
+    from ctdenoise.app.cli import build_parser
+    from tests.conftest import PERMISSIVE_GATE
+
+    object_store.upload_tree(data, f"{prefix}/dicom")  # the data root `--storage` implies
+    pipeline_root = f"minio://{object_store.bucket}/{prefix}/pipeline"
+    spec_file = tmp_path / "ctdenoise.json"
+    compile_args = ["kubeflow", "compile", "--image", IMAGE, "--out", str(spec_file), "--preset", "tiny"]
+    compile_args += ["--storage", object_store.url(prefix), "--pipeline-root", pipeline_root, *PERMISSIVE_GATE]
+    beam = ["--beam-arg=--direct_running_mode=in_memory", "--beam-arg=--direct_num_workers=1"]
+    args = build_parser().parse_args([*compile_args, *beam, *extra])
+    assert args.func(args) == 0
+    return json.loads(spec_file.read_text()), pipeline_root
