@@ -34,8 +34,7 @@ def _options(parser) -> None:
 
 def recorded(result: dict, prefix: str) -> float:
     """A classical row's test in-body RMSE from quality_real's result, by the start of its label."""
-    [value] = [v["test"][IN_BODY] for name, v in result["variants"].items() if name.startswith(prefix)]
-    return float(value)
+    return float(quality_real.recorded_row(result, prefix)[1]["test"][IN_BODY])
 
 
 def _limit(made: dict) -> str:

@@ -111,14 +111,7 @@ def main() -> None:
     for row, overrides in rows.items():
         runs.train(row, overrides, seeds)
     for row, scores in runs.per_seed.items():
-        variants[_label(row, preset)] = {
-            **mean(scores),
-            "seeds": len(scores),
-            "spread": spread(scores),
-            "training": runs.training[row],
-            "time_to_quality": time_to_quality(runs.training[row], bm3d_val),
-            "worst_seed_slices_worse_than_ldct": max(run["test"]["slices_worse_than_ldct"] for run in scores),
-        }
+        variants[_label(row, preset)] = trained_row(scores, runs.training[row], bm3d_val)
     for row in ROWS:
         if row not in rows:
             variants[_label(row, preset)] = {"not_run": "not among this run's --models"}
@@ -272,6 +265,25 @@ class Runs:
                 f"{scores['val'][IN_BODY[0]]:.2f} HU (the Trainer's curve ended at "
                 f"{curve[-1]['body_rmse_hu'] if curve else float('nan'):.2f} HU before BatchNorm re-estimation)"
             )
+
+
+def trained_row(scores: list[dict], training: list[dict], bound_hu: float) -> dict:
+    """A trained row of the result: each score's mean over the seeds, their spread, the training
+    records, the time to `bound_hu` on the validation curve and the worst seed's slices made worse."""
+    return {
+        **mean(scores),
+        "seeds": len(scores),
+        "spread": spread(scores),
+        "training": training,
+        "time_to_quality": time_to_quality(training, bound_hu),
+        "worst_seed_slices_worse_than_ldct": max(run["test"]["slices_worse_than_ldct"] for run in scores),
+    }
+
+
+def recorded_row(result: dict, prefix: str) -> tuple[str, dict]:
+    """The row of a quality_real result whose label starts with `prefix`, and that label."""
+    [(name, row)] = [(name, row) for name, row in result["variants"].items() if name.startswith(prefix)]
+    return name, row
 
 
 def time_to_quality(training: list[dict], bound_hu: float) -> dict[str, Any]:

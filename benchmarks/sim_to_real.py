@@ -28,6 +28,8 @@ MODEL = quality_real.DEFAULT_UNPAIRED
 FINE_TUNE = ["tanh_output=false"]
 """Overrides of each budget preset for the fine-tune: the base's output (`--warm-start base` refuses
 a run whose output tanh differs from the base's)."""
+QUICK_STEPS = ["epochs=1", "steps_per_epoch=10", "decay_start_epoch=0", "summary_every=5", "checkpoint_every=5"]
+"""`--quick`: ten steps at the base's sizes (a smaller preset could not start from it)."""
 TARGET_RMSE = 1 / 0.7
 """LDCT / model in-body RMSE of the base fine-tuned at cpu-30min: the model at most 0.7x the LDCT's (issue #44)."""
 IN_BODY = quality_real.IN_BODY[0]
@@ -61,31 +63,12 @@ def _budget_seeds(text: str) -> tuple[str, list[int]]:
         raise argparse.ArgumentTypeError(f"takes PRESET=SEED,SEED,..., got {text!r}") from None
 
 
-def _recorded(result: dict, prefix: str) -> tuple[str, dict]:
-    """A row of quality_real's result by the start of its label."""
-    [(name, row)] = [(name, row) for name, row in result["variants"].items() if name.startswith(prefix)]
-    return name, row
-
-
 def _check_same_sets(ldct: dict, result: dict, path: Path) -> None:
     """Exit when the LDCT's figures here differ from quality_real's: not the same slices."""
-    _, recorded = _recorded(result, "LDCT")
+    _, recorded = quality_real.recorded_row(result, "LDCT")
     for split in ("val", "test"):
         if abs(ldct[split][IN_BODY] - recorded[split][IN_BODY]) > 1e-6:
             raise SystemExit(f"the {split} slices differ from {path}'s: LDCT {ldct[split][IN_BODY]:.4f} HU")
-
-
-def _row(scores: list[dict], training: list[dict], bound_hu: float) -> dict:
-    """A trained row as quality_real reports one: means over the seeds, their spread, the training
-    records and the time to quality."""
-    return {
-        **quality_real.mean(scores),
-        "seeds": len(scores),
-        "spread": quality_real.spread(scores),
-        "training": training,
-        "time_to_quality": quality_real.time_to_quality(training, bound_hu),
-        "worst_seed_slices_worse_than_ldct": max(run["test"]["slices_worse_than_ldct"] for run in scores),
-    }
 
 
 def main() -> None:
@@ -94,7 +77,8 @@ def main() -> None:
     from ctdenoise.app.base_models import PROVENANCE_FILE, base_model
 
     quick = args.quick
-    runs = dict([("tiny", [0])] if quick else args.runs)
+    runs = dict([("cpu-demo", [0])] if quick else args.runs)
+    overrides = FINE_TUNE + (QUICK_STEPS if quick else [])
     bench = common.Benchmark(args, "sim_to_real", f"Sim-to-real: the {MODEL} base fine-tuned on unpaired scans")
     result = json.loads(args.quality_real.read_text())
     size = quality_real.SIZE
@@ -118,8 +102,8 @@ def main() -> None:
     ldct = quality_real.method_scores(lambda stack: stack, sets, qa, ldct_slices)
     if not quick:
         _check_same_sets(ldct, result, args.quality_real)
-    bm3d_name, bm3d = _recorded(result, "BM3D with noise spectrum")
-    scratch_name, scratch = _recorded(result, f"{MODEL} (unpaired,")
+    bm3d_name, bm3d = quality_real.recorded_row(result, "BM3D with noise spectrum")
+    scratch_name, scratch = quality_real.recorded_row(result, f"{MODEL} (unpaired,")
     folder = base_model(MODEL)
     made = json.loads((folder / PROVENANCE_FILE).read_text())
     served = functools.partial(quality.served, classical.saved_model(folder))
@@ -130,12 +114,13 @@ def main() -> None:
         f"{MODEL} base alone (shipped, no training here)": quality_real.method_scores(served, sets, qa, ldct_slices),
     }
     bound = bm3d["val"][IN_BODY]
+    examples, validation = datasets.ingested(args.data, train), datasets.ingested(args.data, val)
     for budget, seeds in runs.items():
         trainer = quality_real.Runs(
             bench,
             budget,
-            datasets.ingested(args.data, train),
-            datasets.ingested(args.data, val),
+            examples,
+            validation,
             args.out / "scratch" / "sim_to_real" / budget,
             sets,
             qa,
@@ -143,8 +128,10 @@ def main() -> None:
             base_model=folder,
         )
         shutil.rmtree(trainer.scratch, ignore_errors=True)  # never resume from an earlier benchmark run
-        trainer.train(MODEL, FINE_TUNE, seeds)
-        variants[_fine_tuned(budget)] = _row(trainer.per_seed[MODEL], trainer.training[MODEL], bound)
+        trainer.train(MODEL, overrides, seeds)
+        variants[_fine_tuned(budget)] = quality_real.trained_row(
+            trainer.per_seed[MODEL], trainer.training[MODEL], bound
+        )
     bench.finish(
         params={
             "model": MODEL,
