@@ -22,6 +22,7 @@ from ctdenoise.app.base_models import (
     SOURCES,
     BaseModelError,
     base_model,
+    matching_overrides,
     starting_point,
 )
 from ctdenoise.trainer_module.hparams import PRESETS
@@ -144,6 +145,21 @@ def test_the_pretraining_recipes_configure_at_every_preset():
     for model, overrides in PRETRAINING.items():
         for name in PRESETS:
             assert configure(name, [f"model={model}", *overrides]).model == model
+
+
+def test_matching_overrides_give_any_preset_the_base_s_architecture():
+    """How the demo fine-tunes the base at `tiny` too: the `--set` items that make the run's
+    architecture the base's, after which `--warm-start base` is accepted."""
+    tiny = configure("tiny", [f"model={PAIRED_BASE}"])
+    overrides = matching_overrides(tiny)
+    assert overrides == ["red_channels=64", "red_kernel=5"]
+    with pytest.raises(BaseModelError):
+        starting_point(tiny)
+    sized = configure("tiny", [f"model={PAIRED_BASE}", *overrides])
+    assert starting_point(sized) == base_model(PAIRED_BASE) and matching_overrides(sized) == []
+    assert sized.steps_per_epoch == tiny.steps_per_epoch  # the preset still sets the schedule
+    cycle = configure("cpu-demo", ["model=cycle_identity"])
+    assert matching_overrides(cycle) == ["tanh_output=false"]
 
 
 def test_warm_start_base_needs_a_base_model_of_the_run_s_architecture(simulated_data, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from benchmarks import quality_scores, render
 from benchmarks.quality_sets import Images
 from ctdenoise.components.evaluation import metric_table as table
-from ctdenoise.components.evaluation.eval_config import eval_config
+from ctdenoise.components.evaluation.eval_config import BASELINE, eval_config
 from ctdenoise.components.evaluation.image_metrics import psnr_hu
 from ctdenoise.components.evaluation.results import _place
 from ctdenoise.components.evaluation.thresholds import BlessingThresholds
@@ -85,6 +85,22 @@ def test_every_entry_is_read_back_and_shown_in_the_summary():
         assert entry.title in lines[1]
     candidate_row = next(line for line in lines if "denoised" in line)
     assert "-" not in candidate_row.split("denoised")[1]  # a value in every column
+
+
+def test_the_summary_shows_the_baseline_row_only_where_the_gate_had_one():
+    evaluation: dict = {}
+    for entry in table.METRICS:
+        _place(evaluation, table.LDCT_PREFIX + entry.name, "candidate", 3.0)
+        _place(evaluation, entry.name, "candidate", 2.0)
+    alone = evaluation_table({"overall": evaluation, "per_patient": {}, "blessed": True, "failures": []})
+    assert not any("baseline" in line for line in alone)
+    for entry in table.METRICS:
+        _place(evaluation, entry.name, BASELINE, 1.0)
+    lines = evaluation_table({"overall": evaluation, "per_patient": {}, "blessed": False, "failures": []})
+    labels = [line.split()[2] for line in lines if line.startswith("  all patients")]
+    assert labels == ["LDCT", "baseline", "denoised"]
+    baseline_row = next(line for line in lines if "baseline" in line)
+    assert "1.0" in baseline_row and "2.0" not in baseline_row
 
 
 def test_the_benchmarks_score_every_entry_against_the_truth_and_the_ndct():

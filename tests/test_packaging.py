@@ -138,5 +138,5 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(wheel_path, tmp_
         timeout=HANG_S,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "demo: LDCT | denoised | NDCT picture:" in result.stdout
+    assert "demo: LDCT | base | fine-tuned | NDCT picture:" in result.stdout
     assert (tmp_path / "run" / "report.html").is_file()

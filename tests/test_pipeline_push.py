@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from PIL import Image
 
-from ctdenoise.app.demo import DemoError, showcase
+from ctdenoise.app.base_models import PAIRED_BASE, base_model
+from ctdenoise.app.demo import BASE_VERSION, DemoError, showcase
 from tests.dicom_validators import assert_derived_series_valid
 from tests.pipeline_helpers import ctdenoise
 
@@ -113,24 +115,29 @@ def test_lineage_forward_from_the_dataset_finds_the_pushed_model(pushed_run, sim
     assert missing.returncode == 1 and missing.stderr.strip().startswith("ctdenoise: error: no ingested data")
 
 
-def test_demo_showcase_denoises_a_held_out_patient_and_draws_three_panels(pushed_run, simulated_data, tmp_path):
+def test_demo_showcase_denoises_a_held_out_patient_with_base_and_pushed_model(pushed_run, simulated_data, tmp_path):
     _, summary, _ = pushed_run
     lines: list[str] = []
-    png = showcase(summary, simulated_data, tmp_path, lines.append)
-    assert png == tmp_path / "demo-denoised" / "SIM002_ldct_denoised_ndct.png"
+    png = showcase(summary, simulated_data, tmp_path, base_model(PAIRED_BASE), lines.append)
+    assert png == tmp_path / "demo-denoised" / "SIM002_ldct_base_finetuned_ndct.png"
     with Image.open(png) as picture:
-        assert picture.size == (3 * 64, 64) and picture.mode == "L"
+        assert picture.size == (4 * 64, 64) and picture.mode == "L"
+        panels = np.asarray(picture).reshape(64, 4, 64).transpose(1, 0, 2)[:, 16:]  # below the labels
+    assert not np.array_equal(panels[1], panels[2])  # base and pushed model differ
+    base = pydicom.dcmread(sorted((tmp_path / "demo-denoised" / "SIM002-base").glob("*.dcm"))[0])
+    pushed = pydicom.dcmread(sorted((tmp_path / "demo-denoised" / "SIM002").glob("*.dcm"))[0])
+    assert BASE_VERSION in base.DerivationDescription and summary["push"]["version"] in pushed.DerivationDescription
     assert len(list((tmp_path / "demo-denoised" / "SIM002").glob("*.dcm"))) == 3
-    assert any("wrote 3 slices" in line for line in lines)
+    assert sum("wrote 3 slices" in line for line in lines) == 2
 
 
 def test_demo_shows_a_refused_candidate_as_not_blessed(pushed_run, simulated_data, tmp_path):
     _, summary, _ = pushed_run
     refused = {**summary, "push": {"pushed": False, "path": None, "version": None}}
     lines: list[str] = []
-    png = showcase(refused, simulated_data, tmp_path, lines.append)
+    png = showcase(refused, simulated_data, tmp_path, base_model(PAIRED_BASE), lines.append)
     assert png.is_file() and any("the gate refused the model" in line for line in lines)
     derived = pydicom.dcmread(sorted((tmp_path / "demo-denoised" / "SIM002").glob("*.dcm"))[0])
     assert "candidate (not blessed)" in derived.DerivationDescription
     with pytest.raises(DemoError, match="training produced no model"):
-        showcase({"push": {"pushed": False}}, simulated_data, tmp_path, print)
+        showcase({"push": {"pushed": False}}, simulated_data, tmp_path, base_model(PAIRED_BASE), print)

@@ -3,7 +3,7 @@ table and lineage.
 
 Names in the result: ``ldct`` is the LDCT as it is (no denoising), ``candidate`` the model
 under evaluation, ``baseline`` the model it must be no worse than (TFMA's "baseline" model;
-present only once a model has been blessed).
+present only where there is one: the latest blessed model, or the model training started from).
 """
 
 from __future__ import annotations

@@ -86,6 +86,27 @@ def starting_point(hp: Any) -> Path:
     BaseModelError in one line when none ships for its model, or when its architecture fields
     (the model's own sizing fields, such as channels and kernel, and its SHAPE_FIELDS, such as
     the output tanh) differ from the base's, naming both and the `--set` that matches."""
+    folder, made, differ = _architecture(hp)
+    if differ:
+        base = ", ".join(f"{name}={made['hparams'].get(name)}" for name in differ)
+        ours = ", ".join(f"{name}={getattr(hp, name)}" for name in differ)
+        raise BaseModelError(
+            f"the base {made['hparams']['model']} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
+            f"--set {' '.join(matching_overrides(hp))}, or choose a preset of the same size"
+        )
+    return folder
+
+
+def matching_overrides(hp: Any) -> list[str]:
+    """The `--set` items that give a run with hyperparameters `hp` its base model's architecture
+    (none when it has it already): how the demo fine-tunes the base at any preset."""
+    _, made, differ = _architecture(hp)
+    return [f"{name}={json.dumps(made['hparams'].get(name))}" for name in differ]
+
+
+def _architecture(hp: Any) -> tuple[Path, dict[str, Any], list[str]]:
+    """The base model of `hp`'s model, its provenance, and the architecture fields in which `hp`
+    differs from the hyperparameters it was trained with."""
     from ctdenoise.trainer_module import hparams as hparams_lib
 
     folder = base_model(hp.model)
@@ -93,16 +114,7 @@ def starting_point(hp: Any) -> Path:
     params = type(hp)
     own = hparams_lib.own_fields(params)
     fields = [name for name in (*hparams_lib.size_fields(params), *params.SHAPE_FIELDS) if name in own]
-    differ = [name for name in fields if made["hparams"].get(name) != getattr(hp, name)]
-    if differ:
-        base = ", ".join(f"{name}={made['hparams'].get(name)}" for name in differ)
-        ours = ", ".join(f"{name}={getattr(hp, name)}" for name in differ)
-        matching = " ".join(f"{name}={json.dumps(made['hparams'].get(name))}" for name in differ)
-        raise BaseModelError(
-            f"the base {made['hparams']['model']} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
-            f"--set {matching}, or choose a preset of the same size"
-        )
-    return folder
+    return folder, made, [name for name in fields if made["hparams"].get(name) != getattr(hp, name)]
 
 
 def stage_sources(realct: Path, staging: Path) -> Path:

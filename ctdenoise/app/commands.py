@@ -369,21 +369,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ctdenoise.app import demo
     from ctdenoise.metadata.lineage import format_lineage, model_lineage
     from ctdenoise.metadata.queries import open_store
-    from ctdenoise.trainer_module.models import configure, set_training_threads
+    from ctdenoise.trainer_module.models import set_training_threads
 
-    hparams = configure(args.preset, [f"model={demo.MODEL}"])
+    hparams = demo.hparams(args.preset)
     set_training_threads(hparams)
+    start = Path(_start_model(configs.WARM_START_BASE, hparams))
     root = Path(args.root)
     data = demo.ensure_dataset(root, print)
-    summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams)
-    png = demo.showcase(summary, data, root, print)
+    summary = _run_pipeline(data, root, "push", args.summary, hparams=hparams, warm_start=str(start))
+    png = demo.showcase(summary, data, root, start, print)
     from ctdenoise.app.report import write_report
 
     report = write_report(root, "latest", str(root / demo.REPORT_FILE))
     which = "pushed model" if (summary.get("push") or {}).get("pushed") else "newest model (not pushed)"
     print(f"lineage of the {which} (`ctdenoise lineage` for all properties):")
     print("\n".join(format_lineage(model_lineage(open_store(root), "latest"), brief=True)))
-    print(f"demo: LDCT | denoised | NDCT picture: {png}")
+    print(f"demo: LDCT | base | fine-tuned | NDCT picture: {png}")
     print(f"demo: report (model card, panels, curves; open it in a browser): {report}")
     return 0
 

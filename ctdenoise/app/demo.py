@@ -1,10 +1,10 @@
 """`ctdenoise demo`: the whole product on real anatomy, start to finish.
 
 Rescan the small real CT subset that ships inside the package (`ctdenoise/data/realct`, two patients
-from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset and the
-paired model (`MODEL`), then denoise the held-out patient's LDCT series with the pushed model
-(or with the candidate the gate refused, said so) and save a LDCT | denoised | NDCT picture of
-its middle slice.
+from TCIA) at low dose (once), run every pipeline stage with the `cpu-demo` preset, fine-tuning the
+shipped base model of the paired model (`MODEL`) on that data, then denoise the held-out
+patient's LDCT series with the base and with the pushed model (or with the candidate the gate
+refused, said so) and save a LDCT | base | fine-tuned | NDCT picture of its middle slice.
 """
 
 from __future__ import annotations
@@ -18,25 +18,40 @@ from typing import Any
 import numpy as np
 from tfx.utils import path_utils
 
+from ctdenoise.app.base_models import matching_overrides
 from ctdenoise.app.denoise import DenoiseReport, denoise_series
 from ctdenoise.app.display import labelled_panels
 from ctdenoise.contract.features import at_position
 from ctdenoise.dicomio.reader import read_ct_slices
 from ctdenoise.simulator.dataset import simulate_dataset
+from ctdenoise.trainer_module.hparams import HParams
+from ctdenoise.trainer_module.models import configure
 
 REAL_CT = Path(__file__).resolve().parents[1] / "data" / "realct"
 """Two clinical series (neck and chest, abdomen): one patient trains, the other is held out.
 Package data, so an installed wheel runs the demo outside a checkout."""
 MODEL = "red_cnn"
-"""The model the demo trains (`cpu-demo` otherwise): its data pairs every LDCT slice with the
-NDCT of the same slice, for which the family's paired model is the README's choice. The default
-`cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core AVX2 CPU to pass
-the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
+"""The model the demo fine-tunes from its shipped base (`cpu-demo` otherwise): its data pairs every
+LDCT slice with the NDCT of the same slice, for which the family's paired model is the README's
+choice. The default `cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core
+AVX2 CPU to pass the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
 REPORT_FILE = "report.html"
 """The demo's `ctdenoise report` page, in the run root."""
 DATASET: dict[str, Any] = {"size": 256, "dose": "0.1:0.5", "seed": 0}
 """Every slice of both patients at 256 px, each scanned at a dose drawn from 10-50 %, as
 tube-current modulation varies it along a real scan."""
+
+
+def overrides(preset: str) -> list[str]:
+    """The `--set` items of the demo's training at `preset`: `MODEL` with its base model's
+    architecture, so that the demo fine-tunes the base at every preset (`tiny` too, whose own
+    sizes are smaller); the preset sets the schedule."""
+    named = [f"model={MODEL}"]
+    return [*named, *matching_overrides(configure(preset, named))]
+
+
+def hparams(preset: str) -> HParams:
+    return configure(preset, overrides(preset))
 
 
 class DemoError(RuntimeError):
@@ -73,35 +88,52 @@ def ensure_dataset(root: Path, say: Callable[[str], None]) -> Path:
     return data
 
 
-def showcase(summary: dict[str, Any], data: Path, root: Path, say: Callable[[str], None]) -> Path:
-    """Denoise the first eval patient's LDCT series (from `data`) into `root` with the pushed
-    model, or, when the gate refused it, with the trained candidate (said so, never pushed):
-    the demo shows what came out either way. Return the path of a LDCT | denoised | NDCT PNG
-    of its middle slice."""
+def showcase(summary: dict[str, Any], data: Path, root: Path, start: Path, say: Callable[[str], None]) -> Path:
+    """Denoise the first eval patient's LDCT series (from `data`) into `root` with the model
+    training started from (`start`, the base) and with the pushed model, or, when the gate refused
+    it, with the trained candidate (said so, never pushed): the demo shows what came out either
+    way. Return the path of a LDCT | base | fine-tuned | NDCT PNG of its middle slice."""
     push = summary.get("push") or {}
     if push.get("pushed"):
-        model, version, label = push["path"], push["version"], "denoised"
+        model, version, label = push["path"], push["version"], "fine-tuned"
     else:
         model_uri = (summary.get("train") or {}).get("model_uri")
         if not model_uri:
             raise DemoError("training produced no model: see the output above")
-        model, version, label = path_utils.serving_model_dir(model_uri), "candidate (not blessed)", "not blessed"
-        say("demo: the gate refused the model, so nothing was pushed; showing the trained candidate anyway")
+        model, version = path_utils.serving_model_dir(model_uri), "candidate (not blessed)"
+        label = "fine-tuned (not blessed)"
+        say(
+            "demo: the gate refused the model (its reasons are above), so nothing was pushed; "
+            "showing the trained candidate beside the base anyway"
+        )
     patient = sorted(summary["evaluation"]["per_patient"])[0]
-    series = data / patient
-    out = root / "demo-denoised" / patient
+    ldct, shown = data / patient / "LDCT", root / "demo-denoised"
+    reports = {
+        "base": _denoise(start, ldct, shown / f"{patient}-base", BASE_VERSION, say),
+        label: _denoise(model, ldct, shown / patient, version, say),
+    }
+    return _side_by_side(reports, data / patient, shown / f"{patient}_ldct_base_finetuned_ndct.png")
+
+
+def _denoise(model: str | Path, ldct: Path, out: Path, version: str, say: Callable[[str], None]) -> DenoiseReport:
     shutil.rmtree(out, ignore_errors=True)  # the demo's own output of an earlier run
-    report = denoise_series(model, series / "LDCT", out, png=False, model_version=version, progress=say)
-    return _side_by_side(report, series, root / "demo-denoised" / f"{patient}_ldct_denoised_ndct.png", label)
+    return denoise_series(model, ldct, out, png=False, model_version=version, progress=say)
 
 
-def _side_by_side(report: DenoiseReport, series: Path, png: Path, label: str) -> Path:
-    """Middle slice of the series: LDCT | denoised | NDCT (same z) in a soft-tissue window;
-    `label` names the middle panel."""
-    outputs = sorted(report.out_dir.glob("*.dcm"))
-    middle = read_ct_slices(outputs[len(outputs) // 2], "denoised")[0]
-    images = {"LDCT": _at_z(series / "LDCT", middle.z), label: middle.hu, "NDCT": _at_z(series / "NDCT", middle.z)}
-    labelled_panels(images).save(png)
+BASE_VERSION = "base (shipped)"
+"""How the base model's derived series name it: the package's own, not a pushed version."""
+
+
+def _side_by_side(reports: dict[str, DenoiseReport], series: Path, png: Path) -> Path:
+    """Middle slice of the series: LDCT | each of `reports`' outputs, labelled by its key | NDCT
+    (same z) in a soft-tissue window."""
+    middles = {}
+    for label, report in reports.items():
+        outputs = sorted(report.out_dir.glob("*.dcm"))
+        middles[label] = read_ct_slices(outputs[len(outputs) // 2], label)[0]
+    z = next(iter(middles.values())).z
+    denoised = {label: record.hu for label, record in middles.items()}
+    labelled_panels({"LDCT": _at_z(series / "LDCT", z), **denoised, "NDCT": _at_z(series / "NDCT", z)}).save(png)
     return png
 
 

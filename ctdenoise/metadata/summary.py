@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ctdenoise.components.dicom_example_gen.executor import NothingToIngest, read_report
+from ctdenoise.components.evaluation.eval_config import BASELINE
 from ctdenoise.components.evaluation.metric_table import METRICS
 from ctdenoise.components.evaluation.results import read_evaluation
 from ctdenoise.components.hu_gate.checks import problems_in
@@ -122,7 +123,9 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
 
 
 def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
-    """LDCT vs denoised on the eval split: overall, then per patient; then the verdict."""
+    """LDCT vs denoised on the eval split, with the baseline model's row where the gate compared
+    with one (the latest blessed model, or the model training started from): overall, then per
+    patient; then the verdict."""
     overall = evaluation["overall"]
     lines = [
         f"evaluation: {overall.get('slices', 0)} eval slices "
@@ -131,8 +134,10 @@ def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
     ]
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:
-        for role, label in (("ldct", "LDCT"), ("candidate", "denoised")):
-            values = metrics.get(role, {})
+        for role, label in (("ldct", "LDCT"), (BASELINE, "baseline"), ("candidate", "denoised")):
+            if role not in metrics:
+                continue
+            values = metrics[role]
             cells = "".join(_cell(values.get(entry.name), entry.decimals) for entry in METRICS)
             lines.append(f"  {where:<14}{label:<10}{cells}")
     lines.append(f"  blessed: {'yes' if evaluation['blessed'] else 'no'}")
