@@ -35,6 +35,8 @@ MODEL = "red_cnn"
 LDCT slice with the NDCT of the same slice, for which the family's paired model is the README's
 choice. The default `cycle_identity` needs more steps than fit the demo's 10 minutes on a 2-core
 AVX2 CPU to pass the gate (docs/experiments.md, "Why the training step ran at half speed on AVX2")."""
+BASE_VERSION = "base (shipped)"
+"""How the base model's derived series name it: the package's own, not a pushed version."""
 REPORT_FILE = "report.html"
 """The demo's `ctdenoise report` page, in the run root."""
 DATASET: dict[str, Any] = {"size": 256, "dose": "0.1:0.5", "seed": 0}
@@ -51,6 +53,7 @@ def overrides(preset: str) -> list[str]:
 
 
 def hparams(preset: str) -> HParams:
+    """The demo's hyperparameters at `preset` (`overrides`)."""
     return configure(preset, overrides(preset))
 
 
@@ -118,10 +121,6 @@ def showcase(summary: dict[str, Any], data: Path, root: Path, start: Path, say: 
 def _denoise(model: str | Path, ldct: Path, out: Path, version: str, say: Callable[[str], None]) -> DenoiseReport:
     shutil.rmtree(out, ignore_errors=True)  # the demo's own output of an earlier run
     return denoise_series(model, ldct, out, png=False, model_version=version, progress=say)
-
-
-BASE_VERSION = "base (shipped)"
-"""How the base model's derived series name it: the package's own, not a pushed version."""
 
 
 def _side_by_side(reports: dict[str, DenoiseReport], series: Path, png: Path) -> Path:
