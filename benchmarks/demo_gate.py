@@ -46,16 +46,17 @@ def main() -> None:
     bench = common.Benchmark(args, "demo_gate", f"The demo's model under the default gate, {len(seeds)} seeds")
     scratch = args.out / "scratch" / "demo_gate"
     data = demo.ensure_dataset(scratch, bench.log)
-    variants = {}
+    variants, summaries = {}, []
     for seed in seeds:
         summary, seconds = common.timed(functools.partial(_run, data, scratch / f"seed-{seed}", preset, seed))
+        summaries.append(summary)
         variants[f"{demo.MODEL} from base, {preset}, seed {seed}"] = row = _row(summary, seconds)
         bench.log(
             f"seed {seed}: {'blessed' if row['blessed'] else 'refused'}, in-body RMSE LDCT "
             f"{row['ldct_body_rmse_hu']:.1f} / base {row['base_body_rmse_hu']:.1f} / fine-tuned "
             f"{row['body_rmse_hu']:.1f} HU, in {seconds / 60:.1f} min"
         )
-    speed = _speed(bench, scratch / f"seed-{seeds[0]}.summary.json", 1.0 if args.quick else SPEED_SECONDS)
+    speed = _speed(bench, summaries[0], 1.0 if args.quick else SPEED_SECONDS)
     blessed = sum(v["blessed"] for v in variants.values())
     gains = [v["psnr_gain_db"] for v in variants.values()]
     versus_base = [v["body_rmse_hu"] / v["base_body_rmse_hu"] for v in variants.values()]
@@ -109,20 +110,17 @@ def main() -> None:
     )
 
 
-def _speed(bench: common.Benchmark, summary_path: Path, min_seconds: float) -> dict[str, Any]:
+def _speed(bench: common.Benchmark, summary: dict, min_seconds: float) -> dict[str, Any]:
     """Slices/s of the base model and of the model the demo shows (pushed, or the candidate the gate
-    refused) on real 512 x 512 slices."""
+    refused) in the run `summary`, on its eval patient's real 512 x 512 slices."""
     from tfx.utils import path_utils
 
-    from benchmarks.inference import time_model
+    from benchmarks.inference import hu_batch, time_model
     from ctdenoise.app import demo
     from ctdenoise.app.base_models import base_model
-    from ctdenoise.dicomio.reader import read_ct_slices
 
-    summary = json.loads(summary_path.read_text())
     patient = sorted(summary["evaluation"]["per_patient"])[0]
-    files = sorted((demo.REAL_CT / patient).glob("*.dcm"))
-    batch = np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)[..., None]
+    batch = hu_batch(sorted((demo.REAL_CT / patient).glob("*.dcm")))
     trained = (summary.get("push") or {}).get("path") or path_utils.serving_model_dir(summary["train"]["model_uri"])
     models = {"denoise --model base": base_model(demo.MODEL), "the demo's model": Path(trained)}
     rows = {name: time_model(bench, name, folder, batch, min_seconds, 2) for name, folder in models.items()}

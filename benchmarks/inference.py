@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import resource
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,13 @@ The quality benchmark tunes them."""
 
 def ldct_slices(data: datasets.DicomSet, n: int) -> np.ndarray:
     """`n` LDCT slices in HU, [n, H, W, 1] float32, as `denoise` feeds the model."""
+    return hu_batch(sorted(data.root.glob("*/LDCT/*.dcm"))[:n])
+
+
+def hu_batch(files: list[Path]) -> np.ndarray:
+    """The slices of `files` in HU, [n, H, W, 1] float32, as `denoise` feeds the model."""
     from ctdenoise.dicomio.reader import read_ct_slices
 
-    files = sorted(data.root.glob("*/LDCT/*.dcm"))[:n]
     return np.stack([read_ct_slices(f, f.name)[0].hu for f in files]).astype(np.float32)[..., None]
 
 

@@ -92,7 +92,7 @@ def starting_point(hp: Any) -> Path:
         ours = ", ".join(f"{name}={getattr(hp, name)}" for name in differ)
         raise BaseModelError(
             f"the base {made['hparams']['model']} has {base} (preset {made['recipe']['preset']}), this run {ours}: "
-            f"--set {' '.join(matching_overrides(hp))}, or choose a preset of the same size"
+            f"--set {' '.join(_set_items(made, differ))}, or choose a preset of the same size"
         )
     return folder
 
@@ -101,7 +101,12 @@ def matching_overrides(hp: Any) -> list[str]:
     """The `--set` items that give a run with hyperparameters `hp` its base model's architecture
     (none when it has it already): how the demo fine-tunes the base at any preset."""
     _, made, differ = _architecture(hp)
-    return [f"{name}={json.dumps(made['hparams'].get(name))}" for name in differ]
+    return _set_items(made, differ)
+
+
+def _set_items(made: dict[str, Any], fields: list[str]) -> list[str]:
+    """`name=value` for each of `fields` as the base (provenance `made`) was trained with."""
+    return [f"{name}={json.dumps(made['hparams'].get(name))}" for name in fields]
 
 
 def _architecture(hp: Any) -> tuple[Path, dict[str, Any], list[str]]:

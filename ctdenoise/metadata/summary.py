@@ -135,9 +135,9 @@ def evaluation_table(evaluation: dict[str, Any]) -> list[str]:
     rows = [("all patients", overall)] + sorted(evaluation["per_patient"].items())
     for where, metrics in rows:
         for role, label in (("ldct", "LDCT"), (BASELINE, "baseline"), ("candidate", "denoised")):
-            if role not in metrics:
-                continue
-            values = metrics[role]
+            if role == BASELINE and role not in metrics:
+                continue  # the gate had no model to compare with
+            values = metrics.get(role, {})
             cells = "".join(_cell(values.get(entry.name), entry.decimals) for entry in METRICS)
             lines.append(f"  {where:<14}{label:<10}{cells}")
     lines.append(f"  blessed: {'yes' if evaluation['blessed'] else 'no'}")
